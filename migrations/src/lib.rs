@@ -1,0 +1,21 @@
+//! The database schema of Castellan, as sea-orm migrations.
+//!
+//! Every migration is written with SeaQuery so that the same code creates the
+//! same schema on SQLite and PostgreSQL. The application runs [`Migrator`] at
+//! startup and the tests run it on every fresh database; nothing creates tables
+//! from the entities.
+
+pub use sea_orm_migration;
+use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_schema;
+
+/// The ordered list of Castellan's migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_schema::Migration)]
+    }
+}

@@ -1,0 +1,129 @@
+//! Effective permissions of user subjects, resolved live from the database
+//! through a cache. Every write that can change what a user may do (grants,
+//! role permissions, group membership, group roles, user status, deletion,
+//! tenant membership) calls [`AccessCache::invalidate`] after its commit.
+//!
+//! Invalidation is by epoch: an entry remembers the epoch read *before* its
+//! database query, and is only used while the epoch is unchanged. A reader
+//! racing a writer therefore never keeps a stale entry: the writer bumps the
+//! epoch after committing, which outdates whatever the reader stores.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use moka::sync::Cache;
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::{auth::principal::PermissionSet, error::Result, store};
+
+/// What a user may do in one tenant, as last read from the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAccess {
+    /// The user exists and is ACTIVE.
+    pub active: bool,
+    /// The user is a member of the tenant.
+    pub member: bool,
+    /// The user holds at least one global role (may act in any tenant).
+    pub global: bool,
+    pub permissions: Arc<PermissionSet>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    epoch: u64,
+    access: Arc<UserAccess>,
+}
+
+/// The per-(user, tenant) cache of [`UserAccess`].
+#[derive(Debug)]
+pub struct AccessCache {
+    epoch: AtomicU64,
+    entries: Cache<(Uuid, Uuid), Entry>,
+    tenants: Cache<String, (u64, Option<Uuid>)>,
+}
+
+impl Default for AccessCache {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            entries: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+            tenants: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        }
+    }
+}
+
+impl AccessCache {
+    /// Makes every cached entry stale. Call after committing a change.
+    pub fn invalidate(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The user's access in the tenant, from the cache or the database.
+    pub async fn user_access(
+        &self,
+        db: &DatabaseConnection,
+        user_id: Uuid,
+        tenant_id: Uuid,
+    ) -> Result<Arc<UserAccess>> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some(entry) = self.entries.get(&(user_id, tenant_id))
+            && entry.epoch == epoch
+        {
+            return Ok(entry.access);
+        }
+        let access = Arc::new(load(db, user_id, tenant_id).await?);
+        self.entries.insert(
+            (user_id, tenant_id),
+            Entry {
+                epoch,
+                access: access.clone(),
+            },
+        );
+        Ok(access)
+    }
+}
+
+impl AccessCache {
+    /// The id of the tenant named by id or slug, if it exists.
+    pub async fn tenant_id(&self, db: &DatabaseConnection, id_or_slug: &str) -> Result<Option<Uuid>> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some((cached_epoch, id)) = self.tenants.get(id_or_slug)
+            && cached_epoch == epoch
+        {
+            return Ok(id);
+        }
+        let id = store::tenants::resolve(db, id_or_slug).await?.map(|t| t.id);
+        self.tenants.insert(id_or_slug.to_owned(), (epoch, id));
+        Ok(id)
+    }
+}
+
+async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result<UserAccess> {
+    let Some(state) = store::access::user_state(db, user_id, tenant_id).await? else {
+        return Ok(UserAccess {
+            active: false,
+            member: false,
+            global: false,
+            permissions: Arc::default(),
+        });
+    };
+    let grants = store::access::effective_grants(db, user_id, tenant_id).await?;
+    Ok(UserAccess {
+        active: state.active,
+        member: state.member,
+        global: state.has_global_role,
+        permissions: Arc::new(PermissionSet::new(grants.into_iter().map(|g| g.permission))),
+    })
+}

@@ -1,0 +1,196 @@
+//! The tower layer in front of every gRPC service. It reads the call's path,
+//! finds the rule generated from the RPC's `(identity.v1.auth)` option,
+//! authenticates the bearer token, resolves the tenant in context and the
+//! caller's permissions, and either refuses the call or inserts a
+//! [`Principal`] into the request extensions. Health and reflection are
+//! exempt by name.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::HeaderMap;
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    auth::{
+        Authorization, Principal, Subject,
+        token::{Claims, SubjectKind},
+    },
+    error::{AuthFailure, Error, Result},
+    grpc::status::to_status,
+    pb::{self, RpcRule},
+};
+
+/// Paths that never need a token.
+const EXEMPT_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.",
+    "/grpc.reflection.v1alpha.",
+];
+
+/// Metadata naming another tenant (callers holding a global role only).
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    app: Arc<App>,
+}
+
+impl AuthLayer {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            app: self.app.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    app: Arc<App>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let app = self.app.clone();
+        Box::pin(async move {
+            let path = request.uri().path();
+            if EXEMPT_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+                return inner.call(request).await;
+            }
+            // Unknown paths fall through to the router, which answers UNIMPLEMENTED.
+            let Some(rule) = pb::rule_for(path) else {
+                return inner.call(request).await;
+            };
+            match authorize(&app, request.headers(), rule).await {
+                Ok(Some(principal)) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Ok(None) => inner.call(request).await,
+                Err(error) => Ok(to_status(error).into_http()),
+            }
+        })
+    }
+}
+
+/// Authenticates and authorizes one call against `rule`. `None` for public RPCs.
+pub async fn authorize(app: &App, headers: &HeaderMap, rule: &RpcRule) -> Result<Option<Principal>> {
+    if rule.public {
+        return Ok(None);
+    }
+    let token = bearer_token(headers).ok_or(Error::Unauthenticated(AuthFailure::Missing))?;
+    let claims = app.keys.verify(token)?;
+    let mut principal = principal_for(app, &claims, headers.get(TENANT_HEADER)).await?;
+    if rule.permission.is_empty() || principal.holds(rule.permission) {
+        principal.authorization = Authorization::Granted;
+    } else if rule.allow_self && principal.user_id().is_some() {
+        principal.authorization = Authorization::SelfOnly;
+    } else {
+        return Err(Error::PermissionDenied(format!(
+            "permission {} missing",
+            rule.permission
+        )));
+    }
+    Ok(Some(principal))
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+async fn principal_for(app: &App, claims: &Claims, tenant_header: Option<&http::HeaderValue>) -> Result<Principal> {
+    let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
+    let token_tenant: Uuid = claims.tid.parse().map_err(|_| invalid())?;
+    let requested_tenant = match tenant_header {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| Error::invalid(TENANT_HEADER, "must be a tenant id or slug"))?
+                .trim();
+            let id = app
+                .access
+                .tenant_id(&app.db, key)
+                .await?
+                .ok_or(Error::NotFound("tenant"))?;
+            (id != token_tenant).then_some(id)
+        }
+    };
+    let tenant_id = requested_tenant.unwrap_or(token_tenant);
+    match claims.kind {
+        SubjectKind::Service => {
+            if requested_tenant.is_some() && !claims.global {
+                return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global token")));
+            }
+            if requested_tenant.is_none() && app.access.tenant_id(&app.db, &claims.tid).await?.is_none() {
+                return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
+            }
+            Ok(Principal {
+                subject: Subject::Service(claims.sub.clone()),
+                tenant_id,
+                permissions: Arc::new(crate::auth::PermissionSet::new(claims.perms.iter().cloned())),
+                global: claims.global,
+                authorization: Authorization::Granted,
+            })
+        }
+        SubjectKind::User => {
+            let user_id: Uuid = claims.sub.parse().map_err(|_| invalid())?;
+            let access = app.access.user_access(&app.db, user_id, tenant_id).await?;
+            if !access.active {
+                return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
+            }
+            if requested_tenant.is_some() && !access.global {
+                return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global role")));
+            }
+            if !access.member && !access.global {
+                return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
+            }
+            Ok(Principal {
+                subject: Subject::User(user_id),
+                tenant_id,
+                permissions: access.permissions.clone(),
+                global: access.global,
+                authorization: Authorization::Granted,
+            })
+        }
+    }
+}

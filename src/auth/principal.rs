@@ -1,0 +1,139 @@
+//! Who is calling: the `Principal` the auth layer puts in each request's
+//! extensions, and permission matching with `*` and `resource:*` wildcards.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// A set of granted permissions, possibly with wildcards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermissionSet(BTreeSet<String>);
+
+impl PermissionSet {
+    pub fn new<I, S>(grants: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self(grants.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether a grant covers `permission`: `*` covers everything, `users:*`
+    /// every permission starting with `users:`, anything else only itself.
+    pub fn allows(&self, permission: &str) -> bool {
+        self.0.contains(permission) || self.0.iter().any(|grant| grant_covers(grant, permission))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+fn grant_covers(grant: &str, permission: &str) -> bool {
+    match grant.strip_suffix('*') {
+        Some("") => true,
+        Some(prefix) if prefix.ends_with(':') => permission.starts_with(prefix),
+        _ => grant == permission,
+    }
+}
+
+/// The caller's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A user, authorized with its live effective permissions.
+    User(Uuid),
+    /// A service token, authorized with the permissions it claims.
+    Service(String),
+}
+
+/// How the RPC's permission was satisfied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization {
+    /// The caller holds the RPC's permission (or the RPC needs none).
+    Granted,
+    /// The caller lacks it but the RPC has `allow_self`: only valid when the
+    /// target user is the caller, which the domain checks.
+    SelfOnly,
+}
+
+/// An authenticated caller in the tenant in context.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: Subject,
+    /// The tenant in context.
+    pub tenant_id: Uuid,
+    pub permissions: Arc<PermissionSet>,
+    /// May act in other tenants (`x-tenant-id`): a global service token, or a
+    /// user holding a global role.
+    pub global: bool,
+    pub authorization: Authorization,
+}
+
+impl Principal {
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self.subject {
+            Subject::User(id) => Some(id),
+            Subject::Service(_) => None,
+        }
+    }
+
+    /// The subject as written in audit events and `created_by`.
+    pub fn actor(&self) -> String {
+        match &self.subject {
+            Subject::User(id) => format!("user:{id}"),
+            Subject::Service(name) => format!("service:{name}"),
+        }
+    }
+
+    pub fn holds(&self, permission: &str) -> bool {
+        self.permissions.allows(permission)
+    }
+
+    /// For `allow_self` RPCs: the caller acts on `target` with the RPC's
+    /// permission, or on itself. Checked before the target is looked up, so a
+    /// refusal reveals nothing about other users.
+    pub fn require_target(&self, target: Uuid) -> Result<()> {
+        match self.authorization {
+            Authorization::Granted => Ok(()),
+            Authorization::SelfOnly if self.user_id() == Some(target) => Ok(()),
+            Authorization::SelfOnly => Err(Error::PermissionDenied("permission missing".into())),
+        }
+    }
+
+    /// Whether the caller acts on itself without the RPC's permission.
+    pub fn is_self_only(&self) -> bool {
+        self.authorization == Authorization::SelfOnly
+    }
+
+    /// No escalation: every permission granted must be held by the caller.
+    pub fn require_all(&self, permissions: &[String]) -> Result<()> {
+        match permissions.iter().find(|p| !self.holds(p)) {
+            None => Ok(()),
+            Some(p) => Err(Error::PermissionDenied(format!(
+                "cannot grant {p}: the caller does not hold it"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_as_documented() {
+        let set = PermissionSet::new(["users:*", "roles:read", "billing:invoices:*"]);
+        assert!(set.allows("users:read"));
+        assert!(set.allows("users:password-reset"));
+        assert!(set.allows("roles:read"));
+        assert!(!set.allows("roles:update"));
+        assert!(set.allows("billing:invoices:read"));
+        assert!(!set.allows("billing:payments:read"));
+        assert!(!set.allows("usersx:read"));
+        assert!(PermissionSet::new(["*"]).allows("anything:at-all"));
+        assert!(!PermissionSet::new(["users"]).allows("users:read"));
+        assert!(!PermissionSet::default().allows("users:read"));
+    }
+}

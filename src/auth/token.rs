@@ -1,0 +1,259 @@
+//! Access tokens: the Ed25519 signing key (loaded, or generated into the data
+//! dir on first start), issuing JWTs, verifying them (RFC 8725: algorithm
+//! pinned to EdDSA, `kid` checked, `iss`/`aud`/`exp`/`nbf` with 60 s leeway),
+//! and the JWKS document that lets other services verify them offline.
+
+use std::{
+    path::Path,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ed25519_dalek::{
+    SigningKey,
+    pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding},
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{AuthFailure, Error, Result};
+
+/// Allowed clock skew when checking `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 60;
+
+/// Whether a token speaks for a user (authorized with the user's live
+/// effective permissions) or for a service (authorized with its claimed ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectKind {
+    User,
+    Service,
+}
+
+/// The claims of a Castellan access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// User id, or the service's name.
+    pub sub: String,
+    /// Tenant id the token was issued for.
+    pub tid: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub nbf: u64,
+    pub jti: String,
+    pub kind: SubjectKind,
+    /// Service tokens only: the permissions they carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub perms: Vec<String>,
+    /// Service tokens only: may name another tenant with `x-tenant-id`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub global: bool,
+}
+
+/// What a new token is for.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub kind: SubjectKind,
+    pub subject: String,
+    pub tenant_id: Uuid,
+    pub permissions: Vec<String>,
+    pub global: bool,
+    pub ttl: Duration,
+}
+
+/// Signs and verifies access tokens with one Ed25519 key.
+pub struct TokenKeys {
+    kid: String,
+    public_x: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenKeys {
+    /// Loads the PKCS#8 PEM key at `path`, generating it (mode 0600) when the
+    /// file does not exist.
+    pub fn load_or_generate(path: &Path, issuer: &str, audience: &str) -> Result<Self> {
+        let signing_key = if path.exists() {
+            let pem =
+                std::fs::read_to_string(path).map_err(|e| Error::internal(format!("reading signing key: {e}")))?;
+            SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|_| Error::internal("the signing key file is not a PKCS#8 Ed25519 key"))?
+        } else {
+            let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+            write_private_key(path, &key)?;
+            tracing::info!(path = %path.display(), "generated a new token signing key");
+            key
+        };
+        Self::from_signing_key(&signing_key, issuer, audience)
+    }
+
+    fn from_signing_key(key: &SigningKey, issuer: &str, audience: &str) -> Result<Self> {
+        let der = key.to_pkcs8_der().map_err(Error::internal)?;
+        let public_x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+        // RFC 7638 thumbprint: members in lexicographic order, no whitespace.
+        let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{public_x}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
+        let decoding = DecodingKey::from_ed_components(&public_x).map_err(Error::internal)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        Ok(Self {
+            kid,
+            public_x,
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            decoding,
+            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    /// Signs a new token; returns it with its claims.
+    pub fn issue(&self, request: &TokenRequest) -> Result<(String, Claims)> {
+        let now = unix_now();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: request.subject.clone(),
+            tid: request.tenant_id.to_string(),
+            exp: now + request.ttl.as_secs(),
+            iat: now,
+            nbf: now,
+            jti: Uuid::now_v7().to_string(),
+            kind: request.kind,
+            perms: request.permissions.clone(),
+            global: request.global,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(Error::internal)?;
+        Ok((token, claims))
+    }
+
+    /// Verifies a token: signature with the pinned algorithm and key id,
+    /// issuer, audience, expiry and not-before.
+    pub fn verify(&self, token: &str) -> Result<Claims> {
+        let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(invalid());
+        }
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| invalid())
+    }
+
+    /// The JWKS document (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": self.kid,
+                "x": self.public_x,
+            }]
+        })
+    }
+}
+
+fn write_private_key(path: &Path, key: &SigningKey) -> Result<()> {
+    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(Error::internal)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::internal(format!("creating {}: {e}", parent.display())))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| Error::internal(format!("creating {}: {e}", path.display())))?;
+    std::io::Write::write_all(&mut file, pem.as_bytes())
+        .map_err(|e| Error::internal(format!("writing signing key: {e}")))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::from_signing_key(&SigningKey::from_bytes(&[7; 32]), "iss", "aud").unwrap()
+    }
+
+    fn request() -> TokenRequest {
+        TokenRequest {
+            kind: SubjectKind::Service,
+            subject: "svc".into(),
+            tenant_id: Uuid::now_v7(),
+            permissions: vec!["users:read".into()],
+            global: false,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let keys = keys();
+        let (token, claims) = keys.issue(&request()).unwrap();
+        assert_eq!(keys.verify(&token).unwrap(), claims);
+    }
+
+    #[test]
+    fn tokens_of_another_key_or_audience_are_refused() {
+        let (token, _) = keys().issue(&request()).unwrap();
+        let other = TokenKeys::from_signing_key(&SigningKey::from_bytes(&[8; 32]), "iss", "aud").unwrap();
+        assert!(other.verify(&token).is_err());
+        let other_audience = TokenKeys::from_signing_key(&SigningKey::from_bytes(&[7; 32]), "iss", "other").unwrap();
+        assert!(other_audience.verify(&token).is_err());
+    }
+
+    #[test]
+    fn expired_and_unsigned_tokens_are_refused() {
+        let keys = keys();
+        let mut expired = request();
+        expired.ttl = Duration::ZERO;
+        let (token, mut claims) = keys.issue(&expired).unwrap();
+        claims.exp = claims.exp.saturating_sub(LEEWAY_SECONDS + 10);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(keys.kid.clone());
+        let stale = jsonwebtoken::encode(&header, &claims, &keys.encoding).unwrap();
+        assert!(keys.verify(&stale).is_err());
+        assert!(keys.verify(&token).is_ok(), "within leeway");
+        // alg "none": header and payload without a signature.
+        let parts: Vec<&str> = token.split('.').collect();
+        let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert!(keys.verify(&format!("{none_header}.{}.", parts[1])).is_err());
+        // HS256 signed with the public key as the secret (key confusion).
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some(keys.kid.clone());
+        let confused = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(keys.public_x.as_bytes())).unwrap();
+        assert!(keys.verify(&confused).is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! Tenants: create, read, list, update, delete, and the bootstrap of an
+//! empty database (tenant `default`, optionally a global `admin` role and its
+//! first user).
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait, TransactionTrait};
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    auth::Principal,
+    domain::{
+        credentials, now,
+        paging::{ListParams, Page, PageRequest, SortField},
+        validate::{self, MAX_TEXT},
+    },
+    error::{Error, Result, Violations},
+    store::{
+        self,
+        entity::{credential, role, role_permission, tenant, tenant_membership, user, user_role},
+    },
+};
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_SUSPENDED: &str = "suspended";
+/// The tenant created on an empty database.
+pub const DEFAULT_TENANT_SLUG: &str = "default";
+
+const SORT_FIELDS: &[SortField] = &[
+    SortField::time("createdAt"),
+    SortField::time("updatedAt"),
+    SortField::text("name"),
+    SortField::text("slug"),
+];
+
+/// A new tenant.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    pub name: String,
+    pub slug: String,
+    pub owner_user_id: String,
+}
+
+/// Changes to a tenant; `None` leaves a field.
+#[derive(Debug, Clone, Default)]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub status: Option<String>,
+}
+
+fn valid_slug(slug: &str) -> bool {
+    (2..=63).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Resolves a tenant by id or slug, or NOT_FOUND.
+pub async fn find(app: &App, id_or_slug: &str) -> Result<tenant::Model> {
+    store::tenants::resolve(&app.db, id_or_slug.trim())
+        .await?
+        .ok_or(Error::NotFound("tenant"))
+}
+
+pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<tenant::Model> {
+    let mut violations = Violations::new();
+    let name = validate::required_text(&mut violations, "name", &new.name, MAX_TEXT);
+    let slug = new.slug.trim().to_owned();
+    if !valid_slug(&slug) {
+        violations.add("slug", "must match [a-z0-9-]{2,63}");
+    }
+    let owner = if new.owner_user_id.trim().is_empty() {
+        None
+    } else {
+        validate::uuid(&mut violations, "owner_user_id", &new.owner_user_id)
+    };
+    violations.finish()?;
+    if let Some(owner) = owner
+        && user::Entity::find_by_id(owner).one(&app.db).await?.is_none()
+    {
+        return Err(Error::NotFound("user"));
+    }
+    let now = now();
+    let txn = app.db.begin().await?;
+    let tenant = tenant::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(name),
+        slug: Set(slug),
+        status: Set(STATUS_ACTIVE.to_owned()),
+        user_count: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    if let Some(owner) = owner {
+        tenant_membership::ActiveModel {
+            tenant_id: Set(tenant.id),
+            user_id: Set(owner),
+            is_owner: Set(true),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    app.access.invalidate();
+    Ok(tenant)
+}
+
+pub async fn get(app: &App, _caller: &Principal, id: &str) -> Result<tenant::Model> {
+    find(app, id).await
+}
+
+pub async fn list(app: &App, _caller: &Principal, page: &PageRequest) -> Result<Page<tenant::Model>> {
+    let params = ListParams::parse(page, SORT_FIELDS, crate::domain::paging::MAX_LIMIT, "tenants")?;
+    let (rows, total) = store::tenants::list(&app.db, &params).await?;
+    Ok(params.page(rows, total, |t, sort| {
+        let values = sort
+            .iter()
+            .map(|key| match key.field.name {
+                "updatedAt" => t.updated_at.into(),
+                "name" => t.name.clone().into(),
+                "slug" => t.slug.clone().into(),
+                _ => t.created_at.into(),
+            })
+            .collect();
+        (values, t.id)
+    }))
+}
+
+pub async fn update(app: &App, _caller: &Principal, id: &str, patch: TenantPatch) -> Result<tenant::Model> {
+    let mut violations = Violations::new();
+    let name = patch
+        .name
+        .map(|n| validate::required_text(&mut violations, "name", &n, MAX_TEXT));
+    if let Some(status) = &patch.status
+        && status != STATUS_ACTIVE
+        && status != STATUS_SUSPENDED
+    {
+        violations.add("status", "must be ACTIVE or SUSPENDED");
+    }
+    violations.finish()?;
+    let tenant = find(app, id).await?;
+    let mut active: tenant::ActiveModel = tenant.into();
+    if let Some(name) = name {
+        active.name = Set(name);
+    }
+    if let Some(status) = patch.status {
+        active.status = Set(status);
+    }
+    active.updated_at = Set(now());
+    let tenant = active.update(&app.db).await?;
+    app.access.invalidate();
+    Ok(tenant)
+}
+
+/// Deletes the tenant; memberships, roles, groups and direct grants go with it
+/// (foreign keys cascade).
+pub async fn delete(app: &App, _caller: &Principal, id: &str) -> Result<()> {
+    let tenant = find(app, id).await?;
+    tenant::Entity::delete_by_id(tenant.id).exec(&app.db).await?;
+    app.access.invalidate();
+    Ok(())
+}
+
+/// The first administrator, from configuration.
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    pub email: String,
+    pub password: String,
+}
+
+/// On an empty database: creates tenant `default` and, with `admin`, a global
+/// role `admin` holding `*` and that user as owner of `default`. Does nothing
+/// once any tenant exists; safe when several replicas start at once (the
+/// unique slug lets one win).
+pub async fn bootstrap(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {
+    if tenant::Entity::find().count(&app.db).await? > 0 {
+        return Ok(());
+    }
+    match create_initial_data(app, admin).await {
+        // Another replica bootstrapped first.
+        Err(Error::AlreadyExists { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {
+    let password_hash = match &admin {
+        Some(admin) => {
+            let mut violations = Violations::new();
+            let email = validate::email(&mut violations, "CASTELLAN_BOOTSTRAP_ADMIN_EMAIL", &admin.email);
+            credentials::check_policy(&mut violations, "CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD", &admin.password);
+            violations.finish()?;
+            Some((
+                email.unwrap_or_default(),
+                credentials::hash_password(admin.password.clone()).await?,
+            ))
+        }
+        None => None,
+    };
+    let now = now();
+    let txn = app.db.begin().await?;
+    let tenant_id = Uuid::now_v7();
+    tenant::ActiveModel {
+        id: Set(tenant_id),
+        name: Set("Default".to_owned()),
+        slug: Set(DEFAULT_TENANT_SLUG.to_owned()),
+        status: Set(STATUS_ACTIVE.to_owned()),
+        user_count: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    if let Some((email, password_hash)) = password_hash {
+        let role_id = Uuid::now_v7();
+        role::ActiveModel {
+            id: Set(role_id),
+            tenant_id: Set(None),
+            name: Set("admin".to_owned()),
+            description: Set("Every permission in every tenant".to_owned()),
+            version: Set(1),
+            created_by: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        role_permission::ActiveModel {
+            role_id: Set(role_id),
+            permission: Set("*".to_owned()),
+        }
+        .insert(&txn)
+        .await?;
+        let user_id = Uuid::now_v7();
+        user::ActiveModel {
+            id: Set(user_id),
+            email: Set(email.clone()),
+            username: Set(email),
+            first_name: Set("Admin".to_owned()),
+            last_name: Set(String::new()),
+            image: Set(None),
+            status: Set(crate::domain::users::STATUS_ACTIVE.to_owned()),
+            max_devices: Set(None),
+            password_change_required: Set(false),
+            last_connection: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        credential::ActiveModel {
+            user_id: Set(user_id),
+            password_hash: Set(password_hash),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        tenant_membership::ActiveModel {
+            tenant_id: Set(tenant_id),
+            user_id: Set(user_id),
+            is_owner: Set(true),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        user_role::ActiveModel {
+            user_id: Set(user_id),
+            role_id: Set(role_id),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    tracing::info!("bootstrapped an empty database with tenant `default`");
+    Ok(())
+}

@@ -1,0 +1,630 @@
+//! Users: creation in batches, lookups and lists scoped to the tenant in
+//! context, updates, lifecycle (deactivate, reactivate, delete) and tenant
+//! memberships. A user outside the tenant in context is NOT_FOUND.
+
+use std::collections::HashSet;
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    auth::Principal,
+    domain::{
+        credentials, now,
+        paging::{ListParams, MAX_BASIC_LIMIT, MAX_LIMIT, Page, PageRequest, SortField},
+        validate::{self, MAX_IMAGE, MAX_TEXT},
+    },
+    error::{Error, Result, Violations},
+    store::{
+        self,
+        entity::{credential, user},
+        users::{UserDetails, UserFilter},
+    },
+};
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_INACTIVE: &str = "inactive";
+pub const STATUS_PENDING: &str = "pending";
+pub const STATUS_LOCKED: &str = "locked";
+
+/// Most users one CreateUsers call may create.
+pub const MAX_BATCH: usize = 100;
+
+const SORT_FIELDS: &[SortField] = &[
+    SortField::time("createdAt"),
+    SortField::time("updatedAt"),
+    SortField::text("email"),
+    SortField::text("username"),
+    SortField::text("firstName"),
+    SortField::text("lastName"),
+    SortField::text("status"),
+];
+
+/// A user as the API shows it: the row, and in the FULL view its details in
+/// the tenant in context.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user: user::Model,
+    pub details: Option<UserDetails>,
+}
+
+/// One user to create (CreateUsers draft).
+#[derive(Debug, Clone, Default)]
+pub struct UserDraft {
+    pub email: String,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password: String,
+    pub temporary_password: bool,
+    pub role_ids: Vec<String>,
+    pub group_ids: Vec<String>,
+    pub tenant_ids: Vec<String>,
+    pub max_devices: Option<i32>,
+    pub image: String,
+}
+
+/// Changes to a user; `None` leaves a field.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub image: Option<String>,
+    pub email: Option<String>,
+    /// `Some(None)` removes the limit.
+    pub max_devices: Option<Option<i32>>,
+    pub permissions: Option<Vec<String>>,
+    pub role_ids: Option<Vec<String>>,
+    pub tenant_ids: Option<Vec<String>>,
+}
+
+/// ListUsers filters and view, as received.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub page: PageRequest,
+    pub basic: bool,
+    pub status: Option<String>,
+    pub role_id: String,
+    pub group_id: String,
+    pub search: String,
+}
+
+struct ValidDraft {
+    email: String,
+    username: String,
+    first_name: String,
+    last_name: String,
+    password: Option<String>,
+    temporary_password: bool,
+    role_ids: Vec<Uuid>,
+    group_ids: Vec<Uuid>,
+    tenant_ids: Vec<Uuid>,
+    max_devices: Option<i32>,
+    image: Option<String>,
+}
+
+fn max_devices(violations: &mut Violations, field: &str, value: Option<i32>) -> Option<i32> {
+    if let Some(n) = value
+        && n < 0
+    {
+        violations.add(field, "must not be negative");
+    }
+    value
+}
+
+fn image(violations: &mut Violations, field: &str, value: &str) -> Option<String> {
+    let value = validate::text(violations, field, value, MAX_IMAGE);
+    (!value.is_empty()).then_some(value)
+}
+
+/// Resolves tenant ids or slugs, naming `field[i]` for unknown ones.
+async fn resolve_tenants(app: &App, violations: &mut Violations, field: &str, keys: &[String]) -> Result<Vec<Uuid>> {
+    let mut ids = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        match store::tenants::resolve(&app.db, key.trim()).await? {
+            Some(t) => ids.push(t.id),
+            None => violations.add(format!("{field}[{i}]"), "unknown tenant"),
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Memberships in tenants other than the one in context need a global caller.
+fn require_tenant_scope(caller: &Principal, tenant_ids: &[Uuid]) -> Result<()> {
+    if caller.global || tenant_ids.iter().all(|t| *t == caller.tenant_id) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(
+            "only a caller with a global role may manage other tenants' memberships".into(),
+        ))
+    }
+}
+
+/// Roles (valid in the tenant) the caller may grant: all of their permissions held.
+async fn check_grantable_roles<C: ConnectionTrait>(
+    db: &C,
+    caller: &Principal,
+    field: &str,
+    role_ids: &[Uuid],
+) -> Result<()> {
+    if role_ids.is_empty() {
+        return Ok(());
+    }
+    let roles = store::users::roles_valid_in(db, caller.tenant_id, role_ids).await?;
+    if let Some(missing) = role_ids.iter().find(|id| !roles.iter().any(|r| r.id == **id)) {
+        return Err(Error::invalid(field, format!("unknown role {missing}")));
+    }
+    let permissions = store::users::permissions_of_roles(db, role_ids).await?;
+    for permission in permissions.values().flatten() {
+        caller.require_all(std::slice::from_ref(permission))?;
+    }
+    Ok(())
+}
+
+/// Creates 1..=100 users, all or nothing.
+pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Result<Vec<UserRecord>> {
+    if drafts.is_empty() || drafts.len() > MAX_BATCH {
+        return Err(Error::invalid("users", format!("must hold 1 to {MAX_BATCH} users")));
+    }
+    let mut violations = Violations::new();
+    let mut valid = Vec::with_capacity(drafts.len());
+    let mut seen_emails = HashSet::new();
+    let mut seen_usernames = HashSet::new();
+    let mut duplicate: Option<String> = None;
+    for (i, draft) in drafts.iter().enumerate() {
+        let field = |name: &str| format!("users[{i}].{name}");
+        let email = validate::email(&mut violations, &field("email"), &draft.email);
+        let username = if draft.username.trim().is_empty() {
+            email.clone()
+        } else {
+            validate::email(&mut violations, &field("username"), &draft.username)
+        };
+        let first_name = validate::text(&mut violations, &field("first_name"), &draft.first_name, MAX_TEXT);
+        let last_name = validate::text(&mut violations, &field("last_name"), &draft.last_name, MAX_TEXT);
+        let password = (!draft.password.is_empty()).then(|| {
+            credentials::check_policy(&mut violations, &field("password"), &draft.password);
+            draft.password.clone()
+        });
+        if draft.temporary_password && password.is_none() {
+            violations.add(field("temporary_password"), "needs a password");
+        }
+        let role_ids = validate::uuids(&mut violations, &field("role_ids"), &draft.role_ids);
+        let group_ids = validate::uuids(&mut violations, &field("group_ids"), &draft.group_ids);
+        let tenant_ids = if draft.tenant_ids.is_empty() {
+            vec![caller.tenant_id]
+        } else {
+            resolve_tenants(app, &mut violations, &field("tenant_ids"), &draft.tenant_ids).await?
+        };
+        let max_devices = max_devices(&mut violations, &field("max_devices"), draft.max_devices);
+        let image = image(&mut violations, &field("image"), &draft.image);
+        if let (Some(email), Some(username)) = (email, username) {
+            if !seen_emails.insert(email.clone()) {
+                duplicate.get_or_insert(field("email"));
+            }
+            if !seen_usernames.insert(username.clone()) {
+                duplicate.get_or_insert(field("username"));
+            }
+            valid.push(ValidDraft {
+                email,
+                username,
+                first_name,
+                last_name,
+                password,
+                temporary_password: draft.temporary_password,
+                role_ids,
+                group_ids,
+                tenant_ids,
+                max_devices,
+                image,
+            });
+        }
+    }
+    violations.finish()?;
+    if let Some(field) = duplicate {
+        return Err(Error::AlreadyExists { field });
+    }
+    for draft in &valid {
+        require_tenant_scope(caller, &draft.tenant_ids)?;
+    }
+    for (i, draft) in valid.iter().enumerate() {
+        check_grantable_roles(&app.db, caller, &format!("users[{i}].role_ids"), &draft.role_ids).await?;
+        if !draft.group_ids.is_empty() {
+            let groups = store::users::groups_in(&app.db, caller.tenant_id, &draft.group_ids).await?;
+            if groups.len() != draft.group_ids.len() {
+                return Err(Error::invalid(
+                    format!("users[{i}].group_ids"),
+                    "unknown group in this tenant",
+                ));
+            }
+        }
+    }
+    // Hash outside the transaction: argon2 is slow on purpose.
+    let mut hashes = Vec::with_capacity(valid.len());
+    for draft in &valid {
+        hashes.push(match &draft.password {
+            Some(password) => Some(credentials::hash_password(password.clone()).await?),
+            None => None,
+        });
+    }
+
+    let now = now();
+    let txn = app.db.begin().await?;
+    let mut ids = Vec::with_capacity(valid.len());
+    for (draft, hash) in valid.into_iter().zip(hashes) {
+        let id = Uuid::now_v7();
+        let status = if hash.is_some() { STATUS_ACTIVE } else { STATUS_PENDING };
+        user::ActiveModel {
+            id: Set(id),
+            email: Set(draft.email),
+            username: Set(draft.username),
+            first_name: Set(draft.first_name),
+            last_name: Set(draft.last_name),
+            image: Set(draft.image),
+            status: Set(status.to_owned()),
+            max_devices: Set(draft.max_devices),
+            password_change_required: Set(hash.is_some() && draft.temporary_password),
+            last_connection: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        if let Some(hash) = hash {
+            credential::ActiveModel {
+                user_id: Set(id),
+                password_hash: Set(hash),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        store::users::add_memberships(&txn, id, &draft.tenant_ids, now).await?;
+        store::users::grant_roles(&txn, id, &draft.role_ids, now).await?;
+        store::users::join_groups(&txn, id, &draft.group_ids, now).await?;
+        ids.push(id);
+    }
+    txn.commit().await?;
+    full_records(app, caller.tenant_id, &ids).await
+}
+
+/// FULL records of these users, in the order of `ids`.
+async fn full_records(app: &App, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<UserRecord>> {
+    let users = user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.to_vec()))
+        .all(&app.db)
+        .await?;
+    let mut details = store::users::load_details(&app.db, tenant_id, ids).await?;
+    let mut records = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(user) = users.iter().find(|u| u.id == *id) {
+            records.push(UserRecord {
+                user: user.clone(),
+                details: details.remove(id),
+            });
+        }
+    }
+    Ok(records)
+}
+
+async fn full_record(app: &App, tenant_id: Uuid, user: user::Model) -> Result<UserRecord> {
+    let mut details = store::users::load_details(&app.db, tenant_id, &[user.id]).await?;
+    Ok(UserRecord {
+        details: details.remove(&user.id),
+        user,
+    })
+}
+
+/// The member of the tenant in context, or NOT_FOUND.
+async fn member(app: &App, caller: &Principal, id: Uuid) -> Result<user::Model> {
+    store::users::find_in_tenant(&app.db, caller.tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("user"))
+}
+
+pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
+    let id = validate::id("id", id)?;
+    caller.require_target(id)?;
+    let user = member(app, caller, id).await?;
+    full_record(app, caller.tenant_id, user).await
+}
+
+pub async fn get_by_username(app: &App, caller: &Principal, username: &str) -> Result<UserRecord> {
+    if username.trim().is_empty() {
+        return Err(Error::invalid("username", "is required"));
+    }
+    let user = store::users::find_by_username_in_tenant(&app.db, caller.tenant_id, username.trim())
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    full_record(app, caller.tenant_id, user).await
+}
+
+/// The caller's own user.
+pub async fn who_am_i(app: &App, caller: &Principal) -> Result<UserRecord> {
+    let id = caller
+        .user_id()
+        .ok_or_else(|| Error::FailedPrecondition("WhoAmI needs a user token; this is a service token".into()))?;
+    let user = user::Entity::find_by_id(id)
+        .one(&app.db)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    full_record(app, caller.tenant_id, user).await
+}
+
+pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Page<UserRecord>> {
+    let mut violations = Violations::new();
+    let role_id = (!query.role_id.is_empty())
+        .then(|| validate::uuid(&mut violations, "role_id", &query.role_id))
+        .flatten();
+    let group_id = (!query.group_id.is_empty())
+        .then(|| validate::uuid(&mut violations, "group_id", &query.group_id))
+        .flatten();
+    let search = validate::text(&mut violations, "search", &query.search, MAX_TEXT).to_lowercase();
+    violations.finish()?;
+    let filter = UserFilter {
+        status: query.status,
+        role_id,
+        group_id,
+        search: (!search.is_empty()).then_some(search),
+    };
+    let scope = format!(
+        "{}|{:?}|{:?}|{:?}|{:?}",
+        caller.tenant_id, filter.status, filter.role_id, filter.group_id, filter.search
+    );
+    let max = if query.basic { MAX_BASIC_LIMIT } else { MAX_LIMIT };
+    let params = ListParams::parse(&query.page, SORT_FIELDS, max, &scope)?;
+    let (rows, total) = store::users::list(&app.db, caller.tenant_id, &filter, &params).await?;
+    let page = params.page(rows, total, |u, sort| {
+        let values = sort
+            .iter()
+            .map(|key| match key.field.name {
+                "updatedAt" => u.updated_at.into(),
+                "email" => u.email.clone().into(),
+                "username" => u.username.clone().into(),
+                "firstName" => u.first_name.clone().into(),
+                "lastName" => u.last_name.clone().into(),
+                "status" => u.status.clone().into(),
+                _ => u.created_at.into(),
+            })
+            .collect();
+        (values, u.id)
+    });
+    if query.basic {
+        return Ok(page.map(|user| UserRecord { user, details: None }));
+    }
+    let ids: Vec<Uuid> = page.items.iter().map(|u| u.id).collect();
+    let mut details = store::users::load_details(&app.db, caller.tenant_id, &ids).await?;
+    Ok(page.map(|user| UserRecord {
+        details: details.remove(&user.id),
+        user,
+    }))
+}
+
+pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -> Result<UserRecord> {
+    let id = validate::id("id", id)?;
+    caller.require_target(id)?;
+    if caller.is_self_only() {
+        let forbidden = [
+            ("email", patch.email.is_some()),
+            ("max_devices", patch.max_devices.is_some()),
+            ("permissions", patch.permissions.is_some()),
+            ("role_ids", patch.role_ids.is_some()),
+            ("tenant_ids", patch.tenant_ids.is_some()),
+        ];
+        if let Some((field, _)) = forbidden.iter().find(|(_, set)| *set) {
+            return Err(Error::PermissionDenied(format!(
+                "changing your own {field} needs users:update"
+            )));
+        }
+    }
+    let mut violations = Violations::new();
+    let first_name = patch
+        .first_name
+        .map(|v| validate::text(&mut violations, "first_name", &v, MAX_TEXT));
+    let last_name = patch
+        .last_name
+        .map(|v| validate::text(&mut violations, "last_name", &v, MAX_TEXT));
+    let image = patch.image.map(|v| image(&mut violations, "image", &v));
+    let email = match &patch.email {
+        Some(v) => validate::email(&mut violations, "email", v),
+        None => None,
+    };
+    let max_devices = patch
+        .max_devices
+        .map(|v| max_devices(&mut violations, "max_devices", v));
+    let role_ids = patch
+        .role_ids
+        .as_ref()
+        .map(|ids| validate::uuids(&mut violations, "role_ids", ids));
+    let tenant_ids = match &patch.tenant_ids {
+        Some(keys) => Some(resolve_tenants(app, &mut violations, "tenant_ids", keys).await?),
+        None => None,
+    };
+    if let Some(ids) = &tenant_ids
+        && ids.is_empty()
+    {
+        violations.add("tenant_ids", "a user must stay in at least one tenant");
+    }
+    let mut permissions = patch.permissions.clone();
+    if let Some(list) = &mut permissions {
+        for (i, p) in list.iter().enumerate() {
+            if !valid_permission(p) {
+                violations.add(format!("permissions[{i}]"), "must look like resource:action");
+            }
+        }
+        list.sort_unstable();
+        list.dedup();
+    }
+    violations.finish()?;
+
+    let user = member(app, caller, id).await?;
+    if let Some(list) = &permissions {
+        caller.require_all(list)?;
+    }
+    if let Some(ids) = &role_ids {
+        check_grantable_roles(&app.db, caller, "role_ids", ids).await?;
+    }
+    let now = now();
+    let txn = app.db.begin().await?;
+    let mut active: user::ActiveModel = user.clone().into();
+    if let Some(v) = first_name {
+        active.first_name = Set(v);
+    }
+    if let Some(v) = last_name {
+        active.last_name = Set(v);
+    }
+    if let Some(v) = image {
+        active.image = Set(v);
+    }
+    if let Some(email) = email {
+        // A username that mirrored the e-mail follows it.
+        if user.username == user.email {
+            active.username = Set(email.clone());
+        }
+        active.email = Set(email);
+    }
+    if let Some(v) = max_devices {
+        active.max_devices = Set(v);
+    }
+    active.updated_at = Set(now);
+    active.update(&txn).await?;
+    if let Some(list) = &permissions {
+        store::users::replace_permissions(&txn, id, caller.tenant_id, list).await?;
+    }
+    if let Some(ids) = &role_ids {
+        let current: Vec<Uuid> = store::users::load_details(&txn, caller.tenant_id, &[id])
+            .await?
+            .remove(&id)
+            .map(|d| d.roles.into_iter().map(|r| r.role.id).collect())
+            .unwrap_or_default();
+        let remove: Vec<Uuid> = current.iter().filter(|r| !ids.contains(r)).copied().collect();
+        store::users::revoke_roles(&txn, id, &remove).await?;
+        store::users::grant_roles(&txn, id, ids, now).await?;
+    }
+    if let Some(wanted) = &tenant_ids {
+        let current = current_tenants(&txn, id).await?;
+        let add: Vec<Uuid> = wanted.iter().filter(|t| !current.contains(t)).copied().collect();
+        let remove: Vec<Uuid> = current.iter().filter(|t| !wanted.contains(t)).copied().collect();
+        change_memberships(&txn, caller, id, &add, &remove, now).await?;
+    }
+    txn.commit().await?;
+    app.access.invalidate();
+    let user = member(app, caller, id).await?;
+    full_record(app, caller.tenant_id, user).await
+}
+
+/// Whether a permission name is well formed (`resource:action`, or `*`).
+pub fn valid_permission(permission: &str) -> bool {
+    permission == "*"
+        || (permission.contains(':')
+            && !permission.starts_with(':')
+            && permission.len() <= 200
+            && permission
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'-' | b'_' | b'.' | b'*')))
+}
+
+async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<Uuid>> {
+    Ok(store::users::load_details(db, Uuid::nil(), &[user_id])
+        .await?
+        .remove(&user_id)
+        .map(|d| d.tenant_ids)
+        .unwrap_or_default())
+}
+
+async fn change_memberships<C: ConnectionTrait>(
+    db: &C,
+    caller: &Principal,
+    user_id: Uuid,
+    add: &[Uuid],
+    remove: &[Uuid],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    require_tenant_scope(caller, add)?;
+    require_tenant_scope(caller, remove)?;
+    let sole = store::users::tenants_solely_owned(db, user_id, remove).await?;
+    if !sole.is_empty() {
+        return Err(Error::FailedPrecondition(
+            "cannot remove the last owner of a tenant".into(),
+        ));
+    }
+    let current = current_tenants(db, user_id).await?;
+    if current.iter().filter(|t| !remove.contains(t)).count() + add.iter().filter(|t| !current.contains(t)).count() == 0
+    {
+        return Err(Error::FailedPrecondition(
+            "a user must stay in at least one tenant".into(),
+        ));
+    }
+    store::users::add_memberships(db, user_id, add, now).await?;
+    store::users::remove_memberships(db, user_id, remove).await
+}
+
+/// Adds and removes tenant memberships in one transaction.
+pub async fn update_tenants(
+    app: &App,
+    caller: &Principal,
+    id: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<UserRecord> {
+    let id = validate::id("id", id)?;
+    let mut violations = Violations::new();
+    let add = resolve_tenants(app, &mut violations, "add_tenant_ids", add).await?;
+    let remove = resolve_tenants(app, &mut violations, "remove_tenant_ids", remove).await?;
+    if let Some(t) = add.iter().find(|t| remove.contains(t)) {
+        violations.add("remove_tenant_ids", format!("tenant {t} is both added and removed"));
+    }
+    violations.finish()?;
+    let user = member(app, caller, id).await?;
+    let txn = app.db.begin().await?;
+    change_memberships(&txn, caller, id, &add, &remove, now()).await?;
+    txn.commit().await?;
+    app.access.invalidate();
+    full_record(app, caller.tenant_id, user).await
+}
+
+async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Result<UserRecord> {
+    let id = validate::id("id", id)?;
+    let user = member(app, caller, id).await?;
+    if status == STATUS_ACTIVE && user.status == STATUS_PENDING {
+        return Err(Error::FailedPrecondition(
+            "a pending user becomes active by accepting its invitation".into(),
+        ));
+    }
+    let mut active: user::ActiveModel = user.into();
+    active.status = Set(status.to_owned());
+    active.updated_at = Set(now());
+    let user = active.update(&app.db).await?;
+    app.access.invalidate();
+    full_record(app, caller.tenant_id, user).await
+}
+
+/// INACTIVE: data kept, tokens refused from the next call.
+pub async fn deactivate(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
+    set_status(app, caller, id, STATUS_INACTIVE).await
+}
+
+pub async fn reactivate(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
+    set_status(app, caller, id, STATUS_ACTIVE).await
+}
+
+/// Deletes the user permanently (devices, grants and memberships cascade).
+/// A user who also belongs to other tenants may only be deleted by a caller
+/// with a global role; others remove the membership instead.
+pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
+    let id = validate::id("id", id)?;
+    member(app, caller, id).await?;
+    let tenants = current_tenants(&app.db, id).await?;
+    if !caller.global && tenants.iter().any(|t| *t != caller.tenant_id) {
+        return Err(Error::FailedPrecondition(
+            "the user also belongs to other tenants: remove it from this tenant with UpdateUserTenants".into(),
+        ));
+    }
+    user::Entity::delete_by_id(id).exec(&app.db).await?;
+    app.access.invalidate();
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The domain error. Every failure the domain can report is one variant; the
+//! doc comment on each says what it becomes on the wire. The mapping to
+//! `tonic::Status` lives in `grpc/status.rs` (and to HTTP in the REST gateway),
+//! nowhere else.
+
+use std::time::Duration;
+
+use sea_orm::{DbErr, SqlErr};
+
+/// Result of a domain operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One invalid field of a request: its path (`users[3].email`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+/// Why a caller is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer token was sent.
+    Missing,
+    /// The token does not verify (signature, expiry, issuer, audience, shape).
+    Invalid,
+    /// The token's user is no longer active, or no longer in the tenant.
+    SubjectInactive,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// INVALID_ARGUMENT with a `BadRequest` listing every violation.
+    #[error("invalid request")]
+    Invalid(Vec<FieldViolation>),
+    /// NOT_FOUND: unknown id, or a resource of another tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// ALREADY_EXISTS: a unique value is taken; names the field.
+    #[error("{field} already exists")]
+    AlreadyExists { field: String },
+    /// ABORTED: optimistic concurrency (`version`) mismatch.
+    #[error("{0}")]
+    Aborted(String),
+    /// FAILED_PRECONDITION: a business rule refuses the change.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// PERMISSION_DENIED: the caller lacks a permission.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// UNAUTHENTICATED.
+    #[error("unauthenticated")]
+    Unauthenticated(AuthFailure),
+    /// UNAVAILABLE: the database cannot be reached.
+    #[error("storage unavailable")]
+    Unavailable,
+    /// INTERNAL: logged with the request id; answered with a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// RESOURCE_EXHAUSTED with RetryInfo.
+    #[error("too many attempts")]
+    Throttled { retry_after: Duration },
+}
+
+impl Error {
+    /// INVALID_ARGUMENT naming one field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::Invalid(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        Error::Internal(what.to_string())
+    }
+}
+
+impl From<DbErr> for Error {
+    fn from(err: DbErr) -> Self {
+        if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err() {
+            return Error::AlreadyExists {
+                field: unique_field(&message).to_owned(),
+            };
+        }
+        match err {
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable,
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(ref e))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(ref e))
+                if is_connection_error(e) =>
+            {
+                Error::Unavailable
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    matches!(
+        err,
+        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
+    )
+}
+
+/// Which request field a unique-constraint message is about. Both SQLite
+/// (`UNIQUE constraint failed: users.email`) and PostgreSQL (`... constraint
+/// "idx-users-email"` with `Key (email)=...`) name the column or index.
+fn unique_field(message: &str) -> &'static str {
+    let message = message.to_ascii_lowercase();
+    ["email", "username", "slug", "name"]
+        .into_iter()
+        .find(|field| message.contains(field))
+        .unwrap_or("id")
+}
+
+/// Collects field violations so a request reports all of them at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was added, else INVALID_ARGUMENT with every violation.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(self.0))
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The one mapping from the domain [`Error`] to `tonic::Status` (AIP-193):
+//! every status carries an `ErrorInfo` (domain `castellan`, an UPPER_SNAKE
+//! reason from `identity.v1.ErrorReason`); validation errors add `BadRequest`
+//! field violations, throttling adds `RetryInfo`. Internal errors are logged
+//! here, in the request's span, and answered with a generic message.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::{
+    error::{AuthFailure, Error},
+    pb::ErrorReason,
+};
+
+/// `ErrorInfo.domain` of every Castellan error.
+pub const ERROR_DOMAIN: &str = "castellan";
+
+pub fn to_status(error: Error) -> Status {
+    let (code, reason, message) = match &error {
+        Error::Invalid(violations) => {
+            let summary: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect();
+            (
+                Code::InvalidArgument,
+                ErrorReason::FieldInvalid,
+                format!("invalid request: {}", summary.join("; ")),
+            )
+        }
+        Error::NotFound(what) => (
+            Code::NotFound,
+            ErrorReason::ResourceNotFound,
+            format!("{what} not found"),
+        ),
+        Error::AlreadyExists { field } => (
+            Code::AlreadyExists,
+            ErrorReason::ResourceExists,
+            format!("{field} already exists"),
+        ),
+        Error::Aborted(message) => (Code::Aborted, ErrorReason::VersionMismatch, message.clone()),
+        Error::FailedPrecondition(message) => (
+            Code::FailedPrecondition,
+            ErrorReason::PreconditionFailed,
+            message.clone(),
+        ),
+        Error::PermissionDenied(message) => (Code::PermissionDenied, ErrorReason::PermissionMissing, message.clone()),
+        Error::Unauthenticated(failure) => {
+            let (reason, message) = match failure {
+                AuthFailure::Missing => (ErrorReason::TokenMissing, "missing bearer token"),
+                AuthFailure::Invalid => (ErrorReason::TokenInvalid, "invalid token"),
+                AuthFailure::SubjectInactive => {
+                    (ErrorReason::SubjectInactive, "the token's subject is no longer active")
+                }
+            };
+            (Code::Unauthenticated, reason, message.to_owned())
+        }
+        Error::Unavailable => (
+            Code::Unavailable,
+            ErrorReason::StorageUnavailable,
+            "storage unavailable, retry later".to_owned(),
+        ),
+        Error::Throttled { .. } => (
+            Code::ResourceExhausted,
+            ErrorReason::LoginThrottled,
+            "too many attempts".to_owned(),
+        ),
+        Error::Internal(detail) => {
+            tracing::error!(error = %detail, "internal error");
+            (Code::Internal, ErrorReason::InternalError, "internal error".to_owned())
+        }
+    };
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, HashMap::new());
+    match error {
+        Error::Invalid(violations) => {
+            for violation in violations {
+                details.add_bad_request_violation(violation.field, violation.description);
+            }
+        }
+        Error::Throttled { retry_after } => {
+            details.set_retry_info(Some(retry_after));
+        }
+        _ => {}
+    }
+    Status::with_error_details(code, message, details)
+}

@@ -1,0 +1,17 @@
+//! Castellan: a gRPC identity service. See README.md and proto/identity/v1.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
+)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod pb;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod token_cli;

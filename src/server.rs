@@ -1,0 +1,233 @@
+//! The servers: tonic (health, reflection v1 and v1alpha, the auth layer, the
+//! identity services) and axum (liveness, readiness, JWKS), with a request id
+//! on every call and graceful shutdown that drains in-flight calls.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    app::App,
+    auth::layer::AuthLayer,
+    error::{Error, Result},
+    grpc::{tenant::TenantApi, user::UserApi},
+    pb::{
+        self, audit_service_server::AuditServiceServer, auth_service_server::AuthServiceServer,
+        device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
+        permission_service_server::PermissionServiceServer, role_service_server::RoleServiceServer,
+        tenant_service_server::TenantServiceServer, user_service_server::UserServiceServer,
+    },
+    store,
+};
+
+/// Services whose RPCs belong to issues not yet done: every RPC answers
+/// UNIMPLEMENTED (the generated default) until its issue lands.
+pub struct PendingApi;
+impl pb::role_service_server::RoleService for PendingApi {}
+impl pb::group_service_server::GroupService for PendingApi {}
+impl pb::device_service_server::DeviceService for PendingApi {}
+impl pb::auth_service_server::AuthService for PendingApi {}
+impl pb::permission_service_server::PermissionService for PendingApi {}
+impl pb::audit_service_server::AuditService for PendingApi {}
+
+/// The names the health service reports, besides the overall "".
+const SERVICE_NAMES: &[&str] = &[
+    <TenantServiceServer<TenantApi> as NamedService>::NAME,
+    <UserServiceServer<UserApi> as NamedService>::NAME,
+    <RoleServiceServer<PendingApi> as NamedService>::NAME,
+    <GroupServiceServer<PendingApi> as NamedService>::NAME,
+    <DeviceServiceServer<PendingApi> as NamedService>::NAME,
+    <AuthServiceServer<PendingApi> as NamedService>::NAME,
+    <PermissionServiceServer<PendingApi> as NamedService>::NAME,
+    <AuditServiceServer<PendingApi> as NamedService>::NAME,
+];
+
+/// How often the database is probed for the health status.
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    app: Arc<App>,
+    grpc: TcpListener,
+    http: TcpListener,
+}
+
+impl Application {
+    /// Builds the app and binds both listeners (port 0 picks a free port).
+    pub async fn build(app: Arc<App>) -> Result<Self> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::internal(format!("binding {addr}: {e}")))
+        };
+        let grpc = bind(app.config.grpc_addr).await?;
+        let http = bind(app.config.http_addr).await?;
+        Ok(Self { app, grpc, http })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.app.config.grpc_addr)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.app.config.http_addr)
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops
+    /// accepting, and lets in-flight calls finish within the grace period.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let Self { app, grpc, http } = self;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        set_health(&reporter, ServingStatus::Serving).await;
+        let probe = tokio::spawn(probe_database(app.clone(), reporter.clone()));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(Error::internal)?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(Error::internal)?;
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = app.config.shutdown_grace.into();
+        {
+            let reporter = reporter.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+                set_health(&reporter, ServingStatus::NotServing).await;
+                let _ = stop_tx.send(true);
+            });
+        }
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let grpc_server = tonic::transport::Server::builder()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id)
+            }))
+            .layer(AuthLayer::new(app.clone()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(TenantServiceServer::new(TenantApi { app: app.clone() }))
+            .add_service(UserServiceServer::new(UserApi { app: app.clone() }))
+            .add_service(RoleServiceServer::new(PendingApi))
+            .add_service(GroupServiceServer::new(PendingApi))
+            .add_service(DeviceServiceServer::new(PendingApi))
+            .add_service(AuthServiceServer::new(PendingApi))
+            .add_service(PermissionServiceServer::new(PendingApi))
+            .add_service(AuditServiceServer::new(PendingApi))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+
+        let http_server = axum::serve(http, http_router(app.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
+
+        let servers = async {
+            let (grpc_result, http_result) = tokio::join!(grpc_server, http_server.into_future());
+            grpc_result.map_err(Error::internal)?;
+            http_result.map_err(Error::internal)
+        };
+        tokio::pin!(servers);
+        let result = tokio::select! {
+            result = &mut servers => result,
+            _ = async { stopped(stop_rx.clone()).await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("shutdown grace period over; abandoning remaining calls");
+                Ok(())
+            }
+        };
+        probe.abort();
+        result
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Keeps the health status in step with the database: NOT_SERVING while it
+/// is unreachable, SERVING again when it returns.
+async fn probe_database(app: Arc<App>, reporter: HealthReporter) {
+    let mut serving = true;
+    let mut interval = tokio::time::interval(HEALTH_PROBE_INTERVAL);
+    loop {
+        interval.tick().await;
+        let reachable = store::ping(&app.db).await;
+        if reachable != serving {
+            serving = reachable;
+            tracing::warn!(reachable, "database reachability changed");
+            let status = if reachable {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            set_health(&reporter, status).await;
+        }
+    }
+}
+
+fn http_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/.well-known/jwks.json", get(jwks))
+        .with_state(app)
+}
+
+async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    if store::ping(&app.db).await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}
+
+async fn jwks(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(app.keys.jwks())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

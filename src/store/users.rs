@@ -1,0 +1,443 @@
+//! User queries: lookups scoped to a tenant, the filtered list, the details
+//! of the FULL view loaded in batches (a fixed number of queries per page,
+//! never one per row), and the writes of the user aggregate.
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect, RelationTrait,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
+};
+use uuid::Uuid;
+
+use crate::{
+    domain::paging::ListParams,
+    error::Result,
+    store::{
+        entity::{
+            device, group, group_member, role, role_permission, tenant_membership, user, user_permission, user_role,
+        },
+        paging,
+    },
+};
+
+/// The user with this id if it is a member of the tenant.
+pub async fn find_in_tenant<C: ConnectionTrait>(db: &C, tenant_id: Uuid, user_id: Uuid) -> Result<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(user_id)
+        .join(JoinType::InnerJoin, user::Relation::TenantMembership.def())
+        .filter(tenant_membership::Column::TenantId.eq(tenant_id))
+        .one(db)
+        .await?)
+}
+
+/// The member of the tenant with this username.
+pub async fn find_by_username_in_tenant<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    username: &str,
+) -> Result<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .join(JoinType::InnerJoin, user::Relation::TenantMembership.def())
+        .filter(tenant_membership::Column::TenantId.eq(tenant_id))
+        .filter(user::Column::Username.eq(username.to_lowercase()))
+        .one(db)
+        .await?)
+}
+
+/// Filters of ListUsers (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub status: Option<String>,
+    pub role_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    /// Lowercase substring of email, username, first or last name.
+    pub search: Option<String>,
+}
+
+fn column_of(field: &str) -> user::Column {
+    match field {
+        "updatedAt" => user::Column::UpdatedAt,
+        "email" => user::Column::Email,
+        "username" => user::Column::Username,
+        "firstName" => user::Column::FirstName,
+        "lastName" => user::Column::LastName,
+        "status" => user::Column::Status,
+        _ => user::Column::CreatedAt,
+    }
+}
+
+/// Escapes LIKE wildcards so a search term matches literally.
+fn like_pattern(term: &str) -> LikeExpr {
+    let escaped = term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    LikeExpr::new(format!("%{escaped}%")).escape('\\')
+}
+
+/// One page (up to `limit + 1` rows) of the tenant's users matching `filter`, and the total.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    filter: &UserFilter,
+    params: &ListParams,
+) -> Result<(Vec<user::Model>, u64)> {
+    let mut select = user::Entity::find()
+        .join(JoinType::InnerJoin, user::Relation::TenantMembership.def())
+        .filter(tenant_membership::Column::TenantId.eq(tenant_id));
+    if let Some(status) = &filter.status {
+        select = select.filter(user::Column::Status.eq(status.clone()));
+    }
+    if let Some(role_id) = filter.role_id {
+        select = select.filter(
+            user::Column::Id.in_subquery(
+                Query::select()
+                    .column(user_role::Column::UserId)
+                    .from(user_role::Entity)
+                    .and_where(user_role::Column::RoleId.eq(role_id))
+                    .to_owned(),
+            ),
+        );
+    }
+    if let Some(group_id) = filter.group_id {
+        select = select.filter(
+            user::Column::Id.in_subquery(
+                Query::select()
+                    .column(group_member::Column::UserId)
+                    .from(group_member::Entity)
+                    .and_where(group_member::Column::GroupId.eq(group_id))
+                    .to_owned(),
+            ),
+        );
+    }
+    if let Some(term) = &filter.search {
+        let mut any = sea_orm::Condition::any();
+        for column in [
+            user::Column::Email,
+            user::Column::Username,
+            user::Column::FirstName,
+            user::Column::LastName,
+        ] {
+            any = any.add(Expr::expr(Func::lower(Expr::col((user::Entity, column)))).like(like_pattern(term)));
+        }
+        select = select.filter(any);
+    }
+    let total = select.clone().count(db).await?;
+    let rows = paging::apply(select, params, column_of, user::Column::Id)
+        .all(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// A role with its permissions.
+#[derive(Debug, Clone)]
+pub struct RoleWithPermissions {
+    pub role: role::Model,
+    pub permissions: Vec<String>,
+}
+
+/// What the FULL view adds to a user, in the tenant in context.
+#[derive(Debug, Clone, Default)]
+pub struct UserDetails {
+    pub tenant_ids: Vec<Uuid>,
+    pub is_owner: bool,
+    pub roles: Vec<RoleWithPermissions>,
+    pub groups: Vec<group::Model>,
+    pub devices: Vec<device::Model>,
+    pub permissions: Vec<String>,
+}
+
+/// Loads the details of many users with one query per kind of detail.
+pub async fn load_details<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, UserDetails>> {
+    let mut details: HashMap<Uuid, UserDetails> = user_ids.iter().map(|id| (*id, UserDetails::default())).collect();
+    if user_ids.is_empty() {
+        return Ok(details);
+    }
+    let ids = user_ids.to_vec();
+
+    for membership in tenant_membership::Entity::find()
+        .filter(tenant_membership::Column::UserId.is_in(ids.clone()))
+        .all(db)
+        .await?
+    {
+        if let Some(d) = details.get_mut(&membership.user_id) {
+            d.tenant_ids.push(membership.tenant_id);
+            if membership.tenant_id == tenant_id {
+                d.is_owner = membership.is_owner;
+            }
+        }
+    }
+
+    let grants: Vec<(user_role::Model, Option<role::Model>)> = user_role::Entity::find()
+        .filter(user_role::Column::UserId.is_in(ids.clone()))
+        .find_also_related(role::Entity)
+        .all(db)
+        .await?;
+    let valid: Vec<(Uuid, role::Model)> = grants
+        .into_iter()
+        .filter_map(|(grant, role)| role.map(|r| (grant.user_id, r)))
+        .filter(|(_, role)| role.tenant_id.is_none() || role.tenant_id == Some(tenant_id))
+        .collect();
+    let mut role_ids: Vec<Uuid> = valid.iter().map(|(_, r)| r.id).collect();
+    role_ids.sort_unstable();
+    role_ids.dedup();
+    let permissions = permissions_of_roles(db, &role_ids).await?;
+    for (user_id, role) in valid {
+        if let Some(d) = details.get_mut(&user_id) {
+            let permissions = permissions.get(&role.id).cloned().unwrap_or_default();
+            d.roles.push(RoleWithPermissions { role, permissions });
+        }
+    }
+
+    for (membership, group) in group_member::Entity::find()
+        .filter(group_member::Column::UserId.is_in(ids.clone()))
+        .find_also_related(group::Entity)
+        .all(db)
+        .await?
+    {
+        if let (Some(d), Some(group)) = (details.get_mut(&membership.user_id), group)
+            && group.tenant_id == tenant_id
+        {
+            d.groups.push(group);
+        }
+    }
+
+    for device in device::Entity::find()
+        .filter(device::Column::UserId.is_in(ids.clone()))
+        .all(db)
+        .await?
+    {
+        if let Some(d) = details.get_mut(&device.user_id) {
+            d.devices.push(device);
+        }
+    }
+
+    for grant in user_permission::Entity::find()
+        .filter(user_permission::Column::UserId.is_in(ids))
+        .filter(user_permission::Column::TenantId.eq(tenant_id))
+        .all(db)
+        .await?
+    {
+        if let Some(d) = details.get_mut(&grant.user_id) {
+            d.permissions.push(grant.permission);
+        }
+    }
+    for d in details.values_mut() {
+        d.tenant_ids.sort_unstable();
+        d.roles.sort_by(|a, b| a.role.name.cmp(&b.role.name));
+        d.groups.sort_by(|a, b| a.name.cmp(&b.name));
+        d.devices.sort_by_key(|device| (device.registered_at, device.id));
+        d.permissions.sort_unstable();
+    }
+    Ok(details)
+}
+
+/// The sorted permissions of each role.
+pub async fn permissions_of_roles<C: ConnectionTrait>(db: &C, role_ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<String>>> {
+    let mut by_role: HashMap<Uuid, Vec<String>> = HashMap::new();
+    if role_ids.is_empty() {
+        return Ok(by_role);
+    }
+    for row in role_permission::Entity::find()
+        .filter(role_permission::Column::RoleId.is_in(role_ids.to_vec()))
+        .all(db)
+        .await?
+    {
+        by_role.entry(row.role_id).or_default().push(row.permission);
+    }
+    for permissions in by_role.values_mut() {
+        permissions.sort_unstable();
+    }
+    Ok(by_role)
+}
+
+/// Roles with these ids that are valid in the tenant (its own or global).
+pub async fn roles_valid_in<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    role_ids: &[Uuid],
+) -> Result<Vec<role::Model>> {
+    Ok(role::Entity::find()
+        .filter(role::Column::Id.is_in(role_ids.to_vec()))
+        .filter(
+            sea_orm::Condition::any()
+                .add(role::Column::TenantId.eq(tenant_id))
+                .add(role::Column::TenantId.is_null()),
+        )
+        .all(db)
+        .await?)
+}
+
+/// Groups with these ids in the tenant.
+pub async fn groups_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, group_ids: &[Uuid]) -> Result<Vec<group::Model>> {
+    Ok(group::Entity::find()
+        .filter(group::Column::Id.is_in(group_ids.to_vec()))
+        .filter(group::Column::TenantId.eq(tenant_id))
+        .all(db)
+        .await?)
+}
+
+/// Adds memberships (ignoring ones that exist).
+pub async fn add_memberships<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    tenant_ids: &[Uuid],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    for tenant_id in tenant_ids {
+        if tenant_membership::Entity::find_by_id((*tenant_id, user_id))
+            .one(db)
+            .await?
+            .is_none()
+        {
+            tenant_membership::Entity::insert(tenant_membership::ActiveModel {
+                tenant_id: Set(*tenant_id),
+                user_id: Set(user_id),
+                is_owner: Set(false),
+                created_at: Set(now),
+            })
+            .exec(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes memberships, with the user's groups and direct grants in those tenants.
+pub async fn remove_memberships<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_ids: &[Uuid]) -> Result<()> {
+    if tenant_ids.is_empty() {
+        return Ok(());
+    }
+    tenant_membership::Entity::delete_many()
+        .filter(tenant_membership::Column::UserId.eq(user_id))
+        .filter(tenant_membership::Column::TenantId.is_in(tenant_ids.to_vec()))
+        .exec(db)
+        .await?;
+    user_permission::Entity::delete_many()
+        .filter(user_permission::Column::UserId.eq(user_id))
+        .filter(user_permission::Column::TenantId.is_in(tenant_ids.to_vec()))
+        .exec(db)
+        .await?;
+    group_member::Entity::delete_many()
+        .filter(group_member::Column::UserId.eq(user_id))
+        .filter(
+            group_member::Column::GroupId.in_subquery(
+                Query::select()
+                    .column(group::Column::Id)
+                    .from(group::Entity)
+                    .and_where(group::Column::TenantId.is_in(tenant_ids.to_vec()))
+                    .to_owned(),
+            ),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Tenants (among `tenant_ids`) where the user is the only owner.
+pub async fn tenants_solely_owned<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    let mut sole = Vec::new();
+    for tenant_id in tenant_ids {
+        let owners: Vec<Uuid> = tenant_membership::Entity::find()
+            .filter(tenant_membership::Column::TenantId.eq(*tenant_id))
+            .filter(tenant_membership::Column::IsOwner.eq(true))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        if owners == [user_id] {
+            sole.push(*tenant_id);
+        }
+    }
+    Ok(sole)
+}
+
+/// Replaces the user's direct grants in the tenant.
+pub async fn replace_permissions<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    tenant_id: Uuid,
+    permissions: &[String],
+) -> Result<()> {
+    user_permission::Entity::delete_many()
+        .filter(user_permission::Column::UserId.eq(user_id))
+        .filter(user_permission::Column::TenantId.eq(tenant_id))
+        .exec(db)
+        .await?;
+    if !permissions.is_empty() {
+        user_permission::Entity::insert_many(permissions.iter().map(|permission| user_permission::ActiveModel {
+            user_id: Set(user_id),
+            tenant_id: Set(tenant_id),
+            permission: Set(permission.clone()),
+        }))
+        .exec(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Grants roles (ignoring ones already granted).
+pub async fn grant_roles<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    role_ids: &[Uuid],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    for role_id in role_ids {
+        if user_role::Entity::find_by_id((user_id, *role_id))
+            .one(db)
+            .await?
+            .is_none()
+        {
+            user_role::Entity::insert(user_role::ActiveModel {
+                user_id: Set(user_id),
+                role_id: Set(*role_id),
+                created_at: Set(now),
+            })
+            .exec(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Revokes role grants.
+pub async fn revoke_roles<C: ConnectionTrait>(db: &C, user_id: Uuid, role_ids: &[Uuid]) -> Result<()> {
+    if role_ids.is_empty() {
+        return Ok(());
+    }
+    user_role::Entity::delete_many()
+        .filter(user_role::Column::UserId.eq(user_id))
+        .filter(user_role::Column::RoleId.is_in(role_ids.to_vec()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Adds the user to groups (ignoring existing memberships).
+pub async fn join_groups<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    group_ids: &[Uuid],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    for group_id in group_ids {
+        if group_member::Entity::find_by_id((*group_id, user_id))
+            .one(db)
+            .await?
+            .is_none()
+        {
+            group_member::Entity::insert(group_member::ActiveModel {
+                group_id: Set(*group_id),
+                user_id: Set(user_id),
+                created_at: Set(now),
+            })
+            .exec(db)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn health_reports_serving_overall_and_per_service() {
+    let app = TestApp::spawn().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    for service in [
+        "",
+        "identity.v1.UserService",
+        "identity.v1.TenantService",
+        "identity.v1.AuthService",
+    ] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
+            .into_inner();
+        assert_eq!(response.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "identity.v1.Nope".into(),
+        })
+        .await;
+    assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn http_liveness_readiness_and_jwks() {
+    let app = TestApp::spawn().await;
+    let base = format!("http://{}", app.http_addr);
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz")).await.expect("healthz").status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz")).await.expect("readyz").status(),
+        200
+    );
+    let jwks: serde_json::Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["crv"], "Ed25519");
+    assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(key.get("d").is_none(), "the private key must never be published");
+}

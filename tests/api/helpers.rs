@@ -1,0 +1,293 @@
+//! `TestApp`: the real server on 127.0.0.1:0 with a fresh database migrated
+//! by the real migrator: a temp-file SQLite database by default, a fresh
+//! uniquely named PostgreSQL database (dropped afterwards) when
+//! `CASTELLAN_TEST_DATABASE_URL` points at a server.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use castellan::{
+    app::App,
+    auth::token::{SubjectKind, TokenRequest},
+    config::Cli,
+    pb::{
+        CreateUsersRequest, User, UserDraft, tenant_service_client::TenantServiceClient,
+        user_service_client::UserServiceClient,
+    },
+    server::Application,
+};
+use clap::Parser;
+use sea_orm::{ConnectionTrait, Database};
+use tonic::{Code, Request, Status, transport::Channel};
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub app: Arc<App>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub channel: Channel,
+    /// The tenant `default` created by the bootstrap.
+    pub tenant_id: Uuid,
+    _data_dir: tempfile::TempDir,
+    _database: Option<PostgresDatabase>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A PostgreSQL database created for one test and dropped with it.
+struct PostgresDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let server_url = self.server_url.clone();
+        let name = self.name.clone();
+        // Drop is synchronous; run the cleanup on a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(db) = Database::connect(&server_url).await {
+                    let _ = db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Adds the bearer token to a request.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
+    request
+}
+
+/// Adds a bearer token and `x-tenant-id`.
+pub fn authed_in<T>(message: T, token: &str, tenant: &str) -> Request<T> {
+    let mut request = authed(message, token);
+    request
+        .metadata_mut()
+        .insert("x-tenant-id", tenant.parse().expect("ascii tenant"));
+    request
+}
+
+/// Asserts an error's code and returns the status.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The field paths of a status's `BadRequest` violations.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+pub fn draft(email: &str) -> UserDraft {
+    UserDraft {
+        email: email.to_owned(),
+        ..Default::default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Boots with extra command-line flags (e.g. the bootstrap admin).
+    pub async fn spawn_with(extra_args: &[&str]) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            castellan::telemetry::init(castellan::config::LogFormat::Text);
+        }
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, database) = match std::env::var("CASTELLAN_TEST_DATABASE_URL") {
+            Ok(server_url) if !server_url.is_empty() => {
+                let name = format!("castellan_test_{}", Uuid::now_v7().simple());
+                let admin = Database::connect(&server_url).await.expect("connect to PostgreSQL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create test database");
+                let url = match server_url.rfind('/') {
+                    Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &server_url[..slash]),
+                    _ => format!("{server_url}/{name}"),
+                };
+                (url, Some(PostgresDatabase { server_url, name }))
+            }
+            _ => (
+                format!("sqlite://{}?mode=rwc", data_dir.path().join("test.db").display()),
+                None,
+            ),
+        };
+        let data_dir_arg = data_dir.path().display().to_string();
+        let mut args = vec![
+            "castellan",
+            "--database-url",
+            &database_url,
+            "--data-dir",
+            &data_dir_arg,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            "5s",
+        ];
+        args.extend_from_slice(extra_args);
+        let cli = Cli::try_parse_from(args).expect("test configuration");
+        let app = App::build(cli.config).await.expect("build app");
+        let server = Application::build(app.clone()).await.expect("bind");
+        let grpc_addr = server.grpc_addr();
+        let http_addr = server.http_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connect to the test server");
+        let tenant_id = castellan::store::tenants::resolve(&app.db, "default")
+            .await
+            .expect("query")
+            .expect("bootstrap created tenant default")
+            .id;
+        Self {
+            app,
+            grpc_addr,
+            http_addr,
+            channel,
+            tenant_id,
+            _data_dir: data_dir,
+            _database: database,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(self.channel.clone())
+    }
+
+    pub fn tenants(&self) -> TenantServiceClient<Channel> {
+        TenantServiceClient::new(self.channel.clone())
+    }
+
+    fn issue(&self, kind: SubjectKind, subject: String, tenant_id: Uuid, permissions: &[&str], global: bool) -> String {
+        self.app
+            .keys
+            .issue(&TokenRequest {
+                kind,
+                subject,
+                tenant_id,
+                permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                global,
+                ttl: Duration::from_secs(600),
+            })
+            .expect("issue token")
+            .0
+    }
+
+    /// A service token in the default tenant.
+    pub fn token(&self, permissions: &[&str]) -> String {
+        self.issue(
+            SubjectKind::Service,
+            "test-service".into(),
+            self.tenant_id,
+            permissions,
+            false,
+        )
+    }
+
+    /// A service token in another tenant.
+    pub fn token_in(&self, tenant_id: Uuid, permissions: &[&str]) -> String {
+        self.issue(
+            SubjectKind::Service,
+            "test-service".into(),
+            tenant_id,
+            permissions,
+            false,
+        )
+    }
+
+    /// A global service token (may use `x-tenant-id`).
+    pub fn global_token(&self, permissions: &[&str]) -> String {
+        self.issue(
+            SubjectKind::Service,
+            "operator".into(),
+            self.tenant_id,
+            permissions,
+            true,
+        )
+    }
+
+    /// A user token, as Login will issue it.
+    pub fn user_token(&self, user_id: &str, tenant_id: Uuid) -> String {
+        self.issue(SubjectKind::User, user_id.to_owned(), tenant_id, &[], false)
+    }
+
+    /// Creates users in the default tenant with an all-powerful token.
+    pub async fn create_users(&self, drafts: Vec<UserDraft>) -> Vec<User> {
+        self.create_users_in(self.tenant_id, drafts).await
+    }
+
+    pub async fn create_users_in(&self, tenant_id: Uuid, drafts: Vec<UserDraft>) -> Vec<User> {
+        let token = self.token_in(tenant_id, &["*"]);
+        self.users()
+            .create_users(authed(
+                CreateUsersRequest {
+                    users: drafts,
+                    request_id: String::new(),
+                },
+                &token,
+            ))
+            .await
+            .expect("create users")
+            .into_inner()
+            .users
+    }
+
+    /// Creates a tenant and returns its id.
+    pub async fn create_tenant(&self, slug: &str) -> Uuid {
+        let token = self.global_token(&["tenants:*"]);
+        let tenant = self
+            .tenants()
+            .create_tenant(authed(
+                castellan::pb::CreateTenantRequest {
+                    name: slug.to_uppercase(),
+                    slug: slug.to_owned(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .expect("create tenant")
+            .into_inner();
+        tenant.id.parse().expect("uuid")
+    }
+}

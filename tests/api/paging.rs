@@ -1,0 +1,345 @@
+use std::collections::HashSet;
+
+use castellan::pb::{self, ListUsersRequest, ListUsersResponse};
+use tonic::Code;
+
+use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+
+async fn list(app: &TestApp, token: &str, request: ListUsersRequest) -> ListUsersResponse {
+    app.users()
+        .list_users(authed(request, token))
+        .await
+        .expect("list")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn an_empty_tenant_lists_nothing() {
+    let app = TestApp::spawn().await;
+    let page = list(&app, &app.token(&["users:list"]), ListUsersRequest::default()).await;
+    assert!(page.users.is_empty());
+    assert_eq!(
+        (page.total, page.has_next, page.has_previous, page.list_completed),
+        (0, false, false, true)
+    );
+    assert_eq!(page.limit, 10, "default limit");
+    assert!(page.next_page_token.is_empty());
+}
+
+#[tokio::test]
+async fn offset_and_keyset_paging_agree() {
+    let app = TestApp::spawn().await;
+    let drafts = (0..25).map(|i| draft(&format!("user{i:02}@example.com"))).collect();
+    let created = app.create_users(drafts).await;
+    let token = app.token(&["users:list"]);
+
+    // Offset paging.
+    let mut by_offset = Vec::new();
+    for offset in [0, 10, 20] {
+        let page = list(
+            &app,
+            &token,
+            ListUsersRequest {
+                limit: 10,
+                offset,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(page.total, 25);
+        assert_eq!(page.page, offset / 10);
+        assert_eq!(page.has_previous, offset > 0);
+        assert_eq!(page.has_next, offset < 20);
+        assert_eq!(page.list_completed, offset == 20);
+        by_offset.extend(page.users.into_iter().map(|u| u.id));
+    }
+    let created_ids: Vec<String> = created.iter().map(|u| u.id.clone()).collect();
+    assert_eq!(by_offset, created_ids, "creation order by default");
+
+    // Keyset paging.
+    let mut by_token = Vec::new();
+    let mut token_in = String::new();
+    let mut pages = 0;
+    loop {
+        let page = list(
+            &app,
+            &token,
+            ListUsersRequest {
+                limit: 10,
+                page_token: token_in.clone(),
+                offset: if token_in.is_empty() { 0 } else { 999 }, // ignored with a page token
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(page.page, pages);
+        assert_eq!(page.has_previous, pages > 0);
+        pages += 1;
+        by_token.extend(page.users.into_iter().map(|u| u.id));
+        if page.next_page_token.is_empty() {
+            assert!(page.list_completed);
+            break;
+        }
+        token_in = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(by_token, created_ids);
+
+    // An offset past the end is an empty last page.
+    let past = list(
+        &app,
+        &token,
+        ListUsersRequest {
+            offset: 30,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(past.users.is_empty());
+    assert!(!past.has_next);
+    assert!(past.has_previous);
+}
+
+#[tokio::test]
+async fn keyset_paging_is_stable_across_inserts_and_sorts() {
+    let app = TestApp::spawn().await;
+    let names = ["delta", "alpha", "echo", "bravo", "charlie", "alpine", "foxtrot"];
+    app.create_users(
+        names
+            .iter()
+            .map(|n| pb::UserDraft {
+                email: format!("{n}@example.com"),
+                first_name: if n.starts_with("al") {
+                    "Same".into()
+                } else {
+                    n.to_string()
+                },
+                ..Default::default()
+            })
+            .collect(),
+    )
+    .await;
+    let token = app.token(&["users:list", "users:create"]);
+    let first = list(
+        &app,
+        &token,
+        ListUsersRequest {
+            limit: 3,
+            sort: vec!["-email".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let emails: Vec<&str> = first.users.iter().map(|u| u.email.as_str()).collect();
+    assert_eq!(emails, ["foxtrot@example.com", "echo@example.com", "delta@example.com"]);
+
+    // Inserts before and after the cursor: the next pages neither repeat nor skip.
+    app.create_users(vec![draft("zulu@example.com"), draft("aaron@example.com")])
+        .await;
+    let mut seen: Vec<String> = first.users.iter().map(|u| u.email.clone()).collect();
+    let mut page_token = first.next_page_token;
+    while !page_token.is_empty() {
+        let page = list(
+            &app,
+            &token,
+            ListUsersRequest {
+                limit: 3,
+                sort: vec!["-email".into()],
+                page_token: page_token.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        seen.extend(page.users.iter().map(|u| u.email.clone()));
+        page_token = page.next_page_token;
+    }
+    let expected = [
+        "foxtrot", "echo", "delta", "charlie", "bravo", "alpine", "alpha", "aaron",
+    ];
+    let expected: Vec<String> = expected.iter().map(|n| format!("{n}@example.com")).collect();
+    assert_eq!(
+        seen, expected,
+        "descending email order; zulu sorts before the cursor, aaron after"
+    );
+
+    // Ties on a sort key are broken by id: a page boundary inside a tie loses nothing.
+    let mut by_first_name = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = list(
+            &app,
+            &token,
+            ListUsersRequest {
+                limit: 1,
+                sort: vec!["firstName".into(), "-createdAt".into()],
+                page_token: page_token.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        by_first_name.extend(page.users.into_iter().map(|u| u.id));
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    let unique: HashSet<&String> = by_first_name.iter().collect();
+    assert_eq!(by_first_name.len(), 9);
+    assert_eq!(unique.len(), 9);
+}
+
+#[tokio::test]
+async fn limits_sort_keys_and_tokens_are_validated() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:list"]);
+    let mut users = app.users();
+    for (request, field) in [
+        (
+            ListUsersRequest {
+                limit: 101,
+                ..Default::default()
+            },
+            "limit",
+        ),
+        (
+            ListUsersRequest {
+                limit: -1,
+                ..Default::default()
+            },
+            "limit",
+        ),
+        (
+            ListUsersRequest {
+                sort: vec!["password".into()],
+                ..Default::default()
+            },
+            "sort[0]",
+        ),
+        (
+            ListUsersRequest {
+                page_token: "garbage".into(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+        (
+            ListUsersRequest {
+                role_id: "x".into(),
+                ..Default::default()
+            },
+            "role_id",
+        ),
+    ] {
+        let status = expect_code(users.list_users(authed(request, &token)).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), [field]);
+    }
+    // BASIC views allow up to 1000.
+    let basic = list(
+        &app,
+        &token,
+        ListUsersRequest {
+            limit: 1000,
+            view: pb::UserView::Basic as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(basic.limit, 1000);
+
+    // A token is bound to its sort and filters.
+    app.create_users((0..3).map(|i| draft(&format!("t{i}@example.com"))).collect())
+        .await;
+    let page = list(
+        &app,
+        &token,
+        ListUsersRequest {
+            limit: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let status = expect_code(
+        users
+            .list_users(authed(
+                ListUsersRequest {
+                    limit: 1,
+                    page_token: page.next_page_token,
+                    search: "t1".into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["page_token"]);
+}
+
+#[tokio::test]
+async fn filters_and_views() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .create_users(vec![
+            pb::UserDraft {
+                email: "ann.lee@example.com".into(),
+                first_name: "Ann".into(),
+                last_name: "Lee".into(),
+                password: "correct horse battery".into(),
+                ..Default::default()
+            },
+            pb::UserDraft {
+                email: "bob@example.com".into(),
+                first_name: "Bob".into(),
+                last_name: "Leeds".into(),
+                ..Default::default()
+            },
+            pb::UserDraft {
+                email: "percent%@example.com".into(),
+                first_name: "Cy".into(),
+                ..Default::default()
+            },
+        ])
+        .await;
+    let token = app.token(&["users:list"]);
+    let search = |term: &str| ListUsersRequest {
+        search: term.into(),
+        ..Default::default()
+    };
+    assert_eq!(list(&app, &token, search("LEE")).await.total, 2);
+    assert_eq!(list(&app, &token, search("ann")).await.total, 1);
+    assert_eq!(
+        list(&app, &token, search("%")).await.total,
+        1,
+        "wildcards match literally"
+    );
+    assert_eq!(list(&app, &token, search("_")).await.total, 0);
+    let active = list(
+        &app,
+        &token,
+        ListUsersRequest {
+            status: pb::UserStatus::Active as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(active.total, 1);
+    assert_eq!(active.users[0].id, created[0].id);
+
+    let basic = list(
+        &app,
+        &token,
+        ListUsersRequest {
+            view: pb::UserView::Basic as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ann = &basic.users[0];
+    assert_eq!(ann.first_name, "Ann");
+    assert!(
+        ann.created_at.is_none() && ann.tenant_ids.is_empty(),
+        "BASIC carries only the basic fields"
+    );
+    let full = list(&app, &token, ListUsersRequest::default()).await;
+    assert!(full.users[0].created_at.is_some() && !full.users[0].tenant_ids.is_empty());
+}

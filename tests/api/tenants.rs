@@ -1,0 +1,226 @@
+use castellan::pb::{
+    self, CreateTenantRequest, DeleteTenantRequest, GetTenantRequest, ListTenantsRequest, UpdateTenantRequest,
+};
+use tonic::Code;
+
+use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+
+#[tokio::test]
+async fn tenants_are_created_read_listed_updated_and_deleted() {
+    let app = TestApp::spawn().await;
+    let token = app.global_token(&["tenants:*"]);
+    let mut tenants = app.tenants();
+    let created = tenants
+        .create_tenant(authed(
+            CreateTenantRequest {
+                name: "Acme Corp".into(),
+                slug: "acme".into(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.slug, "acme");
+    assert_eq!(created.status, pb::TenantStatus::Active as i32);
+    assert!(created.created_at.is_some());
+
+    for key in [created.id.clone(), "acme".to_owned()] {
+        let got = tenants
+            .get_tenant(authed(GetTenantRequest { id: key }, &token))
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!(got, created);
+    }
+
+    let listed = tenants
+        .list_tenants(authed(ListTenantsRequest::default(), &token))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.total, 2, "default and acme");
+    let slugs: Vec<&str> = listed.tenants.iter().map(|t| t.slug.as_str()).collect();
+    assert_eq!(slugs, ["default", "acme"], "oldest first");
+    let by_slug_desc = tenants
+        .list_tenants(authed(
+            ListTenantsRequest {
+                sort: vec!["-slug".into()],
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(by_slug_desc.tenants[0].slug, "default");
+
+    let updated = tenants
+        .update_tenant(authed(
+            UpdateTenantRequest {
+                id: created.id.clone(),
+                name: "Acme Inc".into(),
+                status: pb::TenantStatus::Suspended as i32,
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+            },
+            &token,
+        ))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.name, "Acme Inc");
+    assert_eq!(
+        updated.status,
+        pb::TenantStatus::Active as i32,
+        "status not in the mask"
+    );
+
+    let suspended = tenants
+        .update_tenant(authed(
+            UpdateTenantRequest {
+                id: created.id.clone(),
+                status: pb::TenantStatus::Suspended as i32,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("update with empty mask")
+        .into_inner();
+    assert_eq!(suspended.status, pb::TenantStatus::Suspended as i32);
+    assert_eq!(suspended.name, "Acme Inc", "empty mask leaves unset fields");
+
+    let status = expect_code(
+        tenants
+            .update_tenant(authed(
+                UpdateTenantRequest {
+                    id: created.id.clone(),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["slug".into()],
+                    }),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["update_mask"]);
+
+    // Deleting removes its memberships; users stay.
+    let member = app
+        .create_users_in(created.id.parse().expect("uuid"), vec![draft("member@example.com")])
+        .await;
+    tenants
+        .delete_tenant(authed(DeleteTenantRequest { id: created.id.clone() }, &token))
+        .await
+        .expect("delete");
+    expect_code(
+        tenants
+            .get_tenant(authed(GetTenantRequest { id: created.id.clone() }, &token))
+            .await,
+        Code::NotFound,
+    );
+    let user: uuid::Uuid = member[0].id.parse().expect("uuid");
+    assert!(
+        castellan::store::users::find_in_tenant(&app.app.db, created.id.parse().expect("uuid"), user)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    // A token issued for the deleted tenant stops working.
+    let stale = app.token_in(created.id.parse().expect("uuid"), &["*"]);
+    expect_code(
+        app.users()
+            .list_users(authed(pb::ListUsersRequest::default(), &stale))
+            .await,
+        Code::Unauthenticated,
+    );
+}
+
+#[tokio::test]
+async fn tenant_input_is_validated_and_slugs_are_unique() {
+    let app = TestApp::spawn().await;
+    let token = app.global_token(&["tenants:*"]);
+    let mut tenants = app.tenants();
+    for (name, slug, field) in [
+        ("", "ok-slug", "name"),
+        ("N", "Bad_Slug", "slug"),
+        ("N", "a", "slug"),
+        ("N", "x".repeat(64).as_str(), "slug"),
+    ] {
+        let status = expect_code(
+            tenants
+                .create_tenant(authed(
+                    CreateTenantRequest {
+                        name: name.into(),
+                        slug: slug.into(),
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field], "{name:?} {slug:?}");
+    }
+    let status = expect_code(
+        tenants
+            .create_tenant(authed(
+                CreateTenantRequest {
+                    name: "Again".into(),
+                    slug: "default".into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    assert!(status.message().contains("slug"), "{}", status.message());
+    expect_code(
+        tenants
+            .get_tenant(authed(GetTenantRequest { id: "nope".into() }, &token))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        tenants
+            .list_tenants(authed(ListTenantsRequest::default(), &app.token(&["users:*"])))
+            .await,
+        Code::PermissionDenied,
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_may_be_created_with_an_owner() {
+    let app = TestApp::spawn().await;
+    let owner = app.create_users(vec![draft("owner@example.com")]).await[0].id.clone();
+    let token = app.global_token(&["tenants:*"]);
+    let tenant = app
+        .tenants()
+        .create_tenant(authed(
+            CreateTenantRequest {
+                name: "Owned".into(),
+                slug: "owned".into(),
+                owner_user_id: owner.clone(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let in_tenant = app.token_in(tenant.id.parse().expect("uuid"), &["users:read"]);
+    let user = app
+        .users()
+        .get_user(authed(pb::GetUserRequest { id: owner }, &in_tenant))
+        .await
+        .expect("owner is a member")
+        .into_inner();
+    assert!(user.is_owner);
+    assert_eq!(user.tenant_ids.len(), 2);
+}

@@ -1,0 +1,499 @@
+use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserRequest, UpdateUserRequest, UserDraft};
+use tonic::Code;
+
+use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+
+fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
+    (0..n).map(|i| draft(&format!("{prefix}{i:03}@example.com"))).collect()
+}
+
+#[tokio::test]
+async fn create_users_takes_1_to_100_drafts_all_or_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:create", "users:list"]);
+    let mut users = app.users();
+    let created = users
+        .create_users(authed(
+            CreateUsersRequest {
+                users: batch(100, "u"),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("100 users")
+        .into_inner()
+        .users;
+    assert_eq!(created.len(), 100);
+    assert_eq!(created[3].email, "u003@example.com", "in draft order");
+    assert!(created.iter().all(|u| u.status == pb::UserStatus::Pending as i32));
+
+    for (n, field) in [(101, "users"), (0, "users")] {
+        let status = expect_code(
+            users
+                .create_users(authed(
+                    CreateUsersRequest {
+                        users: batch(n, "v"),
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field]);
+    }
+
+    // One bad draft: nothing is written, and the violation names the draft.
+    let mut drafts = batch(5, "w");
+    drafts[3].email = "not-an-email".into();
+    drafts[1].first_name = "x".repeat(201);
+    let status = expect_code(
+        users
+            .create_users(authed(
+                CreateUsersRequest {
+                    users: drafts,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["users[1].first_name", "users[3].email"]);
+
+    // A duplicate of an existing user fails the whole batch.
+    let mut drafts = batch(3, "z");
+    drafts[2].email = "U001@example.com".into();
+    expect_code(
+        users
+            .create_users(authed(
+                CreateUsersRequest {
+                    users: drafts,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    // Duplicates within one batch, too.
+    let status = expect_code(
+        users
+            .create_users(authed(
+                CreateUsersRequest {
+                    users: vec![draft("same@example.com"), draft("same@example.com")],
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    assert!(status.message().contains("users[1].email"), "{}", status.message());
+
+    let listed = users
+        .list_users(authed(pb::ListUsersRequest::default(), &token))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.total, 100, "failed batches wrote nothing");
+}
+
+#[tokio::test]
+async fn drafts_carry_names_passwords_limits_and_images() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:*"]);
+    let created = app
+        .users()
+        .create_users(authed(
+            CreateUsersRequest {
+                users: vec![UserDraft {
+                    email: "Jane.Smith@Company.com".into(),
+                    username: "jane@company.com".into(),
+                    first_name: "Jane".into(),
+                    last_name: "Smith".into(),
+                    password: "correct horse battery".into(),
+                    temporary_password: true,
+                    max_devices: Some(3),
+                    image: "https://img.example.com/jane.png".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .users;
+    let jane = &created[0];
+    assert_eq!(jane.email, "jane.smith@company.com", "stored lowercase");
+    assert_eq!(jane.username, "jane@company.com");
+    assert_eq!(jane.status, pb::UserStatus::Active as i32);
+    assert!(jane.password_change_required);
+    assert_eq!(jane.max_devices, Some(3));
+    assert_eq!(jane.image, "https://img.example.com/jane.png");
+    assert_eq!(jane.tenant_ids, [app.tenant_id.to_string()]);
+
+    let mut users = app.users();
+    for (draft, field) in [
+        (
+            UserDraft {
+                email: "a@example.com".into(),
+                password: "short".into(),
+                ..Default::default()
+            },
+            "users[0].password",
+        ),
+        (
+            UserDraft {
+                email: "a@example.com".into(),
+                password: "password".into(),
+                ..Default::default()
+            },
+            "users[0].password",
+        ),
+        (
+            UserDraft {
+                email: "a@example.com".into(),
+                max_devices: Some(-1),
+                ..Default::default()
+            },
+            "users[0].max_devices",
+        ),
+        (
+            UserDraft {
+                email: "a@example.com".into(),
+                username: "not an email".into(),
+                ..Default::default()
+            },
+            "users[0].username",
+        ),
+        (
+            UserDraft {
+                email: "a@example.com".into(),
+                role_ids: vec!["nope".into()],
+                ..Default::default()
+            },
+            "users[0].role_ids[0]",
+        ),
+        (
+            UserDraft {
+                email: "a@example.com".into(),
+                tenant_ids: vec!["no-such-tenant".into()],
+                ..Default::default()
+            },
+            "users[0].tenant_ids[0]",
+        ),
+    ] {
+        let status = expect_code(
+            users
+                .create_users(authed(
+                    CreateUsersRequest {
+                        users: vec![draft],
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field]);
+        assert!(
+            !status.message().contains("short") || field != "users[0].password",
+            "never echo a password"
+        );
+    }
+}
+
+#[tokio::test]
+async fn users_are_read_by_id_and_username_within_their_tenant() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let here = app.create_users(vec![draft("here@example.com")]).await.remove(0);
+    let there = app
+        .create_users_in(other, vec![draft("there@example.com")])
+        .await
+        .remove(0);
+    let token = app.token(&["users:read"]);
+    let mut users = app.users();
+
+    let got = users
+        .get_user(authed(GetUserRequest { id: here.id.clone() }, &token))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got, here);
+    let by_name = users
+        .get_user_by_username(authed(
+            GetUserByUsernameRequest {
+                username: "HERE@example.com".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("by username")
+        .into_inner();
+    assert_eq!(by_name.id, here.id);
+
+    expect_code(
+        users
+            .get_user(authed(GetUserRequest { id: there.id.clone() }, &token))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        users
+            .get_user(authed(
+                GetUserRequest {
+                    id: uuid::Uuid::now_v7().to_string(),
+                },
+                &token,
+            ))
+            .await,
+        Code::NotFound,
+    );
+    let status = expect_code(
+        users.get_user(authed(GetUserRequest { id: "42".into() }, &token)).await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["id"]);
+    // The other tenant's own token sees its user and not ours.
+    let theirs = app.token_in(other, &["users:read"]);
+    users
+        .get_user(authed(GetUserRequest { id: there.id.clone() }, &theirs))
+        .await
+        .expect("their own");
+    expect_code(
+        users
+            .get_user(authed(GetUserRequest { id: here.id.clone() }, &theirs))
+            .await,
+        Code::NotFound,
+    );
+    // WhoAmI needs a user subject.
+    expect_code(
+        users.who_am_i(authed(pb::WhoAmIRequest {}, &token)).await,
+        Code::FailedPrecondition,
+    );
+}
+
+#[tokio::test]
+async fn update_user_follows_the_field_mask_and_self_limits() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:*"]);
+    let mut users = app.users();
+    let user = app
+        .create_users(vec![UserDraft {
+            email: "old@example.com".into(),
+            first_name: "Old".into(),
+            last_name: "Name".into(),
+            password: "correct horse battery".into(),
+            max_devices: Some(2),
+            ..Default::default()
+        }])
+        .await
+        .remove(0);
+
+    let updated = users
+        .update_user(authed(
+            UpdateUserRequest {
+                id: user.id.clone(),
+                first_name: "New".into(),
+                last_name: "Ignored".into(),
+                max_devices: None,
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["first_name".into(), "max_devices".into()],
+                }),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.first_name, "New");
+    assert_eq!(updated.last_name, "Name", "not in the mask");
+    assert_eq!(updated.max_devices, None, "masked and unset clears the limit");
+
+    let updated = users
+        .update_user(authed(
+            UpdateUserRequest {
+                id: user.id.clone(),
+                email: "New@Example.com".into(),
+                permissions: vec!["users:read".into(), "users:list".into()],
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("update with an empty mask")
+        .into_inner();
+    assert_eq!(updated.email, "new@example.com");
+    assert_eq!(
+        updated.username, "new@example.com",
+        "a username mirroring the email follows it"
+    );
+    assert_eq!(updated.first_name, "New");
+    assert_eq!(updated.permissions, ["users:list", "users:read"]);
+
+    // No escalation: a caller grants only what it holds.
+    let limited = app.token(&["users:update"]);
+    expect_code(
+        users
+            .update_user(authed(
+                UpdateUserRequest {
+                    id: user.id.clone(),
+                    permissions: vec!["tenants:delete".into()],
+                    ..Default::default()
+                },
+                &limited,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+
+    // A user may change its own names and image, nothing else.
+    let own = app.user_token(&user.id, app.tenant_id);
+    let me = users
+        .update_user(authed(
+            UpdateUserRequest {
+                id: user.id.clone(),
+                last_name: "Mine".into(),
+                image: "me.png".into(),
+                ..Default::default()
+            },
+            &own,
+        ))
+        .await
+        .expect("self update")
+        .into_inner();
+    assert_eq!((me.last_name.as_str(), me.image.as_str()), ("Mine", "me.png"));
+    expect_code(
+        users
+            .update_user(authed(
+                UpdateUserRequest {
+                    id: user.id.clone(),
+                    email: "hijack@example.com".into(),
+                    ..Default::default()
+                },
+                &own,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+
+    // Taken e-mail.
+    app.create_users(vec![draft("taken@example.com")]).await;
+    expect_code(
+        users
+            .update_user(authed(
+                UpdateUserRequest {
+                    id: user.id.clone(),
+                    email: "taken@example.com".into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+}
+
+#[tokio::test]
+async fn tenant_memberships_are_managed_and_the_last_owner_stays() {
+    let app = TestApp::spawn().await;
+    let second = app.create_tenant("second").await;
+    let user = app.create_users(vec![draft("member@example.com")]).await.remove(0);
+    let global = app.global_token(&["users:*"]);
+    let local = app.token(&["users:*"]);
+    let mut users = app.users();
+
+    // A local caller cannot add memberships elsewhere.
+    expect_code(
+        users
+            .update_user_tenants(authed(
+                pb::UpdateUserTenantsRequest {
+                    id: user.id.clone(),
+                    add_tenant_ids: vec!["second".into()],
+                    ..Default::default()
+                },
+                &local,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    let updated = users
+        .update_user_tenants(authed(
+            pb::UpdateUserTenantsRequest {
+                id: user.id.clone(),
+                add_tenant_ids: vec!["second".into()],
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("add")
+        .into_inner();
+    assert_eq!(updated.tenant_ids.len(), 2);
+    assert!(updated.tenant_ids.contains(&second.to_string()));
+
+    // The only owner of a tenant cannot be removed from it.
+    let owned = app
+        .tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Owned".into(),
+                slug: "owned".into(),
+                owner_user_id: user.id.clone(),
+                ..Default::default()
+            },
+            &app.global_token(&["tenants:create"]),
+        ))
+        .await
+        .expect("tenant")
+        .into_inner();
+    expect_code(
+        users
+            .update_user_tenants(authed(
+                pb::UpdateUserTenantsRequest {
+                    id: user.id.clone(),
+                    remove_tenant_ids: vec![owned.id.clone()],
+                    ..Default::default()
+                },
+                &global,
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+    let removed = users
+        .update_user_tenants(authed(
+            pb::UpdateUserTenantsRequest {
+                id: user.id.clone(),
+                remove_tenant_ids: vec![second.to_string()],
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("remove")
+        .into_inner();
+    assert!(!removed.tenant_ids.contains(&second.to_string()));
+    // A user in several tenants is deleted only by a global caller.
+    expect_code(
+        users
+            .delete_user(authed(pb::DeleteUserRequest { id: user.id.clone() }, &local))
+            .await,
+        Code::FailedPrecondition,
+    );
+    users
+        .delete_user(authed(pb::DeleteUserRequest { id: user.id.clone() }, &global))
+        .await
+        .expect("global delete");
+    expect_code(
+        users
+            .get_user(authed(GetUserRequest { id: user.id.clone() }, &global))
+            .await,
+        Code::NotFound,
+    );
+}
