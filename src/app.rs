@@ -9,8 +9,12 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{access::AccessCache, token::TokenKeys},
     config::Config,
-    domain::tenants::{self, BootstrapAdmin},
+    domain::{
+        credentials,
+        tenants::{self, BootstrapAdmin},
+    },
     error::Result,
+    mail::Mailer,
     store,
 };
 
@@ -18,6 +22,10 @@ pub struct App {
     pub db: DatabaseConnection,
     pub keys: TokenKeys,
     pub access: AccessCache,
+    pub mailer: Mailer,
+    /// A hash of a random password, verified for unknown users so that a
+    /// failed login takes the same time whether or not the user exists.
+    pub dummy_password_hash: String,
     pub config: Config,
 }
 
@@ -29,18 +37,23 @@ impl App {
         if !config.no_migrate {
             store::migrate(&db).await?;
         }
-        let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?;
+        let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
+            .with_verification_keys(&config.verification_key_files)?;
+        let dummy_password_hash = credentials::hash_password(hex::encode(rand::random::<[u8; 16]>())).await?;
         let app = Arc::new(Self {
             db,
             keys,
             access: AccessCache::default(),
+            mailer: Mailer::from_config(&config)?,
+            dummy_password_hash,
             config,
         });
-        let admin = match (&app.config.bootstrap_admin_email, &app.config.bootstrap_admin_password) {
-            (Some(email), Some(password)) => Some(BootstrapAdmin {
-                email: email.clone(),
-                password: password.clone(),
-            }),
+        let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+        let admin = match (
+            set(&app.config.bootstrap_admin_email),
+            set(&app.config.bootstrap_admin_password),
+        ) {
+            (Some(email), Some(password)) => Some(BootstrapAdmin { email, password }),
             _ => None,
         };
         tenants::bootstrap(&app, admin).await?;

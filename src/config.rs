@@ -51,6 +51,21 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MailerKind {
+    /// Write mails (with their links) to the log: for development.
+    Log,
+    /// Send through an SMTP server.
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
 #[derive(Clone, Args)]
 pub struct Config {
     /// Database URL (`sqlite://...` or `postgres://...`); default: SQLite in the data dir.
@@ -104,6 +119,80 @@ pub struct Config {
         hide_env_values = true
     )]
     pub bootstrap_admin_password: Option<String>,
+    /// Earlier signing keys (PKCS#8 private or SPKI public PEM files,
+    /// comma-separated) whose tokens still verify and which JWKS still
+    /// publishes: rotate by moving the old key here and a new one in place.
+    #[arg(long, env = "CASTELLAN_VERIFICATION_KEY_FILES", value_delimiter = ',', global = true)]
+    pub verification_key_files: Vec<PathBuf>,
+    /// Base URL of links in mails (`<url>/invitations/accept?token=...`).
+    #[arg(
+        long,
+        env = "CASTELLAN_PUBLIC_URL",
+        default_value = "http://localhost:8080",
+        global = true
+    )]
+    pub public_url: String,
+    /// How mails are delivered.
+    #[arg(long, env = "CASTELLAN_MAILER", value_enum, default_value = "log", global = true)]
+    pub mailer: MailerKind,
+    /// SMTP server host.
+    #[arg(long, env = "CASTELLAN_SMTP_HOST", default_value = "localhost", global = true)]
+    pub smtp_host: String,
+    /// SMTP server port.
+    #[arg(long, env = "CASTELLAN_SMTP_PORT", default_value_t = 587, global = true)]
+    pub smtp_port: u16,
+    /// SMTP transport security.
+    #[arg(
+        long,
+        env = "CASTELLAN_SMTP_TLS",
+        value_enum,
+        default_value = "starttls",
+        global = true
+    )]
+    pub smtp_tls: SmtpTls,
+    /// SMTP user name (with the password: authenticate).
+    #[arg(long, env = "CASTELLAN_SMTP_USERNAME", global = true)]
+    pub smtp_username: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "CASTELLAN_SMTP_PASSWORD", global = true, hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// Sender of mails.
+    #[arg(
+        long,
+        env = "CASTELLAN_SMTP_FROM",
+        default_value = "Castellan <no-reply@localhost>",
+        global = true
+    )]
+    pub smtp_from: String,
+    /// How often the mail outbox is polled (also the first retry delay).
+    #[arg(long, env = "CASTELLAN_OUTBOX_INTERVAL", default_value = "2s", global = true)]
+    pub outbox_interval: humantime::Duration,
+    /// How long an invitation link works.
+    #[arg(long, env = "CASTELLAN_INVITATION_TTL", default_value = "7d", global = true)]
+    pub invitation_ttl: humantime::Duration,
+    /// Shortest password accepted (never below 8, NIST 800-63B).
+    #[arg(long, env = "CASTELLAN_PASSWORD_MIN_LENGTH", default_value_t = 8, global = true)]
+    pub password_min_length: usize,
+    /// Failed logins per account within the window before attempts are refused.
+    #[arg(long, env = "CASTELLAN_LOGIN_MAX_FAILURES", default_value_t = 10, global = true)]
+    pub login_max_failures: i32,
+    /// Failed logins per client address within the window before attempts are refused.
+    #[arg(
+        long,
+        env = "CASTELLAN_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub login_max_failures_per_address: i32,
+    /// The window in which login failures are counted.
+    #[arg(long, env = "CASTELLAN_LOGIN_FAILURE_WINDOW", default_value = "15m", global = true)]
+    pub login_failure_window: humantime::Duration,
+    /// First lockout wait; each consecutive lockout doubles it.
+    #[arg(long, env = "CASTELLAN_LOGIN_LOCKOUT", default_value = "30s", global = true)]
+    pub login_lockout: humantime::Duration,
+    /// Longest lockout wait.
+    #[arg(long, env = "CASTELLAN_LOGIN_MAX_LOCKOUT", default_value = "1h", global = true)]
+    pub login_max_lockout: humantime::Duration,
 }
 
 impl Config {
@@ -145,6 +234,22 @@ impl std::fmt::Debug for Config {
                 "bootstrap_admin_password",
                 &self.bootstrap_admin_password.as_ref().map(|_| "<redacted>"),
             )
+            .field("verification_key_files", &self.verification_key_files)
+            .field("public_url", &self.public_url)
+            .field("mailer", &self.mailer)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_username", &self.smtp_username)
+            .field("smtp_password", &self.smtp_password.as_ref().map(|_| "<redacted>"))
+            .field("smtp_from", &self.smtp_from)
+            .field("invitation_ttl", &self.invitation_ttl)
+            .field("password_min_length", &self.password_min_length)
+            .field("login_max_failures", &self.login_max_failures)
+            .field("login_max_failures_per_address", &self.login_max_failures_per_address)
+            .field("login_failure_window", &self.login_failure_window)
+            .field("login_lockout", &self.login_lockout)
+            .field("login_max_lockout", &self.login_max_lockout)
             .finish()
     }
 }

@@ -31,7 +31,7 @@ pub enum AuthFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// INVALID_ARGUMENT with a `BadRequest` listing every violation.
-    #[error("invalid request")]
+    #[error("invalid request: {}", summary(.0))]
     Invalid(Vec<FieldViolation>),
     /// NOT_FOUND: unknown id, or a resource of another tenant.
     #[error("{0} not found")]
@@ -60,6 +60,22 @@ pub enum Error {
     /// RESOURCE_EXHAUSTED with RetryInfo.
     #[error("too many attempts")]
     Throttled { retry_after: Duration },
+    /// UNAUTHENTICATED "invalid credentials": unknown user, wrong password,
+    /// or a user who may not log in; deliberately indistinguishable.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// PERMISSION_DENIED: the user must change its password first.
+    #[error("password change required")]
+    PasswordChangeRequired,
+}
+
+/// `field: why; field: why`, for messages and logs.
+pub fn summary(violations: &[FieldViolation]) -> String {
+    let parts: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect();
+    parts.join("; ")
 }
 
 impl Error {

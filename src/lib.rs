@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod mail;
 pub mod pb;
 pub mod server;
 pub mod store;

@@ -18,7 +18,7 @@ use crate::{
     app::App,
     auth::layer::AuthLayer,
     error::{Error, Result},
-    grpc::{tenant::TenantApi, user::UserApi},
+    grpc::{auth::AuthApi, tenant::TenantApi, user::UserApi},
     pb::{
         self, audit_service_server::AuditServiceServer, auth_service_server::AuthServiceServer,
         device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
@@ -34,7 +34,6 @@ pub struct PendingApi;
 impl pb::role_service_server::RoleService for PendingApi {}
 impl pb::group_service_server::GroupService for PendingApi {}
 impl pb::device_service_server::DeviceService for PendingApi {}
-impl pb::auth_service_server::AuthService for PendingApi {}
 impl pb::permission_service_server::PermissionService for PendingApi {}
 impl pb::audit_service_server::AuditService for PendingApi {}
 
@@ -45,10 +44,15 @@ const SERVICE_NAMES: &[&str] = &[
     <RoleServiceServer<PendingApi> as NamedService>::NAME,
     <GroupServiceServer<PendingApi> as NamedService>::NAME,
     <DeviceServiceServer<PendingApi> as NamedService>::NAME,
-    <AuthServiceServer<PendingApi> as NamedService>::NAME,
+    <AuthServiceServer<AuthApi> as NamedService>::NAME,
     <PermissionServiceServer<PendingApi> as NamedService>::NAME,
     <AuditServiceServer<PendingApi> as NamedService>::NAME,
 ];
+
+/// A health entry that only says the process is alive and not shutting
+/// down: for liveness probes, which must not restart pods during a database
+/// outage (the overall "" entry follows the database, for readiness).
+pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// How often the database is probed for the health status.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -87,7 +91,11 @@ impl Application {
         let Self { app, grpc, http } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::Serving).await;
+        reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         let probe = tokio::spawn(probe_database(app.clone(), reporter.clone()));
+        let outbox = tokio::spawn(crate::mail::outbox::run(app.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -110,6 +118,9 @@ impl Application {
                 shutdown.await;
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
                 set_health(&reporter, ServingStatus::NotServing).await;
+                reporter
+                    .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
+                    .await;
                 let _ = stop_tx.send(true);
             });
         }
@@ -137,7 +148,7 @@ impl Application {
             .add_service(RoleServiceServer::new(PendingApi))
             .add_service(GroupServiceServer::new(PendingApi))
             .add_service(DeviceServiceServer::new(PendingApi))
-            .add_service(AuthServiceServer::new(PendingApi))
+            .add_service(AuthServiceServer::new(AuthApi { app: app.clone() }))
             .add_service(PermissionServiceServer::new(PendingApi))
             .add_service(AuditServiceServer::new(PendingApi))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
@@ -158,6 +169,7 @@ impl Application {
             }
         };
         probe.abort();
+        outbox.abort();
         result
     }
 }

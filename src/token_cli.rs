@@ -25,7 +25,8 @@ pub async fn run(config: &Config, args: &TokenArgs) -> Result<String> {
     let tenant = store::tenants::resolve(&db, &args.tenant)
         .await?
         .ok_or_else(|| Error::invalid("--tenant", format!("no tenant {:?}", args.tenant)))?;
-    let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?;
+    let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
+        .with_verification_keys(&config.verification_key_files)?;
     let (token, _) = keys.issue(&TokenRequest {
         kind: SubjectKind::Service,
         subject: args.subject.clone(),

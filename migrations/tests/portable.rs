@@ -16,7 +16,7 @@ use migrations::sea_orm_migration::sea_orm::{
 };
 
 /// Every table the schema owns, sorted.
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 18] = [
     "audit_events",
     "credentials",
     "devices",
@@ -26,6 +26,7 @@ const TABLES: [&str; 17] = [
     "idempotency_keys",
     "invitations",
     "login_failures",
+    "mail_outbox",
     "registered_permissions",
     "role_permissions",
     "roles",
@@ -37,7 +38,7 @@ const TABLES: [&str; 17] = [
 ];
 
 /// Every named index the schema owns (primary keys aside), sorted.
-const INDEXES: [&str; 29] = [
+const INDEXES: [&str; 30] = [
     "idx_audit_events_actor",
     "idx_audit_events_target",
     "idx_audit_events_tenant_id_occurred_at_id",
@@ -47,6 +48,7 @@ const INDEXES: [&str; 29] = [
     "idx_groups_tenant_id_created_at_id",
     "idx_invitations_tenant_id",
     "idx_invitations_user_id",
+    "idx_mail_outbox_sent_at_next_attempt_at",
     "idx_registered_permissions_namespace",
     "idx_role_permissions_permission",
     "idx_roles_global_name",

@@ -31,6 +31,8 @@ pub struct UserAccess {
     pub member: bool,
     /// The user holds at least one global role (may act in any tenant).
     pub global: bool,
+    /// The user's password is temporary: only ChangePassword and WhoAmI work.
+    pub password_change_required: bool,
     pub permissions: Arc<PermissionSet>,
 }
 
@@ -116,6 +118,7 @@ async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result
             active: false,
             member: false,
             global: false,
+            password_change_required: false,
             permissions: Arc::default(),
         });
     };
@@ -124,6 +127,7 @@ async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result
         active: state.active,
         member: state.member,
         global: state.has_global_role,
+        password_change_required: state.password_change_required,
         permissions: Arc::new(PermissionSet::new(grants.into_iter().map(|g| g.permission))),
     })
 }

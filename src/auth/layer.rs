@@ -95,7 +95,7 @@ where
             let Some(rule) = pb::rule_for(path) else {
                 return inner.call(request).await;
             };
-            match authorize(&app, request.headers(), rule).await {
+            match authorize(&app, request.headers(), path, rule).await {
                 Ok(Some(principal)) => {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
@@ -107,14 +107,24 @@ where
     }
 }
 
-/// Authenticates and authorizes one call against `rule`. `None` for public RPCs.
-pub async fn authorize(app: &App, headers: &HeaderMap, rule: &RpcRule) -> Result<Option<Principal>> {
+/// RPCs a user whose password must be changed may still call.
+const ALLOWED_BEFORE_PASSWORD_CHANGE: &[&str] = &[
+    "/identity.v1.AuthService/ChangePassword",
+    "/identity.v1.UserService/WhoAmI",
+];
+
+/// Authenticates and authorizes one call of `path` against `rule`. `None` for
+/// public RPCs.
+pub async fn authorize(app: &App, headers: &HeaderMap, path: &str, rule: &RpcRule) -> Result<Option<Principal>> {
     if rule.public {
         return Ok(None);
     }
     let token = bearer_token(headers).ok_or(Error::Unauthenticated(AuthFailure::Missing))?;
     let claims = app.keys.verify(token)?;
-    let mut principal = principal_for(app, &claims, headers.get(TENANT_HEADER)).await?;
+    let (mut principal, password_change_required) = principal_for(app, &claims, headers.get(TENANT_HEADER)).await?;
+    if password_change_required && !ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&path) {
+        return Err(Error::PasswordChangeRequired);
+    }
     if rule.permission.is_empty() || principal.holds(rule.permission) {
         principal.authorization = Authorization::Granted;
     } else if rule.allow_self && principal.user_id().is_some() {
@@ -137,7 +147,12 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn principal_for(app: &App, claims: &Claims, tenant_header: Option<&http::HeaderValue>) -> Result<Principal> {
+/// The caller, and whether it must change its password before anything else.
+async fn principal_for(
+    app: &App,
+    claims: &Claims,
+    tenant_header: Option<&http::HeaderValue>,
+) -> Result<(Principal, bool)> {
     let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
     let token_tenant: Uuid = claims.tid.parse().map_err(|_| invalid())?;
     let requested_tenant = match tenant_header {
@@ -164,13 +179,14 @@ async fn principal_for(app: &App, claims: &Claims, tenant_header: Option<&http::
             if requested_tenant.is_none() && app.access.tenant_id(&app.db, &claims.tid).await?.is_none() {
                 return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
             }
-            Ok(Principal {
+            let principal = Principal {
                 subject: Subject::Service(claims.sub.clone()),
                 tenant_id,
                 permissions: Arc::new(crate::auth::PermissionSet::new(claims.perms.iter().cloned())),
                 global: claims.global,
                 authorization: Authorization::Granted,
-            })
+            };
+            Ok((principal, false))
         }
         SubjectKind::User => {
             let user_id: Uuid = claims.sub.parse().map_err(|_| invalid())?;
@@ -184,13 +200,14 @@ async fn principal_for(app: &App, claims: &Claims, tenant_header: Option<&http::
             if !access.member && !access.global {
                 return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
             }
-            Ok(Principal {
+            let principal = Principal {
                 subject: Subject::User(user_id),
                 tenant_id,
                 permissions: access.permissions.clone(),
                 global: access.global,
                 authorization: Authorization::Granted,
-            })
+            };
+            Ok((principal, access.password_change_required))
         }
     }
 }

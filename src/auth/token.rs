@@ -10,8 +10,8 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{
-    SigningKey,
-    pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding},
+    SigningKey, VerifyingKey,
+    pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -65,12 +65,30 @@ pub struct TokenRequest {
     pub ttl: Duration,
 }
 
-/// Signs and verifies access tokens with one Ed25519 key.
-pub struct TokenKeys {
+/// A public key that verifies tokens, with its key id (RFC 7638 thumbprint).
+struct PublicKey {
     kid: String,
-    public_x: String,
-    encoding: EncodingKey,
+    x: String,
     decoding: DecodingKey,
+}
+
+impl PublicKey {
+    fn new(key: &VerifyingKey) -> Result<Self> {
+        let x = URL_SAFE_NO_PAD.encode(key.as_bytes());
+        // RFC 7638 thumbprint: members in lexicographic order, no whitespace.
+        let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
+        let decoding = DecodingKey::from_ed_components(&x).map_err(Error::internal)?;
+        Ok(Self { kid, x, decoding })
+    }
+}
+
+/// Signs access tokens with the current Ed25519 key and verifies them with it
+/// or with an earlier key still configured for verification (rotation).
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    /// The signing key's public half first, then earlier keys.
+    public: Vec<PublicKey>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -78,9 +96,8 @@ pub struct TokenKeys {
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        let kids: Vec<&str> = self.public.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("TokenKeys").field("kids", &kids).finish_non_exhaustive()
     }
 }
 
@@ -102,13 +119,26 @@ impl TokenKeys {
         Self::from_signing_key(&signing_key, issuer, audience)
     }
 
+    /// Adds earlier keys that still verify (PKCS#8 private or SPKI public PEM files).
+    pub fn with_verification_keys(mut self, paths: &[std::path::PathBuf]) -> Result<Self> {
+        for path in paths {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| Error::internal(format!("reading verification key {}: {e}", path.display())))?;
+            let key = match SigningKey::from_pkcs8_pem(&pem) {
+                Ok(private) => private.verifying_key(),
+                Err(_) => VerifyingKey::from_public_key_pem(&pem)
+                    .map_err(|_| Error::internal(format!("{} is not an Ed25519 PEM key", path.display())))?,
+            };
+            let key = PublicKey::new(&key)?;
+            if !self.public.iter().any(|k| k.kid == key.kid) {
+                self.public.push(key);
+            }
+        }
+        Ok(self)
+    }
+
     fn from_signing_key(key: &SigningKey, issuer: &str, audience: &str) -> Result<Self> {
         let der = key.to_pkcs8_der().map_err(Error::internal)?;
-        let public_x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
-        // RFC 7638 thumbprint: members in lexicographic order, no whitespace.
-        let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{public_x}"}}"#);
-        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
-        let decoding = DecodingKey::from_ed_components(&public_x).map_err(Error::internal)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
@@ -116,10 +146,8 @@ impl TokenKeys {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         Ok(Self {
-            kid,
-            public_x,
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
-            decoding,
+            public: vec![PublicKey::new(&key.verifying_key())?],
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -142,10 +170,14 @@ impl TokenKeys {
             perms: request.permissions.clone(),
             global: request.global,
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(Error::internal)?;
+        let token = jsonwebtoken::encode(&self.header(), &claims, &self.encoding).map_err(Error::internal)?;
         Ok((token, claims))
+    }
+
+    fn header(&self) -> Header {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = self.public.first().map(|k| k.kid.clone());
+        header
     }
 
     /// Verifies a token: signature with the pinned algorithm and key id,
@@ -153,26 +185,36 @@ impl TokenKeys {
     pub fn verify(&self, token: &str) -> Result<Claims> {
         let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != Algorithm::EdDSA {
             return Err(invalid());
         }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let key = self
+            .public
+            .iter()
+            .find(|k| header.kid.as_deref() == Some(k.kid.as_str()))
+            .ok_or_else(invalid)?;
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|_| invalid())
     }
 
     /// The JWKS document (`/.well-known/jwks.json`).
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keys": [{
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "alg": "EdDSA",
-                "use": "sig",
-                "kid": self.kid,
-                "x": self.public_x,
-            }]
-        })
+        let keys: Vec<serde_json::Value> = self
+            .public
+            .iter()
+            .map(|key| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "alg": "EdDSA",
+                    "use": "sig",
+                    "kid": key.kid,
+                    "x": key.x,
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 }
 
@@ -235,15 +277,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rotated_key_still_verifies_and_is_published() {
+        let old_keys = keys();
+        let (old_token, _) = old_keys.issue(&request()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let old_path = dir.path().join("old.pem");
+        write_private_key(&old_path, &SigningKey::from_bytes(&[7; 32])).unwrap();
+        let rotated = TokenKeys::from_signing_key(&SigningKey::from_bytes(&[9; 32]), "iss", "aud")
+            .unwrap()
+            .with_verification_keys(&[old_path])
+            .unwrap();
+        assert!(rotated.verify(&old_token).is_ok());
+        let (new_token, _) = rotated.issue(&request()).unwrap();
+        assert!(rotated.verify(&new_token).is_ok());
+        assert!(old_keys.verify(&new_token).is_err());
+        assert_eq!(rotated.jwks()["keys"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
     fn expired_and_unsigned_tokens_are_refused() {
         let keys = keys();
         let mut expired = request();
         expired.ttl = Duration::ZERO;
         let (token, mut claims) = keys.issue(&expired).unwrap();
         claims.exp = claims.exp.saturating_sub(LEEWAY_SECONDS + 10);
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(keys.kid.clone());
-        let stale = jsonwebtoken::encode(&header, &claims, &keys.encoding).unwrap();
+        let stale = jsonwebtoken::encode(&keys.header(), &claims, &keys.encoding).unwrap();
         assert!(keys.verify(&stale).is_err());
         assert!(keys.verify(&token).is_ok(), "within leeway");
         // alg "none": header and payload without a signature.
@@ -252,8 +310,9 @@ mod tests {
         assert!(keys.verify(&format!("{none_header}.{}.", parts[1])).is_err());
         // HS256 signed with the public key as the secret (key confusion).
         let mut hs = Header::new(Algorithm::HS256);
-        hs.kid = Some(keys.kid.clone());
-        let confused = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(keys.public_x.as_bytes())).unwrap();
+        hs.kid = keys.header().kid;
+        let confused =
+            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(keys.public[0].x.as_bytes())).unwrap();
         assert!(keys.verify(&confused).is_err());
     }
 }

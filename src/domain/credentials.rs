@@ -2,54 +2,40 @@
 //! no truncation, a blocklist) and argon2id hashing with OWASP parameters on
 //! the blocking pool, so a burst of hashing never stalls the async workers.
 
+use std::{collections::HashSet, sync::LazyLock};
+
+use tokio::sync::Semaphore;
+
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version, password_hash::SaltString,
 };
 
 use crate::error::{Error, Result, Violations};
 
-/// Shortest password accepted.
+/// Shortest password accepted by default (configurable, never below 8).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted (well above NIST's 64).
 pub const MAX_PASSWORD_CHARS: usize = 1024;
 
-/// Common passwords refused whatever their length.
-const BLOCKLIST: &[&str] = &[
-    "password",
-    "password1",
-    "password123",
-    "12345678",
-    "123456789",
-    "1234567890",
-    "qwertyuiop",
-    "qwerty123",
-    "iloveyou",
-    "11111111",
-    "00000000",
-    "abc12345",
-    "letmein1",
-    "welcome1",
-    "admin123",
-    "passw0rd",
-    "sunshine",
-    "football",
-    "baseball",
-    "princess",
-    "trustno1",
-    "superman",
-    "starwars",
-    "whatever",
-    "changeme",
-];
+/// Common passwords refused whatever their length, shipped with the binary.
+static BLOCKLIST: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("common-passwords.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
+});
 
 /// Checks the policy, adding a violation to `field` when it is not met.
-pub fn check_policy(violations: &mut Violations, field: &str, password: &str) {
+/// `min_chars` is the configured minimum (raised to 8 if lower).
+pub fn check_policy(violations: &mut Violations, field: &str, password: &str, min_chars: usize) {
     let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS {
-        violations.add(field, format!("must be at least {MIN_PASSWORD_CHARS} characters"));
+    let min_chars = min_chars.max(MIN_PASSWORD_CHARS);
+    if chars < min_chars {
+        violations.add(field, format!("must be at least {min_chars} characters"));
     } else if chars > MAX_PASSWORD_CHARS {
         violations.add(field, format!("must be at most {MAX_PASSWORD_CHARS} characters"));
-    } else if BLOCKLIST.contains(&password.to_lowercase().as_str()) {
+    } else if BLOCKLIST.contains(password.to_lowercase().as_str()) {
         violations.add(field, "is too common; choose another");
     }
 }
@@ -60,9 +46,24 @@ fn argon2() -> Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// At most this many hashes run at once: half the cores (at least one). Each
+/// hash holds 19 MiB and a core for tens of milliseconds, so a burst of
+/// logins queues here instead of exhausting memory or starving other calls
+/// of CPU: the other half of the machine keeps serving them.
+static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Semaphore::new((cores / 2).max(1))
+});
+
+/// Runs argon2 work on the blocking pool, within the hashing slots.
+async fn on_hashing_pool<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let _slot = HASHING_SLOTS.acquire().await.map_err(Error::internal)?;
+    tokio::task::spawn_blocking(work).await.map_err(Error::internal)?
+}
+
 /// Hashes a password into a PHC string, on the blocking pool.
 pub async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
+    on_hashing_pool(move || {
         let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(Error::internal)?;
         argon2()?
             .hash_password(password.as_bytes(), &salt)
@@ -70,17 +71,15 @@ pub async fn hash_password(password: String) -> Result<String> {
             .map_err(Error::internal)
     })
     .await
-    .map_err(Error::internal)?
 }
 
 /// Verifies a password against a PHC string (constant time), on the blocking pool.
 pub async fn verify_password(password: String, phc: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    on_hashing_pool(move || {
         let hash = PasswordHash::new(&phc).map_err(Error::internal)?;
         Ok(argon2()?.verify_password(password.as_bytes(), &hash).is_ok())
     })
     .await
-    .map_err(Error::internal)?
 }
 
 #[cfg(test)]
@@ -96,7 +95,7 @@ mod tests {
             ("ÄÖÜäöüßé", true),
         ] {
             let mut v = Violations::new();
-            check_policy(&mut v, "password", password);
+            check_policy(&mut v, "password", password, MIN_PASSWORD_CHARS);
             assert_eq!(v.is_empty(), ok, "{password}");
         }
     }

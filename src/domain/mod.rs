@@ -5,7 +5,9 @@
 //!
 //! [`Principal`]: crate::auth::Principal
 
+pub mod auth;
 pub mod credentials;
+pub mod invitations;
 pub mod paging;
 pub mod tenants;
 pub mod users;

@@ -190,7 +190,12 @@ async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result
         Some(admin) => {
             let mut violations = Violations::new();
             let email = validate::email(&mut violations, "CASTELLAN_BOOTSTRAP_ADMIN_EMAIL", &admin.email);
-            credentials::check_policy(&mut violations, "CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD", &admin.password);
+            credentials::check_policy(
+                &mut violations,
+                "CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD",
+                &admin.password,
+                app.config.password_min_length,
+            );
             violations.finish()?;
             Some((
                 email.unwrap_or_default(),

@@ -13,7 +13,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
-        credentials, now,
+        credentials, invitations, now,
         paging::{ListParams, MAX_BASIC_LIMIT, MAX_LIMIT, Page, PageRequest, SortField},
         validate::{self, MAX_IMAGE, MAX_TEXT},
     },
@@ -187,7 +187,12 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
         let first_name = validate::text(&mut violations, &field("first_name"), &draft.first_name, MAX_TEXT);
         let last_name = validate::text(&mut violations, &field("last_name"), &draft.last_name, MAX_TEXT);
         let password = (!draft.password.is_empty()).then(|| {
-            credentials::check_policy(&mut violations, &field("password"), &draft.password);
+            credentials::check_policy(
+                &mut violations,
+                &field("password"),
+                &draft.password,
+                app.config.password_min_length,
+            );
             draft.password.clone()
         });
         if draft.temporary_password && password.is_none() {
@@ -255,9 +260,18 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
     let now = now();
     let txn = app.db.begin().await?;
     let mut ids = Vec::with_capacity(valid.len());
+    let mut pending_invitations = Vec::new();
     for (draft, hash) in valid.into_iter().zip(hashes) {
         let id = Uuid::now_v7();
         let status = if hash.is_some() { STATUS_ACTIVE } else { STATUS_PENDING };
+        if hash.is_none() {
+            let tenant = if draft.tenant_ids.contains(&caller.tenant_id) {
+                caller.tenant_id
+            } else {
+                draft.tenant_ids.first().copied().unwrap_or(caller.tenant_id)
+            };
+            pending_invitations.push((id, draft.email.clone(), tenant));
+        }
         user::ActiveModel {
             id: Set(id),
             email: Set(draft.email),
@@ -288,6 +302,10 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
         store::users::join_groups(&txn, id, &draft.group_ids, now).await?;
         ids.push(id);
     }
+    // After the users and memberships exist: the invitations refer to both.
+    for (id, email, tenant) in pending_invitations {
+        invitations::issue(&txn, app, id, &email, tenant, now).await?;
+    }
     txn.commit().await?;
     full_records(app, caller.tenant_id, &ids).await
 }
@@ -309,6 +327,15 @@ async fn full_records(app: &App, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Us
         }
     }
     Ok(records)
+}
+
+/// The FULL record of a user as seen from a tenant.
+pub async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<UserRecord> {
+    let user = user::Entity::find_by_id(user_id)
+        .one(&app.db)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    full_record(app, tenant_id, user).await
 }
 
 async fn full_record(app: &App, tenant_id: Uuid, user: user::Model) -> Result<UserRecord> {

@@ -19,17 +19,7 @@ pub const ERROR_DOMAIN: &str = "castellan";
 
 pub fn to_status(error: Error) -> Status {
     let (code, reason, message) = match &error {
-        Error::Invalid(violations) => {
-            let summary: Vec<String> = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.field, v.description))
-                .collect();
-            (
-                Code::InvalidArgument,
-                ErrorReason::FieldInvalid,
-                format!("invalid request: {}", summary.join("; ")),
-            )
-        }
+        Error::Invalid(_) => (Code::InvalidArgument, ErrorReason::FieldInvalid, error.to_string()),
         Error::NotFound(what) => (
             Code::NotFound,
             ErrorReason::ResourceNotFound,
@@ -61,6 +51,16 @@ pub fn to_status(error: Error) -> Status {
             Code::Unavailable,
             ErrorReason::StorageUnavailable,
             "storage unavailable, retry later".to_owned(),
+        ),
+        Error::InvalidCredentials => (
+            Code::Unauthenticated,
+            ErrorReason::InvalidCredentials,
+            "invalid credentials".to_owned(),
+        ),
+        Error::PasswordChangeRequired => (
+            Code::PermissionDenied,
+            ErrorReason::PasswordChangeRequired,
+            "password change required: call AuthService/ChangePassword first".to_owned(),
         ),
         Error::Throttled { .. } => (
             Code::ResourceExhausted,

@@ -165,6 +165,18 @@ impl UserService for UserApi {
             .map_err(to_status)
     }
 
+    async fn reset_user_password(
+        &self,
+        request: Request<pb::ResetUserPasswordRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = principal(&request)?;
+        let r = request.into_inner();
+        crate::domain::auth::reset_password(&self.app, &caller, &r.id, &r.password, r.temporary.unwrap_or(true))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(()))
+    }
+
     async fn update_user_tenants(
         &self,
         request: Request<pb::UpdateUserTenantsRequest>,

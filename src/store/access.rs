@@ -36,6 +36,7 @@ pub struct UserState {
     pub active: bool,
     pub member: bool,
     pub has_global_role: bool,
+    pub password_change_required: bool,
 }
 
 /// `None` when the user does not exist.
@@ -57,6 +58,7 @@ pub async fn user_state<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uu
         active: user.status == crate::domain::users::STATUS_ACTIVE,
         member,
         has_global_role: global_roles > 0,
+        password_change_required: user.password_change_required,
     }))
 }
 

@@ -2,7 +2,9 @@
 //! SQL; the domain calls these functions inside its transactions.
 
 pub mod access;
+pub mod credentials;
 pub mod entity;
+pub mod outbox;
 pub mod paging;
 pub mod tenants;
 pub mod users;

@@ -16,6 +16,8 @@ pub struct Model {
     pub window_started_at: DateTimeUtc,
     /// Until when sign-in is refused, if locked.
     pub locked_until: Option<DateTimeUtc>,
+    /// Consecutive lockouts; each doubles the next wait. Reset by a success.
+    pub lockouts: i32,
 }
 
 /// A login failure relates to nothing else.

@@ -13,6 +13,7 @@ pub mod group_role;
 pub mod idempotency_key;
 pub mod invitation;
 pub mod login_failure;
+pub mod mail_outbox;
 pub mod registered_permission;
 pub mod role;
 pub mod role_permission;

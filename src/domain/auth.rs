@@ -1,0 +1,300 @@
+//! Logging in, changing one's password, accepting an invitation, and the
+//! throttling that guards them (Keycloak's brute-force detection as the model,
+//! without its permanent-lockout trap: lockouts are temporary and grow).
+
+use std::{net::IpAddr, time::Duration};
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    auth::{
+        Principal,
+        token::{SubjectKind, TokenRequest},
+    },
+    domain::{
+        credentials, invitations, now,
+        users::{self, STATUS_ACTIVE, STATUS_PENDING, UserRecord},
+        validate::{self, MAX_TEXT},
+    },
+    error::{Error, Result, Violations},
+    store::{self, credentials::ThrottleLimits, entity::user},
+};
+
+/// A Login request.
+#[derive(Debug, Clone)]
+pub struct LoginCommand {
+    pub username: String,
+    pub password: String,
+    /// Tenant id or slug; empty = the user's first tenant.
+    pub tenant: String,
+    /// The client's address, for per-address throttling.
+    pub client: Option<IpAddr>,
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoginGrant {
+    pub access_token: String,
+    pub expires_in: Duration,
+    pub password_change_required: bool,
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+fn limits(app: &App, max_failures: i32) -> ThrottleLimits {
+    let config = &app.config;
+    ThrottleLimits {
+        max_failures: max_failures.max(1),
+        window: chrono_duration(config.login_failure_window.into()),
+        lockout: chrono_duration(config.login_lockout.into()),
+        max_lockout: chrono_duration(config.login_max_lockout.into()),
+    }
+}
+
+fn account_key(username: &str) -> String {
+    format!("user:{}", username.trim().to_lowercase())
+}
+
+/// Counts one attempt against the account and the client address before the
+/// password is evaluated; refuses with the wait when either is locked.
+async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> Result<()> {
+    let now = now();
+    let mut locked_until = store::credentials::reserve_attempt(
+        &app.db,
+        &account_key(username),
+        limits(app, app.config.login_max_failures),
+        now,
+    )
+    .await?;
+    if let Some(address) = client {
+        let address_lock = store::credentials::reserve_attempt(
+            &app.db,
+            &format!("ip:{address}"),
+            limits(app, app.config.login_max_failures_per_address),
+            now,
+        )
+        .await?;
+        locked_until = locked_until.max(address_lock);
+    }
+    match locked_until {
+        None => Ok(()),
+        Some(until) => Err(Error::Throttled {
+            retry_after: (until - now)
+                .to_std()
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_secs(1)),
+        }),
+    }
+}
+
+/// Verifies a password for a username. Unknown users and users without a
+/// password cost a dummy hash, so the answer takes the same time.
+async fn check_password(app: &App, username: &str, password: &str) -> Result<Option<user::Model>> {
+    let found = store::credentials::user_with_credential(&app.db, username).await?;
+    let (user, hash) = match found {
+        Some((user, Some(credential))) => (Some(user), credential.password_hash),
+        _ => (None, app.dummy_password_hash.clone()),
+    };
+    let matches = credentials::verify_password(password.to_owned(), hash).await?;
+    Ok(user.filter(|_| matches))
+}
+
+pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
+    let mut violations = Violations::new();
+    if command.username.trim().is_empty() {
+        violations.add("username", "is required");
+    }
+    if command.password.is_empty() {
+        violations.add("password", "is required");
+    }
+    violations.finish()?;
+    reserve_attempt(app, &command.username, command.client).await?;
+    let user = check_password(app, &command.username, &command.password)
+        .await?
+        .filter(|user| user.status == STATUS_ACTIVE)
+        .ok_or(Error::InvalidCredentials)?;
+    let tenant_id = if command.tenant.trim().is_empty() {
+        store::credentials::first_tenant(&app.db, user.id).await?
+    } else {
+        match store::tenants::resolve(&app.db, command.tenant.trim()).await? {
+            Some(tenant)
+                if store::users::find_in_tenant(&app.db, tenant.id, user.id)
+                    .await?
+                    .is_some() =>
+            {
+                Some(tenant.id)
+            }
+            _ => None,
+        }
+    }
+    .ok_or(Error::InvalidCredentials)?;
+
+    store::credentials::clear_attempts(&app.db, &account_key(&command.username)).await?;
+    let password_change_required = user.password_change_required;
+    let mut active: user::ActiveModel = user.clone().into();
+    active.last_connection = Set(Some(now()));
+    active.update(&app.db).await?;
+
+    let ttl = app.config.token_ttl();
+    let (access_token, _) = app.keys.issue(&TokenRequest {
+        kind: SubjectKind::User,
+        subject: user.id.to_string(),
+        tenant_id,
+        permissions: Vec::new(),
+        global: false,
+        ttl,
+    })?;
+    Ok(LoginGrant {
+        access_token,
+        expires_in: ttl,
+        password_change_required,
+    })
+}
+
+/// Hashes a new password after checking the policy against `field`.
+async fn new_password_hash(app: &App, field: &str, password: &str) -> Result<String> {
+    let mut violations = Violations::new();
+    credentials::check_policy(&mut violations, field, password, app.config.password_min_length);
+    violations.finish()?;
+    credentials::hash_password(password.to_owned()).await
+}
+
+/// The caller changes its own password; a wrong current password answers and
+/// counts exactly like a failed login.
+pub async fn change_password(
+    app: &App,
+    caller: &Principal,
+    current: &str,
+    new: &str,
+    client: Option<IpAddr>,
+) -> Result<()> {
+    let user_id = caller
+        .user_id()
+        .ok_or_else(|| Error::FailedPrecondition("ChangePassword needs a user token".into()))?;
+    let user = user::Entity::find_by_id(user_id)
+        .one(&app.db)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    change_password_of(app, &user.username, current, new, client).await
+}
+
+/// Changes a password given the username and the current password (also the
+/// HTML page's way in).
+pub async fn change_password_of(
+    app: &App,
+    username: &str,
+    current: &str,
+    new: &str,
+    client: Option<IpAddr>,
+) -> Result<()> {
+    if current.is_empty() {
+        return Err(Error::invalid("current_password", "is required"));
+    }
+    let hash = new_password_hash(app, "new_password", new).await?;
+    reserve_attempt(app, username, client).await?;
+    let user = check_password(app, username, current)
+        .await?
+        .filter(|user| user.status == STATUS_ACTIVE)
+        .ok_or(Error::InvalidCredentials)?;
+    store::credentials::clear_attempts(&app.db, &account_key(username)).await?;
+    let now = now();
+    let txn = app.db.begin().await?;
+    store::credentials::set_password_hash(&txn, user.id, hash, now).await?;
+    let mut active: user::ActiveModel = user.into();
+    active.password_change_required = Set(false);
+    active.updated_at = Set(now);
+    active.update(&txn).await?;
+    txn.commit().await?;
+    app.access.invalidate();
+    Ok(())
+}
+
+/// An AcceptInvitation request.
+#[derive(Debug, Clone, Default)]
+pub struct AcceptInvitation {
+    pub token: String,
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// Completes a PENDING user's account from its invitation: sets the password
+/// (and names), makes it ACTIVE. A token works once; unknown, used and
+/// expired tokens all answer NOT_FOUND.
+pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<UserRecord> {
+    let mut violations = Violations::new();
+    if command.token.trim().is_empty() {
+        violations.add("token", "is required");
+    }
+    credentials::check_policy(
+        &mut violations,
+        "password",
+        &command.password,
+        app.config.password_min_length,
+    );
+    let first_name = command
+        .first_name
+        .map(|v| validate::text(&mut violations, "first_name", &v, MAX_TEXT));
+    let last_name = command
+        .last_name
+        .map(|v| validate::text(&mut violations, "last_name", &v, MAX_TEXT));
+    violations.finish()?;
+    let hash = invitations::token_hash(command.token.trim());
+    let invitation = store::credentials::open_invitation(&app.db, &hash, now())
+        .await?
+        .ok_or(Error::NotFound("invitation"))?;
+    let password_hash = credentials::hash_password(command.password).await?;
+
+    let now = now();
+    let txn = app.db.begin().await?;
+    if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
+        return Err(Error::NotFound("invitation"));
+    }
+    let user = user::Entity::find_by_id(invitation.user_id)
+        .one(&txn)
+        .await?
+        .filter(|user| user.status == STATUS_PENDING)
+        .ok_or(Error::NotFound("invitation"))?;
+    store::credentials::set_password_hash(&txn, user.id, password_hash, now).await?;
+    let mut active: user::ActiveModel = user.into();
+    active.status = Set(STATUS_ACTIVE.to_owned());
+    active.password_change_required = Set(false);
+    if let Some(first_name) = first_name {
+        active.first_name = Set(first_name);
+    }
+    if let Some(last_name) = last_name {
+        active.last_name = Set(last_name);
+    }
+    active.updated_at = Set(now);
+    active.update(&txn).await?;
+    txn.commit().await?;
+    app.access.invalidate();
+    users::record_in(app, invitation.tenant_id, invitation.user_id).await
+}
+
+/// An administrator sets a user's password, temporary unless told otherwise.
+/// A PENDING user becomes ACTIVE (its invitation is then useless).
+pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &str, temporary: bool) -> Result<()> {
+    let id: Uuid = validate::id("id", id)?;
+    let hash = new_password_hash(app, "password", password).await?;
+    let user = store::users::find_in_tenant(&app.db, caller.tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    let now = now();
+    let txn = app.db.begin().await?;
+    store::credentials::set_password_hash(&txn, id, hash, now).await?;
+    let mut active: user::ActiveModel = user.clone().into();
+    active.password_change_required = Set(temporary);
+    if user.status == STATUS_PENDING {
+        active.status = Set(STATUS_ACTIVE.to_owned());
+    }
+    active.updated_at = Set(now);
+    active.update(&txn).await?;
+    txn.commit().await?;
+    app.access.invalidate();
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! The outbox worker: polls due mails, claims each (so replicas never send
+//! one twice), sends it, and marks it sent or schedules a retry with
+//! exponential backoff. A crash or an SMTP outage loses no mail.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+
+use crate::{app::App, domain::now, mail::Mail, store};
+
+/// Longest wait between two attempts at one mail.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How long a claim lasts: a worker that dies mid-send frees the mail after this.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+const BATCH: u64 = 20;
+
+/// Runs until aborted.
+pub async fn run(app: Arc<App>) {
+    let interval: Duration = app.config.outbox_interval.into();
+    loop {
+        if let Err(error) = deliver_due(&app, interval).await {
+            tracing::warn!(%error, "mail outbox pass failed");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn backoff(base: Duration, attempts: i32) -> Duration {
+    base.checked_mul(1 << attempts.clamp(0, 20))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
+/// One pass over the due mails.
+pub async fn deliver_due(app: &App, base_backoff: Duration) -> crate::error::Result<()> {
+    let started = now();
+    for mail in store::outbox::due(&app.db, started, BATCH).await? {
+        let lease = started + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
+        if !store::outbox::claim(&app.db, &mail, lease).await? {
+            continue;
+        }
+        let message = Mail {
+            to: mail.recipient.clone(),
+            subject: mail.subject.clone(),
+            body: mail.body.clone(),
+        };
+        match app.mailer.send(&message).await {
+            Ok(()) => store::outbox::mark_sent(&app.db, mail.id, now()).await?,
+            Err(error) => {
+                let wait = backoff(base_backoff, mail.attempts);
+                tracing::warn!(mail_id = %mail.id, attempts = mail.attempts + 1, %error, "mail delivery failed; will retry");
+                let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                store::outbox::mark_failed(&app.db, mail.id, &error, retry_at).await?;
+            }
+        }
+    }
+    Ok(())
+}

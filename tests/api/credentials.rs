@@ -1,0 +1,525 @@
+//! Login, passwords, throttling, invitations (through a real SMTP
+//! conversation) and the temporary-password gate.
+
+use std::time::{Duration, Instant};
+
+use castellan::pb::{
+    self, AcceptInvitationRequest, ChangePasswordRequest, LoginRequest, LoginResponse, ResetUserPasswordRequest,
+    UserDraft, auth_service_client::AuthServiceClient,
+};
+use sea_orm::EntityTrait;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+use crate::{
+    helpers::{TestApp, authed, draft, expect_code, violated_fields},
+    smtp_sink::{SmtpSink, invitation_token},
+};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn with_password(email: &str, temporary: bool) -> UserDraft {
+    UserDraft {
+        email: email.into(),
+        password: PASSWORD.into(),
+        temporary_password: temporary,
+        ..Default::default()
+    }
+}
+
+async fn login(app: &TestApp, username: &str, password: &str) -> Result<LoginResponse, Status> {
+    AuthServiceClient::new(app.channel.clone())
+        .login(Request::new(LoginRequest {
+            username: username.into(),
+            password: password.into(),
+            tenant_id: String::new(),
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn login_issues_a_token_that_works_and_records_the_connection() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_users(vec![with_password("jane@example.com", false)])
+        .await
+        .remove(0);
+    assert!(user.last_connection.is_none());
+    let grant = login(&app, "JANE@example.com", PASSWORD).await.expect("login");
+    assert_eq!(grant.token_type, "Bearer");
+    assert_eq!(grant.expires_in, 3600);
+    assert!(!grant.password_change_required);
+    let header = jsonwebtoken::decode_header(&grant.access_token).expect("jwt");
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert!(header.kid.is_some());
+    let claims = app.app.keys.verify(&grant.access_token).expect("verifies");
+    assert_eq!(
+        (claims.sub.as_str(), claims.tid),
+        (user.id.as_str(), app.tenant_id.to_string())
+    );
+    assert!(!claims.jti.is_empty());
+
+    let me = app
+        .users()
+        .who_am_i(authed(pb::WhoAmIRequest {}, &grant.access_token))
+        .await
+        .expect("whoami")
+        .into_inner();
+    assert_eq!(me.id, user.id);
+    assert!(me.last_connection.is_some(), "login records the connection");
+
+    // Into a named tenant the user belongs to; not into another.
+    let other = app.create_tenant("other").await;
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let refused = auth
+        .login(Request::new(LoginRequest {
+            username: "jane@example.com".into(),
+            password: PASSWORD.into(),
+            tenant_id: other.to_string(),
+        }))
+        .await;
+    assert_eq!(
+        reason(&expect_code(refused, Code::Unauthenticated)),
+        "INVALID_CREDENTIALS"
+    );
+    auth.login(Request::new(LoginRequest {
+        username: "jane@example.com".into(),
+        password: PASSWORD.into(),
+        tenant_id: "default".into(),
+    }))
+    .await
+    .expect("login into default by slug");
+}
+
+#[tokio::test]
+async fn every_login_failure_answers_alike_and_in_about_the_same_time() {
+    let app = TestApp::spawn_with(&["--login-max-failures", "1000"]).await;
+    let inactive = app
+        .create_users(vec![with_password("inactive@example.com", false)])
+        .await
+        .remove(0);
+    app.create_users(vec![
+        with_password("active@example.com", false),
+        draft("pending@example.com"),
+    ])
+    .await;
+    app.users()
+        .deactivate_user(authed(
+            pb::DeactivateUserRequest { id: inactive.id },
+            &app.token(&["*"]),
+        ))
+        .await
+        .expect("deactivate");
+
+    for (username, password) in [
+        ("nobody@example.com", PASSWORD),
+        ("active@example.com", "wrong password!"),
+        ("pending@example.com", PASSWORD),
+        ("inactive@example.com", PASSWORD),
+    ] {
+        let status = expect_code(login(&app, username, password).await, Code::Unauthenticated);
+        assert_eq!(status.message(), "invalid credentials", "{username}");
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{username}");
+    }
+
+    // Unknown users cost a dummy hash: never much faster than a wrong password.
+    async fn median(app: &TestApp, username: &str) -> Duration {
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let started = Instant::now();
+            let _ = login(app, username, "wrong password!").await;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        times[3]
+    }
+    let unknown = median(&app, "nobody@example.com").await;
+    let known = median(&app, "active@example.com").await;
+    assert!(
+        unknown * 3 >= known && known * 3 >= unknown,
+        "unknown user {unknown:?} vs wrong password {known:?}"
+    );
+    let empty = expect_code(login(&app, "", "").await, Code::InvalidArgument);
+    assert_eq!(violated_fields(&empty), ["username", "password"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_never_exceed_the_limit_and_lock_for_a_while() {
+    let app = TestApp::spawn_with(&["--login-max-failures", "5", "--login-lockout", "2s"]).await;
+    app.create_users(vec![with_password("target@example.com", false)]).await;
+    let attempts = (0..20).map(|_| {
+        let channel = app.channel.clone();
+        tokio::spawn(async move {
+            AuthServiceClient::new(channel)
+                .login(Request::new(LoginRequest {
+                    username: "target@example.com".into(),
+                    password: "wrong password!".into(),
+                    tenant_id: String::new(),
+                }))
+                .await
+        })
+    });
+    let mut evaluated = 0;
+    let mut throttled = 0;
+    for attempt in attempts {
+        match attempt.await.expect("join") {
+            Err(status) if status.code() == Code::Unauthenticated => evaluated += 1,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                let retry = status.get_details_retry_info().expect("RetryInfo");
+                assert!(retry.retry_delay.is_some_and(|d| d <= Duration::from_secs(2)));
+                throttled += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((evaluated, throttled), (5, 15), "exactly the limit is evaluated");
+
+    // The right password is refused until the wait passes, then works and resets the count.
+    expect_code(
+        login(&app, "target@example.com", PASSWORD).await,
+        Code::ResourceExhausted,
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    login(&app, "target@example.com", PASSWORD)
+        .await
+        .expect("after the lockout");
+    for _ in 0..4 {
+        expect_code(
+            login(&app, "target@example.com", "wrong password!").await,
+            Code::Unauthenticated,
+        );
+    }
+    login(&app, "target@example.com", PASSWORD)
+        .await
+        .expect("the count was reset by the success");
+}
+
+#[tokio::test]
+async fn consecutive_lockouts_grow() {
+    let app = TestApp::spawn_with(&["--login-max-failures", "2", "--login-lockout", "1s"]).await;
+    let wait = |app: &TestApp| {
+        let channel = app.channel.clone();
+        async move {
+            let status = AuthServiceClient::new(channel)
+                .login(Request::new(LoginRequest {
+                    username: "ghost@example.com".into(),
+                    password: "wrong password!".into(),
+                    tenant_id: String::new(),
+                }))
+                .await
+                .expect_err("refused");
+            status.get_details_retry_info().and_then(|r| r.retry_delay)
+        }
+    };
+    // Unknown accounts are throttled exactly like known ones.
+    assert_eq!(wait(&app).await, None);
+    assert_eq!(wait(&app).await, None);
+    let first = wait(&app).await.expect("locked");
+    tokio::time::sleep(first + Duration::from_millis(100)).await;
+    assert_eq!(wait(&app).await, None);
+    assert_eq!(wait(&app).await, None);
+    let second = wait(&app).await.expect("locked again");
+    assert!(second > first, "{second:?} should exceed {first:?}");
+}
+
+#[tokio::test]
+async fn a_temporary_password_must_be_changed_before_anything_else() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_users(vec![with_password("temp@example.com", true)])
+        .await
+        .remove(0);
+    let grant = login(&app, "temp@example.com", PASSWORD).await.expect("login");
+    assert!(grant.password_change_required);
+    let token = grant.access_token;
+    let mut users = app.users();
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+
+    let gated = expect_code(
+        users
+            .get_user(authed(pb::GetUserRequest { id: user.id.clone() }, &token))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_eq!(reason(&gated), "PASSWORD_CHANGE_REQUIRED");
+    users
+        .who_am_i(authed(pb::WhoAmIRequest {}, &token))
+        .await
+        .expect("WhoAmI still works");
+
+    let change = |current: &str, new: &str| ChangePasswordRequest {
+        current_password: current.into(),
+        new_password: new.into(),
+    };
+    expect_code(
+        auth.change_password(authed(change("wrong password!", "a brand new secret"), &token))
+            .await,
+        Code::Unauthenticated,
+    );
+    let weak = expect_code(
+        auth.change_password(authed(change(PASSWORD, "password"), &token)).await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&weak), ["new_password"]);
+    assert!(!weak.message().contains(PASSWORD));
+    auth.change_password(authed(change(PASSWORD, "a brand new secret"), &token))
+        .await
+        .expect("change");
+    users
+        .get_user(authed(pb::GetUserRequest { id: user.id.clone() }, &token))
+        .await
+        .expect("the same token works once the password is changed");
+    expect_code(login(&app, "temp@example.com", PASSWORD).await, Code::Unauthenticated);
+    let grant = login(&app, "temp@example.com", "a brand new secret")
+        .await
+        .expect("new password");
+    assert!(!grant.password_change_required);
+}
+
+#[tokio::test]
+async fn administrators_reset_passwords() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let pending = app.create_users(vec![draft("pending@example.com")]).await.remove(0);
+    let elsewhere = app
+        .create_users_in(other, vec![draft("elsewhere@example.com")])
+        .await
+        .remove(0);
+    let admin = app.token(&["users:password-reset"]);
+    let mut users = app.users();
+    let reset = |id: &str, password: &str, temporary: Option<bool>| ResetUserPasswordRequest {
+        id: id.into(),
+        password: password.into(),
+        temporary,
+    };
+
+    users
+        .reset_user_password(authed(reset(&pending.id, "reset secret 1", None), &admin))
+        .await
+        .expect("reset");
+    let grant = login(&app, "pending@example.com", "reset secret 1")
+        .await
+        .expect("a reset activates a pending user");
+    assert!(grant.password_change_required, "temporary by default");
+    users
+        .reset_user_password(authed(reset(&pending.id, "reset secret 2", Some(false)), &admin))
+        .await
+        .expect("reset");
+    assert!(
+        !login(&app, "pending@example.com", "reset secret 2")
+            .await
+            .expect("login")
+            .password_change_required
+    );
+
+    let weak = expect_code(
+        users
+            .reset_user_password(authed(reset(&pending.id, "short", None), &admin))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&weak), ["password"]);
+    expect_code(
+        users
+            .reset_user_password(authed(reset(&elsewhere.id, "reset secret 3", None), &admin))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        users
+            .reset_user_password(authed(
+                reset(&pending.id, "reset secret 3", None),
+                &app.token(&["users:update"]),
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+}
+
+#[tokio::test]
+async fn an_invited_user_receives_a_mail_and_accepts_once() {
+    let sink = SmtpSink::start(0).await;
+    let port = sink.port.to_string();
+    let app = TestApp::spawn_with(&[
+        "--mailer",
+        "smtp",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &port,
+        "--smtp-tls",
+        "none",
+        "--outbox-interval",
+        "100ms",
+        "--public-url",
+        "https://id.example.com/",
+    ])
+    .await;
+    let invited = app.create_users(vec![draft("invited@example.com")]).await.remove(0);
+    assert_eq!(invited.status, pb::UserStatus::Pending as i32);
+    let mails = sink.wait_for(1).await;
+    assert!(mails[0].contains("invited@example.com"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("https://id.example.com/invitations/accept?token="),
+        "{}",
+        mails[0]
+    );
+    let token = invitation_token(&mails[0]);
+    assert!(token.len() >= 22, "at least 128 bits: {token}");
+
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let accept = |password: &str| AcceptInvitationRequest {
+        token: token.clone(),
+        password: password.into(),
+        first_name: Some("Ivy".into()),
+        last_name: None,
+    };
+    let weak = expect_code(
+        auth.accept_invitation(Request::new(accept("short"))).await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&weak), ["password"]);
+    let user = auth
+        .accept_invitation(Request::new(accept(PASSWORD)))
+        .await
+        .expect("accept")
+        .into_inner();
+    assert_eq!(user.status, pb::UserStatus::Active as i32);
+    assert_eq!(user.first_name, "Ivy");
+    login(&app, "invited@example.com", PASSWORD)
+        .await
+        .expect("login after accepting");
+    expect_code(
+        auth.accept_invitation(Request::new(accept(PASSWORD))).await,
+        Code::NotFound,
+    );
+
+    // Only the hash of the token is stored; the sent mail's body is wiped.
+    let stored = castellan::store::entity::invitation::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query");
+    assert!(stored.iter().all(|i| !i.token_hash.contains(&token)));
+    let outbox = castellan::store::entity::mail_outbox::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query");
+    assert!(outbox.iter().all(|m| m.sent_at.is_some() && m.body.is_empty()));
+}
+
+#[tokio::test]
+async fn an_smtp_outage_delays_mail_but_loses_none() {
+    let sink = SmtpSink::start(2).await;
+    let port = sink.port.to_string();
+    let app = TestApp::spawn_with(&[
+        "--mailer",
+        "smtp",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &port,
+        "--smtp-tls",
+        "none",
+        "--outbox-interval",
+        "100ms",
+    ])
+    .await;
+    app.create_users(vec![draft("patient@example.com")]).await;
+    let mails = sink.wait_for(1).await;
+    assert!(mails[0].contains("patient@example.com"));
+    let outbox = castellan::store::entity::mail_outbox::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].attempts, 3, "two refusals, then delivered");
+    assert!(outbox[0].last_error.as_deref().is_some_and(|e| e.contains("451")));
+}
+
+#[tokio::test]
+async fn expired_and_unknown_invitations_are_not_found() {
+    // A long outbox interval keeps the mail (and its link) in the outbox to read it.
+    let app = TestApp::spawn_with(&["--invitation-ttl", "1s", "--outbox-interval", "1h"]).await;
+    app.create_users(vec![draft("late@example.com")]).await;
+    let outbox = castellan::store::entity::mail_outbox::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query");
+    let token = invitation_token(&outbox[0].body);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    for token in [token.as_str(), "made-up-token"] {
+        expect_code(
+            auth.accept_invitation(Request::new(AcceptInvitationRequest {
+                token: token.into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            }))
+            .await,
+            Code::NotFound,
+        );
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Hashing runs on the blocking pool within a few slots, so while a burst of
+/// logins queues for them, other calls go on: a GetUser during the burst
+/// takes a fraction of what a login takes (both measured in the same run, so
+/// the comparison holds on a slow or busy machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_does_not_stall_other_calls() {
+    let app = TestApp::spawn_with(&["--login-max-failures", "1000"]).await;
+    let user = app
+        .create_users(vec![with_password("busy@example.com", false)])
+        .await
+        .remove(0);
+    let logins: Vec<_> = (0..16)
+        .map(|_| {
+            let channel = app.channel.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                AuthServiceClient::new(channel)
+                    .login(Request::new(LoginRequest {
+                        username: "busy@example.com".into(),
+                        password: PASSWORD.into(),
+                        tenant_id: String::new(),
+                    }))
+                    .await
+                    .map(|_| started.elapsed())
+            })
+        })
+        .collect();
+    let token = app.token(&["users:read"]);
+    let mut users = app.users();
+    let mut get_user_latencies = Vec::new();
+    while get_user_latencies.len() < 10 || logins.iter().any(|login| !login.is_finished()) {
+        let started = Instant::now();
+        users
+            .get_user(authed(pb::GetUserRequest { id: user.id.clone() }, &token))
+            .await
+            .expect("get user");
+        get_user_latencies.push(started.elapsed());
+    }
+    let mut login_latencies = Vec::new();
+    for login in logins {
+        login_latencies.push(login.await.expect("join").expect("login"));
+    }
+    let (get_user, login) = (median(get_user_latencies), median(login_latencies));
+    eprintln!("GetUser median {get_user:?}, login median {login:?}");
+    assert!(
+        get_user * 3 < login,
+        "GetUser {get_user:?} should not queue behind logins ({login:?})"
+    );
+}
