@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc;
 pub mod mail;
 pub mod pb;
+pub mod rest;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -207,7 +207,8 @@ fn http_router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/.well-known/jwks.json", get(jwks))
-        .with_state(app)
+        .with_state(app.clone())
+        .merge(crate::rest::router(app))
 }
 
 async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {

@@ -17,8 +17,11 @@ use crate::{
 /// `ErrorInfo.domain` of every Castellan error.
 pub const ERROR_DOMAIN: &str = "castellan";
 
-pub fn to_status(error: Error) -> Status {
-    let (code, reason, message) = match &error {
+/// The gRPC code, the `ErrorReason` and the client-facing message of an
+/// error: the one classification both edges use (the REST gateway maps the
+/// code to an HTTP status). Internal errors are logged here.
+pub fn classify(error: &Error) -> (Code, ErrorReason, String) {
+    match error {
         Error::Invalid(_) => (Code::InvalidArgument, ErrorReason::FieldInvalid, error.to_string()),
         Error::NotFound(what) => (
             Code::NotFound,
@@ -71,7 +74,11 @@ pub fn to_status(error: Error) -> Status {
             tracing::error!(error = %detail, "internal error");
             (Code::Internal, ErrorReason::InternalError, "internal error".to_owned())
         }
-    };
+    }
+}
+
+pub fn to_status(error: Error) -> Status {
+    let (code, reason, message) = classify(&error);
     let mut details = ErrorDetails::new();
     details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, HashMap::new());
     match error {

@@ -6,6 +6,7 @@ mod grpcurl;
 mod health;
 mod helpers;
 mod paging;
+mod rest;
 mod smtp_sink;
 mod tenants;
 mod users;

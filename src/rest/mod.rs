@@ -1,0 +1,270 @@
+//! The REST gateway: both seed dialects (seed 002 under `/auth/...`,
+//! Cipherscale under `/tenants/...`) as thin handlers over the same domain
+//! operations as gRPC, authorized with the rule of each route's gRPC twin,
+//! and the OpenAPI 3.1 document generated from the same types and routes.
+//!
+//! Every handler decodes (with the helpers here, which name the offending
+//! field), calls one domain operation, and encodes; errors go out through
+//! [`error::RestError`].
+
+pub mod cipherscale;
+pub mod error;
+pub mod openapi;
+pub mod seed002;
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, FromRequest, Request},
+    http::HeaderMap,
+    routing::get,
+};
+use serde::de::DeserializeOwned;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{
+    app::App,
+    auth::{Principal, layer::authorize},
+    error::{AuthFailure, Error},
+    pb,
+};
+
+use self::error::RestError;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The result of a REST handler.
+pub type RestResult<T> = Result<T, RestError>;
+
+/// Every documented route, with its OpenAPI description.
+fn api() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(seed002::routes())
+        .merge(cipherscale::routes())
+}
+
+/// The routes and their OpenAPI document.
+fn parts() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+    let (routes, mut document) = api().split_for_parts();
+    openapi::add_error_responses(&mut document);
+    (routes, document)
+}
+
+/// The OpenAPI document of the gateway.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    parts().1
+}
+
+/// The gateway's routes, `/openapi.json` included, with the body limit and
+/// a panic guard.
+pub fn router(app: Arc<App>) -> Router {
+    let (routes, document) = parts();
+    let document = Arc::new(document);
+    routes
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document) }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| error::panic_response()))
+        .with_state(app)
+}
+
+/// Authenticates and authorizes a REST call with the rule of its gRPC twin
+/// (`/identity.v1.UserService/GetUser`), so the permissions come from the
+/// proto like everywhere else.
+pub async fn caller(app: &App, headers: &HeaderMap, rpc: &str) -> Result<Principal, RestError> {
+    let rule = pb::rule_for(rpc).ok_or_else(|| Error::internal(format!("no auth rule for {rpc}")))?;
+    authorize(app, headers, rpc, rule)
+        .await?
+        .ok_or(RestError::from(Error::Unauthenticated(AuthFailure::Missing)))
+}
+
+/// A request body, read up to [`MAX_BODY_BYTES`] (413 beyond) and decoded
+/// only after the caller is authorized, so an anonymous caller gets 401
+/// whatever it sends.
+pub struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = RestError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|_| RestError::too_large(MAX_BODY_BYTES))
+    }
+}
+
+impl Body {
+    /// Whether the first non-blank byte is `byte` (`[` for a JSON array).
+    pub fn starts_with(&self, byte: u8) -> bool {
+        self.0.iter().find(|b| !b.is_ascii_whitespace()) == Some(&byte)
+    }
+
+    /// The body as JSON; errors name the offending field (see [`decode_json`]).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, RestError> {
+        decode_json(&self.0)
+    }
+}
+
+/// Decodes JSON, naming the path of the first offending value: 400 for
+/// malformed JSON, wrong types, missing fields and unknown enum values.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RestError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // Missing fields are reported at their parent: name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_owned(),
+            (".", None) => "body".to_owned(),
+            (parent, Some(name)) => format!("{parent}.{name}"),
+            (path, None) => path.to_owned(),
+        };
+        let description = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("malformed JSON: {message}")
+            }
+            _ => strip_position(&message),
+        };
+        RestError::from(Error::invalid(field, description))
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| RestError::from(Error::invalid("body", format!("malformed JSON: {e}"))))?;
+    Ok(value)
+}
+
+/// serde_json's "at line 1 column 9" suffix says nothing to an API client.
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// A query string as (name, value) pairs, so repeated parameters
+/// (`sort=a&sort=b`) work and a bad value is reported with its name.
+pub struct QueryPairs(Vec<(String, String)>);
+
+impl QueryPairs {
+    pub fn parse(query: Option<&str>) -> Result<Self, RestError> {
+        serde_urlencoded::from_str(query.unwrap_or_default())
+            .map(Self)
+            .map_err(|e| RestError::from(Error::invalid("query", e.to_string())))
+    }
+
+    fn last(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// An integer parameter; 0 when absent (the domain's "default").
+    pub fn int(&self, name: &str) -> Result<i32, RestError> {
+        match self.last(name) {
+            None | Some("") => Ok(0),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|_| RestError::from(Error::invalid(name, "must be an integer"))),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, RestError> {
+        match self.last(name) {
+            None | Some("") => Ok(None),
+            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                _ => Err(Error::invalid(name, "must be true or false").into()),
+            },
+        }
+    }
+
+    pub fn text(&self, name: &str) -> String {
+        self.last(name).unwrap_or_default().to_owned()
+    }
+
+    /// Every value of a repeated parameter, each also split at commas.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`)
+/// or a value (`Some(Some(v))`): for PATCH fields where `null` clears.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Draft {
+        email: String,
+        max_devices: Option<i32>,
+    }
+
+    fn field_of(json: &str) -> String {
+        match decode_json::<Vec<Draft>>(json.as_bytes()) {
+            Err(error) => match error.error() {
+                Error::Invalid(violations) => violations[0].field.clone(),
+                other => panic!("unexpected {other:?}"),
+            },
+            Ok(_) => panic!("{json} decoded"),
+        }
+    }
+
+    #[test]
+    fn decoding_errors_name_the_field() {
+        for (json, field) in [
+            (
+                r#"[{"email":"a@b.c"},{"email":"x","maxDevices":"many"}]"#,
+                "[1].maxDevices",
+            ),
+            (r#"[{"maxDevices":1}]"#, "[0].email"),
+            (r#"[{"email":"a@b.c"}"#, "body"),
+            (r#"{"email":"a@b.c"}"#, "body"),
+            (r#"[] []"#, "body"),
+        ] {
+            assert_eq!(field_of(json), field, "{json}");
+        }
+    }
+
+    #[test]
+    fn query_lists_split_repeats_and_commas() {
+        let query = QueryPairs::parse(Some("sort=-createdAt,email&sort=lastName&limit=5")).unwrap();
+        assert_eq!(query.list("sort"), ["-createdAt", "email", "lastName"]);
+        assert_eq!(query.int("limit").unwrap(), 5);
+        assert!(query.int("offset").is_ok());
+        let bad = QueryPairs::parse(Some("limit=ten")).unwrap();
+        assert!(bad.int("limit").is_err());
+    }
+}

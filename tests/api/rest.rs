@@ -1,0 +1,721 @@
+//! The REST gateway: both seed dialects over HTTP/JSON, their errors, and the
+//! OpenAPI document against the routes.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, draft};
+
+const PASSWORD: &str = "Correct-Horse-Battery-9";
+
+struct Rest {
+    client: Client,
+    base: String,
+}
+
+impl Rest {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            client: Client::new(),
+            base: format!("http://{}", app.http_addr),
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (Null if none).
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    async fn raw(&self, method: Method, path: &str, token: &str, body: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Asserts a REST error: its status, the `{code, message, details}` shape,
+/// and (for 400) the violated field.
+#[track_caller]
+fn expect_error(answer: (StatusCode, Value), status: StatusCode, field: Option<&str>) -> Value {
+    let (got, body) = answer;
+    assert_eq!(got, status, "body: {body}");
+    assert!(body["code"].is_string() && body["message"].is_string(), "{body}");
+    assert!(body["details"].is_array(), "{body}");
+    if let Some(field) = field {
+        let fields: Vec<&str> = body["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "expected field {field}, got {body}");
+    }
+    body
+}
+
+fn create_request(user_name: &str) -> Value {
+    json!({
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "userName": user_name,
+        "password": PASSWORD,
+        "temporaryPassword": false,
+    })
+}
+
+#[tokio::test]
+async fn seed002_users_round_trip() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let admin = app.token(&["users:*"]);
+    let admin = Some(admin.as_str());
+
+    let (status, user) = rest
+        .call(
+            Method::POST,
+            "/auth/users",
+            admin,
+            Some(create_request("ada@example.com")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let locator = user["locator"].as_str().expect("locator").to_owned();
+    assert_eq!(user["userName"], "ada@example.com");
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["firstName"], "Ada");
+    assert_eq!(user["tenants"], json!([app.tenant_id.to_string()]));
+    assert!(user["permissions"].is_array() && user["roles"].is_array());
+
+    let (status, fetched) = rest
+        .call(Method::GET, &format!("/auth/users/{locator}"), admin, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched["locator"], locator.as_str());
+
+    // whoami with the user's own token, and self-read without users:read.
+    let own = app.user_token(&locator, app.tenant_id);
+    let (status, me) = rest.call(Method::GET, "/auth/users/whoami", Some(&own), None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["locator"], locator.as_str());
+    let (status, _) = rest
+        .call(Method::GET, &format!("/auth/users/{locator}"), Some(&own), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, found) = rest
+        .call(Method::GET, "/auth/users/username/ada@example.com", admin, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found.as_array().map(Vec::len), Some(1));
+    assert_eq!(found[0]["locator"], locator.as_str());
+    let (status, none) = rest
+        .call(Method::GET, "/auth/users/username/nobody@example.com", admin, None)
+        .await;
+    assert_eq!((status, none), (StatusCode::OK, json!([])));
+
+    let (status, updated) = rest
+        .call(
+            Method::PATCH,
+            &format!("/auth/users/{locator}"),
+            admin,
+            Some(json!({"firstName": "Augusta", "permissions": ["users:read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["firstName"], "Augusta");
+    assert_eq!(updated["lastName"], "Lovelace", "absent fields are kept");
+    assert_eq!(updated["permissions"], json!(["users:read"]));
+
+    let (status, body) = rest
+        .call(
+            Method::PATCH,
+            &format!("/auth/users/{locator}/passwordreset"),
+            admin,
+            Some(json!("Another-Long-Secret-42")),
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+
+    let other = app.create_tenant("acme").await;
+    let global = app.global_token(&["users:*"]);
+    let (status, moved) = rest
+        .call(
+            Method::PATCH,
+            &format!("/auth/users/{locator}/tenants"),
+            Some(&global),
+            Some(json!({"addTenants": ["acme"], "removeTenants": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["tenants"].as_array().map(Vec::len), Some(2));
+    assert!(
+        moved["tenants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t == &json!(other.to_string()))
+    );
+
+    let (status, body) = rest
+        .call(Method::DELETE, &format!("/auth/users/{locator}"), Some(&global), None)
+        .await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let answer = rest
+        .call(Method::GET, &format!("/auth/users/{locator}"), admin, None)
+        .await;
+    expect_error(answer, StatusCode::NOT_FOUND, None);
+}
+
+#[tokio::test]
+async fn seed002_lists_page_with_offset_and_count() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    app.create_users((0..5).map(|i| draft(&format!("l{i}@example.com"))).collect())
+        .await;
+    let token = app.token(&["users:list"]);
+    let token = Some(token.as_str());
+
+    let (status, page) = rest
+        .call(Method::GET, "/auth/users/list?offset=0&count=2", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["listCompleted"], false);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert!(page["items"][0]["tenants"].is_array());
+
+    let (status, page) = rest
+        .call(Method::GET, "/auth/users/list?offset=4&count=2", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["listCompleted"], true);
+
+    let (status, page) = rest
+        .call(Method::GET, "/auth/users/basic/list?count=1000", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["listCompleted"], true);
+    let first = &page["items"][0];
+    assert!(first["locator"].is_string() && first["userName"].is_string(), "{first}");
+    assert!(first.get("tenants").is_none(), "basic users are basic: {first}");
+
+    for (path, field) in [
+        ("/auth/users/list?count=101", "count"),
+        ("/auth/users/basic/list?count=1001", "count"),
+        ("/auth/users/list?offset=-1", "offset"),
+        ("/auth/users/list?count=many", "count"),
+        ("/auth/users/list?extended=perhaps", "extended"),
+    ] {
+        let answer = rest.call(Method::GET, path, token, None).await;
+        expect_error(answer, StatusCode::BAD_REQUEST, Some(field));
+    }
+}
+
+#[tokio::test]
+async fn seed002_errors_follow_the_table() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let admin = app.token(&["users:*"]);
+    let admin = Some(admin.as_str());
+    let (_, user) = rest
+        .call(
+            Method::POST,
+            "/auth/users",
+            admin,
+            Some(create_request("grace@example.com")),
+        )
+        .await;
+    let locator = user["locator"].as_str().expect("locator").to_owned();
+    let path = format!("/auth/users/{locator}");
+
+    let body = expect_error(
+        rest.call(Method::GET, &path, None, None).await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
+    assert_eq!(body["code"], "TOKEN_MISSING");
+    expect_error(
+        rest.call(Method::GET, &path, Some("not-a-jwt"), None).await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
+    // Anonymous callers get 401 whatever they send.
+    expect_error(
+        rest.call(Method::POST, "/auth/users", None, Some(json!("garbage")))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
+    let reader = app.token(&["users:read"]);
+    let body = expect_error(
+        rest.call(Method::DELETE, &path, Some(&reader), None).await,
+        StatusCode::FORBIDDEN,
+        None,
+    );
+    assert_eq!(body["code"], "PERMISSION_MISSING");
+
+    let other = app.create_tenant("other").await;
+    let outsider = app.token_in(other, &["users:*"]);
+    expect_error(
+        rest.call(Method::GET, &path, Some(&outsider), None).await,
+        StatusCode::NOT_FOUND,
+        None,
+    );
+
+    expect_error(
+        rest.call(
+            Method::POST,
+            "/auth/users",
+            admin,
+            Some(create_request("grace@example.com")),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        None,
+    );
+    expect_error(
+        rest.call(Method::GET, "/auth/users/not-a-uuid", admin, None).await,
+        StatusCode::BAD_REQUEST,
+        Some("locator"),
+    );
+    let mut missing = create_request("x@example.com");
+    missing.as_object_mut().map(|o| o.remove("firstName"));
+    expect_error(
+        rest.call(Method::POST, "/auth/users", admin, Some(missing)).await,
+        StatusCode::BAD_REQUEST,
+        Some("firstName"),
+    );
+    let mut wrong_type = create_request("y@example.com");
+    wrong_type["temporaryPassword"] = json!("yes");
+    expect_error(
+        rest.call(Method::POST, "/auth/users", admin, Some(wrong_type)).await,
+        StatusCode::BAD_REQUEST,
+        Some("temporaryPassword"),
+    );
+    let mut bad_email = create_request("not-an-email");
+    bad_email["password"] = json!(PASSWORD);
+    expect_error(
+        rest.call(Method::POST, "/auth/users", admin, Some(bad_email)).await,
+        StatusCode::BAD_REQUEST,
+        Some("email"),
+    );
+    let admin_token = app.token(&["users:*"]);
+    expect_error(
+        rest.raw(Method::POST, "/auth/users", &admin_token, "{\"firstName\": ")
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("firstName"),
+    );
+    expect_error(
+        rest.raw(Method::PATCH, &format!("{path}/passwordreset"), &admin_token, "{}")
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("body"),
+    );
+}
+
+fn user_draft(email: &str) -> Value {
+    json!({"email": email, "firstName": "Jane", "lastName": "Smith"})
+}
+
+#[tokio::test]
+async fn cipherscale_create_mirrors_the_request_shape() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let token = app.token(&["users:*"]);
+    let token = Some(token.as_str());
+
+    let (status, one) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(user_draft("one@example.com")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{one}");
+    assert!(one.is_object(), "{one}");
+    assert_eq!(one["status"], "pending");
+    assert_eq!(one["isOwner"], false);
+    assert_eq!(one["maxDevices"], Value::Null);
+    for key in [
+        "id",
+        "createdAt",
+        "updatedAt",
+        "roles",
+        "groups",
+        "devices",
+        "firstName",
+    ] {
+        assert!(one.get(key).is_some(), "{key} missing in {one}");
+    }
+
+    let (status, many) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(json!([user_draft("two@example.com"), user_draft("three@example.com")])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{many}");
+    let many = many.as_array().expect("an array answers an array");
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[1]["email"], "three@example.com", "in request order");
+
+    let (status, single) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(json!([user_draft("four@example.com")])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(single.is_array(), "a one-element array is still an array");
+
+    let too_many: Vec<Value> = (0..101).map(|i| user_draft(&format!("m{i}@example.com"))).collect();
+    expect_error(
+        rest.call(Method::POST, "/tenants/users", token, Some(json!(too_many)))
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("body"),
+    );
+    expect_error(
+        rest.call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(json!([user_draft("ok@example.com"), user_draft("bad")])),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("[1].email"),
+    );
+    expect_error(
+        rest.call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(json!([user_draft("ok@example.com"), {"email": "x@example.com", "maxDevices": "two"}])),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("[1].maxDevices"),
+    );
+    expect_error(
+        rest.call(Method::POST, "/tenants/users", token, Some(json!({"firstName": "No"})))
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("email"),
+    );
+    expect_error(
+        rest.call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(user_draft("one@example.com")),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        None,
+    );
+    // Bodies past 1 MiB are refused before decoding.
+    let huge = format!("[{}]", vec!["{}"; 400_000].join(","));
+    let admin = app.token(&["users:*"]);
+    expect_error(
+        rest.raw(Method::POST, "/tenants/users", &admin, &huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Some("body"),
+    );
+}
+
+#[tokio::test]
+async fn cipherscale_lists_page_and_sort() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    app.create_users((0..5).map(|i| draft(&format!("p{i}@example.com"))).collect())
+        .await;
+    let token = app.token(&["users:list"]);
+    let token = Some(token.as_str());
+
+    let (status, page) = rest
+        .call(Method::GET, "/tenants/users?limit=2&offset=2&sort=-email", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let total = page["total"].as_u64().expect("total");
+    assert!(total >= 5, "{page}");
+    assert_eq!(page["page"], 1);
+    assert_eq!(page["limit"], 2);
+    assert_eq!(page["hasNext"], true);
+    assert_eq!(page["hasPrevious"], true);
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(2));
+
+    let (_, sorted) = rest
+        .call(
+            Method::GET,
+            "/tenants/users?limit=100&sort=status&sort=-email",
+            token,
+            None,
+        )
+        .await;
+    let (_, comma) = rest
+        .call(Method::GET, "/tenants/users?limit=100&sort=status,-email", token, None)
+        .await;
+    assert_eq!(sorted["data"], comma["data"], "repeated and comma-separated sort agree");
+    let emails: Vec<&str> = sorted["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| u["status"] == "pending")
+        .filter_map(|u| u["email"].as_str())
+        .collect();
+    let mut descending = emails.clone();
+    descending.sort_by(|a, b| b.cmp(a));
+    assert_eq!(emails, descending);
+
+    let (status, pending) = rest
+        .call(Method::GET, "/tenants/users?status=pending", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pending["total"], 5);
+
+    for (path, field) in [
+        ("/tenants/users?sort=password", "sort[0]"),
+        ("/tenants/users?limit=0x10", "limit"),
+        ("/tenants/users?limit=101", "limit"),
+        ("/tenants/users?status=sleeping", "status"),
+    ] {
+        expect_error(
+            rest.call(Method::GET, path, token, None).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+    }
+}
+
+#[tokio::test]
+async fn cipherscale_user_lifecycle_and_errors() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let token = app.token(&["users:*"]);
+    let token = Some(token.as_str());
+    let (_, user) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(json!({"email": "life@example.com", "password": PASSWORD, "maxDevices": 3})),
+        )
+        .await;
+    let id = user["id"].as_str().expect("id").to_owned();
+    let path = format!("/tenants/users/{id}");
+    assert_eq!(user["status"], "active");
+    assert_eq!(user["maxDevices"], 3);
+
+    let (status, fetched) = rest.call(Method::GET, &path, token, None).await;
+    assert_eq!(
+        (status, fetched["email"].clone()),
+        (StatusCode::OK, json!("life@example.com"))
+    );
+
+    let (status, updated) = rest
+        .call(
+            Method::PATCH,
+            &path,
+            token,
+            Some(json!({"firstName": "Liv", "image": "https://example.com/liv.png", "maxDevices": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["firstName"], "Liv");
+    assert_eq!(updated["image"], "https://example.com/liv.png");
+    assert_eq!(updated["maxDevices"], Value::Null, "null removes the limit");
+    expect_error(
+        rest.call(Method::PATCH, &path, token, Some(json!({"maxDevices": -1})))
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("maxDevices"),
+    );
+    expect_error(
+        rest.call(Method::PATCH, &path, token, Some(json!({"firstName": 7})))
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("firstName"),
+    );
+
+    let (status, inactive) = rest
+        .call(Method::POST, &format!("{path}/deactivate"), token, None)
+        .await;
+    assert_eq!(
+        (status, inactive["status"].clone()),
+        (StatusCode::OK, json!("inactive"))
+    );
+    let (status, active) = rest
+        .call(Method::POST, &format!("{path}/reactivate"), token, None)
+        .await;
+    assert_eq!((status, active["status"].clone()), (StatusCode::OK, json!("active")));
+
+    // 401, 403, 404 in another tenant, 400 naming the id.
+    expect_error(
+        rest.call(Method::GET, &path, None, None).await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
+    let reader = app.token(&["users:read"]);
+    expect_error(
+        rest.call(Method::POST, &format!("{path}/deactivate"), Some(&reader), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        None,
+    );
+    let other = app.create_tenant("elsewhere").await;
+    let outsider = app.token_in(other, &["users:*"]);
+    for method in [Method::GET, Method::DELETE] {
+        expect_error(
+            rest.call(method, &path, Some(&outsider), None).await,
+            StatusCode::NOT_FOUND,
+            None,
+        );
+    }
+    expect_error(
+        rest.call(Method::GET, "/tenants/users/42", token, None).await,
+        StatusCode::BAD_REQUEST,
+        Some("id"),
+    );
+
+    let (status, body) = rest.call(Method::DELETE, &path, token, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    expect_error(
+        rest.call(Method::GET, &path, token, None).await,
+        StatusCode::NOT_FOUND,
+        None,
+    );
+}
+
+/// The routes API.md's REST gateway section lists and that have a domain
+/// operation today.
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/auth/users"),
+    ("GET", "/auth/users/whoami"),
+    ("GET", "/auth/users/username/{username}"),
+    ("GET", "/auth/users/{locator}"),
+    ("PATCH", "/auth/users/{locator}"),
+    ("DELETE", "/auth/users/{locator}"),
+    ("GET", "/auth/users/list"),
+    ("GET", "/auth/users/basic/list"),
+    ("PATCH", "/auth/users/{locator}/passwordreset"),
+    ("PATCH", "/auth/users/{locator}/tenants"),
+    ("GET", "/tenants/users"),
+    ("POST", "/tenants/users"),
+    ("GET", "/tenants/users/{id}"),
+    ("PATCH", "/tenants/users/{id}"),
+    ("DELETE", "/tenants/users/{id}"),
+    ("POST", "/tenants/users/{id}/deactivate"),
+    ("POST", "/tenants/users/{id}/reactivate"),
+];
+
+fn documented(document: &Value) -> BTreeSet<(String, String)> {
+    let mut operations = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&method.as_str()) {
+                operations.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+#[tokio::test]
+async fn openapi_documents_exactly_the_routes() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let (status, document) = rest.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(
+        document,
+        serde_json::to_value(castellan::rest::openapi()).expect("json"),
+        "served document is the generated one"
+    );
+    let schemes = &document["components"]["securitySchemes"]["bearer"];
+    assert_eq!(
+        (schemes["type"].as_str(), schemes["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    for name in [
+        "ErrorBody",
+        "User",
+        "UserResponse",
+        "UserPage",
+        "CreateUsers",
+        "UserStatus",
+    ] {
+        assert!(
+            document["components"]["schemas"].get(name).is_some(),
+            "schema {name} missing"
+        );
+    }
+
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    assert_eq!(
+        documented(&document),
+        expected,
+        "documented operations = API.md's routes"
+    );
+
+    // Every documented operation is routed, needs the token, and documents its errors.
+    for (method, path) in documented(&document) {
+        let operation = &document["paths"][&path][method.to_lowercase()];
+        for status in ["400", "401", "403", "404", "500"] {
+            assert!(
+                operation["responses"].get(status).is_some(),
+                "{method} {path}: no {status}"
+            );
+        }
+        let concrete = path
+            .replace("{locator}", "0190a0a0-0000-7000-8000-000000000000")
+            .replace("{id}", "0190a0a0-0000-7000-8000-000000000000")
+            .replace("{username}", "someone@example.com");
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let (status, body) = rest.call(method.clone(), &concrete, None, Some(json!({}))).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} is not routed: {body}"
+        );
+    }
+    // And what is not documented is not routed.
+    let (status, _) = rest.call(Method::GET, "/auth/users/x/unknown", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = rest.call(Method::PUT, "/tenants/users", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
