@@ -96,6 +96,7 @@ impl Application {
             .await;
         let probe = tokio::spawn(probe_database(app.clone(), reporter.clone()));
         let outbox = tokio::spawn(crate::mail::outbox::run(app.clone()));
+        let listener = tokio::spawn(app.clone().listen_for_access_changes());
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -170,6 +171,7 @@ impl Application {
         };
         probe.abort();
         outbox.abort();
+        listener.abort();
         result
     }
 }

@@ -539,7 +539,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         change_memberships(&txn, caller, id, &add, &remove, now).await?;
     }
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     let user = member(app, caller, id).await?;
     full_record(app, caller.tenant_id, user).await
 }
@@ -610,7 +610,7 @@ pub async fn update_tenants(
     let txn = app.db.begin().await?;
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -626,7 +626,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     active.status = Set(status.to_owned());
     active.updated_at = Set(now());
     let user = active.update(&app.db).await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -652,6 +652,6 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
         ));
     }
     user::Entity::delete_by_id(id).exec(&app.db).await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     Ok(())
 }
