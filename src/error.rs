@@ -31,7 +31,7 @@ pub enum AuthFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// INVALID_ARGUMENT with a `BadRequest` listing every violation.
-    #[error("invalid request")]
+    #[error("invalid request: {}", summary(.0))]
     Invalid(Vec<FieldViolation>),
     /// NOT_FOUND: unknown id, or a resource of another tenant.
     #[error("{0} not found")]
@@ -60,6 +60,15 @@ pub enum Error {
     /// RESOURCE_EXHAUSTED with RetryInfo.
     #[error("too many attempts")]
     Throttled { retry_after: Duration },
+}
+
+/// `field: description; ...`, for messages.
+pub fn summary(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {

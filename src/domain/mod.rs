@@ -6,7 +6,11 @@
 //! [`Principal`]: crate::auth::Principal
 
 pub mod credentials;
+pub mod grants;
+pub mod groups;
 pub mod paging;
+pub mod permissions;
+pub mod roles;
 pub mod tenants;
 pub mod users;
 pub mod validate;

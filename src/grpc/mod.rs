@@ -2,6 +2,8 @@
 //! the domain, encode the answer. Errors become a `Status` in `status.rs`.
 
 pub mod convert;
+pub mod group;
+pub mod role;
 pub mod status;
 pub mod tenant;
 pub mod user;

@@ -19,17 +19,7 @@ pub const ERROR_DOMAIN: &str = "castellan";
 
 pub fn to_status(error: Error) -> Status {
     let (code, reason, message) = match &error {
-        Error::Invalid(violations) => {
-            let summary: Vec<String> = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.field, v.description))
-                .collect();
-            (
-                Code::InvalidArgument,
-                ErrorReason::FieldInvalid,
-                format!("invalid request: {}", summary.join("; ")),
-            )
-        }
+        Error::Invalid(_) => (Code::InvalidArgument, ErrorReason::FieldInvalid, error.to_string()),
         Error::NotFound(what) => (
             Code::NotFound,
             ErrorReason::ResourceNotFound,

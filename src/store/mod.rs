@@ -3,7 +3,10 @@
 
 pub mod access;
 pub mod entity;
+pub mod groups;
 pub mod paging;
+pub mod permissions;
+pub mod roles;
 pub mod tenants;
 pub mod users;
 

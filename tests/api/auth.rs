@@ -366,16 +366,22 @@ async fn authorization_matrix() {
 #[tokio::test]
 async fn rpcs_of_later_issues_answer_unimplemented_after_authorization() {
     let app = TestApp::spawn().await;
-    let mut roles = castellan::pb::role_service_client::RoleServiceClient::new(app.channel.clone());
+    let mut audit = castellan::pb::audit_service_client::AuditServiceClient::new(app.channel.clone());
     expect_code(
-        roles
-            .list_permissions(authed(pb::ListPermissionsRequest {}, &app.token(&["roles:read"])))
+        audit
+            .list_audit_events(authed(
+                pb::ListAuditEventsRequest::default(),
+                &app.token(&["audit:read"]),
+            ))
             .await,
         Code::Unimplemented,
     );
     expect_code(
-        roles
-            .list_permissions(authed(pb::ListPermissionsRequest {}, &app.token(&["users:read"])))
+        audit
+            .list_audit_events(authed(
+                pb::ListAuditEventsRequest::default(),
+                &app.token(&["users:read"]),
+            ))
             .await,
         Code::PermissionDenied,
     );
