@@ -4,9 +4,12 @@
 pub mod access;
 pub mod credentials;
 pub mod entity;
+pub mod groups;
 pub mod invalidation;
 pub mod outbox;
 pub mod paging;
+pub mod permissions;
+pub mod roles;
 pub mod tenants;
 pub mod users;
 

@@ -10,7 +10,8 @@ use castellan::{
     auth::token::{SubjectKind, TokenRequest},
     config::Cli,
     pb::{
-        CreateUsersRequest, User, UserDraft, tenant_service_client::TenantServiceClient,
+        CreateUsersRequest, User, UserDraft, group_service_client::GroupServiceClient,
+        role_service_client::RoleServiceClient, tenant_service_client::TenantServiceClient,
         user_service_client::UserServiceClient,
     },
     server::Application,
@@ -113,6 +114,14 @@ pub fn draft(email: &str) -> UserDraft {
     }
 }
 
+/// A draft with a password: the user is ACTIVE, so its user token works.
+pub fn active_draft(email: &str) -> UserDraft {
+    UserDraft {
+        password: "correct horse battery".to_owned(),
+        ..draft(email)
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
@@ -196,6 +205,14 @@ impl TestApp {
 
     pub fn tenants(&self) -> TenantServiceClient<Channel> {
         TenantServiceClient::new(self.channel.clone())
+    }
+
+    pub fn roles(&self) -> RoleServiceClient<Channel> {
+        RoleServiceClient::new(self.channel.clone())
+    }
+
+    pub fn groups(&self) -> GroupServiceClient<Channel> {
+        GroupServiceClient::new(self.channel.clone())
     }
 
     fn issue(&self, kind: SubjectKind, subject: String, tenant_id: Uuid, permissions: &[&str], global: bool) -> String {

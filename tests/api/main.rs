@@ -2,10 +2,12 @@
 
 mod auth;
 mod credentials;
+mod groups;
 mod grpcurl;
 mod health;
 mod helpers;
 mod paging;
+mod roles;
 mod smtp_sink;
 mod tenants;
 mod users;
