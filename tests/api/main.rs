@@ -7,6 +7,7 @@ mod grpcurl;
 mod health;
 mod helpers;
 mod paging;
+mod processes;
 mod roles;
 mod smtp_sink;
 mod tenants;
