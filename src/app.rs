@@ -15,7 +15,7 @@ use crate::{
     },
     error::Result,
     mail::Mailer,
-    store,
+    store::{self, invalidation::ListenerEvent},
 };
 
 pub struct App {
@@ -58,5 +58,34 @@ impl App {
         };
         tenants::bootstrap(&app, admin).await?;
         Ok(app)
+    }
+
+    /// After a commit that can change what someone may do: drops this
+    /// replica's cached access and tells the other replicas to do the same,
+    /// before the call answers.
+    pub async fn invalidate_access(&self) {
+        self.access.invalidate();
+        if let Err(error) = store::invalidation::notify(&self.db).await {
+            // The listeners' reconnect logic covers a lost notification only
+            // when their connection drops; a failed NOTIFY means ours is down,
+            // and the other replicas will see the same outage.
+            tracing::warn!(%error, "could not notify other replicas of an access change");
+        }
+    }
+
+    /// On PostgreSQL: listens for other replicas' access changes (run as a
+    /// background task).
+    pub async fn listen_for_access_changes(self: Arc<Self>) {
+        if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return;
+        }
+        let app = self.clone();
+        self.access.set_bypass(true);
+        store::invalidation::listen(self.config.database_url(), move |event| match event {
+            ListenerEvent::Listening => app.access.set_bypass(false),
+            ListenerEvent::Changed => app.access.invalidate(),
+            ListenerEvent::Lost => app.access.set_bypass(true),
+        })
+        .await;
     }
 }

@@ -22,15 +22,20 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Print a signed access token for a service subject (for operators and tests).
+    /// Print a signed access token for a service (`--subject`) or a user (`--user`).
     Token(TokenArgs),
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["subject", "user"])))]
 pub struct TokenArgs {
-    /// The token's subject (a service name).
+    /// A service token for this subject (a service name), carrying `--permission`s.
     #[arg(long)]
-    pub subject: String,
+    pub subject: Option<String>,
+    /// A user token (id or username of an ACTIVE member of `--tenant`) with the
+    /// claims Login issues: authorized with the user's live permissions.
+    #[arg(long, conflicts_with_all = ["permissions", "global"])]
+    pub user: Option<String>,
     /// Tenant the token is valid in (slug or id).
     #[arg(long, default_value = "default")]
     pub tenant: String,

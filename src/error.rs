@@ -69,13 +69,13 @@ pub enum Error {
     PasswordChangeRequired,
 }
 
-/// `field: why; field: why`, for messages and logs.
+/// `field: description; ...`, for messages.
 pub fn summary(violations: &[FieldViolation]) -> String {
-    let parts: Vec<String> = violations
+    violations
         .iter()
         .map(|v| format!("{}: {}", v.field, v.description))
-        .collect();
-    parts.join("; ")
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {

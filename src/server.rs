@@ -18,7 +18,7 @@ use crate::{
     app::App,
     auth::layer::AuthLayer,
     error::{Error, Result},
-    grpc::{auth::AuthApi, tenant::TenantApi, user::UserApi},
+    grpc::{auth::AuthApi, group::GroupApi, role::RoleApi, tenant::TenantApi, user::UserApi},
     pb::{
         self, audit_service_server::AuditServiceServer, auth_service_server::AuthServiceServer,
         device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
@@ -31,8 +31,6 @@ use crate::{
 /// Services whose RPCs belong to issues not yet done: every RPC answers
 /// UNIMPLEMENTED (the generated default) until its issue lands.
 pub struct PendingApi;
-impl pb::role_service_server::RoleService for PendingApi {}
-impl pb::group_service_server::GroupService for PendingApi {}
 impl pb::device_service_server::DeviceService for PendingApi {}
 impl pb::permission_service_server::PermissionService for PendingApi {}
 impl pb::audit_service_server::AuditService for PendingApi {}
@@ -41,8 +39,8 @@ impl pb::audit_service_server::AuditService for PendingApi {}
 const SERVICE_NAMES: &[&str] = &[
     <TenantServiceServer<TenantApi> as NamedService>::NAME,
     <UserServiceServer<UserApi> as NamedService>::NAME,
-    <RoleServiceServer<PendingApi> as NamedService>::NAME,
-    <GroupServiceServer<PendingApi> as NamedService>::NAME,
+    <RoleServiceServer<RoleApi> as NamedService>::NAME,
+    <GroupServiceServer<GroupApi> as NamedService>::NAME,
     <DeviceServiceServer<PendingApi> as NamedService>::NAME,
     <AuthServiceServer<AuthApi> as NamedService>::NAME,
     <PermissionServiceServer<PendingApi> as NamedService>::NAME,
@@ -96,6 +94,7 @@ impl Application {
             .await;
         let probe = tokio::spawn(probe_database(app.clone(), reporter.clone()));
         let outbox = tokio::spawn(crate::mail::outbox::run(app.clone()));
+        let listener = tokio::spawn(app.clone().listen_for_access_changes());
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -145,8 +144,8 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(TenantServiceServer::new(TenantApi { app: app.clone() }))
             .add_service(UserServiceServer::new(UserApi { app: app.clone() }))
-            .add_service(RoleServiceServer::new(PendingApi))
-            .add_service(GroupServiceServer::new(PendingApi))
+            .add_service(RoleServiceServer::new(RoleApi { app: app.clone() }))
+            .add_service(GroupServiceServer::new(GroupApi { app: app.clone() }))
             .add_service(DeviceServiceServer::new(PendingApi))
             .add_service(AuthServiceServer::new(AuthApi { app: app.clone() }))
             .add_service(PermissionServiceServer::new(PendingApi))
@@ -170,6 +169,7 @@ impl Application {
         };
         probe.abort();
         outbox.abort();
+        listener.abort();
         result
     }
 }

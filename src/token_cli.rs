@@ -1,22 +1,23 @@
-//! `castellan token`: prints a signed service token, for operators and tests.
+//! `castellan token`: prints a signed access token, for operators and tests:
+//! a service token (`--subject`, with the permissions it claims) or a user
+//! token (`--user`, the claims Login issues: the user's id as subject, the
+//! tenant, no permissions; the server authorizes it with the user's live
+//! effective permissions).
+
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
 
 use crate::{
     auth::token::{SubjectKind, TokenKeys, TokenRequest},
     config::{Config, TokenArgs},
-    domain::users::valid_permission,
+    domain::{permissions::well_formed, users::STATUS_ACTIVE},
     error::{Error, Result},
     store,
 };
 
 pub async fn run(config: &Config, args: &TokenArgs) -> Result<String> {
-    if args.subject.trim().is_empty() {
-        return Err(Error::invalid("--subject", "is required"));
-    }
-    if let Some(bad) = args.permissions.iter().find(|p| !valid_permission(p)) {
-        return Err(Error::invalid(
-            "--permission",
-            format!("{bad:?} must look like resource:action or *"),
-        ));
+    if let Some(subject) = &args.subject {
+        check_service_args(subject, args)?;
     }
     let db = store::connect(&config.database_url()).await?;
     if !config.no_migrate {
@@ -25,15 +26,59 @@ pub async fn run(config: &Config, args: &TokenArgs) -> Result<String> {
     let tenant = store::tenants::resolve(&db, &args.tenant)
         .await?
         .ok_or_else(|| Error::invalid("--tenant", format!("no tenant {:?}", args.tenant)))?;
+    let ttl = args.ttl.map_or_else(|| config.token_ttl(), Into::into);
+    let request = match (&args.subject, &args.user) {
+        (Some(subject), None) => TokenRequest {
+            kind: SubjectKind::Service,
+            subject: subject.clone(),
+            tenant_id: tenant.id,
+            permissions: args.permissions.clone(),
+            global: args.global,
+            ttl,
+        },
+        (None, Some(user)) => TokenRequest {
+            kind: SubjectKind::User,
+            subject: active_member(&db, user, tenant.id).await?.to_string(),
+            tenant_id: tenant.id,
+            permissions: Vec::new(),
+            global: false,
+            ttl,
+        },
+        _ => return Err(Error::invalid("--user", "give exactly one of --subject and --user")),
+    };
     let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
         .with_verification_keys(&config.verification_key_files)?;
-    let (token, _) = keys.issue(&TokenRequest {
-        kind: SubjectKind::Service,
-        subject: args.subject.clone(),
-        tenant_id: tenant.id,
-        permissions: args.permissions.clone(),
-        global: args.global,
-        ttl: args.ttl.map_or_else(|| config.token_ttl(), Into::into),
-    })?;
+    let (token, _) = keys.issue(&request)?;
     Ok(token)
+}
+
+fn check_service_args(subject: &str, args: &TokenArgs) -> Result<()> {
+    if subject.trim().is_empty() {
+        return Err(Error::invalid("--subject", "must not be empty"));
+    }
+    match args.permissions.iter().find(|p| !well_formed(p)) {
+        Some(bad) => Err(Error::invalid(
+            "--permission",
+            format!("{bad:?} must look like resource:action or *"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The id of the ACTIVE member of the tenant named by id or username (as
+/// Login would accept it).
+async fn active_member(db: &DatabaseConnection, key: &str, tenant_id: Uuid) -> Result<Uuid> {
+    let key = key.trim();
+    let user = match Uuid::parse_str(key) {
+        Ok(id) => store::users::find_in_tenant(db, tenant_id, id).await?,
+        Err(_) => store::users::find_by_username_in_tenant(db, tenant_id, key).await?,
+    }
+    .ok_or_else(|| Error::invalid("--user", format!("no user {key:?} in this tenant")))?;
+    if user.status != STATUS_ACTIVE {
+        return Err(Error::invalid(
+            "--user",
+            format!("the user is {}; only active users get tokens", user.status),
+        ));
+    }
+    Ok(user.id)
 }

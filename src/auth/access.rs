@@ -11,7 +11,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -46,6 +46,9 @@ struct Entry {
 #[derive(Debug)]
 pub struct AccessCache {
     epoch: AtomicU64,
+    /// Set while invalidations from other replicas may be missed (the
+    /// PostgreSQL listener is disconnected): every lookup reads the database.
+    bypass: AtomicBool,
     entries: Cache<(Uuid, Uuid), Entry>,
     tenants: Cache<String, (u64, Option<Uuid>)>,
 }
@@ -54,6 +57,7 @@ impl Default for AccessCache {
     fn default() -> Self {
         Self {
             epoch: AtomicU64::new(0),
+            bypass: AtomicBool::new(false),
             entries: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(300))
@@ -67,9 +71,21 @@ impl Default for AccessCache {
 }
 
 impl AccessCache {
-    /// Makes every cached entry stale. Call after committing a change.
+    /// Makes every cached entry stale. Call after committing a change (through
+    /// `App::invalidate_access`, which also tells the other replicas).
     pub fn invalidate(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Turns the cache off (`true`) while other replicas' invalidations may be
+    /// missed, and back on once they are heard again.
+    pub fn set_bypass(&self, bypass: bool) {
+        self.bypass.store(bypass, Ordering::Release);
+        self.invalidate();
+    }
+
+    fn usable(&self, entry_epoch: u64, epoch: u64) -> bool {
+        entry_epoch == epoch && !self.bypass.load(Ordering::Acquire)
     }
 
     /// The user's access in the tenant, from the cache or the database.
@@ -81,7 +97,7 @@ impl AccessCache {
     ) -> Result<Arc<UserAccess>> {
         let epoch = self.epoch.load(Ordering::Acquire);
         if let Some(entry) = self.entries.get(&(user_id, tenant_id))
-            && entry.epoch == epoch
+            && self.usable(entry.epoch, epoch)
         {
             return Ok(entry.access);
         }
@@ -102,7 +118,7 @@ impl AccessCache {
     pub async fn tenant_id(&self, db: &DatabaseConnection, id_or_slug: &str) -> Result<Option<Uuid>> {
         let epoch = self.epoch.load(Ordering::Acquire);
         if let Some((cached_epoch, id)) = self.tenants.get(id_or_slug)
-            && cached_epoch == epoch
+            && self.usable(cached_epoch, epoch)
         {
             return Ok(id);
         }

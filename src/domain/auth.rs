@@ -209,7 +209,7 @@ pub async fn change_password_of(
     active.updated_at = Set(now);
     active.update(&txn).await?;
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     Ok(())
 }
 
@@ -272,7 +272,7 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     active.updated_at = Set(now);
     active.update(&txn).await?;
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     users::record_in(app, invitation.tenant_id, invitation.user_id).await
 }
 
@@ -295,6 +295,6 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     active.updated_at = Set(now);
     active.update(&txn).await?;
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     Ok(())
 }

@@ -7,8 +7,12 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod grants;
+pub mod groups;
 pub mod invitations;
 pub mod paging;
+pub mod permissions;
+pub mod roles;
 pub mod tenants;
 pub mod users;
 pub mod validate;

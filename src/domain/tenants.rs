@@ -103,7 +103,7 @@ pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<te
         .await?;
     }
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     Ok(tenant)
 }
 
@@ -150,7 +150,7 @@ pub async fn update(app: &App, _caller: &Principal, id: &str, patch: TenantPatch
     }
     active.updated_at = Set(now());
     let tenant = active.update(&app.db).await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     Ok(tenant)
 }
 
@@ -159,7 +159,7 @@ pub async fn update(app: &App, _caller: &Principal, id: &str, patch: TenantPatch
 pub async fn delete(app: &App, _caller: &Principal, id: &str) -> Result<()> {
     let tenant = find(app, id).await?;
     tenant::Entity::delete_by_id(tenant.id).exec(&app.db).await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     Ok(())
 }
 

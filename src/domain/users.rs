@@ -13,8 +13,9 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
-        credentials, invitations, now,
+        credentials, grants, groups, invitations, now,
         paging::{ListParams, MAX_BASIC_LIMIT, MAX_LIMIT, Page, PageRequest, SortField},
+        permissions,
         validate::{self, MAX_IMAGE, MAX_TEXT},
     },
     error::{Error, Result, Violations},
@@ -145,27 +146,6 @@ fn require_tenant_scope(caller: &Principal, tenant_ids: &[Uuid]) -> Result<()> {
     }
 }
 
-/// Roles (valid in the tenant) the caller may grant: all of their permissions held.
-async fn check_grantable_roles<C: ConnectionTrait>(
-    db: &C,
-    caller: &Principal,
-    field: &str,
-    role_ids: &[Uuid],
-) -> Result<()> {
-    if role_ids.is_empty() {
-        return Ok(());
-    }
-    let roles = store::users::roles_valid_in(db, caller.tenant_id, role_ids).await?;
-    if let Some(missing) = role_ids.iter().find(|id| !roles.iter().any(|r| r.id == **id)) {
-        return Err(Error::invalid(field, format!("unknown role {missing}")));
-    }
-    let permissions = store::users::permissions_of_roles(db, role_ids).await?;
-    for permission in permissions.values().flatten() {
-        caller.require_all(std::slice::from_ref(permission))?;
-    }
-    Ok(())
-}
-
 /// Creates 1..=100 users, all or nothing.
 pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Result<Vec<UserRecord>> {
     if drafts.is_empty() || drafts.len() > MAX_BATCH {
@@ -237,7 +217,7 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
         require_tenant_scope(caller, &draft.tenant_ids)?;
     }
     for (i, draft) in valid.iter().enumerate() {
-        check_grantable_roles(&app.db, caller, &format!("users[{i}].role_ids"), &draft.role_ids).await?;
+        grants::check_role_grants(&app.db, caller, &format!("users[{i}].role_ids"), &draft.role_ids).await?;
         if !draft.group_ids.is_empty() {
             let groups = store::users::groups_in(&app.db, caller.tenant_id, &draft.group_ids).await?;
             if groups.len() != draft.group_ids.len() {
@@ -246,6 +226,7 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
                     "unknown group in this tenant",
                 ));
             }
+            groups::require_joinable(&app.db, caller, &draft.group_ids).await?;
         }
     }
     // Hash outside the transaction: argon2 is slow on purpose.
@@ -338,7 +319,7 @@ pub async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<User
     full_record(app, tenant_id, user).await
 }
 
-async fn full_record(app: &App, tenant_id: Uuid, user: user::Model) -> Result<UserRecord> {
+pub(crate) async fn full_record(app: &App, tenant_id: Uuid, user: user::Model) -> Result<UserRecord> {
     let mut details = store::users::load_details(&app.db, tenant_id, &[user.id]).await?;
     Ok(UserRecord {
         details: details.remove(&user.id),
@@ -347,7 +328,7 @@ async fn full_record(app: &App, tenant_id: Uuid, user: user::Model) -> Result<Us
 }
 
 /// The member of the tenant in context, or NOT_FOUND.
-async fn member(app: &App, caller: &Principal, id: Uuid) -> Result<user::Model> {
+pub(crate) async fn member(app: &App, caller: &Principal, id: Uuid) -> Result<user::Model> {
     store::users::find_in_tenant(&app.db, caller.tenant_id, id)
         .await?
         .ok_or(Error::NotFound("user"))
@@ -476,25 +457,20 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     {
         violations.add("tenant_ids", "a user must stay in at least one tenant");
     }
-    let mut permissions = patch.permissions.clone();
-    if let Some(list) = &mut permissions {
-        for (i, p) in list.iter().enumerate() {
-            if !valid_permission(p) {
-                violations.add(format!("permissions[{i}]"), "must look like resource:action");
-            }
-        }
-        list.sort_unstable();
-        list.dedup();
-    }
+    let permissions = match &patch.permissions {
+        Some(list) => Some(permissions::check_catalog(&app.db, &mut violations, "permissions", list).await?),
+        None => None,
+    };
     violations.finish()?;
 
     let user = member(app, caller, id).await?;
     if let Some(list) = &permissions {
         caller.require_all(list)?;
     }
-    if let Some(ids) = &role_ids {
-        check_grantable_roles(&app.db, caller, "role_ids", ids).await?;
-    }
+    let role_change = match &role_ids {
+        Some(ids) => Some(grants::plan_role_replacement(&app.db, caller, id, ids).await?),
+        None => None,
+    };
     let now = now();
     let txn = app.db.begin().await?;
     let mut active: user::ActiveModel = user.clone().into();
@@ -522,15 +498,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     if let Some(list) = &permissions {
         store::users::replace_permissions(&txn, id, caller.tenant_id, list).await?;
     }
-    if let Some(ids) = &role_ids {
-        let current: Vec<Uuid> = store::users::load_details(&txn, caller.tenant_id, &[id])
-            .await?
-            .remove(&id)
-            .map(|d| d.roles.into_iter().map(|r| r.role.id).collect())
-            .unwrap_or_default();
-        let remove: Vec<Uuid> = current.iter().filter(|r| !ids.contains(r)).copied().collect();
-        store::users::revoke_roles(&txn, id, &remove).await?;
-        store::users::grant_roles(&txn, id, ids, now).await?;
+    if let Some(change) = &role_change {
+        grants::apply_role_change(&txn, id, change, now).await?;
     }
     if let Some(wanted) = &tenant_ids {
         let current = current_tenants(&txn, id).await?;
@@ -539,20 +508,9 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         change_memberships(&txn, caller, id, &add, &remove, now).await?;
     }
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     let user = member(app, caller, id).await?;
     full_record(app, caller.tenant_id, user).await
-}
-
-/// Whether a permission name is well formed (`resource:action`, or `*`).
-pub fn valid_permission(permission: &str) -> bool {
-    permission == "*"
-        || (permission.contains(':')
-            && !permission.starts_with(':')
-            && permission.len() <= 200
-            && permission
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'-' | b'_' | b'.' | b'*')))
 }
 
 async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<Uuid>> {
@@ -610,7 +568,7 @@ pub async fn update_tenants(
     let txn = app.db.begin().await?;
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
     txn.commit().await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -626,7 +584,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     active.status = Set(status.to_owned());
     active.updated_at = Set(now());
     let user = active.update(&app.db).await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -652,6 +610,6 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
         ));
     }
     user::Entity::delete_by_id(id).exec(&app.db).await?;
-    app.access.invalidate();
+    app.invalidate_access().await;
     Ok(())
 }

@@ -10,6 +10,10 @@ use crate::error::Violations;
 /// Longest name, description or image reference accepted.
 pub const MAX_TEXT: usize = 200;
 pub const MAX_IMAGE: usize = 2048;
+/// Longest role or group name.
+pub const MAX_NAME: usize = 100;
+/// Longest role or group description.
+pub const MAX_DESCRIPTION: usize = 1000;
 
 /// A valid e-mail address, lowercased; `None` (with a violation) otherwise.
 pub fn email(violations: &mut Violations, field: &str, value: &str) -> Option<String> {

@@ -4,13 +4,39 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use crate::{
-    domain::{paging::PageRequest, tenants, users},
+    domain::{
+        grants::{EffectivePermission, UserPermissions},
+        groups::GroupRecord,
+        paging::PageRequest,
+        permissions::PermissionInfo,
+        tenants, users,
+    },
     pb,
     store::{
+        access::GrantSource,
         entity::{device, group, tenant},
         users::RoleWithPermissions,
     },
 };
+
+/// A List response: `pb::$response` with the page's items, converted by
+/// `$convert`, under `$items`, and the paging fields every List shares.
+macro_rules! list_response {
+    ($response:ident { $items:ident }, $page:expr, $convert:expr) => {{
+        let page = $page;
+        $crate::pb::$response {
+            total: page.total as i64,
+            page: page.page as i32,
+            limit: page.limit as i32,
+            has_next: page.has_next,
+            has_previous: page.has_previous,
+            list_completed: !page.has_next,
+            next_page_token: page.next_page_token,
+            $items: page.items.into_iter().map($convert).collect(),
+        }
+    }};
+}
+pub(crate) use list_response;
 
 pub fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
     Some(Timestamp {
@@ -93,6 +119,57 @@ pub fn group_summary(g: group::Model) -> pb::Group {
         created_at: timestamp(g.created_at),
         updated_at: timestamp(g.updated_at),
         ..Default::default()
+    }
+}
+
+/// A group with its roles and member count.
+pub fn group(g: GroupRecord) -> pb::Group {
+    pb::Group {
+        role_ids: g.roles.iter().map(|r| r.role.id.to_string()).collect(),
+        roles: g.roles.into_iter().map(role).collect(),
+        member_count: g.member_count as i64,
+        ..group_summary(g.group)
+    }
+}
+
+pub fn permission_info(p: PermissionInfo) -> pb::PermissionInfo {
+    pb::PermissionInfo {
+        name: p.name,
+        description: p.description,
+        built_in: p.built_in,
+    }
+}
+
+fn permission_source(source: GrantSource) -> pb::PermissionSource {
+    match source {
+        GrantSource::Direct => pb::PermissionSource {
+            direct: true,
+            ..Default::default()
+        },
+        GrantSource::Role(role_id) => pb::PermissionSource {
+            role_id: role_id.to_string(),
+            ..Default::default()
+        },
+        GrantSource::Group { group_id, role_id } => pb::PermissionSource {
+            direct: false,
+            role_id: role_id.to_string(),
+            group_id: group_id.to_string(),
+        },
+    }
+}
+
+fn effective_permission(p: EffectivePermission) -> pb::EffectivePermission {
+    pb::EffectivePermission {
+        permission: p.permission,
+        sources: p.sources.into_iter().map(permission_source).collect(),
+    }
+}
+
+pub fn user_permissions(p: UserPermissions) -> pb::GetUserPermissionsResponse {
+    pb::GetUserPermissionsResponse {
+        user_id: p.user_id.to_string(),
+        tenant_id: p.tenant_id.to_string(),
+        permissions: p.permissions.into_iter().map(effective_permission).collect(),
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod convert;
+pub mod group;
+pub mod role;
 pub mod status;
 pub mod tenant;
 pub mod user;

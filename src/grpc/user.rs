@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     app::App,
     domain::{
+        grants,
         paging::Page,
         users::{self, UserDraft, UserPatch, UserQuery, UserRecord},
     },
@@ -186,6 +187,53 @@ impl UserService for UserApi {
         users::update_tenants(&self.app, &caller, &r.id, &r.add_tenant_ids, &r.remove_tenant_ids)
             .await
             .map(reply)
+            .map_err(to_status)
+    }
+
+    async fn update_user_roles(
+        &self,
+        request: Request<pb::UpdateUserRolesRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let caller = principal(&request)?;
+        let r = request.into_inner();
+        grants::update_user_roles(&self.app, &caller, &r.id, &r.add_role_ids, &r.remove_role_ids)
+            .await
+            .map(reply)
+            .map_err(to_status)
+    }
+
+    async fn add_user_to_group(
+        &self,
+        request: Request<pb::AddUserToGroupRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let caller = principal(&request)?;
+        let r = request.get_ref();
+        grants::add_user_to_group(&self.app, &caller, &r.user_id, &r.group_id)
+            .await
+            .map(reply)
+            .map_err(to_status)
+    }
+
+    async fn remove_user_from_group(
+        &self,
+        request: Request<pb::RemoveUserFromGroupRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = principal(&request)?;
+        let r = request.get_ref();
+        grants::remove_user_from_group(&self.app, &caller, &r.user_id, &r.group_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn get_user_permissions(
+        &self,
+        request: Request<pb::GetUserPermissionsRequest>,
+    ) -> Result<Response<pb::GetUserPermissionsResponse>, Status> {
+        let caller = principal(&request)?;
+        grants::user_permissions(&self.app, &caller, &request.get_ref().id)
+            .await
+            .map(|p| Response::new(convert::user_permissions(p)))
             .map_err(to_status)
     }
 }

@@ -76,7 +76,7 @@ struct GroupGrantRow {
 }
 
 /// Roles valid in `tenant_id`: its own and global ones.
-fn role_valid_in(tenant_id: Uuid) -> Condition {
+pub(crate) fn role_valid_in(tenant_id: Uuid) -> Condition {
     Condition::any()
         .add(Expr::col((role::Entity, role::Column::TenantId)).eq(tenant_id))
         .add(Expr::col((role::Entity, role::Column::TenantId)).is_null())

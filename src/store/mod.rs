@@ -4,15 +4,19 @@
 pub mod access;
 pub mod credentials;
 pub mod entity;
+pub mod groups;
+pub mod invalidation;
 pub mod outbox;
 pub mod paging;
+pub mod permissions;
+pub mod roles;
 pub mod tenants;
 pub mod users;
 
 use std::time::Duration;
 
 use migrations::{Migrator, sea_orm_migration::MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait};
 
 use crate::error::{Error, Result};
 
@@ -46,9 +50,22 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     Ok(db)
 }
 
-/// Applies pending migrations.
+/// Any number the replicas agree on: the advisory lock that serializes migrations.
+const MIGRATION_LOCK: i64 = 0x0CA5_7E11A;
+
+/// Applies pending migrations. On PostgreSQL they run in one transaction
+/// holding an advisory lock, so replicas starting at once migrate one after
+/// the other (the later ones find nothing to do).
 pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
-    Migrator::up(db, None).await.map_err(Error::from)
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await.map_err(Error::from);
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// Whether the database answers.

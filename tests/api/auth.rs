@@ -3,6 +3,7 @@
 //! matrix.
 
 use castellan::pb::{self, GetUserRequest, ListUsersRequest, WhoAmIRequest};
+use clap::Parser;
 use prost::Message;
 use tonic::{Code, Request};
 
@@ -366,17 +367,800 @@ async fn authorization_matrix() {
 #[tokio::test]
 async fn rpcs_of_later_issues_answer_unimplemented_after_authorization() {
     let app = TestApp::spawn().await;
-    let mut roles = castellan::pb::role_service_client::RoleServiceClient::new(app.channel.clone());
+    let mut audit = castellan::pb::audit_service_client::AuditServiceClient::new(app.channel.clone());
     expect_code(
-        roles
-            .list_permissions(authed(pb::ListPermissionsRequest {}, &app.token(&["roles:read"])))
+        audit
+            .list_audit_events(authed(
+                pb::ListAuditEventsRequest::default(),
+                &app.token(&["audit:read"]),
+            ))
             .await,
         Code::Unimplemented,
     );
     expect_code(
-        roles
-            .list_permissions(authed(pb::ListPermissionsRequest {}, &app.token(&["users:read"])))
+        audit
+            .list_audit_events(authed(
+                pb::ListAuditEventsRequest::default(),
+                &app.token(&["users:read"]),
+            ))
             .await,
         Code::PermissionDenied,
     );
+}
+
+/// The RPCs of RoleService, GroupService and the user assignments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    CreateRole,
+    GetRole,
+    ListRoles,
+    UpdateRole,
+    DeleteRole,
+    ListPermissions,
+    CreateGroup,
+    GetGroup,
+    ListGroups,
+    UpdateGroup,
+    DeleteGroup,
+    ListGroupMembers,
+    UpdateUserRoles,
+    AddUserToGroup,
+    RemoveUserFromGroup,
+    GetUserPermissions,
+}
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// A token holding every built-in permission except the RPC's.
+    Lacking,
+    /// A token holding exactly the RPC's permission.
+    Holding,
+    /// A user without any permission, through its own user token.
+    Myself,
+}
+
+/// What the call acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    /// Nothing in particular (create, list).
+    Tenant,
+    /// A resource of the tenant in context (for memberships: a user and a group).
+    Here,
+    /// The other tenant's resource (for memberships: the other tenant's user).
+    There,
+    /// Memberships only: the other tenant's group.
+    TheirGroup,
+    /// The calling user itself.
+    Me,
+}
+
+/// Fixtures of the matrix: one of everything here and in another tenant.
+struct Fixtures<'a> {
+    app: &'a TestApp,
+    admin: String,
+    role_here: String,
+    role_there: String,
+    group_here: String,
+    group_there: String,
+    user_here: String,
+    user_there: String,
+    me: String,
+    serial: std::sync::atomic::AtomicUsize,
+}
+
+impl Fixtures<'_> {
+    fn unique(&self, prefix: &str) -> String {
+        let n = self.serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{prefix}-{n}")
+    }
+
+    fn role_id(&self, on: On) -> String {
+        if on == On::There {
+            self.role_there.clone()
+        } else {
+            self.role_here.clone()
+        }
+    }
+
+    fn group_id(&self, on: On) -> String {
+        if on == On::There || on == On::TheirGroup {
+            self.group_there.clone()
+        } else {
+            self.group_here.clone()
+        }
+    }
+
+    fn user_id(&self, on: On) -> String {
+        match on {
+            On::There => self.user_there.clone(),
+            On::Me => self.me.clone(),
+            _ => self.user_here.clone(),
+        }
+    }
+
+    /// A fresh role or group for the deletes that succeed.
+    async fn disposable(&self, rpc: Rpc, on: On) -> String {
+        match (rpc, on) {
+            (Rpc::DeleteRole, On::Here) => {
+                crate::roles::create_role(self.app, &self.admin, &self.unique("doomed"), &[])
+                    .await
+                    .id
+            }
+            (Rpc::DeleteGroup, On::Here) => {
+                crate::groups::create_group(self.app, &self.admin, &self.unique("doomed"), &[])
+                    .await
+                    .id
+            }
+            (Rpc::DeleteRole, _) => self.role_id(on),
+            _ => self.group_id(on),
+        }
+    }
+
+    async fn role_version(&self, id: &str) -> i32 {
+        self.app
+            .roles()
+            .get_role(authed(pb::GetRoleRequest { id: id.to_owned() }, &self.admin))
+            .await
+            .map_or(1, |r| r.into_inner().version)
+    }
+
+    async fn call(&self, rpc: Rpc, token: &str, on: On) -> Code {
+        let (mut roles, mut groups, mut users) = (self.app.roles(), self.app.groups(), self.app.users());
+        let membership = |on: On| (self.user_id(on), self.group_id(on));
+        let result = match rpc {
+            Rpc::CreateRole => roles
+                .create_role(authed(
+                    pb::CreateRoleRequest {
+                        name: self.unique("role"),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            Rpc::GetRole => roles
+                .get_role(authed(pb::GetRoleRequest { id: self.role_id(on) }, token))
+                .await
+                .map(drop),
+            Rpc::ListRoles => roles
+                .list_roles(authed(pb::ListRolesRequest::default(), token))
+                .await
+                .map(drop),
+            Rpc::UpdateRole => {
+                let id = self.role_id(on);
+                let version = self.role_version(&id).await;
+                roles
+                    .update_role(authed(
+                        pb::UpdateRoleRequest {
+                            id,
+                            version,
+                            description: Some(self.unique("described")),
+                            ..Default::default()
+                        },
+                        token,
+                    ))
+                    .await
+                    .map(drop)
+            }
+            Rpc::DeleteRole => roles
+                .delete_role(authed(
+                    pb::DeleteRoleRequest {
+                        id: self.disposable(rpc, on).await,
+                        force: true,
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            Rpc::ListPermissions => roles
+                .list_permissions(authed(pb::ListPermissionsRequest {}, token))
+                .await
+                .map(drop),
+            Rpc::CreateGroup => groups
+                .create_group(authed(
+                    pb::CreateGroupRequest {
+                        name: self.unique("group"),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            Rpc::GetGroup => groups
+                .get_group(authed(pb::GetGroupRequest { id: self.group_id(on) }, token))
+                .await
+                .map(drop),
+            Rpc::ListGroups => groups
+                .list_groups(authed(pb::ListGroupsRequest::default(), token))
+                .await
+                .map(drop),
+            Rpc::UpdateGroup => groups
+                .update_group(authed(
+                    pb::UpdateGroupRequest {
+                        id: self.group_id(on),
+                        description: Some(self.unique("described")),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            Rpc::DeleteGroup => groups
+                .delete_group(authed(
+                    pb::DeleteGroupRequest {
+                        id: self.disposable(rpc, on).await,
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            Rpc::ListGroupMembers => groups
+                .list_group_members(authed(
+                    pb::ListGroupMembersRequest {
+                        id: self.group_id(on),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            Rpc::UpdateUserRoles => users
+                .update_user_roles(authed(
+                    pb::UpdateUserRolesRequest {
+                        id: self.user_id(on),
+                        add_role_ids: vec![self.role_here.clone()],
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+            Rpc::AddUserToGroup => {
+                let (user_id, group_id) = membership(on);
+                users
+                    .add_user_to_group(authed(pb::AddUserToGroupRequest { user_id, group_id }, token))
+                    .await
+                    .map(drop)
+            }
+            Rpc::RemoveUserFromGroup => {
+                let (user_id, group_id) = membership(on);
+                if on == On::Here {
+                    users
+                        .add_user_to_group(authed(
+                            pb::AddUserToGroupRequest {
+                                user_id: user_id.clone(),
+                                group_id: group_id.clone(),
+                            },
+                            &self.admin,
+                        ))
+                        .await
+                        .expect("join before leaving");
+                }
+                users
+                    .remove_user_from_group(authed(pb::RemoveUserFromGroupRequest { user_id, group_id }, token))
+                    .await
+                    .map(drop)
+            }
+            Rpc::GetUserPermissions => users
+                .get_user_permissions(authed(pb::GetUserPermissionsRequest { id: self.user_id(on) }, token))
+                .await
+                .map(drop),
+        };
+        result.map_or_else(|status| status.code(), |()| Code::Ok)
+    }
+}
+
+/// RoleService, GroupService and the user assignments: (RPC, caller, target)
+/// → expected code. Permission first (a caller without it learns nothing),
+/// then the tenant scope (another tenant's resource is NOT_FOUND).
+#[tokio::test]
+async fn roles_groups_and_assignments_authorization_matrix() {
+    use Code::{NotFound, Ok, PermissionDenied};
+    use On::{Here, Me, Tenant, TheirGroup, There};
+    use Rpc::*;
+    use Who::{Holding, Lacking, Myself};
+
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let admin = app.token(&["*"]);
+    let theirs = app.token_in(other, &["*"]);
+    let fixtures = Fixtures {
+        app: &app,
+        role_here: crate::roles::create_role(&app, &admin, "here", &[]).await.id,
+        role_there: crate::roles::create_role(&app, &theirs, "there", &[]).await.id,
+        group_here: crate::groups::create_group(&app, &admin, "here", &[]).await.id,
+        group_there: crate::groups::create_group(&app, &theirs, "there", &[]).await.id,
+        user_here: app.create_users(vec![draft("here@example.com")]).await.remove(0).id,
+        user_there: app
+            .create_users_in(other, vec![draft("there@example.com")])
+            .await
+            .remove(0)
+            .id,
+        me: app
+            .create_users(vec![crate::helpers::active_draft("me@example.com")])
+            .await
+            .remove(0)
+            .id,
+        admin,
+        serial: Default::default(),
+    };
+    let my_token = app.user_token(&fixtures.me, app.tenant_id);
+
+    let table: &[(Rpc, &str, Who, On, Code)] = &[
+        (CreateRole, "roles:create", Lacking, Tenant, PermissionDenied),
+        (CreateRole, "roles:create", Holding, Tenant, Ok),
+        (GetRole, "roles:read", Lacking, Here, PermissionDenied),
+        (GetRole, "roles:read", Holding, Here, Ok),
+        (GetRole, "roles:read", Holding, There, NotFound),
+        (ListRoles, "roles:list", Lacking, Tenant, PermissionDenied),
+        (ListRoles, "roles:list", Holding, Tenant, Ok),
+        (UpdateRole, "roles:update", Lacking, Here, PermissionDenied),
+        (UpdateRole, "roles:update", Holding, Here, Ok),
+        (UpdateRole, "roles:update", Holding, There, NotFound),
+        (DeleteRole, "roles:delete", Lacking, Here, PermissionDenied),
+        (DeleteRole, "roles:delete", Holding, Here, Ok),
+        (DeleteRole, "roles:delete", Holding, There, NotFound),
+        (ListPermissions, "roles:read", Lacking, Tenant, PermissionDenied),
+        (ListPermissions, "roles:read", Holding, Tenant, Ok),
+        (CreateGroup, "groups:create", Lacking, Tenant, PermissionDenied),
+        (CreateGroup, "groups:create", Holding, Tenant, Ok),
+        (GetGroup, "groups:read", Lacking, Here, PermissionDenied),
+        (GetGroup, "groups:read", Holding, Here, Ok),
+        (GetGroup, "groups:read", Holding, There, NotFound),
+        (ListGroups, "groups:list", Lacking, Tenant, PermissionDenied),
+        (ListGroups, "groups:list", Holding, Tenant, Ok),
+        (UpdateGroup, "groups:update", Lacking, Here, PermissionDenied),
+        (UpdateGroup, "groups:update", Holding, Here, Ok),
+        (UpdateGroup, "groups:update", Holding, There, NotFound),
+        (DeleteGroup, "groups:delete", Lacking, Here, PermissionDenied),
+        (DeleteGroup, "groups:delete", Holding, Here, Ok),
+        (DeleteGroup, "groups:delete", Holding, There, NotFound),
+        (ListGroupMembers, "groups:read", Lacking, Here, PermissionDenied),
+        (ListGroupMembers, "groups:read", Holding, Here, Ok),
+        (ListGroupMembers, "groups:read", Holding, There, NotFound),
+        (UpdateUserRoles, "users:roles", Lacking, Here, PermissionDenied),
+        (UpdateUserRoles, "users:roles", Holding, Here, Ok),
+        (UpdateUserRoles, "users:roles", Holding, There, NotFound),
+        (UpdateUserRoles, "users:roles", Myself, Me, PermissionDenied),
+        (AddUserToGroup, "users:groups", Lacking, Here, PermissionDenied),
+        (AddUserToGroup, "users:groups", Holding, Here, Ok),
+        (AddUserToGroup, "users:groups", Holding, There, NotFound),
+        (AddUserToGroup, "users:groups", Holding, TheirGroup, NotFound),
+        (AddUserToGroup, "users:groups", Myself, Me, PermissionDenied),
+        (RemoveUserFromGroup, "users:groups", Lacking, Here, PermissionDenied),
+        (RemoveUserFromGroup, "users:groups", Holding, Here, Ok),
+        (RemoveUserFromGroup, "users:groups", Holding, There, NotFound),
+        (RemoveUserFromGroup, "users:groups", Holding, TheirGroup, NotFound),
+        (RemoveUserFromGroup, "users:groups", Myself, Me, PermissionDenied),
+        (GetUserPermissions, "users:read", Lacking, Here, PermissionDenied),
+        (GetUserPermissions, "users:read", Holding, Here, Ok),
+        (GetUserPermissions, "users:read", Holding, There, NotFound),
+        (GetUserPermissions, "users:read", Myself, Me, Ok),
+        (GetUserPermissions, "users:read", Myself, Here, PermissionDenied),
+    ];
+    for &(rpc, permission, who, on, expected) in table {
+        assert_eq!(
+            pb::rule_for(&format!("/identity.v1.{}/{rpc:?}", service_of(rpc)))
+                .expect("rule")
+                .permission,
+            permission,
+            "{rpc:?}: the table follows the proto"
+        );
+        let token = match who {
+            Lacking => {
+                let others: Vec<&str> = castellan::domain::permissions::BUILT_IN
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .filter(|name| *name != permission)
+                    .collect();
+                app.token(&others)
+            }
+            Holding => app.token(&[permission]),
+            Myself => my_token.clone(),
+        };
+        let code = fixtures.call(rpc, &token, on).await;
+        assert_eq!(code, expected, "{rpc:?} by {who:?} on {on:?}");
+    }
+}
+
+fn service_of(rpc: Rpc) -> &'static str {
+    match rpc {
+        Rpc::CreateRole | Rpc::GetRole | Rpc::ListRoles | Rpc::UpdateRole | Rpc::DeleteRole | Rpc::ListPermissions => {
+            "RoleService"
+        }
+        Rpc::CreateGroup
+        | Rpc::GetGroup
+        | Rpc::ListGroups
+        | Rpc::UpdateGroup
+        | Rpc::DeleteGroup
+        | Rpc::ListGroupMembers => "GroupService",
+        _ => "UserService",
+    }
+}
+
+#[tokio::test]
+async fn role_and_group_changes_take_effect_on_the_next_call() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let actor = app
+        .create_users(vec![crate::helpers::active_draft("actor@example.com")])
+        .await
+        .remove(0);
+    let other = app.create_users(vec![draft("other@example.com")]).await.remove(0);
+    let token = app.user_token(&actor.id, app.tenant_id);
+    let mut users = app.users();
+    let read_other = || {
+        let mut users = app.users();
+        let request = authed(GetUserRequest { id: other.id.clone() }, &token);
+        async move {
+            users
+                .get_user(request)
+                .await
+                .map(drop)
+                .map_or_else(|s| s.code(), |()| Code::Ok)
+        }
+    };
+    assert_eq!(read_other().await, Code::PermissionDenied);
+
+    // A role granted, its permissions changed, revoked.
+    let readers = crate::roles::create_role(&app, &admin, "readers", &["users:read"]).await;
+    let change_roles = |add: Vec<String>, remove: Vec<String>| pb::UpdateUserRolesRequest {
+        id: actor.id.clone(),
+        add_role_ids: add,
+        remove_role_ids: remove,
+    };
+    users
+        .update_user_roles(authed(change_roles(vec![readers.id.clone()], vec![]), &admin))
+        .await
+        .expect("grant");
+    assert_eq!(read_other().await, Code::Ok, "granted role works at once");
+    let mut roles = app.roles();
+    let role_update = |version: i32, add: &str, remove: &str| pb::UpdateRoleRequest {
+        id: readers.id.clone(),
+        version,
+        add_permissions: [add].iter().filter(|p| !p.is_empty()).map(|p| p.to_string()).collect(),
+        remove_permissions: [remove]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.to_string())
+            .collect(),
+        ..Default::default()
+    };
+    roles
+        .update_role(authed(role_update(1, "", "users:read"), &admin))
+        .await
+        .expect("narrow the role");
+    assert_eq!(read_other().await, Code::PermissionDenied, "role change works at once");
+    roles
+        .update_role(authed(role_update(2, "users:read", ""), &admin))
+        .await
+        .expect("widen the role");
+    assert_eq!(read_other().await, Code::Ok);
+    users
+        .update_user_roles(authed(change_roles(vec![], vec![readers.id.clone()]), &admin))
+        .await
+        .expect("revoke");
+    assert_eq!(read_other().await, Code::PermissionDenied, "revocation works at once");
+
+    // A group with the role: joined, its roles replaced, left, deleted.
+    let group = crate::groups::create_group(&app, &admin, "readers", &[&readers.id]).await;
+    let membership = || pb::AddUserToGroupRequest {
+        user_id: actor.id.clone(),
+        group_id: group.id.clone(),
+    };
+    users
+        .add_user_to_group(authed(membership(), &admin))
+        .await
+        .expect("join");
+    assert_eq!(read_other().await, Code::Ok, "group roles work at once");
+    let mut groups = app.groups();
+    let replace = |role_ids: Vec<String>| pb::UpdateGroupRequest {
+        id: group.id.clone(),
+        role_ids,
+        replace_role_ids: true,
+        ..Default::default()
+    };
+    groups
+        .update_group(authed(replace(vec![]), &admin))
+        .await
+        .expect("strip the group");
+    assert_eq!(read_other().await, Code::PermissionDenied);
+    groups
+        .update_group(authed(replace(vec![readers.id.clone()]), &admin))
+        .await
+        .expect("restore the group");
+    assert_eq!(read_other().await, Code::Ok);
+    users
+        .remove_user_from_group(authed(
+            pb::RemoveUserFromGroupRequest {
+                user_id: actor.id.clone(),
+                group_id: group.id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("leave");
+    assert_eq!(read_other().await, Code::PermissionDenied, "leaving works at once");
+    users
+        .add_user_to_group(authed(membership(), &admin))
+        .await
+        .expect("join again");
+    assert_eq!(read_other().await, Code::Ok);
+    groups
+        .delete_group(authed(pb::DeleteGroupRequest { id: group.id.clone() }, &admin))
+        .await
+        .expect("delete group");
+    assert_eq!(
+        read_other().await,
+        Code::PermissionDenied,
+        "group deletion works at once"
+    );
+
+    // Deleting a granted role (with force) takes its permissions away.
+    users
+        .update_user_roles(authed(change_roles(vec![readers.id.clone()], vec![]), &admin))
+        .await
+        .expect("grant again");
+    assert_eq!(read_other().await, Code::Ok);
+    roles
+        .delete_role(authed(
+            pb::DeleteRoleRequest {
+                id: readers.id.clone(),
+                force: true,
+            },
+            &admin,
+        ))
+        .await
+        .expect("delete role");
+    assert_eq!(
+        read_other().await,
+        Code::PermissionDenied,
+        "role deletion works at once"
+    );
+}
+
+#[tokio::test]
+async fn callers_grant_only_roles_whose_permissions_they_hold() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let admin = app.token(&["*"]);
+    let deleter = crate::roles::create_role(&app, &admin, "deleter", &["roles:delete"]).await;
+    let granter = crate::roles::create_role(&app, &admin, "granter", &["users:roles"]).await;
+    let empty = crate::roles::create_role(&app, &admin, "empty", &[]).await;
+    let foreign = crate::roles::create_role(&app, &app.token_in(other, &["*"]), "foreign", &[]).await;
+    let target = app.create_users(vec![draft("target@example.com")]).await.remove(0);
+    let grant = |role_id: &str| pb::UpdateUserRolesRequest {
+        id: target.id.clone(),
+        add_role_ids: vec![role_id.to_owned()],
+        ..Default::default()
+    };
+    let mut users = app.users();
+
+    // A service token holding only users:roles.
+    let only_roles = app.token(&["users:roles"]);
+    let status = expect_code(
+        users.update_user_roles(authed(grant(&deleter.id), &only_roles)).await,
+        Code::PermissionDenied,
+    );
+    assert!(status.message().contains("roles:delete"), "{}", status.message());
+    for role in [&empty, &granter] {
+        users
+            .update_user_roles(authed(grant(&role.id), &only_roles))
+            .await
+            .expect("roles whose permissions the caller holds");
+    }
+
+    // A user holding only users:roles (through `granter`): same rule with a user token.
+    let helper = app
+        .create_users(vec![crate::helpers::active_draft("helper@example.com")])
+        .await
+        .remove(0);
+    users
+        .update_user_roles(authed(
+            pb::UpdateUserRolesRequest {
+                id: helper.id.clone(),
+                add_role_ids: vec![granter.id.clone()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("make a helper");
+    let helper_token = app.user_token(&helper.id, app.tenant_id);
+    expect_code(
+        users.update_user_roles(authed(grant(&deleter.id), &helper_token)).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        users
+            .update_user(authed(
+                pb::UpdateUserRequest {
+                    id: target.id.clone(),
+                    role_ids: vec![deleter.id.clone()],
+                    ..Default::default()
+                },
+                &app.token(&["users:update"]),
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    let unchanged = users
+        .get_user(authed(GetUserRequest { id: target.id.clone() }, &admin))
+        .await
+        .expect("get")
+        .into_inner();
+    let names: Vec<&str> = unchanged.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["empty", "granter"], "refused grants wrote nothing");
+
+    // Unknown roles and other tenants' roles name the field.
+    for id in [foreign.id.clone(), uuid::Uuid::now_v7().to_string()] {
+        let status = expect_code(
+            users.update_user_roles(authed(grant(&id), &admin)).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(crate::helpers::violated_fields(&status), ["add_role_ids"]);
+    }
+    let status = expect_code(
+        users
+            .update_user_roles(authed(
+                pb::UpdateUserRolesRequest {
+                    id: target.id.clone(),
+                    add_role_ids: vec!["nope".into()],
+                    remove_role_ids: vec![empty.id.clone(), empty.id.clone(), "bad".into()],
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(
+        crate::helpers::violated_fields(&status),
+        ["add_role_ids[0]", "remove_role_ids[2]"]
+    );
+}
+
+#[tokio::test]
+async fn effective_permissions_list_every_source() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let user = app
+        .create_users(vec![crate::helpers::active_draft("sources@example.com")])
+        .await
+        .remove(0);
+    let direct = crate::roles::create_role(&app, &admin, "direct", &["users:read", "users:list"]).await;
+    let inherited = crate::roles::create_role(&app, &admin, "inherited", &["users:read", "groups:*"]).await;
+    let group = crate::groups::create_group(&app, &admin, "team", &[&inherited.id]).await;
+    let mut users = app.users();
+    users
+        .update_user(authed(
+            pb::UpdateUserRequest {
+                id: user.id.clone(),
+                permissions: vec!["users:list".into()],
+                role_ids: vec![direct.id.clone()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("grant");
+    users
+        .add_user_to_group(authed(
+            pb::AddUserToGroupRequest {
+                user_id: user.id.clone(),
+                group_id: group.id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("join");
+
+    // The user reads its own permissions (allow_self) with its user token.
+    let own = users
+        .get_user_permissions(authed(
+            pb::GetUserPermissionsRequest { id: user.id.clone() },
+            &app.user_token(&user.id, app.tenant_id),
+        ))
+        .await
+        .expect("self")
+        .into_inner();
+    assert_eq!(own.user_id, user.id);
+    assert_eq!(own.tenant_id, app.tenant_id.to_string());
+    let by_role = |role_id: &str| pb::PermissionSource {
+        role_id: role_id.to_owned(),
+        ..Default::default()
+    };
+    let via_group = pb::PermissionSource {
+        role_id: inherited.id.clone(),
+        group_id: group.id.clone(),
+        direct: false,
+    };
+    let direct_grant = pb::PermissionSource {
+        direct: true,
+        ..Default::default()
+    };
+    let expected = vec![
+        pb::EffectivePermission {
+            permission: "groups:*".into(),
+            sources: vec![via_group.clone()],
+        },
+        pb::EffectivePermission {
+            permission: "users:list".into(),
+            sources: vec![direct_grant, by_role(&direct.id)],
+        },
+        pb::EffectivePermission {
+            permission: "users:read".into(),
+            sources: vec![by_role(&direct.id), via_group],
+        },
+    ];
+    assert_eq!(own.permissions, expected);
+}
+
+async fn mint(app: &TestApp, args: &[&str]) -> Result<String, castellan::error::Error> {
+    let mut argv = vec!["castellan", "token"];
+    argv.extend_from_slice(args);
+    let cli = castellan::config::Cli::try_parse_from(argv).expect("valid arguments");
+    let Some(castellan::config::Command::Token(args)) = cli.command else {
+        panic!("not the token command");
+    };
+    castellan::token_cli::run(&app.app.config, &args).await
+}
+
+#[tokio::test]
+async fn the_token_command_mints_user_tokens_with_the_claims_login_issues() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let user = app
+        .create_users(vec![crate::helpers::active_draft("cli@example.com")])
+        .await
+        .remove(0);
+    let pending = app.create_users(vec![draft("pending@example.com")]).await.remove(0);
+    app.create_users_in(other, vec![crate::helpers::active_draft("elsewhere@example.com")])
+        .await;
+
+    for key in [user.id.as_str(), "CLI@example.com"] {
+        let token = mint(&app, &["--user", key, "--tenant", "default"])
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let claims = app.app.keys.verify(&token).expect("verifies");
+        assert_eq!(claims.kind, castellan::auth::token::SubjectKind::User);
+        assert_eq!(claims.sub, user.id);
+        assert_eq!(claims.tid, app.tenant_id.to_string());
+        assert!(claims.perms.is_empty() && !claims.global);
+        let me = app
+            .users()
+            .who_am_i(authed(WhoAmIRequest {}, &token))
+            .await
+            .expect("the token works")
+            .into_inner();
+        assert_eq!(me.id, user.id);
+    }
+    for refused in [
+        vec!["--user", pending.id.as_str()],
+        vec!["--user", "nobody@example.com"],
+        vec!["--user", "elsewhere@example.com"],
+        vec!["--user", "cli@example.com", "--tenant", "other"],
+    ] {
+        let error = mint(&app, &refused).await.expect_err("refused");
+        assert!(error.to_string().contains("--user"), "{refused:?}: {error}");
+    }
+    let service = mint(&app, &["--subject", "ops", "--permission", "users:read"])
+        .await
+        .expect("service token");
+    assert_eq!(
+        app.app.keys.verify(&service).expect("verifies").kind,
+        castellan::auth::token::SubjectKind::Service
+    );
+
+    for conflicting in [
+        vec!["castellan", "token"],
+        vec!["castellan", "token", "--subject", "ops", "--user", "cli@example.com"],
+        vec!["castellan", "token", "--user", "cli@example.com", "--permission", "*"],
+        vec!["castellan", "token", "--user", "cli@example.com", "--global"],
+    ] {
+        assert!(
+            castellan::config::Cli::try_parse_from(&conflicting).is_err(),
+            "{conflicting:?}"
+        );
+    }
 }

@@ -10,7 +10,8 @@ use castellan::{
     auth::token::{SubjectKind, TokenRequest},
     config::Cli,
     pb::{
-        CreateUsersRequest, User, UserDraft, tenant_service_client::TenantServiceClient,
+        CreateUsersRequest, User, UserDraft, group_service_client::GroupServiceClient,
+        role_service_client::RoleServiceClient, tenant_service_client::TenantServiceClient,
         user_service_client::UserServiceClient,
     },
     server::Application,
@@ -33,7 +34,7 @@ pub struct TestApp {
 }
 
 /// A PostgreSQL database created for one test and dropped with it.
-struct PostgresDatabase {
+pub struct PostgresDatabase {
     server_url: String,
     name: String,
 }
@@ -64,6 +65,28 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// A fresh database for one test: a temp-file SQLite database in `dir`, or a
+/// new uniquely named PostgreSQL database (dropped with the returned guard)
+/// when `CASTELLAN_TEST_DATABASE_URL` names a server.
+pub async fn test_database(dir: &std::path::Path) -> (String, Option<PostgresDatabase>) {
+    match std::env::var("CASTELLAN_TEST_DATABASE_URL") {
+        Ok(server_url) if !server_url.is_empty() => {
+            let name = format!("castellan_test_{}", Uuid::now_v7().simple());
+            let admin = Database::connect(&server_url).await.expect("connect to PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            let url = match server_url.rfind('/') {
+                Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &server_url[..slash]),
+                _ => format!("{server_url}/{name}"),
+            };
+            (url, Some(PostgresDatabase { server_url, name }))
+        }
+        _ => (format!("sqlite://{}?mode=rwc", dir.join("test.db").display()), None),
     }
 }
 
@@ -113,6 +136,14 @@ pub fn draft(email: &str) -> UserDraft {
     }
 }
 
+/// A draft with a password: the user is ACTIVE, so its user token works.
+pub fn active_draft(email: &str) -> UserDraft {
+    UserDraft {
+        password: "correct horse battery".to_owned(),
+        ..draft(email)
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
@@ -124,25 +155,7 @@ impl TestApp {
             castellan::telemetry::init(castellan::config::LogFormat::Text);
         }
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let (database_url, database) = match std::env::var("CASTELLAN_TEST_DATABASE_URL") {
-            Ok(server_url) if !server_url.is_empty() => {
-                let name = format!("castellan_test_{}", Uuid::now_v7().simple());
-                let admin = Database::connect(&server_url).await.expect("connect to PostgreSQL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .expect("create test database");
-                let url = match server_url.rfind('/') {
-                    Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &server_url[..slash]),
-                    _ => format!("{server_url}/{name}"),
-                };
-                (url, Some(PostgresDatabase { server_url, name }))
-            }
-            _ => (
-                format!("sqlite://{}?mode=rwc", data_dir.path().join("test.db").display()),
-                None,
-            ),
-        };
+        let (database_url, database) = test_database(data_dir.path()).await;
         let data_dir_arg = data_dir.path().display().to_string();
         let mut args = vec![
             "castellan",
@@ -196,6 +209,14 @@ impl TestApp {
 
     pub fn tenants(&self) -> TenantServiceClient<Channel> {
         TenantServiceClient::new(self.channel.clone())
+    }
+
+    pub fn roles(&self) -> RoleServiceClient<Channel> {
+        RoleServiceClient::new(self.channel.clone())
+    }
+
+    pub fn groups(&self) -> GroupServiceClient<Channel> {
+        GroupServiceClient::new(self.channel.clone())
     }
 
     fn issue(&self, kind: SubjectKind, subject: String, tenant_id: Uuid, permissions: &[&str], global: bool) -> String {

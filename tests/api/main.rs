@@ -2,11 +2,14 @@
 
 mod auth;
 mod credentials;
+mod groups;
 mod grpcurl;
 mod health;
 mod helpers;
 mod paging;
+mod processes;
 mod rest;
+mod roles;
 mod smtp_sink;
 mod tenants;
 mod users;

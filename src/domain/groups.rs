@@ -1,0 +1,191 @@
+//! Groups: sets of users of one tenant whose members inherit the group's
+//! roles (roles valid in that tenant). A group of another tenant is NOT_FOUND.
+//! Giving a group a role is granting it: the caller must hold its permissions.
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    auth::Principal,
+    domain::{
+        now,
+        paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
+        roles,
+        users::{self, UserQuery, UserRecord},
+        validate::{self, MAX_DESCRIPTION, MAX_NAME},
+    },
+    error::{Error, Result, Violations},
+    store::{self, entity::group, groups::GroupDetails, users::RoleWithPermissions},
+};
+
+const SORT_FIELDS: &[SortField] = &[
+    SortField::time("createdAt"),
+    SortField::time("updatedAt"),
+    SortField::text("name"),
+];
+
+/// A group as the API shows it: the row, its roles and its member count.
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    pub group: group::Model,
+    /// Sorted by name.
+    pub roles: Vec<RoleWithPermissions>,
+    pub member_count: u64,
+}
+
+/// A group to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewGroup {
+    pub name: String,
+    pub description: String,
+    pub role_ids: Vec<String>,
+}
+
+/// Changes to a group; `None` leaves a field. `role_ids` replaces the roles.
+#[derive(Debug, Clone, Default)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub role_ids: Option<Vec<String>>,
+}
+
+fn record(group: group::Model, details: Option<GroupDetails>) -> GroupRecord {
+    let details = details.unwrap_or_default();
+    GroupRecord {
+        group,
+        roles: details.roles,
+        member_count: details.member_count,
+    }
+}
+
+async fn full_record(app: &App, group: group::Model) -> Result<GroupRecord> {
+    let id = group.id;
+    let mut details = store::groups::load_details(&app.db, &[id]).await?;
+    Ok(record(group, details.remove(&id)))
+}
+
+/// The group of the tenant in context, or NOT_FOUND.
+pub async fn find(app: &App, caller: &Principal, id: Uuid) -> Result<group::Model> {
+    store::groups::find_in(&app.db, caller.tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("group"))
+}
+
+pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<GroupRecord> {
+    let mut violations = Violations::new();
+    let name = validate::required_text(&mut violations, "name", &new.name, MAX_NAME);
+    let description = validate::text(&mut violations, "description", &new.description, MAX_DESCRIPTION);
+    let role_ids = validate::uuids(&mut violations, "role_ids", &new.role_ids);
+    violations.finish()?;
+    roles::require_grantable(&app.db, caller, "role_ids", &role_ids).await?;
+    let now = now();
+    let group = group::Model {
+        id: Uuid::now_v7(),
+        tenant_id: caller.tenant_id,
+        name,
+        description,
+        created_at: now,
+        updated_at: now,
+    };
+    let txn = app.db.begin().await?;
+    store::groups::insert(&txn, &group, &role_ids).await?;
+    txn.commit().await?;
+    full_record(app, group).await
+}
+
+pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<GroupRecord> {
+    let id = validate::id("id", id)?;
+    let group = find(app, caller, id).await?;
+    full_record(app, group).await
+}
+
+pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<Page<GroupRecord>> {
+    let params = ListParams::parse(page, SORT_FIELDS, MAX_LIMIT, &format!("groups|{}", caller.tenant_id))?;
+    let (rows, total) = store::groups::list(&app.db, caller.tenant_id, &params).await?;
+    let page = params.page(rows, total, |g, sort| {
+        let values = sort
+            .iter()
+            .map(|key| match key.field.name {
+                "updatedAt" => g.updated_at.into(),
+                "name" => g.name.clone().into(),
+                _ => g.created_at.into(),
+            })
+            .collect();
+        (values, g.id)
+    });
+    let ids: Vec<Uuid> = page.items.iter().map(|g| g.id).collect();
+    let mut details = store::groups::load_details(&app.db, &ids).await?;
+    Ok(page.map(|group| {
+        let id = group.id;
+        record(group, details.remove(&id))
+    }))
+}
+
+/// Updates name and description, and replaces the roles when `role_ids` is
+/// given (only the added roles must be grantable by the caller).
+pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) -> Result<GroupRecord> {
+    let id = validate::id("id", id)?;
+    let mut violations = Violations::new();
+    let name = patch
+        .name
+        .map(|n| validate::required_text(&mut violations, "name", &n, MAX_NAME));
+    let description = patch
+        .description
+        .map(|d| validate::text(&mut violations, "description", &d, MAX_DESCRIPTION));
+    let wanted = patch
+        .role_ids
+        .map(|ids| validate::uuids(&mut violations, "role_ids", &ids));
+    violations.finish()?;
+    let group = find(app, caller, id).await?;
+    let change = match wanted {
+        Some(wanted) => {
+            let current = store::groups::role_ids_of(&app.db, &[group.id]).await?;
+            let add: Vec<Uuid> = wanted.iter().filter(|r| !current.contains(r)).copied().collect();
+            let remove: Vec<Uuid> = current.iter().filter(|r| !wanted.contains(r)).copied().collect();
+            roles::require_grantable(&app.db, caller, "role_ids", &add).await?;
+            Some((add, remove))
+        }
+        None => None,
+    };
+    let txn = app.db.begin().await?;
+    store::groups::update(&txn, id, name, description, now()).await?;
+    if let Some((add, remove)) = &change {
+        store::groups::change_roles(&txn, id, add, remove).await?;
+    }
+    txn.commit().await?;
+    if change.is_some() {
+        app.invalidate_access().await;
+    }
+    let group = find(app, caller, id).await?;
+    full_record(app, group).await
+}
+
+/// Deletes the group; its members lose the roles it gave them at once.
+pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
+    let id = validate::id("id", id)?;
+    find(app, caller, id).await?;
+    store::groups::delete(&app.db, id).await?;
+    app.invalidate_access().await;
+    Ok(())
+}
+
+/// The members (BASIC users), paged and sorted like ListUsers.
+pub async fn list_members(app: &App, caller: &Principal, id: &str, page: PageRequest) -> Result<Page<UserRecord>> {
+    let id = validate::id("id", id)?;
+    find(app, caller, id).await?;
+    let query = UserQuery {
+        page,
+        basic: true,
+        group_id: id.to_string(),
+        ..Default::default()
+    };
+    users::list(app, caller, query).await
+}
+
+/// Joining these groups grants their roles: the caller must hold every
+/// permission they carry.
+pub async fn require_joinable<C: ConnectionTrait>(db: &C, caller: &Principal, group_ids: &[Uuid]) -> Result<()> {
+    let role_ids = store::groups::role_ids_of(db, group_ids).await?;
+    roles::require_held(db, caller, &role_ids).await
+}

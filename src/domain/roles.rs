@@ -1,0 +1,215 @@
+//! Roles: named sets of catalog permissions, either of one tenant or global
+//! (valid in every tenant). A tenant sees its own roles and the global ones;
+//! another tenant's role is NOT_FOUND. Global roles are created, updated and
+//! deleted only by global callers (for others they are read-only:
+//! PERMISSION_DENIED). Updates carry the version read and bump it atomically.
+//! Nobody grants a permission it does not hold, through a role or otherwise.
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    auth::Principal,
+    domain::{
+        now,
+        paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
+        permissions,
+        validate::{self, MAX_DESCRIPTION, MAX_NAME},
+    },
+    error::{Error, Result, Violations},
+    store::{self, entity::role, roles::RoleFields, users::RoleWithPermissions},
+};
+
+const SORT_FIELDS: &[SortField] = &[
+    SortField::time("createdAt"),
+    SortField::time("updatedAt"),
+    SortField::text("name"),
+];
+
+/// A role to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewRole {
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<String>,
+    /// A global role instead of one of the tenant in context.
+    pub global: bool,
+}
+
+/// Changes to a role at `version`; `None` leaves a field.
+#[derive(Debug, Clone, Default)]
+pub struct RolePatch {
+    pub version: i32,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub add_permissions: Vec<String>,
+    pub remove_permissions: Vec<String>,
+}
+
+pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleWithPermissions> {
+    if new.global && !caller.global {
+        return Err(Error::PermissionDenied(
+            "only a caller with a global role may create global roles".into(),
+        ));
+    }
+    let mut violations = Violations::new();
+    let name = validate::required_text(&mut violations, "name", &new.name, MAX_NAME);
+    let description = validate::text(&mut violations, "description", &new.description, MAX_DESCRIPTION);
+    let permissions = permissions::check_catalog(&app.db, &mut violations, "permissions", &new.permissions).await?;
+    violations.finish()?;
+    caller.require_all(&permissions)?;
+    let now = now();
+    let role = role::Model {
+        id: Uuid::now_v7(),
+        tenant_id: (!new.global).then_some(caller.tenant_id),
+        name,
+        description,
+        version: 1,
+        created_by: caller.user_id(),
+        created_at: now,
+        updated_at: now,
+    };
+    let txn = app.db.begin().await?;
+    store::roles::insert(&txn, &role, &permissions).await?;
+    txn.commit().await?;
+    Ok(RoleWithPermissions { role, permissions })
+}
+
+/// The role if it is valid in the tenant in context, else NOT_FOUND.
+async fn visible(app: &App, caller: &Principal, id: Uuid) -> Result<role::Model> {
+    store::roles::find_valid_in(&app.db, caller.tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("role"))
+}
+
+/// A role the caller may change: visible, and not global unless the caller is.
+async fn writable(app: &App, caller: &Principal, id: Uuid) -> Result<role::Model> {
+    let role = visible(app, caller, id).await?;
+    if role.tenant_id.is_none() && !caller.global {
+        return Err(Error::PermissionDenied(
+            "global roles are read-only for callers without a global role".into(),
+        ));
+    }
+    Ok(role)
+}
+
+async fn with_permissions(app: &App, role: role::Model) -> Result<RoleWithPermissions> {
+    let mut roles = store::roles::with_permissions(&app.db, vec![role]).await?;
+    roles.pop().ok_or(Error::NotFound("role"))
+}
+
+pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<RoleWithPermissions> {
+    let id = validate::id("id", id)?;
+    let role = visible(app, caller, id).await?;
+    with_permissions(app, role).await
+}
+
+/// The roles valid in the tenant in context: its own and the global ones.
+pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<Page<RoleWithPermissions>> {
+    let params = ListParams::parse(page, SORT_FIELDS, MAX_LIMIT, &format!("roles|{}", caller.tenant_id))?;
+    let (rows, total) = store::roles::list(&app.db, caller.tenant_id, &params).await?;
+    let page = params.page(rows, total, |r, sort| {
+        let values = sort
+            .iter()
+            .map(|key| match key.field.name {
+                "updatedAt" => r.updated_at.into(),
+                "name" => r.name.clone().into(),
+                _ => r.created_at.into(),
+            })
+            .collect();
+        (values, r.id)
+    });
+    let ids: Vec<Uuid> = page.items.iter().map(|r| r.id).collect();
+    let mut permissions = store::users::permissions_of_roles(&app.db, &ids).await?;
+    Ok(page.map(|role| RoleWithPermissions {
+        permissions: permissions.remove(&role.id).unwrap_or_default(),
+        role,
+    }))
+}
+
+/// Applies a patch if `version` is still the role's version (else ABORTED);
+/// the version goes up by one on every update.
+pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -> Result<RoleWithPermissions> {
+    let id = validate::id("id", id)?;
+    let mut violations = Violations::new();
+    if patch.version < 1 {
+        violations.add("version", "is required: the version of the role as read");
+    }
+    let name = patch
+        .name
+        .map(|n| validate::required_text(&mut violations, "name", &n, MAX_NAME));
+    let description = patch
+        .description
+        .map(|d| validate::text(&mut violations, "description", &d, MAX_DESCRIPTION));
+    let add = permissions::check_catalog(&app.db, &mut violations, "add_permissions", &patch.add_permissions).await?;
+    // Only the format: a permission no longer in the catalog can still be removed.
+    let remove = permissions::check_format(&mut violations, "remove_permissions", &patch.remove_permissions);
+    if let Some(both) = add.iter().find(|p| remove.contains(p)) {
+        violations.add("remove_permissions", format!("{both} is both added and removed"));
+    }
+    violations.finish()?;
+    writable(app, caller, id).await?;
+    caller.require_all(&add)?;
+
+    let txn = app.db.begin().await?;
+    // The versioned UPDATE comes first: it takes the write lock, so a
+    // concurrent update with the same version waits and then matches no row.
+    if !store::roles::update_versioned(&txn, id, patch.version, RoleFields { name, description }, now()).await? {
+        return Err(Error::Aborted(format!(
+            "version {} is not the role's current version: read it again",
+            patch.version
+        )));
+    }
+    store::roles::change_permissions(&txn, id, &add, &remove).await?;
+    txn.commit().await?;
+    if !add.is_empty() || !remove.is_empty() {
+        app.invalidate_access().await;
+    }
+    let role = visible(app, caller, id).await?;
+    with_permissions(app, role).await
+}
+
+/// Deletes a role. While it is granted to a user or a group this is
+/// FAILED_PRECONDITION unless `force`; with `force` the grants go with it.
+pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Result<()> {
+    let id = validate::id("id", id)?;
+    writable(app, caller, id).await?;
+    if !store::roles::delete(&app.db, id, force).await? {
+        return Err(Error::FailedPrecondition(
+            "the role is granted to users or groups: revoke it first, or delete with force".into(),
+        ));
+    }
+    app.invalidate_access().await;
+    Ok(())
+}
+
+/// The caller holds every permission of these roles (granting them is no escalation).
+pub async fn require_held<C: ConnectionTrait>(db: &C, caller: &Principal, role_ids: &[Uuid]) -> Result<()> {
+    let permissions: Vec<String> = store::users::permissions_of_roles(db, role_ids)
+        .await?
+        .into_values()
+        .flatten()
+        .collect();
+    caller.require_all(&permissions)
+}
+
+/// Roles the caller may grant (to a user or a group): valid in the tenant in
+/// context (else INVALID_ARGUMENT naming `field`), carrying only permissions
+/// the caller holds (else PERMISSION_DENIED). Returns them.
+pub async fn require_grantable<C: ConnectionTrait>(
+    db: &C,
+    caller: &Principal,
+    field: &str,
+    role_ids: &[Uuid],
+) -> Result<Vec<role::Model>> {
+    if role_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let roles = store::users::roles_valid_in(db, caller.tenant_id, role_ids).await?;
+    if let Some(missing) = role_ids.iter().find(|id| !roles.iter().any(|r| r.id == **id)) {
+        return Err(Error::invalid(field, format!("unknown role {missing}")));
+    }
+    require_held(db, caller, role_ids).await?;
+    Ok(roles)
+}

@@ -1,0 +1,167 @@
+//! Role queries: lookups and the list of the roles valid in a tenant (its own
+//! and global ones), their permissions, the versioned update (one statement,
+//! so two writers holding the same version cannot both win), and the delete
+//! that refuses, in the same statement, a role that is still granted.
+
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, Query, SelectStatement},
+};
+use uuid::Uuid;
+
+use crate::{
+    domain::paging::ListParams,
+    error::Result,
+    store::{
+        access::role_valid_in,
+        entity::{group_role, role, role_permission, user_role},
+        paging,
+        users::{RoleWithPermissions, permissions_of_roles},
+    },
+};
+
+/// The role with this id if it is valid in the tenant.
+pub async fn find_valid_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> Result<Option<role::Model>> {
+    Ok(role::Entity::find_by_id(id)
+        .filter(role_valid_in(tenant_id))
+        .one(db)
+        .await?)
+}
+
+/// The roles with their sorted permissions, in the same order.
+pub async fn with_permissions<C: ConnectionTrait>(db: &C, roles: Vec<role::Model>) -> Result<Vec<RoleWithPermissions>> {
+    let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
+    let mut permissions = permissions_of_roles(db, &ids).await?;
+    Ok(roles
+        .into_iter()
+        .map(|role| RoleWithPermissions {
+            permissions: permissions.remove(&role.id).unwrap_or_default(),
+            role,
+        })
+        .collect())
+}
+
+fn column_of(field: &str) -> role::Column {
+    match field {
+        "updatedAt" => role::Column::UpdatedAt,
+        "name" => role::Column::Name,
+        _ => role::Column::CreatedAt,
+    }
+}
+
+/// One page (up to `limit + 1` rows) of the roles valid in the tenant, and the total.
+pub async fn list<C: ConnectionTrait>(db: &C, tenant_id: Uuid, params: &ListParams) -> Result<(Vec<role::Model>, u64)> {
+    let select = role::Entity::find().filter(role_valid_in(tenant_id));
+    let total = select.clone().count(db).await?;
+    let rows = paging::apply(select, params, column_of, role::Column::Id)
+        .all(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Inserts a role with its permissions.
+pub async fn insert<C: ConnectionTrait>(db: &C, role: &role::Model, permissions: &[String]) -> Result<()> {
+    role::Entity::insert(role::ActiveModel {
+        id: Set(role.id),
+        tenant_id: Set(role.tenant_id),
+        name: Set(role.name.clone()),
+        description: Set(role.description.clone()),
+        version: Set(role.version),
+        created_by: Set(role.created_by),
+        created_at: Set(role.created_at),
+        updated_at: Set(role.updated_at),
+    })
+    .exec(db)
+    .await?;
+    insert_permissions(db, role.id, permissions).await
+}
+
+async fn insert_permissions<C: ConnectionTrait>(db: &C, role_id: Uuid, permissions: &[String]) -> Result<()> {
+    if permissions.is_empty() {
+        return Ok(());
+    }
+    role_permission::Entity::insert_many(permissions.iter().map(|permission| role_permission::ActiveModel {
+        role_id: Set(role_id),
+        permission: Set(permission.clone()),
+    }))
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// New name and description of a role; `None` leaves a field.
+#[derive(Debug, Clone, Default)]
+pub struct RoleFields {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// `UPDATE roles SET version = version + 1, ... WHERE id = ? AND version = ?`:
+/// whether the row was at `version` (and is now at `version + 1`).
+pub async fn update_versioned<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    version: i32,
+    fields: RoleFields,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool> {
+    let mut update = role::Entity::update_many()
+        .col_expr(role::Column::Version, Expr::col(role::Column::Version).add(1))
+        .col_expr(role::Column::UpdatedAt, Expr::value(now))
+        .filter(role::Column::Id.eq(id))
+        .filter(role::Column::Version.eq(version));
+    if let Some(name) = fields.name {
+        update = update.col_expr(role::Column::Name, Expr::value(name));
+    }
+    if let Some(description) = fields.description {
+        update = update.col_expr(role::Column::Description, Expr::value(description));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Adds and removes permissions of a role (adding one it has is a no-op).
+pub async fn change_permissions<C: ConnectionTrait>(
+    db: &C,
+    role_id: Uuid,
+    add: &[String],
+    remove: &[String],
+) -> Result<()> {
+    let touched: Vec<String> = add.iter().chain(remove).cloned().collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    role_permission::Entity::delete_many()
+        .filter(role_permission::Column::RoleId.eq(role_id))
+        .filter(role_permission::Column::Permission.is_in(touched))
+        .exec(db)
+        .await?;
+    insert_permissions(db, role_id, add).await
+}
+
+fn grants_of(role_id: Uuid) -> [SelectStatement; 2] {
+    [
+        Query::select()
+            .expr(Expr::val(1))
+            .from(user_role::Entity)
+            .and_where(Expr::col((user_role::Entity, user_role::Column::RoleId)).eq(role_id))
+            .to_owned(),
+        Query::select()
+            .expr(Expr::val(1))
+            .from(group_role::Entity)
+            .and_where(Expr::col((group_role::Entity, group_role::Column::RoleId)).eq(role_id))
+            .to_owned(),
+    ]
+}
+
+/// Deletes the role (its permissions and grants cascade). Unless `force`, only
+/// while nobody holds it, checked in the same statement. Whether it was deleted.
+pub async fn delete<C: ConnectionTrait>(db: &C, id: Uuid, force: bool) -> Result<bool> {
+    let mut delete = role::Entity::delete_many().filter(role::Column::Id.eq(id));
+    if !force {
+        for grants in grants_of(id) {
+            delete = delete.filter(Expr::not_exists(grants));
+        }
+    }
+    Ok(delete.exec(db).await?.rows_affected == 1)
+}

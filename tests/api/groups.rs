@@ -1,0 +1,450 @@
+//! GroupService and group membership: roles and member counts, updates,
+//! members paged, drafts joining groups, and no escalation through groups.
+
+use castellan::pb::{
+    self, AddUserToGroupRequest, CreateGroupRequest, DeleteGroupRequest, GetGroupRequest, Group,
+    ListGroupMembersRequest, ListGroupsRequest, RemoveUserFromGroupRequest, UpdateGroupRequest,
+};
+use tonic::Code;
+
+use crate::{
+    helpers::{TestApp, authed, draft, expect_code, violated_fields},
+    roles::create_role,
+};
+
+/// Creates a group of the token's tenant.
+pub async fn create_group(app: &TestApp, token: &str, name: &str, role_ids: &[&str]) -> Group {
+    app.groups()
+        .create_group(authed(
+            CreateGroupRequest {
+                name: name.to_owned(),
+                role_ids: role_ids.iter().map(|r| r.to_string()).collect(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create group {name}: {e}"))
+        .into_inner()
+}
+
+async fn join(app: &TestApp, token: &str, user_id: &str, group_id: &str) -> Result<pb::User, tonic::Status> {
+    app.users()
+        .add_user_to_group(authed(
+            AddUserToGroupRequest {
+                user_id: user_id.to_owned(),
+                group_id: group_id.to_owned(),
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn groups_carry_roles_and_member_counts_within_their_tenant() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let admin = app.token(&["*"]);
+    let mut groups = app.groups();
+    let readers = create_role(&app, &admin, "readers", &["users:read"]).await;
+    let listers = create_role(&app, &admin, "listers", &["users:list"]).await;
+    let foreign_role = create_role(&app, &app.token_in(other, &["*"]), "foreign", &[]).await;
+
+    let team = create_group(&app, &admin, "team", &[&readers.id, &listers.id]).await;
+    assert_eq!(team.tenant_id, app.tenant_id.to_string());
+    assert_eq!(team.member_count, 0);
+    let role_names: Vec<&str> = team.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(role_names, ["listers", "readers"]);
+    assert_eq!(team.role_ids.len(), 2);
+    assert_eq!(team.roles[1].permissions, ["users:read"]);
+
+    let users = app
+        .create_users(vec![draft("a@example.com"), draft("b@example.com")])
+        .await;
+    for user in &users {
+        let joined = join(&app, &admin, &user.id, &team.id).await.expect("join");
+        assert_eq!(joined.groups.len(), 1);
+        assert_eq!(joined.groups[0].name, "team");
+    }
+    join(&app, &admin, &users[0].id, &team.id)
+        .await
+        .expect("joining twice changes nothing");
+    let got = groups
+        .get_group(authed(GetGroupRequest { id: team.id.clone() }, &admin))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.member_count, 2);
+
+    // Name, description, and roles replaced only when asked.
+    let updated = groups
+        .update_group(authed(
+            UpdateGroupRequest {
+                id: team.id.clone(),
+                name: Some("crew".into()),
+                description: Some("The crew".into()),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("rename")
+        .into_inner();
+    assert_eq!(
+        (updated.name.as_str(), updated.description.as_str()),
+        ("crew", "The crew")
+    );
+    assert_eq!(updated.roles.len(), 2, "roles kept without replace_role_ids");
+    let updated = groups
+        .update_group(authed(
+            UpdateGroupRequest {
+                id: team.id.clone(),
+                role_ids: vec![listers.id.clone()],
+                replace_role_ids: true,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("replace roles")
+        .into_inner();
+    assert_eq!(updated.role_ids, std::slice::from_ref(&listers.id));
+    let status = expect_code(
+        groups
+            .update_group(authed(
+                UpdateGroupRequest {
+                    id: team.id.clone(),
+                    role_ids: vec![readers.id.clone()],
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["role_ids"]);
+    let status = expect_code(
+        groups
+            .update_group(authed(
+                UpdateGroupRequest {
+                    id: team.id.clone(),
+                    role_ids: vec![foreign_role.id.clone()],
+                    replace_role_ids: true,
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(
+        violated_fields(&status),
+        ["role_ids"],
+        "another tenant's role is unknown here"
+    );
+    let emptied = groups
+        .update_group(authed(
+            UpdateGroupRequest {
+                id: team.id.clone(),
+                replace_role_ids: true,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("no roles")
+        .into_inner();
+    assert!(emptied.roles.is_empty());
+
+    // Names are unique per tenant; other tenants' groups are not found.
+    expect_code(
+        groups
+            .create_group(authed(
+                CreateGroupRequest {
+                    name: "crew".into(),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    let theirs = create_group(&app, &app.token_in(other, &["*"]), "crew", &[]).await;
+    expect_code(
+        groups
+            .get_group(authed(GetGroupRequest { id: theirs.id.clone() }, &admin))
+            .await,
+        Code::NotFound,
+    );
+    let listed = groups
+        .list_groups(authed(ListGroupsRequest::default(), &admin))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.groups[0].member_count, 2);
+
+    groups
+        .delete_group(authed(DeleteGroupRequest { id: team.id.clone() }, &admin))
+        .await
+        .expect("delete");
+    let user = app
+        .users()
+        .get_user(authed(
+            pb::GetUserRequest {
+                id: users[0].id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("user")
+        .into_inner();
+    assert!(user.groups.is_empty(), "memberships went with the group");
+    expect_code(
+        groups
+            .delete_group(authed(DeleteGroupRequest { id: team.id.clone() }, &admin))
+            .await,
+        Code::NotFound,
+    );
+}
+
+#[tokio::test]
+async fn members_are_listed_basic_and_paged_and_removed() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let group = create_group(&app, &admin, "many", &[]).await;
+    let users = app
+        .create_users((0..3).map(|i| draft(&format!("m{i}@example.com"))).collect())
+        .await;
+    app.create_users(vec![draft("outsider@example.com")]).await;
+    for user in &users {
+        join(&app, &admin, &user.id, &group.id).await.expect("join");
+    }
+    let mut groups = app.groups();
+    let page = groups
+        .list_group_members(authed(
+            ListGroupMembersRequest {
+                id: group.id.clone(),
+                limit: 2,
+                sort: vec!["email".into()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("members")
+        .into_inner();
+    assert_eq!(page.total, 3);
+    assert!(page.has_next);
+    let emails: Vec<&str> = page.users.iter().map(|u| u.email.as_str()).collect();
+    assert_eq!(emails, ["m0@example.com", "m1@example.com"]);
+    assert!(page.users[0].created_at.is_none(), "BASIC view");
+    let rest = groups
+        .list_group_members(authed(
+            ListGroupMembersRequest {
+                id: group.id.clone(),
+                limit: 2,
+                sort: vec!["email".into()],
+                page_token: page.next_page_token.clone(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("page 2")
+        .into_inner();
+    assert_eq!(rest.users.len(), 1);
+    assert!(rest.list_completed);
+    // BASIC limits go up to 1000.
+    groups
+        .list_group_members(authed(
+            ListGroupMembersRequest {
+                id: group.id.clone(),
+                limit: 1000,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("limit 1000");
+
+    let remove = |user_id: &str| RemoveUserFromGroupRequest {
+        user_id: user_id.to_owned(),
+        group_id: group.id.clone(),
+    };
+    app.users()
+        .remove_user_from_group(authed(remove(&users[1].id), &admin))
+        .await
+        .expect("remove");
+    expect_code(
+        app.users()
+            .remove_user_from_group(authed(remove(&users[1].id), &admin))
+            .await,
+        Code::NotFound,
+    );
+    let status = expect_code(
+        app.users()
+            .remove_user_from_group(authed(
+                RemoveUserFromGroupRequest {
+                    user_id: "x".into(),
+                    group_id: "y".into(),
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["user_id", "group_id"]);
+    let after = groups
+        .get_group(authed(GetGroupRequest { id: group.id.clone() }, &admin))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(after.member_count, 2);
+}
+
+#[tokio::test]
+async fn user_drafts_get_their_roles_and_groups() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = create_role(&app, &admin, "starter", &["users:read"]).await;
+    let group = create_group(&app, &admin, "newcomers", &[]).await;
+    let created = app
+        .users()
+        .create_users(authed(
+            pb::CreateUsersRequest {
+                users: vec![pb::UserDraft {
+                    email: "fresh@example.com".into(),
+                    role_ids: vec![role.id.clone()],
+                    group_ids: vec![group.id.clone()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .users
+        .remove(0);
+    assert_eq!(created.roles.len(), 1);
+    assert_eq!(created.roles[0].id, role.id);
+    assert_eq!(created.groups.len(), 1);
+    assert_eq!(created.groups[0].id, group.id);
+
+    let status = expect_code(
+        app.users()
+            .create_users(authed(
+                pb::CreateUsersRequest {
+                    users: vec![pb::UserDraft {
+                        email: "lost@example.com".into(),
+                        group_ids: vec![uuid::Uuid::now_v7().to_string()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["users[0].group_ids"]);
+}
+
+#[tokio::test]
+async fn groups_never_hand_out_permissions_the_caller_lacks() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let powerful = create_role(&app, &admin, "powerful", &["tenants:delete"]).await;
+    let modest = create_role(&app, &admin, "modest", &["users:read"]).await;
+    let strong_group = create_group(&app, &admin, "strong", &[&powerful.id]).await;
+    let user = app.create_users(vec![draft("target@example.com")]).await.remove(0);
+    let limited = app.token(&["groups:*", "users:groups", "users:create", "users:read"]);
+    let mut groups = app.groups();
+
+    expect_code(
+        groups
+            .create_group(authed(
+                CreateGroupRequest {
+                    name: "escalate".into(),
+                    role_ids: vec![powerful.id.clone()],
+                    ..Default::default()
+                },
+                &limited,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    let weak = create_group(&app, &limited, "weak", &[&modest.id]).await;
+    expect_code(
+        groups
+            .update_group(authed(
+                UpdateGroupRequest {
+                    id: weak.id.clone(),
+                    role_ids: vec![modest.id.clone(), powerful.id.clone()],
+                    replace_role_ids: true,
+                    ..Default::default()
+                },
+                &limited,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    // Keeping a role the caller could not grant is no escalation.
+    groups
+        .update_group(authed(
+            UpdateGroupRequest {
+                id: strong_group.id.clone(),
+                role_ids: vec![powerful.id.clone(), modest.id.clone()],
+                replace_role_ids: true,
+                ..Default::default()
+            },
+            &limited,
+        ))
+        .await
+        .expect("only additions are checked");
+
+    // Joining a group grants its roles.
+    expect_code(
+        join(&app, &limited, &user.id, &strong_group.id).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        app.users()
+            .create_users(authed(
+                pb::CreateUsersRequest {
+                    users: vec![pb::UserDraft {
+                        email: "sneaky@example.com".into(),
+                        group_ids: vec![strong_group.id.clone()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                &limited,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    join(&app, &limited, &user.id, &weak.id)
+        .await
+        .expect("a group with held permissions");
+    let strong = groups
+        .get_group(authed(
+            GetGroupRequest {
+                id: strong_group.id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(strong.member_count, 0, "nothing was written");
+    let listed = groups
+        .list_groups(authed(ListGroupsRequest::default(), &admin))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.total, 2, "the refused group was not created");
+}

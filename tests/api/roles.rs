@@ -1,0 +1,683 @@
+//! RoleService: the catalog, tenant scope, versions, deletion rules, global
+//! roles and no escalation.
+
+use castellan::pb::{
+    self, CreateRoleRequest, DeleteRoleRequest, GetRoleRequest, ListPermissionsRequest, ListRolesRequest, Role,
+    UpdateRoleRequest, UpdateUserRolesRequest,
+};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use tonic::Code;
+
+use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+
+/// Creates a role of the token's tenant.
+pub async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> Role {
+    app.roles()
+        .create_role(authed(
+            CreateRoleRequest {
+                name: name.to_owned(),
+                permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create role {name}: {e}"))
+        .into_inner()
+}
+
+async fn list_names(app: &TestApp, token: &str) -> Vec<String> {
+    app.roles()
+        .list_roles(authed(
+            ListRolesRequest {
+                limit: 100,
+                sort: vec!["name".into()],
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .expect("list roles")
+        .into_inner()
+        .roles
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn roles_are_created_read_and_listed_within_their_tenant() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let admin = app.token(&["*"]);
+    let mut roles = app.roles();
+
+    let viewer = create_role(&app, &admin, "viewer", &["users:read", "users:list", "users:read"]).await;
+    assert_eq!(viewer.tenant_id, app.tenant_id.to_string());
+    assert_eq!(viewer.version, 1);
+    assert_eq!(viewer.permissions, ["users:list", "users:read"], "sorted, deduplicated");
+    assert_eq!(viewer.created_by, "", "created by a service token");
+    assert!(viewer.created_at.is_some() && viewer.updated_at.is_some());
+
+    let got = roles
+        .get_role(authed(GetRoleRequest { id: viewer.id.clone() }, &admin))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got, viewer);
+
+    // The same name in another tenant is fine; twice in one tenant is not.
+    let theirs = create_role(&app, &app.token_in(other, &["*"]), "viewer", &[]).await;
+    let status = expect_code(
+        roles
+            .create_role(authed(
+                CreateRoleRequest {
+                    name: "viewer".into(),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    assert!(status.message().contains("name"), "{}", status.message());
+
+    // Another tenant's role does not exist here.
+    for id in [theirs.id.clone(), uuid::Uuid::now_v7().to_string()] {
+        expect_code(
+            roles.get_role(authed(GetRoleRequest { id }, &admin)).await,
+            Code::NotFound,
+        );
+    }
+    assert_eq!(list_names(&app, &admin).await, ["viewer"]);
+
+    // A user caller is recorded as the creator.
+    let creator = app
+        .create_users(vec![crate::helpers::active_draft("creator@example.com")])
+        .await
+        .remove(0);
+    let made = create_role(&app, &admin, "role-maker", &["roles:create"]).await;
+    app.users()
+        .update_user_roles(authed(
+            UpdateUserRolesRequest {
+                id: creator.id.clone(),
+                add_role_ids: vec![made.id.clone()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("grant");
+    let by_user = create_role(&app, &app.user_token(&creator.id, app.tenant_id), "by-user", &[]).await;
+    assert_eq!(by_user.created_by, creator.id);
+
+    let status = expect_code(
+        roles
+            .create_role(authed(
+                CreateRoleRequest {
+                    name: " ".into(),
+                    description: "x".repeat(1001),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["name", "description"]);
+}
+
+#[tokio::test]
+async fn permissions_must_be_in_the_catalog_and_wildcards_over_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let mut roles = app.roles();
+
+    let status = expect_code(
+        roles
+            .create_role(authed(
+                CreateRoleRequest {
+                    name: "bad".into(),
+                    permissions: vec![
+                        "users:read".into(),
+                        "users:*".into(),
+                        "users:fly".into(),
+                        "nope:*".into(),
+                        "billing:invoices:read".into(),
+                    ],
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(
+        violated_fields(&status),
+        ["permissions[2]", "permissions[3]", "permissions[4]"]
+    );
+
+    // Registered permissions join the catalog (PermissionService writes this table).
+    castellan::store::entity::registered_permission::ActiveModel {
+        name: Set("billing:invoices:read".into()),
+        namespace: Set("billing".into()),
+        description: Set("Read invoices".into()),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(&app.app.db)
+    .await
+    .expect("register");
+    let role = create_role(
+        &app,
+        &admin,
+        "billing",
+        &["billing:invoices:read", "billing:*", "billing:invoices:*", "*"],
+    )
+    .await;
+    assert_eq!(
+        role.permissions,
+        ["*", "billing:*", "billing:invoices:*", "billing:invoices:read"]
+    );
+
+    let catalog = roles
+        .list_permissions(authed(ListPermissionsRequest {}, &app.token(&["roles:read"])))
+        .await
+        .expect("catalog")
+        .into_inner()
+        .permissions;
+    let names: Vec<&str> = catalog.iter().map(|p| p.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "sorted by name");
+    assert_eq!(catalog.len(), 35);
+    assert!(catalog.iter().all(|p| !p.description.is_empty()));
+    let billing = catalog
+        .iter()
+        .find(|p| p.name == "billing:invoices:read")
+        .expect("registered");
+    assert!(!billing.built_in);
+    assert_eq!(billing.description, "Read invoices");
+    for built_in in [
+        "users:password-reset",
+        "groups:members",
+        "permissions:check",
+        "audit:read",
+    ] {
+        assert!(catalog.iter().any(|p| p.name == built_in && p.built_in), "{built_in}");
+    }
+
+    // Direct grants (UpdateUser) follow the catalog too.
+    let user = app.create_users(vec![draft("direct@example.com")]).await.remove(0);
+    let status = expect_code(
+        app.users()
+            .update_user(authed(
+                pb::UpdateUserRequest {
+                    id: user.id.clone(),
+                    permissions: vec!["users:read".into(), "users:*".into(), "users:fly".into()],
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["permissions[2]"]);
+}
+
+#[tokio::test]
+async fn updates_need_the_current_version_and_bump_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let mut roles = app.roles();
+    let role = create_role(&app, &admin, "editor", &["users:read"]).await;
+
+    let status = expect_code(
+        roles
+            .update_role(authed(
+                UpdateRoleRequest {
+                    id: role.id.clone(),
+                    add_permissions: vec!["users:nope".into()],
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["version", "add_permissions[0]"]);
+
+    let updated = roles
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: role.id.clone(),
+                version: 1,
+                name: Some("writer".into()),
+                description: Some("Writes".into()),
+                add_permissions: vec!["users:update".into(), "users:list".into()],
+                remove_permissions: vec!["users:read".into()],
+            },
+            &admin,
+        ))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.name, "writer");
+    assert_eq!(updated.description, "Writes");
+    assert_eq!(updated.permissions, ["users:list", "users:update"]);
+
+    // A stale version is ABORTED and changes nothing.
+    let status = expect_code(
+        roles
+            .update_role(authed(
+                UpdateRoleRequest {
+                    id: role.id.clone(),
+                    version: 1,
+                    name: Some("stale".into()),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::Aborted,
+    );
+    assert!(status.message().contains("version"), "{}", status.message());
+    // Even an update without changes bumps the version.
+    let touched = roles
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: role.id.clone(),
+                version: 2,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("touch")
+        .into_inner();
+    assert_eq!((touched.version, touched.name.as_str()), (3, "writer"));
+
+    // Adding and removing one permission at once is a contradiction.
+    let status = expect_code(
+        roles
+            .update_role(authed(
+                UpdateRoleRequest {
+                    id: role.id.clone(),
+                    version: 3,
+                    add_permissions: vec!["users:read".into()],
+                    remove_permissions: vec!["users:read".into()],
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["remove_permissions"]);
+}
+
+/// Several updates carrying the same version, released at once, round after
+/// round: exactly one wins each round, the others are ABORTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_with_one_version_let_exactly_one_win() {
+    const CONTENDERS: usize = 4;
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = create_role(&app, &admin, "contested", &[]).await;
+    for (round, version) in (role.version..role.version + 8).enumerate() {
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(CONTENDERS));
+        let attempts: Vec<_> = (0..CONTENDERS)
+            .map(|contender| {
+                let mut roles = app.roles();
+                let start = start.clone();
+                let request = authed(
+                    UpdateRoleRequest {
+                        id: role.id.clone(),
+                        version,
+                        name: Some(format!("contested-{round}-{contender}")),
+                        add_permissions: vec![["users:read", "users:list"][contender % 2].to_owned()],
+                        ..Default::default()
+                    },
+                    &admin,
+                );
+                tokio::spawn(async move {
+                    start.wait().await;
+                    roles.update_role(request).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for attempt in attempts {
+            match attempt.await.expect("task") {
+                Ok(role) => winners.push(role.into_inner()),
+                Err(status) => assert_eq!(status.code(), Code::Aborted, "round {round}: {status:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one update wins");
+        assert_eq!(winners[0].version, version + 1);
+        let stored = app
+            .roles()
+            .get_role(authed(GetRoleRequest { id: role.id.clone() }, &admin))
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!(
+            stored, winners[0],
+            "round {round}: the winner's write is what is stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn granted_roles_are_deleted_only_with_force() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let mut roles = app.roles();
+    let user = app.create_users(vec![draft("holder@example.com")]).await.remove(0);
+    let held = create_role(&app, &admin, "held", &["users:read"]).await;
+    let in_group = create_role(&app, &admin, "in-group", &[]).await;
+    let free = create_role(&app, &admin, "free", &[]).await;
+    app.users()
+        .update_user_roles(authed(
+            UpdateUserRolesRequest {
+                id: user.id.clone(),
+                add_role_ids: vec![held.id.clone()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("grant");
+    app.groups()
+        .create_group(authed(
+            pb::CreateGroupRequest {
+                name: "team".into(),
+                role_ids: vec![in_group.id.clone()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("group");
+
+    for role in [&held, &in_group] {
+        expect_code(
+            roles
+                .delete_role(authed(
+                    DeleteRoleRequest {
+                        id: role.id.clone(),
+                        force: false,
+                    },
+                    &admin,
+                ))
+                .await,
+            Code::FailedPrecondition,
+        );
+    }
+    roles
+        .delete_role(authed(
+            DeleteRoleRequest {
+                id: free.id.clone(),
+                force: false,
+            },
+            &admin,
+        ))
+        .await
+        .expect("an unused role goes without force");
+    for role in [&held, &in_group] {
+        roles
+            .delete_role(authed(
+                DeleteRoleRequest {
+                    id: role.id.clone(),
+                    force: true,
+                },
+                &admin,
+            ))
+            .await
+            .expect("forced");
+    }
+    let user = app
+        .users()
+        .get_user(authed(pb::GetUserRequest { id: user.id.clone() }, &admin))
+        .await
+        .expect("user")
+        .into_inner();
+    assert!(user.roles.is_empty(), "the grant went with the role");
+    assert!(list_names(&app, &admin).await.is_empty());
+    expect_code(
+        roles
+            .delete_role(authed(
+                DeleteRoleRequest {
+                    id: held.id.clone(),
+                    force: true,
+                },
+                &admin,
+            ))
+            .await,
+        Code::NotFound,
+    );
+}
+
+#[tokio::test]
+async fn global_roles_are_valid_everywhere_and_read_only_for_tenant_callers() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let global = app.global_token(&["*"]);
+    let local = app.token(&["*"]);
+    let mut roles = app.roles();
+
+    let request = CreateRoleRequest {
+        name: "auditor".into(),
+        permissions: vec!["audit:read".into()],
+        global: true,
+        ..Default::default()
+    };
+    expect_code(
+        roles.create_role(authed(request.clone(), &local)).await,
+        Code::PermissionDenied,
+    );
+    let auditor = roles
+        .create_role(authed(request, &global))
+        .await
+        .expect("global role")
+        .into_inner();
+    assert_eq!(auditor.tenant_id, "");
+
+    // Listed and readable in every tenant, next to the tenant's own roles.
+    create_role(&app, &local, "local", &[]).await;
+    assert_eq!(list_names(&app, &local).await, ["auditor", "local"]);
+    assert_eq!(list_names(&app, &app.token_in(other, &["*"])).await, ["auditor"]);
+    roles
+        .get_role(authed(GetRoleRequest { id: auditor.id.clone() }, &local))
+        .await
+        .expect("readable");
+
+    // Read-only for callers without a global role.
+    expect_code(
+        roles
+            .update_role(authed(
+                UpdateRoleRequest {
+                    id: auditor.id.clone(),
+                    version: 1,
+                    name: Some("mine".into()),
+                    ..Default::default()
+                },
+                &local,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        roles
+            .delete_role(authed(
+                DeleteRoleRequest {
+                    id: auditor.id.clone(),
+                    force: true,
+                },
+                &local,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    // Granting a global role to a user (it then holds in every tenant) also needs a global caller.
+    let user = app.create_users(vec![draft("audited@example.com")]).await.remove(0);
+    let grant = UpdateUserRolesRequest {
+        id: user.id.clone(),
+        add_role_ids: vec![auditor.id.clone()],
+        ..Default::default()
+    };
+    expect_code(
+        app.users().update_user_roles(authed(grant.clone(), &local)).await,
+        Code::PermissionDenied,
+    );
+    let granted = app
+        .users()
+        .update_user_roles(authed(grant, &global))
+        .await
+        .expect("global caller grants")
+        .into_inner();
+    assert_eq!(granted.roles.len(), 1);
+
+    let updated = roles
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: auditor.id.clone(),
+                version: 1,
+                description: Some("Reads the audit trail".into()),
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("global caller updates")
+        .into_inner();
+    assert_eq!(updated.version, 2);
+}
+
+#[tokio::test]
+async fn roles_never_carry_permissions_their_author_lacks() {
+    let app = TestApp::spawn().await;
+    let limited = app.token(&["roles:*", "users:read"]);
+    let mut roles = app.roles();
+    let status = expect_code(
+        roles
+            .create_role(authed(
+                CreateRoleRequest {
+                    name: "sneaky".into(),
+                    permissions: vec!["users:read".into(), "users:delete".into()],
+                    ..Default::default()
+                },
+                &limited,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert!(status.message().contains("users:delete"), "{}", status.message());
+    for wildcard in ["users:*", "*"] {
+        expect_code(
+            roles
+                .create_role(authed(
+                    CreateRoleRequest {
+                        name: "wild".into(),
+                        permissions: vec![wildcard.into()],
+                        ..Default::default()
+                    },
+                    &limited,
+                ))
+                .await,
+            Code::PermissionDenied,
+        );
+    }
+    assert!(list_names(&app, &limited).await.is_empty(), "nothing was written");
+
+    let role = create_role(&app, &limited, "reader", &["users:read", "roles:read"]).await;
+    expect_code(
+        roles
+            .update_role(authed(
+                UpdateRoleRequest {
+                    id: role.id.clone(),
+                    version: 1,
+                    name: Some("renamed".into()),
+                    add_permissions: vec!["tenants:delete".into()],
+                    ..Default::default()
+                },
+                &limited,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    let unchanged = roles
+        .get_role(authed(GetRoleRequest { id: role.id.clone() }, &limited))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(unchanged, role, "a refused update writes nothing, not even the version");
+}
+
+#[tokio::test]
+async fn list_roles_pages_and_sorts() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    for name in ["delta", "alpha", "echo", "charlie", "bravo"] {
+        create_role(&app, &admin, name, &[]).await;
+    }
+    let mut roles = app.roles();
+    let first = roles
+        .list_roles(authed(
+            ListRolesRequest {
+                limit: 2,
+                sort: vec!["-name".into()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("page 1")
+        .into_inner();
+    assert_eq!(first.total, 5);
+    assert!(first.has_next && !first.list_completed && !first.has_previous);
+    let names: Vec<&str> = first.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["echo", "delta"]);
+    let second = roles
+        .list_roles(authed(
+            ListRolesRequest {
+                limit: 2,
+                sort: vec!["-name".into()],
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("page 2")
+        .into_inner();
+    let names: Vec<&str> = second.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["charlie", "bravo"]);
+    assert_eq!(second.page, 1);
+    let by_creation = roles
+        .list_roles(authed(
+            ListRolesRequest {
+                offset: 4,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("offset")
+        .into_inner();
+    assert_eq!(by_creation.roles[0].name, "bravo", "default order: creation time");
+    assert!(by_creation.list_completed);
+    let status = expect_code(
+        roles
+            .list_roles(authed(
+                ListRolesRequest {
+                    sort: vec!["email".into()],
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["sort[0]"]);
+}
