@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::{
     app::App,
     domain::{
+        grants,
         paging::PageRequest,
         users::{self, UserDraft, UserPatch, UserQuery, UserRecord},
     },
@@ -42,6 +43,9 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(get_user, update_user, delete_user))
         .routes(routes!(deactivate_user))
         .routes(routes!(reactivate_user))
+        .routes(routes!(update_user_roles))
+        .routes(routes!(add_user_to_group))
+        .routes(routes!(remove_user_from_group))
 }
 
 /// Domain field names → this dialect's JSON names.
@@ -49,6 +53,10 @@ const FIELD_NAMES: &[(&str, &str)] = &[
     ("role_ids", "roles"),
     ("group_ids", "groups"),
     ("tenant_ids", "tenants"),
+    ("add_role_ids", "addedRoles"),
+    ("remove_role_ids", "removedRoles"),
+    ("user_id", "id"),
+    ("group_id", "groupId"),
 ];
 
 /// A domain field path in this dialect: `users[3].first_name` is
@@ -503,6 +511,80 @@ async fn reactivate_user(
     let caller = caller(&app, &headers, "/identity.v1.UserService/ReactivateUser").await?;
     let user = users::reactivate(&app, &caller, &id).await.map_err(fields)?;
     Ok(Json(user.into()))
+}
+
+/// Data for adding or removing roles from a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateUserRoles {
+    /// Role ids to add to the user.
+    #[serde(default)]
+    pub added_roles: Vec<String>,
+    /// Role ids to remove from the user.
+    #[serde(default)]
+    pub removed_roles: Vec<String>,
+}
+
+/// The group to add the user to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddUserToGroup {
+    pub group_id: String,
+}
+
+/// Modify user role assignments; changes take effect immediately.
+#[utoipa::path(patch, path = "/tenants/users/{id}/roles", tag = TAG, request_body = UpdateUserRoles,
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The user with its new roles", body = User)))]
+async fn update_user_roles(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> RestResult<Json<User>> {
+    let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUserRoles").await?;
+    let request: UpdateUserRoles = body.json()?;
+    let user = grants::update_user_roles(&app, &caller, &id, &request.added_roles, &request.removed_roles)
+        .await
+        .map_err(fields)?;
+    Ok(Json(user.into()))
+}
+
+/// Add a user to a group of the tenant; the user inherits the group's roles.
+#[utoipa::path(post, path = "/tenants/users/{id}/groups", tag = TAG, request_body = AddUserToGroup,
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 201, description = "The user, now a member of the group", body = User)))]
+async fn add_user_to_group(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> RestResult<(StatusCode, Json<User>)> {
+    let caller = caller(&app, &headers, "/identity.v1.UserService/AddUserToGroup").await?;
+    let request: AddUserToGroup = body.json()?;
+    let user = grants::add_user_to_group(&app, &caller, &id, &request.group_id)
+        .await
+        .map_err(fields)?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Remove a user from a group.
+#[utoipa::path(delete, path = "/tenants/users/{id}/groups/{groupId}", tag = TAG,
+    params(
+        ("id" = Uuid, Path, description = "The user's id"),
+        ("groupId" = Uuid, Path, description = "The group's id"),
+    ),
+    responses((status = 204, description = "The user left the group")))]
+async fn remove_user_from_group(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, group_id)): Path<(String, String)>,
+) -> RestResult<StatusCode> {
+    let caller = caller(&app, &headers, "/identity.v1.UserService/RemoveUserFromGroup").await?;
+    grants::remove_user_from_group(&app, &caller, &id, &group_id)
+        .await
+        .map_err(fields)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     app::App,
     domain::{
-        self,
+        self, grants,
         paging::PageRequest,
+        permissions,
+        roles::{self, NewRole, RolePatch},
         users::{self, UserDraft, UserPatch, UserQuery, UserRecord},
     },
     error::Error,
@@ -26,9 +28,11 @@ use crate::{
         Body, QueryPairs, RestResult, caller,
         error::{RestError, rename_path},
     },
+    store::users::RoleWithPermissions,
 };
 
 const TAG: &str = "seed 002: users";
+const ROLES_TAG: &str = "seed 002: roles and permissions";
 
 pub fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
@@ -40,6 +44,12 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(list_basic_users))
         .routes(routes!(reset_password))
         .routes(routes!(update_tenants))
+        .routes(routes!(update_user_roles))
+        .routes(routes!(user_permissions))
+        .routes(routes!(create_role))
+        .routes(routes!(get_role, update_role, delete_role))
+        .routes(routes!(list_roles))
+        .routes(routes!(available_permissions))
 }
 
 /// Domain field names → this dialect's JSON names.
@@ -51,6 +61,10 @@ const FIELD_NAMES: &[(&str, &str)] = &[
     ("add_tenant_ids", "addTenants"),
     ("remove_tenant_ids", "removeTenants"),
     ("limit", "count"),
+    ("add_role_ids", "addRoles"),
+    ("remove_role_ids", "removeRoles"),
+    ("add_permissions", "addPermissions"),
+    ("remove_permissions", "removePermissions"),
 ];
 
 fn fields(error: Error) -> RestError {
@@ -398,4 +412,237 @@ async fn update_tenants(
         .await
         .map_err(fields)?;
     Ok(Json(user.into()))
+}
+
+/// UserRolesUpdateRequest.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRolesUpdateRequest {
+    /// Role locators to grant.
+    #[serde(default)]
+    pub add_roles: Vec<String>,
+    /// Role locators to revoke.
+    #[serde(default)]
+    pub remove_roles: Vec<String>,
+}
+
+/// Update user roles (updateUserRoles).
+#[utoipa::path(patch, path = "/auth/users/{locator}/roles", tag = TAG, request_body = UserRolesUpdateRequest,
+    params(("locator" = uuid::Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The user with its new roles", body = UserResponse)))]
+async fn update_user_roles(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(locator): Path<String>,
+    body: Body,
+) -> RestResult<Json<UserResponse>> {
+    let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUserRoles").await?;
+    let request: UserRolesUpdateRequest = body.json()?;
+    let user = grants::update_user_roles(&app, &caller, &locator, &request.add_roles, &request.remove_roles)
+        .await
+        .map_err(fields)?;
+    Ok(Json(user.into()))
+}
+
+/// Fetch user permissions (fetchUserPermissions): the user's effective
+/// permissions in the tenant in context (direct, through roles and through
+/// groups), sorted.
+#[utoipa::path(get, path = "/auth/users/{locator}/permissions", tag = ROLES_TAG,
+    params(("locator" = uuid::Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "Effective permissions", body = Vec<String>)))]
+async fn user_permissions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(locator): Path<String>,
+) -> RestResult<Json<Vec<String>>> {
+    let caller = caller(&app, &headers, "/identity.v1.UserService/GetUserPermissions").await?;
+    let effective = grants::user_permissions(&app, &caller, &locator)
+        .await
+        .map_err(fields)?;
+    Ok(Json(effective.permissions.into_iter().map(|p| p.permission).collect()))
+}
+
+/// RoleCreateRequest.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleCreateRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Catalog permissions; the caller must hold each.
+    pub permissions: Vec<String>,
+    /// A global role, valid in every tenant (global callers only).
+    #[serde(default)]
+    pub global: bool,
+}
+
+/// RoleUpdateRequest: `version` is the one read; absent fields are kept.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleUpdateRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Must match the role's version (else 409).
+    pub version: i32,
+    #[serde(default)]
+    pub add_permissions: Vec<String>,
+    #[serde(default)]
+    pub remove_permissions: Vec<String>,
+}
+
+/// RoleResponse.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleResponse {
+    pub locator: uuid::Uuid,
+    pub name: String,
+    pub description: String,
+    /// Starts at 1, +1 on every update.
+    pub version: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The user who created the role, if a user did.
+    pub created_by: Option<uuid::Uuid>,
+    pub permissions: Vec<String>,
+    /// Empty for a global role.
+    pub tenant: Option<uuid::Uuid>,
+}
+
+impl From<RoleWithPermissions> for RoleResponse {
+    fn from(r: RoleWithPermissions) -> Self {
+        Self {
+            locator: r.role.id,
+            name: r.role.name,
+            description: r.role.description,
+            version: r.role.version,
+            created_at: r.role.created_at,
+            created_by: r.role.created_by,
+            permissions: r.permissions,
+            tenant: r.role.tenant_id,
+        }
+    }
+}
+
+/// RoleListResponse.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleListResponse {
+    pub list_completed: bool,
+    pub items: Vec<RoleResponse>,
+}
+
+/// Create a role (createRole).
+#[utoipa::path(post, path = "/auth/roles", tag = ROLES_TAG, request_body = RoleCreateRequest,
+    responses((status = 201, description = "The role created", body = RoleResponse)))]
+async fn create_role(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> RestResult<(StatusCode, Json<RoleResponse>)> {
+    let caller = caller(&app, &headers, "/identity.v1.RoleService/CreateRole").await?;
+    let request: RoleCreateRequest = body.json()?;
+    let new = NewRole {
+        name: request.name,
+        description: request.description,
+        permissions: request.permissions,
+        global: request.global,
+    };
+    let role = roles::create(&app, &caller, new).await.map_err(fields)?;
+    Ok((StatusCode::CREATED, Json(role.into())))
+}
+
+/// Fetch a role (getRole).
+#[utoipa::path(get, path = "/auth/roles/{locator}", tag = ROLES_TAG,
+    params(("locator" = uuid::Uuid, Path, description = "The role's id")),
+    responses((status = 200, description = "The role", body = RoleResponse)))]
+async fn get_role(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(locator): Path<String>,
+) -> RestResult<Json<RoleResponse>> {
+    let caller = caller(&app, &headers, "/identity.v1.RoleService/GetRole").await?;
+    let role = roles::get(&app, &caller, &locator).await.map_err(fields)?;
+    Ok(Json(role.into()))
+}
+
+/// Update a role (updateRole): 409 when `version` is not the role's.
+#[utoipa::path(patch, path = "/auth/roles/{locator}", tag = ROLES_TAG, request_body = RoleUpdateRequest,
+    params(("locator" = uuid::Uuid, Path, description = "The role's id")),
+    responses((status = 200, description = "The updated role", body = RoleResponse)))]
+async fn update_role(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(locator): Path<String>,
+    body: Body,
+) -> RestResult<Json<RoleResponse>> {
+    let caller = caller(&app, &headers, "/identity.v1.RoleService/UpdateRole").await?;
+    let request: RoleUpdateRequest = body.json()?;
+    let patch = RolePatch {
+        version: request.version,
+        name: request.name,
+        description: request.description,
+        add_permissions: request.add_permissions,
+        remove_permissions: request.remove_permissions,
+    };
+    let role = roles::update(&app, &caller, &locator, patch).await.map_err(fields)?;
+    Ok(Json(role.into()))
+}
+
+/// Delete a role (deleteRole): 412 while it is granted, unless `force`.
+#[utoipa::path(delete, path = "/auth/roles/{locator}", tag = ROLES_TAG,
+    params(
+        ("locator" = uuid::Uuid, Path, description = "The role's id"),
+        ("force" = Option<bool>, Query, description = "Also revoke it from its users and groups"),
+    ),
+    responses((status = 204, description = "Role deleted")))]
+async fn delete_role(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(locator): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> RestResult<StatusCode> {
+    let caller = caller(&app, &headers, "/identity.v1.RoleService/DeleteRole").await?;
+    let force = QueryPairs::parse(raw.as_deref())?.bool("force")?.unwrap_or(false);
+    roles::delete(&app, &caller, &locator, force).await.map_err(fields)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Fetch multiple roles (fetchMultipleRoles): the tenant's roles and the
+/// global ones.
+#[utoipa::path(get, path = "/auth/roles/list", tag = ROLES_TAG,
+    params(
+        ("offset" = Option<i32>, Query, description = "Roles to skip"),
+        ("count" = Option<i32>, Query, description = "Roles to return: 1 to 100, default 10"),
+        ("extended" = Option<bool>, Query, description = "Accepted for the seed's sake; roles always carry their permissions"),
+    ),
+    responses((status = 200, description = "A page of roles", body = RoleListResponse)))]
+async fn list_roles(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> RestResult<Json<RoleListResponse>> {
+    let caller = caller(&app, &headers, "/identity.v1.RoleService/ListRoles").await?;
+    let query = QueryPairs::parse(raw.as_deref())?;
+    query.bool("extended")?;
+    let page = PageRequest {
+        limit: query.int("count")?,
+        offset: query.int("offset")?,
+        ..Default::default()
+    };
+    let page = roles::list(&app, &caller, &page).await.map_err(fields)?;
+    Ok(Json(RoleListResponse {
+        list_completed: !page.has_next,
+        items: page.items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Fetch available permissions (fetchAvailablePermissions): the catalog,
+/// built-in and registered, sorted.
+#[utoipa::path(get, path = "/auth/roles/permissions", tag = ROLES_TAG,
+    responses((status = 200, description = "Permission names", body = Vec<String>)))]
+async fn available_permissions(State(app): State<Arc<App>>, headers: HeaderMap) -> RestResult<Json<Vec<String>>> {
+    let caller = caller(&app, &headers, "/identity.v1.RoleService/ListPermissions").await?;
+    let catalog = permissions::list(&app, &caller).await.map_err(fields)?;
+    Ok(Json(catalog.into_iter().map(|p| p.name).collect()))
 }

@@ -617,8 +617,246 @@ async fn cipherscale_user_lifecycle_and_errors() {
     );
 }
 
-/// The routes API.md's REST gateway section lists and that have a domain
-/// operation today.
+#[tokio::test]
+async fn seed002_roles_and_permissions() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let admin = app.token(&["*"]);
+    let admin = Some(admin.as_str());
+
+    let (status, role) = rest
+        .call(
+            Method::POST,
+            "/auth/roles",
+            admin,
+            Some(json!({"name": "readers", "description": "Read users", "permissions": ["users:read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{role}");
+    assert_eq!(role["version"], 1);
+    assert!(role["createdAt"].is_string());
+    let locator = role["locator"].as_str().expect("locator").to_owned();
+    let role_path = format!("/auth/roles/{locator}");
+
+    let (status, fetched) = rest.call(Method::GET, &role_path, admin, None).await;
+    assert_eq!((status, fetched["name"].clone()), (StatusCode::OK, json!("readers")));
+    let (status, list) = rest.call(Method::GET, "/auth/roles/list?count=100", admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["listCompleted"], true);
+    assert!(
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["locator"] == json!(locator))
+    );
+
+    let (status, updated) = rest
+        .call(
+            Method::PATCH,
+            &role_path,
+            admin,
+            Some(json!({"version": 1, "addPermissions": ["users:list"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["version"], 2);
+    assert_eq!(updated["permissions"], json!(["users:list", "users:read"]));
+    let body = expect_error(
+        rest.call(
+            Method::PATCH,
+            &role_path,
+            admin,
+            Some(json!({"version": 1, "name": "x"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        None,
+    );
+    assert_eq!(body["code"], "VERSION_MISMATCH");
+    expect_error(
+        rest.call(Method::PATCH, &role_path, admin, Some(json!({"name": "x"})))
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("version"),
+    );
+
+    let (status, catalog) = rest.call(Method::GET, "/auth/roles/permissions", admin, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        catalog.as_array().into_iter().flatten().any(|p| p == "users:read"),
+        "{catalog}"
+    );
+
+    let (_, user) = rest
+        .call(
+            Method::POST,
+            "/auth/users",
+            admin,
+            Some(create_request("roled@example.com")),
+        )
+        .await;
+    let user_locator = user["locator"].as_str().expect("locator").to_owned();
+    let (status, granted) = rest
+        .call(
+            Method::PATCH,
+            &format!("/auth/users/{user_locator}/roles"),
+            admin,
+            Some(json!({"addRoles": [locator], "removeRoles": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    assert_eq!(granted["roles"], json!([locator]));
+    expect_error(
+        rest.call(
+            Method::PATCH,
+            &format!("/auth/users/{user_locator}/roles"),
+            admin,
+            Some(json!({"addRoles": ["nope"]})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("addRoles[0]"),
+    );
+    let (status, effective) = rest
+        .call(
+            Method::GET,
+            &format!("/auth/users/{user_locator}/permissions"),
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, effective),
+        (StatusCode::OK, json!(["users:list", "users:read"]))
+    );
+
+    // A role still granted needs force.
+    expect_error(
+        rest.call(Method::DELETE, &role_path, admin, None).await,
+        StatusCode::PRECONDITION_FAILED,
+        None,
+    );
+    let (status, _) = rest
+        .call(Method::DELETE, &format!("{role_path}?force=true"), admin, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    expect_error(
+        rest.call(Method::GET, &role_path, admin, None).await,
+        StatusCode::NOT_FOUND,
+        None,
+    );
+
+    let lister = app.token(&["users:list"]);
+    expect_error(
+        rest.call(
+            Method::POST,
+            "/auth/roles",
+            Some(&lister),
+            Some(json!({"name": "x", "permissions": []})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        None,
+    );
+}
+
+#[tokio::test]
+async fn cipherscale_roles_and_groups() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let admin_token = app.token(&["*"]);
+    let admin = Some(admin_token.as_str());
+    let (_, role) = rest
+        .call(
+            Method::POST,
+            "/auth/roles",
+            admin,
+            Some(json!({"name": "auditors", "permissions": ["audit:read"]})),
+        )
+        .await;
+    let role_id = role["locator"].as_str().expect("role").to_owned();
+    let (_, user) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            admin,
+            Some(user_draft("member@example.com")),
+        )
+        .await;
+    let id = user["id"].as_str().expect("id").to_owned();
+
+    let (status, with_role) = rest
+        .call(
+            Method::PATCH,
+            &format!("/tenants/users/{id}/roles"),
+            admin,
+            Some(json!({"addedRoles": [role_id], "removedRoles": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{with_role}");
+    assert_eq!(with_role["roles"][0]["id"], role_id.as_str());
+    assert_eq!(with_role["roles"][0]["permissions"], json!(["audit:read"]));
+    let (status, without) = rest
+        .call(
+            Method::PATCH,
+            &format!("/tenants/users/{id}/roles"),
+            admin,
+            Some(json!({"addedRoles": [], "removedRoles": [role_id]})),
+        )
+        .await;
+    assert_eq!((status, without["roles"].clone()), (StatusCode::OK, json!([])));
+    expect_error(
+        rest.call(
+            Method::PATCH,
+            &format!("/tenants/users/{id}/roles"),
+            admin,
+            Some(json!({"addedRoles": ["x"], "removedRoles": []})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("addedRoles[0]"),
+    );
+
+    let group = crate::groups::create_group(&app, &admin_token, "team", &[]).await;
+    let (status, member) = rest
+        .call(
+            Method::POST,
+            &format!("/tenants/users/{id}/groups"),
+            admin,
+            Some(json!({"groupId": group.id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{member}");
+    assert_eq!(member["groups"][0]["id"], group.id.as_str());
+    expect_error(
+        rest.call(
+            Method::POST,
+            &format!("/tenants/users/{id}/groups"),
+            admin,
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("groupId"),
+    );
+    let membership = format!("/tenants/users/{id}/groups/{}", group.id);
+    let (status, _) = rest.call(Method::DELETE, &membership, admin, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    expect_error(
+        rest.call(Method::DELETE, &membership, admin, None).await,
+        StatusCode::NOT_FOUND,
+        None,
+    );
+    let reader = app.token(&["users:read"]);
+    expect_error(
+        rest.call(Method::DELETE, &membership, Some(&reader), None).await,
+        StatusCode::FORBIDDEN,
+        None,
+    );
+}
+
+/// The routes of API.md's REST gateway section.
 const ROUTES: &[(&str, &str)] = &[
     ("POST", "/auth/users"),
     ("GET", "/auth/users/whoami"),
@@ -630,6 +868,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/auth/users/basic/list"),
     ("PATCH", "/auth/users/{locator}/passwordreset"),
     ("PATCH", "/auth/users/{locator}/tenants"),
+    ("PATCH", "/auth/users/{locator}/roles"),
+    ("GET", "/auth/users/{locator}/permissions"),
+    ("POST", "/auth/roles"),
+    ("GET", "/auth/roles/{locator}"),
+    ("PATCH", "/auth/roles/{locator}"),
+    ("DELETE", "/auth/roles/{locator}"),
+    ("GET", "/auth/roles/list"),
+    ("GET", "/auth/roles/permissions"),
     ("GET", "/tenants/users"),
     ("POST", "/tenants/users"),
     ("GET", "/tenants/users/{id}"),
@@ -637,6 +883,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/tenants/users/{id}"),
     ("POST", "/tenants/users/{id}/deactivate"),
     ("POST", "/tenants/users/{id}/reactivate"),
+    ("PATCH", "/tenants/users/{id}/roles"),
+    ("POST", "/tenants/users/{id}/groups"),
+    ("DELETE", "/tenants/users/{id}/groups/{groupId}"),
 ];
 
 fn documented(document: &Value) -> BTreeSet<(String, String)> {
@@ -704,6 +953,7 @@ async fn openapi_documents_exactly_the_routes() {
         let concrete = path
             .replace("{locator}", "0190a0a0-0000-7000-8000-000000000000")
             .replace("{id}", "0190a0a0-0000-7000-8000-000000000000")
+            .replace("{groupId}", "0190a0a0-0000-7000-8000-000000000001")
             .replace("{username}", "someone@example.com");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let (status, body) = rest.call(method.clone(), &concrete, None, Some(json!({}))).await;
