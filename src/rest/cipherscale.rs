@@ -359,8 +359,8 @@ pub struct UserPage {
         ("sort" = Option<Vec<String>>, Query, explode = true,
             description = "Sort keys, repeated or comma-separated: `field`, `-field` or `field:asc|desc` \
                            (createdAt, updatedAt, email, username, firstName, lastName, status)"),
-        ("limit" = Option<i32>, Query, description = "Users per page: 1 to 100, default 10"),
-        ("offset" = Option<i32>, Query, description = "Users to skip"),
+        ("limit" = Option<i32>, Query, minimum = 1, maximum = 100, description = "Users per page: 1 to 100, default 10"),
+        ("offset" = Option<i32>, Query, minimum = 0, description = "Users to skip"),
         ("status" = Option<UserStatus>, Query, description = "Only users with this status"),
         ("search" = Option<String>, Query, description = "Substring of e-mail, username, first or last name"),
     ),

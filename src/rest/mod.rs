@@ -60,8 +60,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     parts().1
 }
 
-/// The gateway's routes, `/openapi.json` included, with the body limit and
-/// a panic guard.
+/// The gateway's routes, `/openapi.json` included, with the body limit, a
+/// panic guard, and a JSON 404 for unknown paths.
 pub fn router(app: Arc<App>) -> Router {
     let (routes, document) = parts();
     let document = Arc::new(document);
@@ -73,6 +73,7 @@ pub fn router(app: Arc<App>) -> Router {
                 async move { Json(document) }
             }),
         )
+        .fallback(|| async { RestError::from(Error::NotFound("route")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| error::panic_response()))
         .with_state(app)

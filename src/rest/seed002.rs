@@ -292,8 +292,8 @@ fn list_query(raw: Option<&str>, basic: bool) -> RestResult<UserQuery> {
 /// permissions out).
 #[utoipa::path(get, path = "/auth/users/list", tag = TAG,
     params(
-        ("offset" = Option<i32>, Query, description = "Users to skip"),
-        ("count" = Option<i32>, Query, description = "Users to return: 1 to 100, default 10"),
+        ("offset" = Option<i32>, Query, minimum = 0, description = "Users to skip"),
+        ("count" = Option<i32>, Query, minimum = 1, maximum = 100, description = "Users to return: 1 to 100, default 10"),
         ("extended" = Option<bool>, Query, description = "Include tenants, roles and permissions (default true)"),
     ),
     responses((status = 200, description = "A page of users", body = UserListResponse)))]
@@ -315,8 +315,8 @@ async fn list_users(
 /// Fetch multiple basic users (fetchMultipleBasicUsers): `count` up to 1000.
 #[utoipa::path(get, path = "/auth/users/basic/list", tag = TAG,
     params(
-        ("offset" = Option<i32>, Query, description = "Users to skip"),
-        ("count" = Option<i32>, Query, description = "Users to return: 1 to 1000, default 10"),
+        ("offset" = Option<i32>, Query, minimum = 0, description = "Users to skip"),
+        ("count" = Option<i32>, Query, minimum = 1, maximum = 1000, description = "Users to return: 1 to 1000, default 10"),
         ("extended" = Option<bool>, Query, description = "Accepted for the seed's sake; basic users are never extended"),
     ),
     responses((status = 200, description = "A page of basic users", body = BasicUserListResponse)))]
@@ -612,8 +612,8 @@ async fn delete_role(
 /// global ones.
 #[utoipa::path(get, path = "/auth/roles/list", tag = ROLES_TAG,
     params(
-        ("offset" = Option<i32>, Query, description = "Roles to skip"),
-        ("count" = Option<i32>, Query, description = "Roles to return: 1 to 100, default 10"),
+        ("offset" = Option<i32>, Query, minimum = 0, description = "Roles to skip"),
+        ("count" = Option<i32>, Query, minimum = 1, maximum = 100, description = "Roles to return: 1 to 100, default 10"),
         ("extended" = Option<bool>, Query, description = "Accepted for the seed's sake; roles always carry their permissions"),
     ),
     responses((status = 200, description = "A page of roles", body = RoleListResponse)))]

@@ -964,8 +964,11 @@ async fn openapi_documents_exactly_the_routes() {
         );
     }
     // And what is not documented is not routed.
-    let (status, _) = rest.call(Method::GET, "/auth/users/x/unknown", None, None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    expect_error(
+        rest.call(Method::GET, "/auth/users/x/unknown", None, None).await,
+        StatusCode::NOT_FOUND,
+        None,
+    );
     let (status, _) = rest.call(Method::PUT, "/tenants/users", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
