@@ -13,7 +13,7 @@ if ! command -v schemathesis >/dev/null; then
 fi
 
 cargo build --quiet --bin castellan
-bin="${CARGO_TARGET_DIR:-target}/debug/castellan"
+bin="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/castellan"
 data="$(mktemp -d)"
 port="${CASTELLAN_FUZZ_HTTP_PORT:-18080}"
 args=(--data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr "127.0.0.1:$port")
@@ -32,12 +32,13 @@ done
 token="$("$bin" "${args[@]}" token --subject fuzz --permission '*')"
 
 status=0
-schemathesis run "http://127.0.0.1:$port/openapi.json" \
+# From the temp dir: schemathesis keeps a cache in the working directory.
+(cd "$data" && schemathesis run "http://127.0.0.1:$port/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "${CASTELLAN_FUZZ_EXAMPLES:-30}" \
   --seed "${CASTELLAN_FUZZ_SEED:-5}" \
-  --workers 1 || status=$?
+  --workers 1) || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log (last 50 lines)"
   tail -n 50 "$data/server.log"
