@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod entity;
+pub mod idempotency;
 pub mod paging;
 pub mod tenants;
 pub mod users;
