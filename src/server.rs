@@ -18,7 +18,7 @@ use crate::{
     app::App,
     auth::layer::AuthLayer,
     error::{Error, Result},
-    grpc::{tenant::TenantApi, user::UserApi},
+    grpc::{device::DeviceApi, tenant::TenantApi, user::UserApi},
     pb::{
         self, audit_service_server::AuditServiceServer, auth_service_server::AuthServiceServer,
         device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
@@ -33,7 +33,6 @@ use crate::{
 pub struct PendingApi;
 impl pb::role_service_server::RoleService for PendingApi {}
 impl pb::group_service_server::GroupService for PendingApi {}
-impl pb::device_service_server::DeviceService for PendingApi {}
 impl pb::auth_service_server::AuthService for PendingApi {}
 impl pb::permission_service_server::PermissionService for PendingApi {}
 impl pb::audit_service_server::AuditService for PendingApi {}
@@ -44,7 +43,7 @@ const SERVICE_NAMES: &[&str] = &[
     <UserServiceServer<UserApi> as NamedService>::NAME,
     <RoleServiceServer<PendingApi> as NamedService>::NAME,
     <GroupServiceServer<PendingApi> as NamedService>::NAME,
-    <DeviceServiceServer<PendingApi> as NamedService>::NAME,
+    <DeviceServiceServer<DeviceApi> as NamedService>::NAME,
     <AuthServiceServer<PendingApi> as NamedService>::NAME,
     <PermissionServiceServer<PendingApi> as NamedService>::NAME,
     <AuditServiceServer<PendingApi> as NamedService>::NAME,
@@ -136,7 +135,7 @@ impl Application {
             .add_service(UserServiceServer::new(UserApi { app: app.clone() }))
             .add_service(RoleServiceServer::new(PendingApi))
             .add_service(GroupServiceServer::new(PendingApi))
-            .add_service(DeviceServiceServer::new(PendingApi))
+            .add_service(DeviceServiceServer::new(DeviceApi { app: app.clone() }))
             .add_service(AuthServiceServer::new(PendingApi))
             .add_service(PermissionServiceServer::new(PendingApi))
             .add_service(AuditServiceServer::new(PendingApi))

@@ -6,6 +6,7 @@
 //! [`Principal`]: crate::auth::Principal
 
 pub mod credentials;
+pub mod devices;
 pub mod idempotency;
 pub mod paging;
 pub mod tenants;

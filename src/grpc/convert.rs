@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use crate::{
-    domain::{paging::PageRequest, tenants, users},
+    domain::{devices, paging::PageRequest, tenants, users},
     pb,
     store::{
         entity::{device, group, tenant},
@@ -107,7 +107,7 @@ pub fn device(d: device::Model) -> pb::Device {
     pb::Device {
         id: d.id.to_string(),
         user_id: d.user_id.to_string(),
-        status: if d.status == "revoked" {
+        status: if d.status == devices::STATUS_REVOKED {
             pb::DeviceStatus::Revoked
         } else {
             pb::DeviceStatus::Active

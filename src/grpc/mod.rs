@@ -2,6 +2,7 @@
 //! the domain, encode the answer. Errors become a `Status` in `status.rs`.
 
 pub mod convert;
+pub mod device;
 pub mod status;
 pub mod tenant;
 pub mod user;

@@ -1,6 +1,7 @@
 //! Castellan's API tests: one binary, the real server per test (see helpers).
 
 mod auth;
+mod devices;
 mod grpcurl;
 mod health;
 mod helpers;
