@@ -587,6 +587,69 @@ async fn devices_of_users_outside_the_tenant_are_not_found() {
 }
 
 #[tokio::test]
+async fn deactivating_a_user_revokes_its_devices_and_deleting_removes_them() {
+    let app = TestApp::spawn().await;
+    let user_id = active_user(&app, "leaver@example.com", None).await;
+    let admin = app.token(&["*"]);
+    let laptop = register(&app, &admin, &user_id, "Laptop").await;
+    register(&app, &admin, &user_id, "Phone").await;
+    devices(&app)
+        .report_connection(authed(
+            ReportConnectionRequest {
+                device_id: laptop.id.clone(),
+                connected: true,
+            },
+            &admin,
+        ))
+        .await
+        .expect("connect");
+
+    let mut users = app.users();
+    let user = users
+        .deactivate_user(authed(pb::DeactivateUserRequest { id: user_id.clone() }, &admin))
+        .await
+        .expect("deactivate")
+        .into_inner();
+    assert!(
+        user.devices
+            .iter()
+            .all(|d| d.status == pb::DeviceStatus::Revoked as i32 && !d.connected)
+    );
+    let stored = rows(&app, &user_id).await;
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored.iter().all(|d| d.status == "revoked" && !d.connected),
+        "{stored:?}"
+    );
+    expect_code(
+        devices(&app)
+            .register_device(authed(registration(&user_id, "New"), &admin))
+            .await,
+        Code::FailedPrecondition,
+    );
+
+    // Reactivation does not bring revoked devices back.
+    users
+        .reactivate_user(authed(pb::ReactivateUserRequest { id: user_id.clone() }, &admin))
+        .await
+        .expect("reactivate");
+    assert!(rows(&app, &user_id).await.iter().all(|d| d.status == "revoked"));
+    register(&app, &admin, &user_id, "New").await;
+
+    users
+        .delete_user(authed(pb::DeleteUserRequest { id: user_id.clone() }, &admin))
+        .await
+        .expect("delete");
+    assert!(rows(&app, &user_id).await.is_empty(), "devices go with their user");
+    expect_code(
+        devices(&app)
+            .get_device(authed(GetDeviceRequest { id: laptop.id }, &admin))
+            .await,
+        Code::NotFound,
+    );
+}
+
+#[tokio::test]
 async fn invalid_input_names_the_field() {
     let app = TestApp::spawn().await;
     let user_id = active_user(&app, "valid@example.com", None).await;
