@@ -580,15 +580,21 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
             "a pending user becomes active by accepting its invitation".into(),
         ));
     }
+    let now = now();
+    let txn = app.db.begin().await?;
     let mut active: user::ActiveModel = user.into();
     active.status = Set(status.to_owned());
-    active.updated_at = Set(now());
-    let user = active.update(&app.db).await?;
+    active.updated_at = Set(now);
+    let user = active.update(&txn).await?;
+    if status == STATUS_INACTIVE {
+        store::devices::revoke_all_of_user(&txn, id, now).await?;
+    }
+    txn.commit().await?;
     app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
 }
 
-/// INACTIVE: data kept, tokens refused from the next call.
+/// INACTIVE: data kept, devices revoked, tokens refused from the next call.
 pub async fn deactivate(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
     set_status(app, caller, id, STATUS_INACTIVE).await
 }
@@ -597,7 +603,8 @@ pub async fn reactivate(app: &App, caller: &Principal, id: &str) -> Result<UserR
     set_status(app, caller, id, STATUS_ACTIVE).await
 }
 
-/// Deletes the user permanently (devices, grants and memberships cascade).
+/// Deletes the user permanently: its devices are revoked first, then they,
+/// its grants and memberships go with it (foreign keys cascade).
 /// A user who also belongs to other tenants may only be deleted by a caller
 /// with a global role; others remove the membership instead.
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
@@ -609,7 +616,12 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
             "the user also belongs to other tenants: remove it from this tenant with UpdateUserTenants".into(),
         ));
     }
-    user::Entity::delete_by_id(id).exec(&app.db).await?;
+    let txn = app.db.begin().await?;
+    // The user's row first, then its devices (the lock order of domain::devices).
+    store::users::lock(&txn, id).await?;
+    store::devices::revoke_all_of_user(&txn, id, now()).await?;
+    user::Entity::delete_by_id(id).exec(&txn).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
 }

@@ -36,6 +36,11 @@ pub fn to_status(error: Error) -> Status {
             ErrorReason::PreconditionFailed,
             message.clone(),
         ),
+        Error::RequestIdReused => (
+            Code::FailedPrecondition,
+            ErrorReason::RequestIdReused,
+            error.to_string(),
+        ),
         Error::PermissionDenied(message) => (Code::PermissionDenied, ErrorReason::PermissionMissing, message.clone()),
         Error::Unauthenticated(failure) => {
             let (reason, message) = match failure {
