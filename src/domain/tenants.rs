@@ -9,7 +9,9 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
-        credentials, now,
+        credentials,
+        idempotency::{self, RequestKey},
+        now,
         paging::{ListParams, Page, PageRequest, SortField},
         validate::{self, MAX_TEXT},
     },
@@ -38,6 +40,8 @@ pub struct NewTenant {
     pub name: String,
     pub slug: String,
     pub owner_user_id: String,
+    /// Optional idempotency key (see `domain::idempotency`).
+    pub request_id: String,
 }
 
 /// Changes to a tenant; `None` leaves a field.
@@ -61,8 +65,9 @@ pub async fn find(app: &App, id_or_slug: &str) -> Result<tenant::Model> {
         .ok_or(Error::NotFound("tenant"))
 }
 
-pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<tenant::Model> {
+pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<tenant::Model> {
     let mut violations = Violations::new();
+    let request_id = idempotency::request_id(&mut violations, &new.request_id);
     let name = validate::required_text(&mut violations, "name", &new.name, MAX_TEXT);
     let slug = new.slug.trim().to_owned();
     if !valid_slug(&slug) {
@@ -74,11 +79,57 @@ pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<te
         validate::uuid(&mut violations, "owner_user_id", &new.owner_user_id)
     };
     violations.finish()?;
+    let owner_text = owner.map(|o| o.to_string()).unwrap_or_default();
+    let key = RequestKey::new(
+        caller,
+        "CreateTenant",
+        &request_id,
+        &[name.as_bytes(), slug.as_bytes(), owner_text.as_bytes()],
+    );
+    if let Some(tenant) = replay_created(app, key.as_ref()).await? {
+        return Ok(tenant);
+    }
     if let Some(owner) = owner
         && user::Entity::find_by_id(owner).one(&app.db).await?.is_none()
     {
         return Err(Error::NotFound("user"));
     }
+    match insert_tenant(app, name, slug, owner, key.as_ref()).await {
+        Ok(tenant) => {
+            app.invalidate_access().await;
+            Ok(tenant)
+        }
+        // A concurrent retry of the same request won: answer what it created.
+        Err(Error::AlreadyExists { field }) => match replay_created(app, key.as_ref()).await? {
+            Some(tenant) => Ok(tenant),
+            None => Err(Error::AlreadyExists { field }),
+        },
+        Err(error) => Err(error),
+    }
+}
+
+/// The tenant an earlier call with this request id created, if any.
+async fn replay_created(app: &App, key: Option<&RequestKey>) -> Result<Option<tenant::Model>> {
+    let Some(key) = key else { return Ok(None) };
+    let Some(response) = key.replay(&app.db).await? else {
+        return Ok(None);
+    };
+    let id = Uuid::from_slice(&response).map_err(Error::internal)?;
+    Ok(Some(
+        tenant::Entity::find_by_id(id)
+            .one(&app.db)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?,
+    ))
+}
+
+async fn insert_tenant(
+    app: &App,
+    name: String,
+    slug: String,
+    owner: Option<Uuid>,
+    key: Option<&RequestKey>,
+) -> Result<tenant::Model> {
     let now = now();
     let txn = app.db.begin().await?;
     let tenant = tenant::ActiveModel {
@@ -102,8 +153,10 @@ pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<te
         .insert(&txn)
         .await?;
     }
+    if let Some(key) = key {
+        key.record(&txn, tenant.id.as_bytes().to_vec(), now).await?;
+    }
     txn.commit().await?;
-    app.invalidate_access().await;
     Ok(tenant)
 }
 

@@ -13,7 +13,9 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
-        credentials, grants, groups, invitations, now,
+        credentials, grants, groups,
+        idempotency::{self, RequestKey},
+        invitations, now,
         paging::{ListParams, MAX_BASIC_LIMIT, MAX_LIMIT, Page, PageRequest, SortField},
         permissions,
         validate::{self, MAX_IMAGE, MAX_TEXT},
@@ -147,11 +149,20 @@ fn require_tenant_scope(caller: &Principal, tenant_ids: &[Uuid]) -> Result<()> {
 }
 
 /// Creates 1..=100 users, all or nothing.
-pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Result<Vec<UserRecord>> {
+/// With a `request_id`, a retry with the same drafts returns the users the
+/// first call created (passwords are not part of the comparison: they are
+/// never stored in a comparable form).
+pub async fn create(
+    app: &App,
+    caller: &Principal,
+    drafts: Vec<UserDraft>,
+    request_id: &str,
+) -> Result<Vec<UserRecord>> {
     if drafts.is_empty() || drafts.len() > MAX_BATCH {
         return Err(Error::invalid("users", format!("must hold 1 to {MAX_BATCH} users")));
     }
     let mut violations = Violations::new();
+    let request_id = idempotency::request_id(&mut violations, request_id);
     let mut valid = Vec::with_capacity(drafts.len());
     let mut seen_emails = HashSet::new();
     let mut seen_usernames = HashSet::new();
@@ -229,6 +240,30 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
             groups::require_joinable(&app.db, caller, &draft.group_ids).await?;
         }
     }
+    let body: Vec<String> = valid
+        .iter()
+        .map(|d| {
+            format!(
+                "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                d.email,
+                d.username,
+                d.first_name,
+                d.last_name,
+                d.password.is_some(),
+                d.temporary_password,
+                d.role_ids,
+                d.group_ids,
+                d.tenant_ids,
+                d.max_devices,
+                d.image
+            )
+        })
+        .collect();
+    let body: Vec<&[u8]> = body.iter().map(|d| d.as_bytes()).collect();
+    let key = RequestKey::new(caller, "CreateUsers", &request_id, &body);
+    if let Some(records) = replay_created(app, caller, key.as_ref()).await? {
+        return Ok(records);
+    }
     // Hash outside the transaction: argon2 is slow on purpose.
     let mut hashes = Vec::with_capacity(valid.len());
     for draft in &valid {
@@ -238,6 +273,38 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
         });
     }
 
+    match insert_users(app, caller, valid, hashes, key.as_ref()).await {
+        Ok(ids) => full_records(app, caller.tenant_id, &ids).await,
+        // A concurrent retry of the same request won: answer what it created.
+        Err(Error::AlreadyExists { field }) => match replay_created(app, caller, key.as_ref()).await? {
+            Some(records) => Ok(records),
+            None => Err(Error::AlreadyExists { field }),
+        },
+        Err(error) => Err(error),
+    }
+}
+
+/// The users an earlier call with this request id created, if any.
+async fn replay_created(app: &App, caller: &Principal, key: Option<&RequestKey>) -> Result<Option<Vec<UserRecord>>> {
+    let Some(key) = key else { return Ok(None) };
+    let Some(response) = key.replay(&app.db).await? else {
+        return Ok(None);
+    };
+    let ids: Vec<Uuid> = response
+        .chunks_exact(16)
+        .filter_map(|bytes| Uuid::from_slice(bytes).ok())
+        .collect();
+    Ok(Some(full_records(app, caller.tenant_id, &ids).await?))
+}
+
+/// Writes validated drafts, all or nothing; returns the new ids in order.
+async fn insert_users(
+    app: &App,
+    caller: &Principal,
+    valid: Vec<ValidDraft>,
+    hashes: Vec<Option<String>>,
+    key: Option<&RequestKey>,
+) -> Result<Vec<Uuid>> {
     let now = now();
     let txn = app.db.begin().await?;
     let mut ids = Vec::with_capacity(valid.len());
@@ -287,8 +354,12 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
     for (id, email, tenant) in pending_invitations {
         invitations::issue(&txn, app, id, &email, tenant, now).await?;
     }
+    if let Some(key) = key {
+        let response: Vec<u8> = ids.iter().flat_map(|id| id.as_bytes().to_vec()).collect();
+        key.record(&txn, response, now).await?;
+    }
     txn.commit().await?;
-    full_records(app, caller.tenant_id, &ids).await
+    Ok(ids)
 }
 
 /// FULL records of these users, in the order of `ids`.
