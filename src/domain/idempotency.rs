@@ -71,3 +71,48 @@ impl RequestKey {
         store::idempotency::save(db, &self.scope, &self.request_id, &self.hash, response, now).await
     }
 }
+
+/// Runs a Create operation under an optional request key: an earlier result
+/// recorded under the key is answered (through `load`) without running
+/// `create`; and when `create` loses a race to a concurrent identical request
+/// (ALREADY_EXISTS), the winner's result is answered. `create` must record
+/// its result with [`RequestKey::record`] in its transaction.
+pub async fn once<T, L, C>(
+    db: &sea_orm::DatabaseConnection,
+    key: Option<&RequestKey>,
+    load: impl Fn(Vec<u8>) -> L,
+    create: C,
+) -> Result<T>
+where
+    L: std::future::Future<Output = Result<T>>,
+    C: std::future::Future<Output = Result<T>>,
+{
+    if let Some(key) = key
+        && let Some(response) = key.replay(db).await?
+    {
+        return load(response).await;
+    }
+    match create.await {
+        Err(Error::AlreadyExists { field }) => match key {
+            Some(key) => match key.replay(db).await? {
+                Some(response) => load(response).await,
+                None => Err(Error::AlreadyExists { field }),
+            },
+            None => Err(Error::AlreadyExists { field }),
+        },
+        other => other,
+    }
+}
+
+/// Ids as a recorded response (16 bytes each).
+pub fn ids_to_bytes(ids: &[uuid::Uuid]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.as_bytes().to_vec()).collect()
+}
+
+/// The ids of a recorded response.
+pub fn ids_from_bytes(bytes: &[u8]) -> Vec<uuid::Uuid> {
+    bytes
+        .chunks_exact(16)
+        .filter_map(|chunk| uuid::Uuid::from_slice(chunk).ok())
+        .collect()
+}

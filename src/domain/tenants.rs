@@ -86,41 +86,24 @@ pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<ten
         &request_id,
         &[name.as_bytes(), slug.as_bytes(), owner_text.as_bytes()],
     );
-    if let Some(tenant) = replay_created(app, key.as_ref()).await? {
-        return Ok(tenant);
-    }
-    if let Some(owner) = owner
-        && user::Entity::find_by_id(owner).one(&app.db).await?.is_none()
-    {
-        return Err(Error::NotFound("user"));
-    }
-    match insert_tenant(app, name, slug, owner, key.as_ref()).await {
-        Ok(tenant) => {
-            app.invalidate_access().await;
-            Ok(tenant)
-        }
-        // A concurrent retry of the same request won: answer what it created.
-        Err(Error::AlreadyExists { field }) => match replay_created(app, key.as_ref()).await? {
-            Some(tenant) => Ok(tenant),
-            None => Err(Error::AlreadyExists { field }),
-        },
-        Err(error) => Err(error),
-    }
-}
-
-/// The tenant an earlier call with this request id created, if any.
-async fn replay_created(app: &App, key: Option<&RequestKey>) -> Result<Option<tenant::Model>> {
-    let Some(key) = key else { return Ok(None) };
-    let Some(response) = key.replay(&app.db).await? else {
-        return Ok(None);
-    };
-    let id = Uuid::from_slice(&response).map_err(Error::internal)?;
-    Ok(Some(
-        tenant::Entity::find_by_id(id)
+    let load = |response: Vec<u8>| async move {
+        let id = idempotency::ids_from_bytes(&response).first().copied();
+        tenant::Entity::find_by_id(id.unwrap_or_default())
             .one(&app.db)
             .await?
-            .ok_or(Error::NotFound("tenant"))?,
-    ))
+            .ok_or(Error::NotFound("tenant"))
+    };
+    let create = async {
+        if let Some(owner) = owner
+            && user::Entity::find_by_id(owner).one(&app.db).await?.is_none()
+        {
+            return Err(Error::NotFound("user"));
+        }
+        let tenant = insert_tenant(app, name, slug, owner, key.as_ref()).await?;
+        app.invalidate_access().await;
+        Ok(tenant)
+    };
+    idempotency::once(&app.db, key.as_ref(), load, create).await
 }
 
 async fn insert_tenant(
@@ -154,7 +137,7 @@ async fn insert_tenant(
         .await?;
     }
     if let Some(key) = key {
-        key.record(&txn, tenant.id.as_bytes().to_vec(), now).await?;
+        key.record(&txn, idempotency::ids_to_bytes(&[tenant.id]), now).await?;
     }
     txn.commit().await?;
     Ok(tenant)

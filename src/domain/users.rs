@@ -261,40 +261,22 @@ pub async fn create(
         .collect();
     let body: Vec<&[u8]> = body.iter().map(|d| d.as_bytes()).collect();
     let key = RequestKey::new(caller, "CreateUsers", &request_id, &body);
-    if let Some(records) = replay_created(app, caller, key.as_ref()).await? {
-        return Ok(records);
-    }
-    // Hash outside the transaction: argon2 is slow on purpose.
-    let mut hashes = Vec::with_capacity(valid.len());
-    for draft in &valid {
-        hashes.push(match &draft.password {
-            Some(password) => Some(credentials::hash_password(password.clone()).await?),
-            None => None,
-        });
-    }
-
-    match insert_users(app, caller, valid, hashes, key.as_ref()).await {
-        Ok(ids) => full_records(app, caller.tenant_id, &ids).await,
-        // A concurrent retry of the same request won: answer what it created.
-        Err(Error::AlreadyExists { field }) => match replay_created(app, caller, key.as_ref()).await? {
-            Some(records) => Ok(records),
-            None => Err(Error::AlreadyExists { field }),
-        },
-        Err(error) => Err(error),
-    }
-}
-
-/// The users an earlier call with this request id created, if any.
-async fn replay_created(app: &App, caller: &Principal, key: Option<&RequestKey>) -> Result<Option<Vec<UserRecord>>> {
-    let Some(key) = key else { return Ok(None) };
-    let Some(response) = key.replay(&app.db).await? else {
-        return Ok(None);
+    let load = |response: Vec<u8>| async move {
+        full_records(app, caller.tenant_id, &idempotency::ids_from_bytes(&response)).await
     };
-    let ids: Vec<Uuid> = response
-        .chunks_exact(16)
-        .filter_map(|bytes| Uuid::from_slice(bytes).ok())
-        .collect();
-    Ok(Some(full_records(app, caller.tenant_id, &ids).await?))
+    let create = async {
+        // Hash outside the transaction: argon2 is slow on purpose.
+        let mut hashes = Vec::with_capacity(valid.len());
+        for draft in &valid {
+            hashes.push(match &draft.password {
+                Some(password) => Some(credentials::hash_password(password.clone()).await?),
+                None => None,
+            });
+        }
+        let ids = insert_users(app, caller, valid, hashes, key.as_ref()).await?;
+        full_records(app, caller.tenant_id, &ids).await
+    };
+    idempotency::once(&app.db, key.as_ref(), load, create).await
 }
 
 /// Writes validated drafts, all or nothing; returns the new ids in order.
@@ -355,8 +337,7 @@ async fn insert_users(
         invitations::issue(&txn, app, id, &email, tenant, now).await?;
     }
     if let Some(key) = key {
-        let response: Vec<u8> = ids.iter().flat_map(|id| id.as_bytes().to_vec()).collect();
-        key.record(&txn, response, now).await?;
+        key.record(&txn, idempotency::ids_to_bytes(&ids), now).await?;
     }
     txn.commit().await?;
     Ok(ids)
