@@ -45,6 +45,10 @@ pub enum Error {
     /// FAILED_PRECONDITION: a business rule refuses the change.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// FAILED_PRECONDITION (reason REQUEST_ID_REUSED): a Create RPC's
+    /// `request_id` was used before with a different body.
+    #[error("request_id was already used with a different request")]
+    RequestIdReused,
     /// PERMISSION_DENIED: the caller lacks a permission.
     #[error("{0}")]
     PermissionDenied(String),

@@ -18,7 +18,7 @@ use crate::{
     app::App,
     auth::layer::AuthLayer,
     error::{Error, Result},
-    grpc::{auth::AuthApi, group::GroupApi, role::RoleApi, tenant::TenantApi, user::UserApi},
+    grpc::{auth::AuthApi, device::DeviceApi, group::GroupApi, role::RoleApi, tenant::TenantApi, user::UserApi},
     pb::{
         self, audit_service_server::AuditServiceServer, auth_service_server::AuthServiceServer,
         device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
@@ -31,7 +31,6 @@ use crate::{
 /// Services whose RPCs belong to issues not yet done: every RPC answers
 /// UNIMPLEMENTED (the generated default) until its issue lands.
 pub struct PendingApi;
-impl pb::device_service_server::DeviceService for PendingApi {}
 impl pb::permission_service_server::PermissionService for PendingApi {}
 impl pb::audit_service_server::AuditService for PendingApi {}
 
@@ -41,7 +40,7 @@ const SERVICE_NAMES: &[&str] = &[
     <UserServiceServer<UserApi> as NamedService>::NAME,
     <RoleServiceServer<RoleApi> as NamedService>::NAME,
     <GroupServiceServer<GroupApi> as NamedService>::NAME,
-    <DeviceServiceServer<PendingApi> as NamedService>::NAME,
+    <DeviceServiceServer<DeviceApi> as NamedService>::NAME,
     <AuthServiceServer<AuthApi> as NamedService>::NAME,
     <PermissionServiceServer<PendingApi> as NamedService>::NAME,
     <AuditServiceServer<PendingApi> as NamedService>::NAME,
@@ -146,7 +145,7 @@ impl Application {
             .add_service(UserServiceServer::new(UserApi { app: app.clone() }))
             .add_service(RoleServiceServer::new(RoleApi { app: app.clone() }))
             .add_service(GroupServiceServer::new(GroupApi { app: app.clone() }))
-            .add_service(DeviceServiceServer::new(PendingApi))
+            .add_service(DeviceServiceServer::new(DeviceApi { app: app.clone() }))
             .add_service(AuthServiceServer::new(AuthApi { app: app.clone() }))
             .add_service(PermissionServiceServer::new(PendingApi))
             .add_service(AuditServiceServer::new(PendingApi))

@@ -9,6 +9,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        idempotency::{self, RequestKey},
         now,
         paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
         roles,
@@ -40,6 +41,8 @@ pub struct NewGroup {
     pub name: String,
     pub description: String,
     pub role_ids: Vec<String>,
+    /// Optional idempotency key (see `domain::idempotency`).
+    pub request_id: String,
 }
 
 /// Changes to a group; `None` leaves a field. `role_ids` replaces the roles.
@@ -74,24 +77,42 @@ pub async fn find(app: &App, caller: &Principal, id: Uuid) -> Result<group::Mode
 
 pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<GroupRecord> {
     let mut violations = Violations::new();
+    let request_id = idempotency::request_id(&mut violations, &new.request_id);
     let name = validate::required_text(&mut violations, "name", &new.name, MAX_NAME);
     let description = validate::text(&mut violations, "description", &new.description, MAX_DESCRIPTION);
     let role_ids = validate::uuids(&mut violations, "role_ids", &new.role_ids);
     violations.finish()?;
     roles::require_grantable(&app.db, caller, "role_ids", &role_ids).await?;
-    let now = now();
-    let group = group::Model {
-        id: Uuid::now_v7(),
-        tenant_id: caller.tenant_id,
-        name,
-        description,
-        created_at: now,
-        updated_at: now,
+    let roles_text = format!("{role_ids:?}");
+    let body = [name.as_bytes(), description.as_bytes(), roles_text.as_bytes()];
+    let key = RequestKey::new(caller, "CreateGroup", &request_id, &body);
+    let load = |response: Vec<u8>| async move {
+        let id = idempotency::ids_from_bytes(&response)
+            .first()
+            .copied()
+            .unwrap_or_default();
+        let group = find(app, caller, id).await?;
+        full_record(app, group).await
     };
-    let txn = app.db.begin().await?;
-    store::groups::insert(&txn, &group, &role_ids).await?;
-    txn.commit().await?;
-    full_record(app, group).await
+    let create = async {
+        let now = now();
+        let group = group::Model {
+            id: Uuid::now_v7(),
+            tenant_id: caller.tenant_id,
+            name,
+            description,
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = app.db.begin().await?;
+        store::groups::insert(&txn, &group, &role_ids).await?;
+        if let Some(key) = &key {
+            key.record(&txn, idempotency::ids_to_bytes(&[group.id]), now).await?;
+        }
+        txn.commit().await?;
+        full_record(app, group).await
+    };
+    idempotency::once(&app.db, key.as_ref(), load, create).await
 }
 
 pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<GroupRecord> {

@@ -7,8 +7,10 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod devices;
 pub mod grants;
 pub mod groups;
+pub mod idempotency;
 pub mod invitations;
 pub mod paging;
 pub mod permissions;

@@ -12,6 +12,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        idempotency::{self, RequestKey},
         now,
         paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
         permissions,
@@ -35,6 +36,8 @@ pub struct NewRole {
     pub permissions: Vec<String>,
     /// A global role instead of one of the tenant in context.
     pub global: bool,
+    /// Optional idempotency key (see `domain::idempotency`).
+    pub request_id: String,
 }
 
 /// Changes to a role at `version`; `None` leaves a field.
@@ -54,26 +57,47 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
         ));
     }
     let mut violations = Violations::new();
+    let request_id = idempotency::request_id(&mut violations, &new.request_id);
     let name = validate::required_text(&mut violations, "name", &new.name, MAX_NAME);
     let description = validate::text(&mut violations, "description", &new.description, MAX_DESCRIPTION);
     let permissions = permissions::check_catalog(&app.db, &mut violations, "permissions", &new.permissions).await?;
     violations.finish()?;
     caller.require_all(&permissions)?;
-    let now = now();
-    let role = role::Model {
-        id: Uuid::now_v7(),
-        tenant_id: (!new.global).then_some(caller.tenant_id),
-        name,
-        description,
-        version: 1,
-        created_by: caller.user_id(),
-        created_at: now,
-        updated_at: now,
+    let joined = permissions.join(",");
+    let scope: &[u8] = if new.global { b"global" } else { b"tenant" };
+    let body = [name.as_bytes(), description.as_bytes(), joined.as_bytes(), scope];
+    let key = RequestKey::new(caller, "CreateRole", &request_id, &body);
+    let load = |response: Vec<u8>| async move {
+        let id = idempotency::ids_from_bytes(&response)
+            .first()
+            .copied()
+            .unwrap_or_default();
+        let role = store::roles::find_valid_in(&app.db, caller.tenant_id, id)
+            .await?
+            .ok_or(Error::NotFound("role"))?;
+        with_permissions(app, role).await
     };
-    let txn = app.db.begin().await?;
-    store::roles::insert(&txn, &role, &permissions).await?;
-    txn.commit().await?;
-    Ok(RoleWithPermissions { role, permissions })
+    let create = async {
+        let now = now();
+        let role = role::Model {
+            id: Uuid::now_v7(),
+            tenant_id: (!new.global).then_some(caller.tenant_id),
+            name,
+            description,
+            version: 1,
+            created_by: caller.user_id(),
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = app.db.begin().await?;
+        store::roles::insert(&txn, &role, &permissions).await?;
+        if let Some(key) = &key {
+            key.record(&txn, idempotency::ids_to_bytes(&[role.id]), now).await?;
+        }
+        txn.commit().await?;
+        Ok(RoleWithPermissions { role, permissions })
+    };
+    idempotency::once(&app.db, key.as_ref(), load, create).await
 }
 
 /// The role if it is valid in the tenant in context, else NOT_FOUND.

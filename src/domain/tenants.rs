@@ -9,7 +9,9 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
-        credentials, now,
+        credentials,
+        idempotency::{self, RequestKey},
+        now,
         paging::{ListParams, Page, PageRequest, SortField},
         validate::{self, MAX_TEXT},
     },
@@ -38,6 +40,8 @@ pub struct NewTenant {
     pub name: String,
     pub slug: String,
     pub owner_user_id: String,
+    /// Optional idempotency key (see `domain::idempotency`).
+    pub request_id: String,
 }
 
 /// Changes to a tenant; `None` leaves a field.
@@ -61,8 +65,9 @@ pub async fn find(app: &App, id_or_slug: &str) -> Result<tenant::Model> {
         .ok_or(Error::NotFound("tenant"))
 }
 
-pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<tenant::Model> {
+pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<tenant::Model> {
     let mut violations = Violations::new();
+    let request_id = idempotency::request_id(&mut violations, &new.request_id);
     let name = validate::required_text(&mut violations, "name", &new.name, MAX_TEXT);
     let slug = new.slug.trim().to_owned();
     if !valid_slug(&slug) {
@@ -74,11 +79,40 @@ pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<te
         validate::uuid(&mut violations, "owner_user_id", &new.owner_user_id)
     };
     violations.finish()?;
-    if let Some(owner) = owner
-        && user::Entity::find_by_id(owner).one(&app.db).await?.is_none()
-    {
-        return Err(Error::NotFound("user"));
-    }
+    let owner_text = owner.map(|o| o.to_string()).unwrap_or_default();
+    let key = RequestKey::new(
+        caller,
+        "CreateTenant",
+        &request_id,
+        &[name.as_bytes(), slug.as_bytes(), owner_text.as_bytes()],
+    );
+    let load = |response: Vec<u8>| async move {
+        let id = idempotency::ids_from_bytes(&response).first().copied();
+        tenant::Entity::find_by_id(id.unwrap_or_default())
+            .one(&app.db)
+            .await?
+            .ok_or(Error::NotFound("tenant"))
+    };
+    let create = async {
+        if let Some(owner) = owner
+            && user::Entity::find_by_id(owner).one(&app.db).await?.is_none()
+        {
+            return Err(Error::NotFound("user"));
+        }
+        let tenant = insert_tenant(app, name, slug, owner, key.as_ref()).await?;
+        app.invalidate_access().await;
+        Ok(tenant)
+    };
+    idempotency::once(&app.db, key.as_ref(), load, create).await
+}
+
+async fn insert_tenant(
+    app: &App,
+    name: String,
+    slug: String,
+    owner: Option<Uuid>,
+    key: Option<&RequestKey>,
+) -> Result<tenant::Model> {
     let now = now();
     let txn = app.db.begin().await?;
     let tenant = tenant::ActiveModel {
@@ -102,8 +136,10 @@ pub async fn create(app: &App, _caller: &Principal, new: NewTenant) -> Result<te
         .insert(&txn)
         .await?;
     }
+    if let Some(key) = key {
+        key.record(&txn, idempotency::ids_to_bytes(&[tenant.id]), now).await?;
+    }
     txn.commit().await?;
-    app.invalidate_access().await;
     Ok(tenant)
 }
 

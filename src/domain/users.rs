@@ -13,7 +13,9 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
-        credentials, grants, groups, invitations, now,
+        credentials, grants, groups,
+        idempotency::{self, RequestKey},
+        invitations, now,
         paging::{ListParams, MAX_BASIC_LIMIT, MAX_LIMIT, Page, PageRequest, SortField},
         permissions,
         validate::{self, MAX_IMAGE, MAX_TEXT},
@@ -147,11 +149,20 @@ fn require_tenant_scope(caller: &Principal, tenant_ids: &[Uuid]) -> Result<()> {
 }
 
 /// Creates 1..=100 users, all or nothing.
-pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Result<Vec<UserRecord>> {
+/// With a `request_id`, a retry with the same drafts returns the users the
+/// first call created (passwords are not part of the comparison: they are
+/// never stored in a comparable form).
+pub async fn create(
+    app: &App,
+    caller: &Principal,
+    drafts: Vec<UserDraft>,
+    request_id: &str,
+) -> Result<Vec<UserRecord>> {
     if drafts.is_empty() || drafts.len() > MAX_BATCH {
         return Err(Error::invalid("users", format!("must hold 1 to {MAX_BATCH} users")));
     }
     let mut violations = Violations::new();
+    let request_id = idempotency::request_id(&mut violations, request_id);
     let mut valid = Vec::with_capacity(drafts.len());
     let mut seen_emails = HashSet::new();
     let mut seen_usernames = HashSet::new();
@@ -229,15 +240,53 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
             groups::require_joinable(&app.db, caller, &draft.group_ids).await?;
         }
     }
-    // Hash outside the transaction: argon2 is slow on purpose.
-    let mut hashes = Vec::with_capacity(valid.len());
-    for draft in &valid {
-        hashes.push(match &draft.password {
-            Some(password) => Some(credentials::hash_password(password.clone()).await?),
-            None => None,
-        });
-    }
+    let body: Vec<String> = valid
+        .iter()
+        .map(|d| {
+            format!(
+                "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                d.email,
+                d.username,
+                d.first_name,
+                d.last_name,
+                d.password.is_some(),
+                d.temporary_password,
+                d.role_ids,
+                d.group_ids,
+                d.tenant_ids,
+                d.max_devices,
+                d.image
+            )
+        })
+        .collect();
+    let body: Vec<&[u8]> = body.iter().map(|d| d.as_bytes()).collect();
+    let key = RequestKey::new(caller, "CreateUsers", &request_id, &body);
+    let load = |response: Vec<u8>| async move {
+        full_records(app, caller.tenant_id, &idempotency::ids_from_bytes(&response)).await
+    };
+    let create = async {
+        // Hash outside the transaction: argon2 is slow on purpose.
+        let mut hashes = Vec::with_capacity(valid.len());
+        for draft in &valid {
+            hashes.push(match &draft.password {
+                Some(password) => Some(credentials::hash_password(password.clone()).await?),
+                None => None,
+            });
+        }
+        let ids = insert_users(app, caller, valid, hashes, key.as_ref()).await?;
+        full_records(app, caller.tenant_id, &ids).await
+    };
+    idempotency::once(&app.db, key.as_ref(), load, create).await
+}
 
+/// Writes validated drafts, all or nothing; returns the new ids in order.
+async fn insert_users(
+    app: &App,
+    caller: &Principal,
+    valid: Vec<ValidDraft>,
+    hashes: Vec<Option<String>>,
+    key: Option<&RequestKey>,
+) -> Result<Vec<Uuid>> {
     let now = now();
     let txn = app.db.begin().await?;
     let mut ids = Vec::with_capacity(valid.len());
@@ -287,8 +336,11 @@ pub async fn create(app: &App, caller: &Principal, drafts: Vec<UserDraft>) -> Re
     for (id, email, tenant) in pending_invitations {
         invitations::issue(&txn, app, id, &email, tenant, now).await?;
     }
+    if let Some(key) = key {
+        key.record(&txn, idempotency::ids_to_bytes(&ids), now).await?;
+    }
     txn.commit().await?;
-    full_records(app, caller.tenant_id, &ids).await
+    Ok(ids)
 }
 
 /// FULL records of these users, in the order of `ids`.
@@ -580,15 +632,21 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
             "a pending user becomes active by accepting its invitation".into(),
         ));
     }
+    let now = now();
+    let txn = app.db.begin().await?;
     let mut active: user::ActiveModel = user.into();
     active.status = Set(status.to_owned());
-    active.updated_at = Set(now());
-    let user = active.update(&app.db).await?;
+    active.updated_at = Set(now);
+    let user = active.update(&txn).await?;
+    if status == STATUS_INACTIVE {
+        store::devices::revoke_all_of_user(&txn, id, now).await?;
+    }
+    txn.commit().await?;
     app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
 }
 
-/// INACTIVE: data kept, tokens refused from the next call.
+/// INACTIVE: data kept, devices revoked, tokens refused from the next call.
 pub async fn deactivate(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
     set_status(app, caller, id, STATUS_INACTIVE).await
 }
@@ -597,7 +655,8 @@ pub async fn reactivate(app: &App, caller: &Principal, id: &str) -> Result<UserR
     set_status(app, caller, id, STATUS_ACTIVE).await
 }
 
-/// Deletes the user permanently (devices, grants and memberships cascade).
+/// Deletes the user permanently: its devices are revoked first, then they,
+/// its grants and memberships go with it (foreign keys cascade).
 /// A user who also belongs to other tenants may only be deleted by a caller
 /// with a global role; others remove the membership instead.
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
@@ -609,7 +668,12 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
             "the user also belongs to other tenants: remove it from this tenant with UpdateUserTenants".into(),
         ));
     }
-    user::Entity::delete_by_id(id).exec(&app.db).await?;
+    let txn = app.db.begin().await?;
+    // The user's row first, then its devices (the lock order of domain::devices).
+    store::users::lock(&txn, id).await?;
+    store::devices::revoke_all_of_user(&txn, id, now()).await?;
+    user::Entity::delete_by_id(id).exec(&txn).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
 }

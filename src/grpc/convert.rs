@@ -5,6 +5,7 @@ use prost_types::Timestamp;
 
 use crate::{
     domain::{
+        devices,
         grants::{EffectivePermission, UserPermissions},
         groups::GroupRecord,
         paging::PageRequest,
@@ -184,7 +185,7 @@ pub fn device(d: device::Model) -> pb::Device {
     pb::Device {
         id: d.id.to_string(),
         user_id: d.user_id.to_string(),
-        status: if d.status == "revoked" {
+        status: if d.status == devices::STATUS_REVOKED {
             pb::DeviceStatus::Revoked
         } else {
             pb::DeviceStatus::Active

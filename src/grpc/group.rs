@@ -29,6 +29,7 @@ impl GroupService for GroupApi {
             name: r.name,
             description: r.description,
             role_ids: r.role_ids,
+            request_id: r.request_id,
         };
         let group = groups::create(&self.app, &caller, new).await.map_err(to_status)?;
         Ok(Response::new(convert::group(group)))

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod device;
 pub mod group;
 pub mod role;
 pub mod status;

@@ -32,6 +32,7 @@ impl RoleService for RoleApi {
             description: r.description,
             permissions: r.permissions,
             global: r.global,
+            request_id: r.request_id,
         };
         let role = roles::create(&self.app, &caller, new).await.map_err(to_status)?;
         Ok(Response::new(convert::role(role)))

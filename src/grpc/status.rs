@@ -39,6 +39,11 @@ pub fn classify(error: &Error) -> (Code, ErrorReason, String) {
             ErrorReason::PreconditionFailed,
             message.clone(),
         ),
+        Error::RequestIdReused => (
+            Code::FailedPrecondition,
+            ErrorReason::RequestIdReused,
+            error.to_string(),
+        ),
         Error::PermissionDenied(message) => (Code::PermissionDenied, ErrorReason::PermissionMissing, message.clone()),
         Error::Unauthenticated(failure) => {
             let (reason, message) = match failure {

@@ -24,6 +24,7 @@ impl TenantService for TenantApi {
             name: r.name,
             slug: r.slug,
             owner_user_id: r.owner_user_id,
+            request_id: r.request_id,
         };
         let tenant = tenants::create(&self.app, &caller, new).await.map_err(to_status)?;
         Ok(Response::new(convert::tenant(tenant)))

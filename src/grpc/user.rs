@@ -59,8 +59,11 @@ impl UserService for UserApi {
         request: Request<pb::CreateUsersRequest>,
     ) -> Result<Response<pb::CreateUsersResponse>, Status> {
         let caller = principal(&request)?;
-        let drafts = request.into_inner().users.into_iter().map(draft).collect();
-        let created = users::create(&self.app, &caller, drafts).await.map_err(to_status)?;
+        let r = request.into_inner();
+        let drafts = r.users.into_iter().map(draft).collect();
+        let created = users::create(&self.app, &caller, drafts, &r.request_id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::CreateUsersResponse {
             users: created.into_iter().map(convert::user).collect(),
         }))

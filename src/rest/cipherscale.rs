@@ -28,6 +28,7 @@ use crate::{
     rest::{
         Body, QueryPairs, RestResult, caller, decode_json,
         error::{RestError, rename_path},
+        request_id,
     },
     store::{
         entity::{device, group},
@@ -405,6 +406,7 @@ async fn list_users(
 /// Create one user, or up to 100 at once (all or nothing); the answer has
 /// the request's shape.
 #[utoipa::path(post, path = "/tenants/users", tag = TAG, request_body = CreateUsers,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first result and creates nothing twice")),
     responses((status = 201, description = "Successfully created user(s)", body = CreatedUsers)))]
 async fn create_users(
     State(app): State<Arc<App>>,
@@ -422,7 +424,7 @@ async fn create_users(
         CreateUsers::One(user) => (vec![(*user).into()], false),
         CreateUsers::Many(users) => (users.into_iter().map(Into::into).collect(), true),
     };
-    let created = users::create(&app, &caller, drafts)
+    let created = users::create(&app, &caller, drafts, request_id(&headers)?)
         .await
         .map_err(|e| RestError::from(e).rename_fields(|path| json_field(path, array)))?;
     let mut created: Vec<User> = created.into_iter().map(Into::into).collect();

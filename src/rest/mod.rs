@@ -89,6 +89,20 @@ pub async fn caller(app: &App, headers: &HeaderMap, rpc: &str) -> Result<Princip
         .ok_or(RestError::from(Error::Unauthenticated(AuthFailure::Missing)))
 }
 
+/// Header carrying a create's idempotency key (the gRPC `request_id`): a
+/// retry with the same key and body returns the first result.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The request's idempotency key; empty when absent.
+pub fn request_id(headers: &HeaderMap) -> Result<&str, RestError> {
+    match headers.get(IDEMPOTENCY_KEY) {
+        None => Ok(""),
+        Some(value) => value
+            .to_str()
+            .map_err(|_| Error::invalid(IDEMPOTENCY_KEY, "must be visible ASCII").into()),
+    }
+}
+
 /// A request body, read up to [`MAX_BODY_BYTES`] (413 beyond) and decoded
 /// only after the caller is authorized, so an anonymous caller gets 401
 /// whatever it sends.

@@ -27,6 +27,7 @@ use crate::{
     rest::{
         Body, QueryPairs, RestResult, caller,
         error::{RestError, rename_path},
+        request_id,
     },
     store::users::RoleWithPermissions,
 };
@@ -204,6 +205,7 @@ pub struct UserTenantsAssignmentsUpdateRequest {
 
 /// Create a user (createUser).
 #[utoipa::path(post, path = "/auth/users", tag = TAG, request_body = UserCreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first result and creates nothing twice")),
     responses((status = 201, description = "The user created", body = UserResponse)))]
 async fn create_user(
     State(app): State<Arc<App>>,
@@ -223,7 +225,9 @@ async fn create_user(
         tenant_ids: request.tenants.unwrap_or_default(),
         ..Default::default()
     };
-    let created = users::create(&app, &caller, vec![draft]).await.map_err(fields)?;
+    let created = users::create(&app, &caller, vec![draft], request_id(&headers)?)
+        .await
+        .map_err(fields)?;
     let user = created
         .into_iter()
         .next()
@@ -534,6 +538,7 @@ pub struct RoleListResponse {
 
 /// Create a role (createRole).
 #[utoipa::path(post, path = "/auth/roles", tag = ROLES_TAG, request_body = RoleCreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first result and creates nothing twice")),
     responses((status = 201, description = "The role created", body = RoleResponse)))]
 async fn create_role(
     State(app): State<Arc<App>>,
@@ -547,6 +552,7 @@ async fn create_role(
         description: request.description,
         permissions: request.permissions,
         global: request.global,
+        request_id: request_id(&headers)?.to_owned(),
     };
     let role = roles::create(&app, &caller, new).await.map_err(fields)?;
     Ok((StatusCode::CREATED, Json(role.into())))

@@ -3,8 +3,10 @@
 
 pub mod access;
 pub mod credentials;
+pub mod devices;
 pub mod entity;
 pub mod groups;
+pub mod idempotency;
 pub mod invalidation;
 pub mod outbox;
 pub mod paging;

@@ -45,6 +45,35 @@ pub async fn find_by_username_in_tenant<C: ConnectionTrait>(
         .await?)
 }
 
+/// Locks the user's row for the rest of the transaction with a write that
+/// changes nothing: a row lock on PostgreSQL, the database write lock on
+/// SQLite. Rules that count a user's rows (`max_devices`) take it first, so
+/// racing transactions on the same user run one after the other. `false`
+/// when there is no such user.
+pub async fn lock<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<bool> {
+    let result = user::Entity::update_many()
+        .col_expr(user::Column::UpdatedAt, Expr::col(user::Column::UpdatedAt))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Sets the user's `last_connection` (not a profile change: `updated_at`
+/// stays). Like [`lock`], it locks the row; `false` when there is no such user.
+pub async fn set_last_connection<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool> {
+    let result = user::Entity::update_many()
+        .col_expr(user::Column::LastConnection, Expr::value(at))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
 /// Filters of ListUsers (all optional).
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {

@@ -2,6 +2,7 @@
 
 mod auth;
 mod credentials;
+mod devices;
 mod groups;
 mod grpcurl;
 mod health;

@@ -346,8 +346,8 @@ fn user_draft(email: &str) -> Value {
 async fn cipherscale_create_mirrors_the_request_shape() {
     let app = TestApp::spawn().await;
     let rest = Rest::new(&app);
-    let token = app.token(&["users:*"]);
-    let token = Some(token.as_str());
+    let admin = app.token(&["users:*"]);
+    let token = Some(admin.as_str());
 
     let (status, one) = rest
         .call(
@@ -444,9 +444,26 @@ async fn cipherscale_create_mirrors_the_request_shape() {
         StatusCode::CONFLICT,
         None,
     );
+    // An Idempotency-Key makes a retry return the first result.
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        let response = rest
+            .client
+            .post(format!("{}/tenants/users", rest.base))
+            .bearer_auth(&admin)
+            .header("idempotency-key", "batch-7")
+            .json(&json!([user_draft("retry@example.com")]))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        firsts.push(body[0]["id"].clone());
+    }
+    assert_eq!(firsts[0], firsts[1], "the retry answers the first result");
+
     // Bodies past 1 MiB are refused before decoding.
     let huge = format!("[{}]", vec!["{}"; 400_000].join(","));
-    let admin = app.token(&["users:*"]);
     expect_error(
         rest.raw(Method::POST, "/tenants/users", &admin, &huge).await,
         StatusCode::PAYLOAD_TOO_LARGE,

@@ -497,3 +497,66 @@ async fn tenant_memberships_are_managed_and_the_last_owner_stays() {
         Code::NotFound,
     );
 }
+
+#[tokio::test]
+async fn a_retried_create_with_the_same_request_id_creates_nothing_twice() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:create", "users:list"]);
+    let mut users = app.users();
+    let request = |emails: &[&str]| CreateUsersRequest {
+        users: emails.iter().map(|e| draft(e)).collect(),
+        request_id: "retry-1".into(),
+    };
+    let first = users
+        .create_users(authed(request(&["r1@example.com", "r2@example.com"]), &token))
+        .await
+        .expect("first")
+        .into_inner()
+        .users;
+    let again = users
+        .create_users(authed(request(&["r1@example.com", "r2@example.com"]), &token))
+        .await
+        .expect("retry answers the first result")
+        .into_inner()
+        .users;
+    let ids = |users: &[pb::User]| users.iter().map(|u| u.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&first));
+    let listed = users
+        .list_users(authed(pb::ListUsersRequest::default(), &token))
+        .await
+        .expect("list");
+    assert_eq!(listed.into_inner().total, 2);
+
+    let status = expect_code(
+        users
+            .create_users(authed(request(&["other@example.com"]), &token))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(status.message().contains("request_id"), "{}", status.message());
+
+    // Tenants too.
+    let global = app.global_token(&["tenants:create"]);
+    let tenant = |slug: &str| pb::CreateTenantRequest {
+        name: "Retry".into(),
+        slug: slug.into(),
+        request_id: "tenant-retry".into(),
+        ..Default::default()
+    };
+    let mut tenants = app.tenants();
+    let first = tenants
+        .create_tenant(authed(tenant("retry"), &global))
+        .await
+        .expect("first")
+        .into_inner();
+    let again = tenants
+        .create_tenant(authed(tenant("retry"), &global))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(first.id, again.id);
+    expect_code(
+        tenants.create_tenant(authed(tenant("other"), &global)).await,
+        Code::FailedPrecondition,
+    );
+}

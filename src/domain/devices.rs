@@ -1,0 +1,272 @@
+//! Devices: registration under the owner's `max_devices`, lookups and lists
+//! scoped to the tenant in context, name and posture updates, connection
+//! reports and revocation.
+//!
+//! A device belongs to a user, not to a tenant: it is visible in every tenant
+//! its user is a member of, and NOT_FOUND in the others. A caller acting on
+//! itself only (`allow_self` without the RPC's permission) sees its own
+//! devices only; another user's device answers NOT_FOUND, like an unknown id.
+//!
+//! Lock order: a transaction that writes a user's row and its devices takes
+//! the user's row first (RegisterDevice, ReportConnection, DeactivateUser,
+//! DeleteUser), so they serialize per user and never deadlock.
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    auth::Principal,
+    domain::{
+        idempotency::{self, RequestKey},
+        now,
+        paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
+        users,
+        validate::{self, MAX_TEXT},
+    },
+    error::{Error, Result, Violations},
+    store::{self, entity::device},
+};
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_REVOKED: &str = "revoked";
+
+/// Longest platform or OS version accepted.
+pub const MAX_PLATFORM: usize = 100;
+
+const SORT_FIELDS: &[SortField] = &[SortField::time("registeredAt"), SortField::text("name")];
+
+/// The security posture a device reports (`compliant` is derived, not stored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Posture {
+    pub disk_encrypted: bool,
+    pub firewall_enabled: bool,
+    pub screen_lock_enabled: bool,
+    pub os_up_to_date: bool,
+}
+
+impl Posture {
+    fn as_bytes(self) -> [u8; 4] {
+        [
+            self.disk_encrypted.into(),
+            self.firewall_enabled.into(),
+            self.screen_lock_enabled.into(),
+            self.os_up_to_date.into(),
+        ]
+    }
+}
+
+/// A device to register (RegisterDevice), as received.
+#[derive(Debug, Clone, Default)]
+pub struct NewDevice {
+    pub user_id: String,
+    pub name: String,
+    pub platform: String,
+    pub os_version: String,
+    pub posture: Posture,
+    pub request_id: String,
+}
+
+/// Changes to a device; `None` leaves a field.
+#[derive(Debug, Clone, Default)]
+pub struct DevicePatch {
+    pub name: Option<String>,
+    pub posture: Option<Posture>,
+}
+
+fn revoked() -> Error {
+    Error::FailedPrecondition("the device is revoked".into())
+}
+
+/// The device, if the caller may see it (see the module comment), else NOT_FOUND.
+async fn visible(app: &App, caller: &Principal, id: Uuid) -> Result<device::Model> {
+    let owner = if caller.is_self_only() {
+        Some(caller.user_id().ok_or(Error::NotFound("device"))?)
+    } else {
+        None
+    };
+    store::devices::find_in_tenant(&app.db, caller.tenant_id, id, owner)
+        .await?
+        .ok_or(Error::NotFound("device"))
+}
+
+/// Registers a device for a member of the tenant in context. Refused
+/// (FAILED_PRECONDITION) when the user already has `max_devices` active
+/// devices, or is deactivated.
+pub async fn register(app: &App, caller: &Principal, new: NewDevice) -> Result<device::Model> {
+    let mut violations = Violations::new();
+    let user_id = validate::uuid(&mut violations, "user_id", &new.user_id);
+    let name = validate::required_text(&mut violations, "name", &new.name, MAX_TEXT);
+    let platform = validate::required_text(&mut violations, "platform", &new.platform, MAX_PLATFORM);
+    let os_version = validate::text(&mut violations, "os_version", &new.os_version, MAX_PLATFORM);
+    let request_id = idempotency::request_id(&mut violations, &new.request_id);
+    violations.finish()?;
+    let user_id = user_id.ok_or_else(|| Error::invalid("user_id", "must be a UUID"))?;
+    caller.require_target(user_id)?;
+    let posture = new.posture;
+    let key = RequestKey::new(
+        caller,
+        "RegisterDevice",
+        &request_id,
+        &[
+            user_id.as_bytes(),
+            name.as_bytes(),
+            platform.as_bytes(),
+            os_version.as_bytes(),
+            &posture.as_bytes(),
+        ],
+    );
+
+    let now = now();
+    let txn = app.db.begin().await?;
+    // First statement: the owner's row lock. Registrations of the same user
+    // run one after the other from here, so the count below still holds when
+    // the device is inserted (and a retry sees its first attempt's key).
+    if !store::users::lock(&txn, user_id).await? {
+        return Err(Error::NotFound("user"));
+    }
+    let user = store::users::find_in_tenant(&txn, caller.tenant_id, user_id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    if let Some(key) = &key
+        && let Some(response) = key.replay(&txn).await?
+    {
+        let id = Uuid::from_slice(&response).map_err(Error::internal)?;
+        return store::devices::find(&txn, id).await?.ok_or(Error::NotFound("device"));
+    }
+    if user.status == users::STATUS_INACTIVE {
+        return Err(Error::FailedPrecondition(
+            "the user is deactivated: reactivate it before registering devices".into(),
+        ));
+    }
+    if let Some(max) = user.max_devices {
+        let active = store::devices::count_active(&txn, user_id).await?;
+        if active >= u64::try_from(max).unwrap_or(0) {
+            return Err(Error::FailedPrecondition(format!(
+                "max_devices reached: the user has {active} active devices, at most {max} allowed"
+            )));
+        }
+    }
+    let device = device::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        name: Set(name),
+        platform: Set(platform),
+        os_version: Set(os_version),
+        status: Set(STATUS_ACTIVE.to_owned()),
+        connected: Set(false),
+        last_connection: Set(None),
+        disk_encrypted: Set(posture.disk_encrypted),
+        firewall_enabled: Set(posture.firewall_enabled),
+        screen_lock_enabled: Set(posture.screen_lock_enabled),
+        os_up_to_date: Set(posture.os_up_to_date),
+        registered_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    if let Some(key) = &key {
+        key.record(&txn, device.id.as_bytes().to_vec(), now).await?;
+    }
+    txn.commit().await?;
+    Ok(device)
+}
+
+pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<device::Model> {
+    let id = validate::id("id", id)?;
+    visible(app, caller, id).await
+}
+
+/// A member's devices (active and revoked), paged.
+pub async fn list(app: &App, caller: &Principal, user_id: &str, page: &PageRequest) -> Result<Page<device::Model>> {
+    let user_id = validate::id("user_id", user_id)?;
+    let scope = format!("devices|{}|{user_id}", caller.tenant_id);
+    let params = ListParams::parse(page, SORT_FIELDS, MAX_LIMIT, &scope)?;
+    caller.require_target(user_id)?;
+    store::users::find_in_tenant(&app.db, caller.tenant_id, user_id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    let (rows, total) = store::devices::list(&app.db, user_id, &params).await?;
+    Ok(params.page(rows, total, |d, sort| {
+        let values = sort
+            .iter()
+            .map(|key| match key.field.name {
+                "name" => d.name.clone().into(),
+                _ => d.registered_at.into(),
+            })
+            .collect();
+        (values, d.id)
+    }))
+}
+
+/// Renames a device or replaces its posture (a revoked device too: the
+/// record stays accurate).
+pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch) -> Result<device::Model> {
+    let id = validate::id("id", id)?;
+    let mut violations = Violations::new();
+    let name = patch
+        .name
+        .map(|name| validate::required_text(&mut violations, "name", &name, MAX_TEXT));
+    violations.finish()?;
+    let device = visible(app, caller, id).await?;
+    if name.is_none() && patch.posture.is_none() {
+        return Ok(device);
+    }
+    let mut active: device::ActiveModel = device.into();
+    if let Some(name) = name {
+        active.name = Set(name);
+    }
+    if let Some(posture) = patch.posture {
+        active.disk_encrypted = Set(posture.disk_encrypted);
+        active.firewall_enabled = Set(posture.firewall_enabled);
+        active.screen_lock_enabled = Set(posture.screen_lock_enabled);
+        active.os_up_to_date = Set(posture.os_up_to_date);
+    }
+    active.updated_at = Set(now());
+    Ok(active.update(&app.db).await?)
+}
+
+/// Records that an active device connected or disconnected: its `connected`
+/// and `last_connection`, and its user's `last_connection`, in one
+/// transaction. Every report stamps `last_connection`: either way the device
+/// was connected at that moment.
+pub async fn report_connection(
+    app: &App,
+    caller: &Principal,
+    device_id: &str,
+    connected: bool,
+) -> Result<device::Model> {
+    let id = validate::id("device_id", device_id)?;
+    let device = visible(app, caller, id).await?;
+    if device.status != STATUS_ACTIVE {
+        return Err(revoked());
+    }
+    let now = now();
+    let txn = app.db.begin().await?;
+    // The owner's row first (see the lock order above).
+    if !store::users::set_last_connection(&txn, device.user_id, now).await? {
+        return Err(Error::NotFound("device"));
+    }
+    // Checks the status again in the write, so a revocation that won the
+    // race is not overwritten.
+    if !store::devices::record_connection(&txn, id, connected, now).await? {
+        return Err(revoked());
+    }
+    let device = store::devices::find(&txn, id).await?.ok_or(Error::NotFound("device"))?;
+    txn.commit().await?;
+    Ok(device)
+}
+
+/// Revokes a device: REVOKED and disconnected. Revoking a revoked device
+/// changes nothing and answers it as it is.
+pub async fn revoke(app: &App, caller: &Principal, id: &str) -> Result<device::Model> {
+    let id = validate::id("id", id)?;
+    let device = visible(app, caller, id).await?;
+    if device.status == STATUS_REVOKED {
+        return Ok(device);
+    }
+    store::devices::revoke(&app.db, id, now()).await?;
+    store::devices::find(&app.db, id)
+        .await?
+        .ok_or(Error::NotFound("device"))
+}
