@@ -53,3 +53,34 @@ async fn http_liveness_readiness_and_jwks() {
     assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty()));
     assert!(key.get("d").is_none(), "the private key must never be published");
 }
+
+#[tokio::test]
+async fn metrics_count_and_time_every_rpc_by_code() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users();
+    users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &app.token(&["users:list"]),
+        ))
+        .await
+        .expect("list");
+    let _ = users
+        .list_users(tonic::Request::new(castellan::pb::ListUsersRequest::default()))
+        .await;
+    let text = reqwest::get(format!("http://{}/metrics", app.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for expected in [
+        r#"castellan_rpc_requests_total{rpc="identity.v1.UserService/ListUsers",code="Ok"}"#,
+        r#"castellan_rpc_requests_total{rpc="identity.v1.UserService/ListUsers",code="Unauthenticated"}"#,
+        r#"castellan_rpc_duration_seconds_bucket{rpc="identity.v1.UserService/ListUsers",le="0.005"}"#,
+        r#"castellan_db_pool_connections{state="idle"}"#,
+        "castellan_mail_outbox_backlog",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
