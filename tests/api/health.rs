@@ -84,3 +84,42 @@ async fn metrics_count_and_time_every_rpc_by_code() {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_busy_pool_answers_unavailable_after_the_acquire_timeout() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn_with(&["--database-max-connections", "1", "--database-acquire-timeout", "300ms"]).await;
+    let token = app.token(&["users:list"]);
+    let mut users = app.users();
+    users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &token,
+        ))
+        .await
+        .expect("an idle pool serves");
+    // Hold the only connection.
+    let held = app.app.db.begin().await.expect("take the connection");
+    let started = std::time::Instant::now();
+    let status = users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &token,
+        ))
+        .await
+        .expect_err("no connection is free");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "waited {:?}",
+        started.elapsed()
+    );
+    held.rollback().await.expect("release");
+    users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &token,
+        ))
+        .await
+        .expect("served again once a connection is free");
+}
