@@ -15,7 +15,7 @@ use crate::{
     },
     error::Result,
     mail::Mailer,
-    store::{self, invalidation::ListenerEvent},
+    store::{self, PoolSettings, invalidation::ListenerEvent},
 };
 
 pub struct App {
@@ -33,7 +33,7 @@ impl App {
     /// Connects, migrates (unless turned off), loads or generates the
     /// signing key, and bootstraps an empty database.
     pub async fn build(config: Config) -> Result<Arc<Self>> {
-        let db = store::connect(&config.database_url()).await?;
+        let db = store::connect(&config.database_url(), PoolSettings::from(&config)).await?;
         if !config.no_migrate {
             store::migrate(&db).await?;
         }

@@ -76,6 +76,18 @@ pub struct Config {
     /// Database URL (`sqlite://...` or `postgres://...`); default: SQLite in the data dir.
     #[arg(long, env = "CASTELLAN_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// Most database connections open at once (0 = 8 on SQLite, 32 on PostgreSQL).
+    #[arg(long, env = "CASTELLAN_DATABASE_MAX_CONNECTIONS", default_value_t = 0, global = true)]
+    pub database_max_connections: u32,
+    /// How long a call waits for a free database connection before failing
+    /// with UNAVAILABLE.
+    #[arg(
+        long,
+        env = "CASTELLAN_DATABASE_ACQUIRE_TIMEOUT",
+        default_value = "5s",
+        global = true
+    )]
+    pub database_acquire_timeout: humantime::Duration,
     /// gRPC listen address.
     #[arg(long, env = "CASTELLAN_GRPC_ADDR", default_value = "0.0.0.0:50051", global = true)]
     pub grpc_addr: SocketAddr,
@@ -225,6 +237,8 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("database_acquire_timeout", &self.database_acquire_timeout)
             .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
             .field("data_dir", &self.data_dir)

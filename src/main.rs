@@ -7,7 +7,8 @@ use castellan::{
     app::App,
     config::{Cli, Command},
     server::{Application, shutdown_signal},
-    store, telemetry, token_cli,
+    store::{self, PoolSettings},
+    telemetry, token_cli,
 };
 use clap::Parser;
 
@@ -40,7 +41,7 @@ async fn serve(config: castellan::config::Config) -> castellan::error::Result<()
 }
 
 async fn migrate(config: &castellan::config::Config) -> castellan::error::Result<()> {
-    let db = store::connect(&config.database_url()).await?;
+    let db = store::connect(&config.database_url(), PoolSettings::from(config)).await?;
     store::migrate(&db).await?;
     tracing::info!("migrations applied");
     Ok(())

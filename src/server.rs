@@ -137,6 +137,7 @@ impl Application {
                     .unwrap_or_default();
                 tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id)
             }))
+            .layer(crate::telemetry::metrics::RpcMetricsLayer)
             .layer(AuthLayer::new(app.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -206,6 +207,7 @@ fn http_router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/metrics", get(metrics))
         .with_state(app.clone())
         .merge(crate::rest::router(app))
 }
@@ -216,6 +218,18 @@ async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
     }
+}
+
+/// Prometheus text: the RPC counters and histograms, login failures and
+/// lockouts, plus gauges read now (database pool, mail outbox backlog).
+async fn metrics(State(app): State<Arc<App>>) -> String {
+    let (size, idle) = store::pool_stats(&app.db);
+    ::metrics::gauge!("castellan_db_pool_connections", "state" => "in_use").set(size.saturating_sub(idle) as f64);
+    ::metrics::gauge!("castellan_db_pool_connections", "state" => "idle").set(idle as f64);
+    if let Ok(backlog) = store::outbox::backlog(&app.db).await {
+        ::metrics::gauge!("castellan_mail_outbox_backlog").set(backlog as f64);
+    }
+    crate::telemetry::metrics::handle().render()
 }
 
 async fn jwks(State(app): State<Arc<App>>) -> Json<serde_json::Value> {

@@ -1,5 +1,5 @@
-//! Structured logs with tracing: human-readable text, or JSON lines when
-//! asked. `RUST_LOG` filters (default `info`).
+//! Structured logs with tracing (human-readable text, or JSON lines when
+//! asked; `RUST_LOG` filters, default `info`) and Prometheus metrics.
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -15,4 +15,99 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
     };
+}
+
+/// Prometheus metrics: the recorder (installed once per process) and the
+/// tower layer that counts and times every gRPC call.
+pub mod metrics {
+    use std::{
+        future::Future,
+        pin::Pin,
+        sync::OnceLock,
+        task::{Context, Poll},
+        time::Instant,
+    };
+
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+    use tower::{Layer, Service};
+
+    /// Latency buckets (seconds): from 100 µs to 5 s.
+    const BUCKETS: &[f64] = &[
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ];
+
+    /// The process's metrics, rendered in the Prometheus text format.
+    pub fn handle() -> &'static PrometheusHandle {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        HANDLE.get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets(BUCKETS) {
+                Ok(with_buckets) => with_buckets,
+                Err(_) => PrometheusBuilder::new(),
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Only the first install wins (tests start many servers in one process).
+            let _ = ::metrics::set_global_recorder(recorder);
+            handle
+        })
+    }
+
+    /// Counts (`castellan_rpc_requests_total{rpc,code}`) and times
+    /// (`castellan_rpc_duration_seconds{rpc}`) every gRPC call.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct RpcMetricsLayer;
+
+    impl<S> Layer<S> for RpcMetricsLayer {
+        type Service = RpcMetrics<S>;
+
+        fn layer(&self, inner: S) -> Self::Service {
+            handle();
+            RpcMetrics { inner }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct RpcMetrics<S> {
+        inner: S,
+    }
+
+    impl<S, B, R> Service<http::Request<B>> for RpcMetrics<S>
+    where
+        S: Service<http::Request<B>, Response = http::Response<R>> + Send,
+        S::Future: Send + 'static,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<B>) -> Self::Future {
+            let rpc = request.uri().path().trim_start_matches('/').to_owned();
+            let started = Instant::now();
+            let future = self.inner.call(request);
+            Box::pin(async move {
+                let response = future.await;
+                // Errors travel in the headers (trailers-only responses);
+                // a response without grpc-status there succeeded.
+                let code = match &response {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                    Err(_) => tonic::Code::Unknown,
+                };
+                ::metrics::counter!("castellan_rpc_requests_total", "rpc" => rpc.clone(), "code" => format!("{code:?}"))
+                    .increment(1);
+                ::metrics::histogram!("castellan_rpc_duration_seconds", "rpc" => rpc)
+                    .record(started.elapsed().as_secs_f64());
+                response
+            })
+        }
+    }
 }

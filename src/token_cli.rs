@@ -12,14 +12,14 @@ use crate::{
     config::{Config, TokenArgs},
     domain::{permissions::well_formed, users::STATUS_ACTIVE},
     error::{Error, Result},
-    store,
+    store::{self, PoolSettings},
 };
 
 pub async fn run(config: &Config, args: &TokenArgs) -> Result<String> {
     if let Some(subject) = &args.subject {
         check_service_args(subject, args)?;
     }
-    let db = store::connect(&config.database_url()).await?;
+    let db = store::connect(&config.database_url(), PoolSettings::from(config)).await?;
     if !config.no_migrate {
         store::migrate(&db).await?;
     }

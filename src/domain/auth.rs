@@ -80,15 +80,16 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
         .await?;
         locked_until = locked_until.max(address_lock);
     }
-    match locked_until {
-        None => Ok(()),
-        Some(until) => Err(Error::Throttled {
-            retry_after: (until - now)
-                .to_std()
-                .unwrap_or(Duration::from_secs(1))
-                .max(Duration::from_secs(1)),
-        }),
-    }
+    let Some(until) = locked_until else {
+        return Ok(());
+    };
+    ::metrics::counter!("castellan_login_throttled_total").increment(1);
+    Err(Error::Throttled {
+        retry_after: (until - now)
+            .to_std()
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_secs(1)),
+    })
 }
 
 /// Verifies a password for a username. Unknown users and users without a
@@ -100,6 +101,9 @@ async fn check_password(app: &App, username: &str, password: &str) -> Result<Opt
         _ => (None, app.dummy_password_hash.clone()),
     };
     let matches = credentials::verify_password(password.to_owned(), hash).await?;
+    if !matches {
+        ::metrics::counter!("castellan_login_failures_total").increment(1);
+    }
     Ok(user.filter(|_| matches))
 }
 

@@ -24,7 +24,25 @@ use crate::error::{Error, Result};
 
 /// Opens the connection pool. SQLite gets WAL and a busy timeout so
 /// concurrent writers queue instead of failing.
-pub async fn connect(url: &str) -> Result<DatabaseConnection> {
+/// How the connection pool behaves under load.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Most connections open at once; 0 = 8 on SQLite, 32 on PostgreSQL.
+    pub max_connections: u32,
+    /// How long a call waits for a free connection before UNAVAILABLE.
+    pub acquire_timeout: Duration,
+}
+
+impl From<&crate::config::Config> for PoolSettings {
+    fn from(config: &crate::config::Config) -> Self {
+        Self {
+            max_connections: config.database_max_connections,
+            acquire_timeout: config.database_acquire_timeout.into(),
+        }
+    }
+}
+
+pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection> {
     if let Some(path) = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next())
         && let Some(parent) = std::path::Path::new(path).parent()
         && !parent.as_os_str().is_empty()
@@ -33,10 +51,14 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     }
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(if url.starts_with("sqlite") { 8 } else { 32 })
+        .max_connections(match pool.max_connections {
+            0 if url.starts_with("sqlite") => 8,
+            0 => 32,
+            n => n,
+        })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(pool.acquire_timeout)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -68,6 +90,20 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     Migrator::up(&txn, None).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// Connections of the pool: (open, idle).
+pub fn pool_stats(db: &DatabaseConnection) -> (usize, usize) {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size() as usize, pool.num_idle())
+        }
+        _ => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size() as usize, pool.num_idle())
+        }
+    }
 }
 
 /// Whether the database answers.

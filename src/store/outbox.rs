@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -87,4 +87,12 @@ pub async fn mark_failed<C: ConnectionTrait>(db: &C, id: Uuid, error: &str, retr
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Mails not sent yet.
+pub async fn backlog<C: ConnectionTrait>(db: &C) -> Result<u64> {
+    Ok(mail_outbox::Entity::find()
+        .filter(mail_outbox::Column::SentAt.is_null())
+        .count(db)
+        .await?)
 }

@@ -53,3 +53,73 @@ async fn http_liveness_readiness_and_jwks() {
     assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty()));
     assert!(key.get("d").is_none(), "the private key must never be published");
 }
+
+#[tokio::test]
+async fn metrics_count_and_time_every_rpc_by_code() {
+    let app = TestApp::spawn().await;
+    let mut users = app.users();
+    users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &app.token(&["users:list"]),
+        ))
+        .await
+        .expect("list");
+    let _ = users
+        .list_users(tonic::Request::new(castellan::pb::ListUsersRequest::default()))
+        .await;
+    let text = reqwest::get(format!("http://{}/metrics", app.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for expected in [
+        r#"castellan_rpc_requests_total{rpc="identity.v1.UserService/ListUsers",code="Ok"}"#,
+        r#"castellan_rpc_requests_total{rpc="identity.v1.UserService/ListUsers",code="Unauthenticated"}"#,
+        r#"castellan_rpc_duration_seconds_bucket{rpc="identity.v1.UserService/ListUsers",le="0.005"}"#,
+        r#"castellan_db_pool_connections{state="idle"}"#,
+        "castellan_mail_outbox_backlog",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_busy_pool_answers_unavailable_after_the_acquire_timeout() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn_with(&["--database-max-connections", "1", "--database-acquire-timeout", "300ms"]).await;
+    let token = app.token(&["users:list"]);
+    let mut users = app.users();
+    users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &token,
+        ))
+        .await
+        .expect("an idle pool serves");
+    // Hold the only connection.
+    let held = app.app.db.begin().await.expect("take the connection");
+    let started = std::time::Instant::now();
+    let status = users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &token,
+        ))
+        .await
+        .expect_err("no connection is free");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "waited {:?}",
+        started.elapsed()
+    );
+    held.rollback().await.expect("release");
+    users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &token,
+        ))
+        .await
+        .expect("served again once a connection is free");
+}
