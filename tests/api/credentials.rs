@@ -130,21 +130,23 @@ async fn every_login_failure_answers_alike_and_in_about_the_same_time() {
         assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{username}");
     }
 
-    // Unknown users cost a dummy hash: never much faster than a wrong password.
-    async fn median(app: &TestApp, username: &str) -> Duration {
-        let mut times = Vec::new();
+    // Unknown users cost a dummy hash: never much faster than a wrong
+    // password. The fastest of several attempts is compared (the least noisy
+    // measure of the work done on a busy machine); without the dummy hash an
+    // unknown user would answer in well under a tenth of the time.
+    async fn fastest(app: &TestApp, username: &str) -> Duration {
+        let mut fastest = Duration::MAX;
         for _ in 0..7 {
             let started = Instant::now();
             let _ = login(app, username, "wrong password!").await;
-            times.push(started.elapsed());
+            fastest = fastest.min(started.elapsed());
         }
-        times.sort();
-        times[3]
+        fastest
     }
-    let unknown = median(&app, "nobody@example.com").await;
-    let known = median(&app, "active@example.com").await;
+    let unknown = fastest(&app, "nobody@example.com").await;
+    let known = fastest(&app, "active@example.com").await;
     assert!(
-        unknown * 3 >= known && known * 3 >= unknown,
+        unknown * 4 >= known && known * 4 >= unknown,
         "unknown user {unknown:?} vs wrong password {known:?}"
     );
     let empty = expect_code(login(&app, "", "").await, Code::InvalidArgument);
