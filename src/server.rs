@@ -210,6 +210,7 @@ fn http_router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(app.clone())
         .merge(crate::rest::router(app))
+        .layer(axum::middleware::from_fn(crate::telemetry::metrics::track_http))
 }
 
 async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {

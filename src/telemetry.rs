@@ -110,4 +110,29 @@ pub mod metrics {
             })
         }
     }
+
+    /// Counts (`castellan_http_requests_total{route,method,status}`) and
+    /// times (`castellan_http_duration_seconds{route}`) every HTTP request
+    /// (REST gateway and operational routes), labelled by the route pattern,
+    /// never by the raw path: ids and tokens stay out of the labels.
+    pub async fn track_http(
+        route: Option<axum::extract::MatchedPath>,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
+        let method = request.method().as_str().to_owned();
+        let started = Instant::now();
+        let response = next.run(request).await;
+        ::metrics::counter!(
+            "castellan_http_requests_total",
+            "route" => route.clone(),
+            "method" => method,
+            "status" => response.status().as_u16().to_string()
+        )
+        .increment(1);
+        ::metrics::histogram!("castellan_http_duration_seconds", "route" => route)
+            .record(started.elapsed().as_secs_f64());
+        response
+    }
 }

@@ -68,6 +68,15 @@ async fn metrics_count_and_time_every_rpc_by_code() {
     let _ = users
         .list_users(tonic::Request::new(castellan::pb::ListUsersRequest::default()))
         .await;
+    // A REST call (no token: 401) is counted by its route pattern.
+    let rest = reqwest::get(format!(
+        "http://{}/tenants/users/{}",
+        app.http_addr,
+        uuid::Uuid::now_v7()
+    ))
+    .await
+    .expect("rest call");
+    assert_eq!(rest.status(), 401);
     let text = reqwest::get(format!("http://{}/metrics", app.http_addr))
         .await
         .expect("metrics")
@@ -80,6 +89,8 @@ async fn metrics_count_and_time_every_rpc_by_code() {
         r#"castellan_rpc_duration_seconds_bucket{rpc="identity.v1.UserService/ListUsers",le="0.005"}"#,
         r#"castellan_db_pool_connections{state="idle"}"#,
         "castellan_mail_outbox_backlog",
+        r#"castellan_http_requests_total{route="/tenants/users/{id}",method="GET",status="401"}"#,
+        r#"castellan_http_duration_seconds_bucket{route="/tenants/users/{id}",le="0.005"}"#,
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }

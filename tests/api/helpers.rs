@@ -151,16 +151,32 @@ impl TestApp {
 
     /// Boots with extra command-line flags (e.g. the bootstrap admin).
     pub async fn spawn_with(extra_args: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, database) = test_database(data_dir.path()).await;
+        Self::spawn_on(data_dir, &database_url, database, extra_args).await
+    }
+
+    /// Boots on a database the caller provides (e.g. a PostgreSQL server the
+    /// test owns and stops).
+    pub async fn spawn_on_database(database_url: &str, extra_args: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_on(data_dir, database_url, None, extra_args).await
+    }
+
+    async fn spawn_on(
+        data_dir: tempfile::TempDir,
+        database_url: &str,
+        database: Option<PostgresDatabase>,
+        extra_args: &[&str],
+    ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             castellan::telemetry::init(castellan::config::LogFormat::Text);
         }
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let (database_url, database) = test_database(data_dir.path()).await;
         let data_dir_arg = data_dir.path().display().to_string();
         let mut args = vec![
             "castellan",
             "--database-url",
-            &database_url,
+            database_url,
             "--data-dir",
             &data_dir_arg,
             "--grpc-addr",

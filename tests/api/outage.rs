@@ -1,0 +1,191 @@
+//! A PostgreSQL server that the test owns and stops: health turns NOT_SERVING
+//! and RPCs UNAVAILABLE while it is down, and both recover when it returns,
+//! without restarting Castellan.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use castellan::pb::ListUsersRequest;
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::helpers::{TestApp, authed, expect_code};
+
+/// A private PostgreSQL cluster in a temp dir (initdb, trust auth, no fsync),
+/// stopped and removed when dropped.
+struct OwnedPostgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnedPostgres {
+    /// None when the PostgreSQL server binaries are not installed.
+    fn init() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+            .find(|bin| bin.join("initdb").exists())?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let cluster = Self { bin, dir, port };
+        if running_as_root() {
+            // initdb refuses to run as root: the cluster belongs to `postgres`.
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(cluster.dir.path()));
+        }
+        run(cluster
+            .command("initdb")
+            .args(["--auth=trust", "--username=postgres", "--no-sync", "--pgdata"])
+            .arg(cluster.data()));
+        cluster.start();
+        Some(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A command for one of the server binaries, as `postgres` when we are root.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -h 127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        run(self
+            .command("pg_ctl")
+            .args(["start", "--wait", "--silent", "-D"])
+            .arg(self.data())
+            .args(["-l"])
+            .arg(self.dir.path().join("server.log"))
+            .args(["-o", &options]));
+    }
+
+    fn stop(&self) {
+        run(self
+            .command("pg_ctl")
+            .args(["stop", "--wait", "--silent", "-m", "immediate", "-D"])
+            .arg(self.data()));
+    }
+}
+
+impl Drop for OwnedPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["stop", "--silent", "-m", "immediate", "-D"])
+            .arg(self.data())
+            .status();
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+#[track_caller]
+fn run(command: &mut Command) {
+    let output = command.output().expect("run a PostgreSQL tool");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn overall_health(app: &TestApp) -> i32 {
+    HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health answers even without a database")
+        .into_inner()
+        .status
+}
+
+/// Polls the overall health until it reports `want` (the probe runs every 2 s).
+async fn wait_for_health(app: &TestApp, want: ServingStatus) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while overall_health(app).await != want as i32 {
+        assert!(Instant::now() < deadline, "health never became {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn readyz(app: &TestApp) -> u16 {
+    reqwest::get(format!("http://{}/readyz", app.http_addr))
+        .await
+        .expect("readyz")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn stopping_the_database_turns_health_not_serving_and_rpcs_unavailable_until_it_returns() {
+    let Some(postgres) = OwnedPostgres::init() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the database outage test: install the PostgreSQL server (apt-get install postgresql)"
+        );
+        eprintln!("SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql");
+        return;
+    };
+    let app = TestApp::spawn_on_database(&postgres.url(), &["--database-acquire-timeout", "1s"]).await;
+    let token = app.token(&["users:list"]);
+    let list = || {
+        let mut users = app.users();
+        let request = authed(ListUsersRequest::default(), &token);
+        async move { users.list_users(request).await }
+    };
+    list().await.expect("list users while the database is up");
+    assert_eq!(overall_health(&app).await, ServingStatus::Serving as i32);
+
+    postgres.stop();
+    expect_code(list().await, Code::Unavailable);
+    wait_for_health(&app, ServingStatus::NotServing).await;
+    assert_eq!(readyz(&app).await, 503);
+    let liveness = HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .expect("liveness")
+        .into_inner()
+        .status;
+    assert_eq!(
+        liveness,
+        ServingStatus::Serving as i32,
+        "liveness must not follow the database"
+    );
+
+    postgres.start();
+    wait_for_health(&app, ServingStatus::Serving).await;
+    assert_eq!(readyz(&app).await, 200);
+    list().await.expect("list users after the database returned");
+}
