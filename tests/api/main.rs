@@ -7,6 +7,7 @@ mod groups;
 mod grpcurl;
 mod health;
 mod helpers;
+mod pages;
 mod paging;
 mod processes;
 mod rest;
