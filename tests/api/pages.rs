@@ -243,6 +243,96 @@ async fn a_wrong_current_password_counts_like_a_failed_login() {
     );
 }
 
+/// Log lines written while a test runs on its (current-thread) runtime.
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything the server logs, down to TRACE, while a person accepts an
+/// invitation and changes a password on the pages: never the token, never a
+/// password.
+#[tokio::test]
+async fn the_pages_log_no_token_and_no_password() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's runtime runs the server's tasks on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let sink = SmtpSink::start(0).await;
+    let port = sink.port.to_string();
+    let app = TestApp::spawn_with(&[
+        "--mailer",
+        "smtp",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &port,
+        "--smtp-tls",
+        "none",
+        "--outbox-interval",
+        "100ms",
+    ])
+    .await;
+    app.create_users(vec![draft("quiet@example.com")]).await;
+    let token = invitation_token(&sink.wait_for(1).await[0]);
+    let page = reqwest::get(format!("http://{}/invitations/accept?token={token}", app.http_addr))
+        .await
+        .expect("get");
+    assert_eq!(page.status(), StatusCode::OK);
+    for password in ["short", PASSWORD] {
+        post_form(
+            &app,
+            "/invitations/accept",
+            &[
+                ("token", &token),
+                ("password", password),
+                ("password_confirmation", password),
+            ],
+            "same-origin",
+        )
+        .await;
+    }
+    for current in ["wrong wrong wrong", PASSWORD] {
+        post_form(
+            &app,
+            "/password/change",
+            &[
+                ("username", "quiet@example.com"),
+                ("current_password", current),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirmation", NEW_PASSWORD),
+            ],
+            "same-origin",
+        )
+        .await;
+    }
+    login(&app, "quiet@example.com", NEW_PASSWORD)
+        .await
+        .expect("both forms went through");
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    assert!(
+        logs.contains("castellan::"),
+        "the server's own logs are captured: {logs}"
+    );
+    for secret in [token.as_str(), PASSWORD, NEW_PASSWORD, "wrong wrong wrong"] {
+        assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
+    }
+}
+
 /// A headless Chromium under a chromedriver this test started; both end
 /// with it.
 struct Browser {
@@ -464,6 +554,19 @@ async fn an_invited_person_sets_up_the_account_in_a_browser() {
     assert_eq!(browser.value("#last_name").await, "Byron");
     assert!(browser.text("#password-hint").await.contains("At least 8 characters"));
     browser.screenshot("invitation-form").await;
+    browser.client.set_window_size(390, 844).await.expect("phone size");
+    let width = browser
+        .client
+        .find(Locator::Css("#password"))
+        .await
+        .expect("password")
+        .rectangle()
+        .await
+        .expect("rectangle")
+        .2;
+    assert!((300.0..=390.0).contains(&width), "fields fit a phone: {width}");
+    browser.screenshot("invitation-phone").await;
+    browser.client.set_window_size(1024, 900).await.expect("desktop size");
 
     // A weak password: the form again, the error next to the field, names kept.
     browser.fill("#first_name", "Augusta Ada").await;
