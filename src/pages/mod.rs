@@ -113,7 +113,7 @@ pub struct FormErrors {
 }
 
 impl FormErrors {
-    /// The message for `field` with its `label`, or "" when it is fine.
+    /// The message shown next to `field`, or "" when it is fine.
     pub fn get(&self, field: &str) -> &str {
         self.fields
             .iter()
