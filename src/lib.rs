@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod mail;
+pub mod pages;
 pub mod pb;
 pub mod rest;
 pub mod server;

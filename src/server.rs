@@ -152,7 +152,12 @@ impl Application {
             .add_service(AuditServiceServer::new(PendingApi))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
 
-        let http_server = axum::serve(http, http_router(app.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
+        // The peer address reaches the pages' login throttling, as gRPC's does.
+        let http_server = axum::serve(
+            http,
+            http_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
 
         let servers = async {
             let (grpc_result, http_result) = tokio::join!(grpc_server, http_server.into_future());
@@ -209,6 +214,7 @@ fn http_router(app: Arc<App>) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/metrics", get(metrics))
         .with_state(app.clone())
+        .merge(crate::pages::router(app.clone()))
         .merge(crate::rest::router(app))
         .layer(axum::middleware::from_fn(crate::telemetry::metrics::track_http))
 }

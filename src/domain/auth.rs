@@ -19,7 +19,11 @@ use crate::{
         validate::{self, MAX_TEXT},
     },
     error::{Error, Result, Violations},
-    store::{self, credentials::ThrottleLimits, entity::user},
+    store::{
+        self,
+        credentials::ThrottleLimits,
+        entity::{tenant, user},
+    },
 };
 
 /// A Login request.
@@ -195,9 +199,14 @@ pub async fn change_password_of(
     new: &str,
     client: Option<IpAddr>,
 ) -> Result<()> {
-    if current.is_empty() {
-        return Err(Error::invalid("current_password", "is required"));
+    let mut violations = Violations::new();
+    if username.trim().is_empty() {
+        violations.add("username", "is required");
     }
+    if current.is_empty() {
+        violations.add("current_password", "is required");
+    }
+    violations.finish()?;
     let hash = new_password_hash(app, "new_password", new).await?;
     reserve_attempt(app, username, client).await?;
     let user = check_password(app, username, current)
@@ -215,6 +224,44 @@ pub async fn change_password_of(
     txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
+}
+
+/// What an open invitation is for: shown on the page that accepts it.
+#[derive(Debug, Clone)]
+pub struct InvitationDetails {
+    pub email: String,
+    pub tenant_name: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// Describes the open invitation with this token, without using it. Unknown,
+/// used and expired tokens (and an invited user who is no longer PENDING) all
+/// answer the same NOT_FOUND, as [`accept_invitation`] does, so nothing tells
+/// which users exist.
+pub async fn describe_invitation(app: &App, token: &str) -> Result<InvitationDetails> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Error::NotFound("invitation"));
+    }
+    let invitation = store::credentials::open_invitation(&app.db, &invitations::token_hash(token), now())
+        .await?
+        .ok_or(Error::NotFound("invitation"))?;
+    let user = user::Entity::find_by_id(invitation.user_id)
+        .one(&app.db)
+        .await?
+        .filter(|user| user.status == STATUS_PENDING)
+        .ok_or(Error::NotFound("invitation"))?;
+    let tenant = tenant::Entity::find_by_id(invitation.tenant_id)
+        .one(&app.db)
+        .await?
+        .ok_or(Error::NotFound("invitation"))?;
+    Ok(InvitationDetails {
+        email: user.email,
+        tenant_name: tenant.name,
+        first_name: user.first_name,
+        last_name: user.last_name,
+    })
 }
 
 /// An AcceptInvitation request.

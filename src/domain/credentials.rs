@@ -26,11 +26,17 @@ static BLOCKLIST: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The shortest password accepted given the configured minimum (never below
+/// [`MIN_PASSWORD_CHARS`]).
+pub fn min_password_chars(configured: usize) -> usize {
+    configured.max(MIN_PASSWORD_CHARS)
+}
+
 /// Checks the policy, adding a violation to `field` when it is not met.
 /// `min_chars` is the configured minimum (raised to 8 if lower).
 pub fn check_policy(violations: &mut Violations, field: &str, password: &str, min_chars: usize) {
     let chars = password.chars().count();
-    let min_chars = min_chars.max(MIN_PASSWORD_CHARS);
+    let min_chars = min_password_chars(min_chars);
     if chars < min_chars {
         violations.add(field, format!("must be at least {min_chars} characters"));
     } else if chars > MAX_PASSWORD_CHARS {

@@ -8,6 +8,7 @@ mod grpcurl;
 mod health;
 mod helpers;
 mod outage;
+mod pages;
 mod paging;
 mod processes;
 mod rest;
