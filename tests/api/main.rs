@@ -8,6 +8,7 @@ mod grpcurl;
 mod health;
 mod helpers;
 mod paging;
+mod permissions;
 mod processes;
 mod rest;
 mod roles;
