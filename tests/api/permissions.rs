@@ -53,6 +53,15 @@ async fn register_billing(app: &TestApp) {
         .expect("register billing");
 }
 
+/// A server with the billing permissions registered, and a token holding
+/// everything in its default tenant.
+async fn billing_app() -> (TestApp, String) {
+    let app = TestApp::spawn().await;
+    register_billing(&app).await;
+    let admin = app.token(&["*"]);
+    (app, admin)
+}
+
 fn by_user(user_id: &str, permission: &str) -> CheckPermissionRequest {
     CheckPermissionRequest {
         subject: Some(Subject::UserId(user_id.to_owned())),
@@ -132,6 +141,21 @@ async fn grant_role(app: &TestApp, admin: &str, user_id: &str, add: &[&str], rem
         ))
         .await
         .expect("update user roles");
+}
+
+/// Replaces the user's direct grants (UpdateUser `permissions`).
+async fn grant_directly(app: &TestApp, admin: &str, user_id: &str, permissions: &[&str]) {
+    app.users()
+        .update_user(authed(
+            pb::UpdateUserRequest {
+                id: user_id.to_owned(),
+                permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
+            },
+            admin,
+        ))
+        .await
+        .expect("direct grants");
 }
 
 #[tokio::test]
@@ -299,9 +323,7 @@ async fn registration_is_idempotent_validated_and_for_global_callers_only() {
 
 #[tokio::test]
 async fn registered_permissions_are_granted_by_roles_groups_direct_grants_and_wildcards() {
-    let app = TestApp::spawn().await;
-    register_billing(&app).await;
-    let admin = app.token(&["*"]);
+    let (app, admin) = billing_app().await;
     let users = app
         .create_users(vec![
             active_draft("reader@example.com"),
@@ -328,17 +350,7 @@ async fn registered_permissions_are_granted_by_roles_groups_direct_grants_and_wi
         .await
         .expect("join");
     // A direct grant.
-    app.users()
-        .update_user(authed(
-            pb::UpdateUserRequest {
-                id: direct.id.clone(),
-                permissions: vec!["billing:export".into()],
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .expect("direct grant");
+    grant_directly(&app, &admin, &direct.id, &["billing:export"]).await;
     // Unregistered permissions are still refused in grants.
     let status = expect_code(
         app.roles()
@@ -400,17 +412,7 @@ async fn registered_permissions_are_granted_by_roles_groups_direct_grants_and_wi
 
     // Sources of every covering grant: exact name and wildcard, direct first.
     grant_role(&app, &admin, &member.id, &[&readers.id], &[]).await;
-    app.users()
-        .update_user(authed(
-            pb::UpdateUserRequest {
-                id: member.id.clone(),
-                permissions: vec!["billing:invoices:*".into()],
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .expect("direct wildcard");
+    grant_directly(&app, &admin, &member.id, &["billing:invoices:*"]).await;
     assert_allowed(
         &check(&app, by_user(&member.id, "billing:invoices:read")).await,
         &[direct_source(), role_source(&readers.id), via_group.clone()],
@@ -455,9 +457,7 @@ fn expired_token(app: &TestApp, user_id: &str) -> String {
 
 #[tokio::test]
 async fn refusals_say_why_without_revealing_other_tenants() {
-    let app = TestApp::spawn().await;
-    register_billing(&app).await;
-    let admin = app.token(&["*"]);
+    let (app, admin) = billing_app().await;
     let other = app.create_tenant("other").await;
     let role = create_role(&app, &admin, "billing", &["billing:*"]).await;
     let users = app
@@ -623,9 +623,7 @@ async fn refusals_say_why_without_revealing_other_tenants() {
 
 #[tokio::test]
 async fn revocations_hold_from_the_very_next_check() {
-    let app = TestApp::spawn().await;
-    register_billing(&app).await;
-    let admin = app.token(&["*"]);
+    let (app, admin) = billing_app().await;
     let user = app
         .create_users(vec![active_draft("revoked@example.com")])
         .await
@@ -718,9 +716,7 @@ async fn revocations_hold_from_the_very_next_check() {
 
 #[tokio::test]
 async fn batches_answer_in_order_and_take_at_most_100_checks() {
-    let app = TestApp::spawn().await;
-    register_billing(&app).await;
-    let admin = app.token(&["*"]);
+    let (app, admin) = billing_app().await;
     let user = app
         .create_users(vec![active_draft("batch@example.com")])
         .await
@@ -817,9 +813,7 @@ async fn batches_answer_in_order_and_take_at_most_100_checks() {
 
 #[tokio::test]
 async fn nobody_grants_a_registered_permission_it_does_not_hold() {
-    let app = TestApp::spawn().await;
-    register_billing(&app).await;
-    let admin = app.token(&["*"]);
+    let (app, admin) = billing_app().await;
     // A tenant administrator: everything about users, roles and groups, no billing.
     let tenant_admin_role = create_role(&app, &admin, "tenant-admin", &["users:*", "roles:*", "groups:*"]).await;
     let people = app
@@ -908,9 +902,7 @@ async fn nobody_grants_a_registered_permission_it_does_not_hold() {
 
 #[tokio::test]
 async fn unregistering_a_carried_permission_needs_force() {
-    let app = TestApp::spawn().await;
-    register_billing(&app).await;
-    let admin = app.token(&["*"]);
+    let (app, admin) = billing_app().await;
     let global = app.global_token(&["permissions:register"]);
     let user = app
         .create_users(vec![active_draft("carrier@example.com")])
@@ -924,17 +916,7 @@ async fn unregistering_a_carried_permission_needs_force() {
     )
     .await;
     grant_role(&app, &admin, &user.id, &[&role.id], &[]).await;
-    app.users()
-        .update_user(authed(
-            pb::UpdateUserRequest {
-                id: user.id.clone(),
-                permissions: vec!["billing:export".into()],
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .expect("direct grant");
+    grant_directly(&app, &admin, &user.id, &["billing:export"]).await;
     let mut permissions = client(&app);
     let unregister = |names: &[&str], force: bool| {
         authed(
