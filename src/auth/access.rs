@@ -215,8 +215,6 @@ async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result
 
 #[cfg(test)]
 mod tests {
-    use uuid::Uuid;
-
     use super::*;
 
     #[test]
