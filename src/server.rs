@@ -18,7 +18,10 @@ use crate::{
     app::App,
     auth::layer::AuthLayer,
     error::{Error, Result},
-    grpc::{auth::AuthApi, device::DeviceApi, group::GroupApi, role::RoleApi, tenant::TenantApi, user::UserApi},
+    grpc::{
+        auth::AuthApi, device::DeviceApi, group::GroupApi, permission::PermissionApi, role::RoleApi, tenant::TenantApi,
+        user::UserApi,
+    },
     pb::{
         self, audit_service_server::AuditServiceServer, auth_service_server::AuthServiceServer,
         device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
@@ -31,7 +34,6 @@ use crate::{
 /// Services whose RPCs belong to issues not yet done: every RPC answers
 /// UNIMPLEMENTED (the generated default) until its issue lands.
 pub struct PendingApi;
-impl pb::permission_service_server::PermissionService for PendingApi {}
 impl pb::audit_service_server::AuditService for PendingApi {}
 
 /// The names the health service reports, besides the overall "".
@@ -42,7 +44,7 @@ const SERVICE_NAMES: &[&str] = &[
     <GroupServiceServer<GroupApi> as NamedService>::NAME,
     <DeviceServiceServer<DeviceApi> as NamedService>::NAME,
     <AuthServiceServer<AuthApi> as NamedService>::NAME,
-    <PermissionServiceServer<PendingApi> as NamedService>::NAME,
+    <PermissionServiceServer<PermissionApi> as NamedService>::NAME,
     <AuditServiceServer<PendingApi> as NamedService>::NAME,
 ];
 
@@ -148,7 +150,7 @@ impl Application {
             .add_service(GroupServiceServer::new(GroupApi { app: app.clone() }))
             .add_service(DeviceServiceServer::new(DeviceApi { app: app.clone() }))
             .add_service(AuthServiceServer::new(AuthApi { app: app.clone() }))
-            .add_service(PermissionServiceServer::new(PendingApi))
+            .add_service(PermissionServiceServer::new(PermissionApi { app: app.clone() }))
             .add_service(AuditServiceServer::new(PendingApi))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
 

@@ -9,6 +9,7 @@
 //! epoch after committing, which outdates whatever the reader stores.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -20,7 +21,14 @@ use moka::sync::Cache;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use crate::{auth::principal::PermissionSet, error::Result, store};
+use crate::{
+    auth::principal::PermissionSet,
+    error::Result,
+    store::{
+        self,
+        access::{Grant, GrantSource},
+    },
+};
 
 /// What a user may do in one tenant, as last read from the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +42,61 @@ pub struct UserAccess {
     /// The user's password is temporary: only ChangePassword and WhoAmI work.
     pub password_change_required: bool,
     pub permissions: Arc<PermissionSet>,
+    /// The same grants with their sources, for CheckPermission.
+    pub grants: Arc<EffectiveGrants>,
+}
+
+/// A user's grants in one tenant with their sources, indexed so that the
+/// grants covering a permission are found with a few hash lookups (the
+/// permission itself, each `prefix:*` above it, and `*`) rather than a scan.
+/// It matches exactly as [`PermissionSet::allows`] does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EffectiveGrants {
+    /// The sources of `*`.
+    everything: Vec<GrantSource>,
+    /// `prefix:` (without the `*`) → the sources of `prefix:*`.
+    prefixes: HashMap<String, Vec<GrantSource>>,
+    /// Any other grant → its sources.
+    exact: HashMap<String, Vec<GrantSource>>,
+}
+
+impl EffectiveGrants {
+    pub fn new(grants: impl IntoIterator<Item = Grant>) -> Self {
+        let mut index = Self::default();
+        for Grant { permission, source } in grants {
+            let sources = if permission == "*" {
+                &mut index.everything
+            } else if permission.ends_with(":*") {
+                let mut prefix = permission;
+                prefix.pop();
+                index.prefixes.entry(prefix).or_default()
+            } else {
+                index.exact.entry(permission).or_default()
+            };
+            sources.push(source);
+        }
+        index
+    }
+
+    /// The sources of every grant covering `permission`, sorted (direct,
+    /// roles, groups) and without duplicates; empty when nothing covers it.
+    pub fn sources(&self, permission: &str) -> Vec<GrantSource> {
+        let prefixes = permission
+            .match_indices(':')
+            .filter_map(|(i, _)| self.prefixes.get(&permission[..=i]));
+        let mut sources: Vec<GrantSource> = self
+            .exact
+            .get(permission)
+            .into_iter()
+            .chain(prefixes)
+            .chain(Some(&self.everything))
+            .flatten()
+            .copied()
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        sources
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +199,7 @@ async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result
             global: false,
             password_change_required: false,
             permissions: Arc::default(),
+            grants: Arc::default(),
         });
     };
     let grants = store::access::effective_grants(db, user_id, tenant_id).await?;
@@ -144,6 +208,80 @@ async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result
         member: state.member,
         global: state.has_global_role,
         password_change_required: state.password_change_required,
-        permissions: Arc::new(PermissionSet::new(grants.into_iter().map(|g| g.permission))),
+        permissions: Arc::new(PermissionSet::new(grants.iter().map(|g| g.permission.as_str()))),
+        grants: Arc::new(EffectiveGrants::new(grants)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_grants_match_like_permission_sets_and_keep_sources() {
+        let role = Uuid::now_v7();
+        let group = Uuid::now_v7();
+        let grants = vec![
+            Grant {
+                permission: "billing:invoices:*".into(),
+                source: GrantSource::Role(role),
+            },
+            Grant {
+                permission: "billing:invoices:read".into(),
+                source: GrantSource::Direct,
+            },
+            Grant {
+                permission: "users:*".into(),
+                source: GrantSource::Group {
+                    group_id: group,
+                    role_id: role,
+                },
+            },
+            Grant {
+                permission: "roles:read".into(),
+                source: GrantSource::Role(role),
+            },
+            Grant {
+                permission: "odd*".into(),
+                source: GrantSource::Direct,
+            },
+        ];
+        let set = PermissionSet::new(grants.iter().map(|g| g.permission.clone()));
+        let index = EffectiveGrants::new(grants);
+        for permission in [
+            "billing:invoices:read",
+            "billing:invoices:refund",
+            "billing:payments:read",
+            "billing",
+            "users:read",
+            "usersx:read",
+            "roles:read",
+            "roles:update",
+            "odd*",
+            "oddity",
+            "",
+        ] {
+            assert_eq!(
+                !index.sources(permission).is_empty(),
+                set.allows(permission),
+                "{permission}"
+            );
+        }
+        assert_eq!(
+            index.sources("billing:invoices:read"),
+            vec![GrantSource::Direct, GrantSource::Role(role)]
+        );
+        assert_eq!(
+            index.sources("users:list"),
+            vec![GrantSource::Group {
+                group_id: group,
+                role_id: role
+            }]
+        );
+        let everything = EffectiveGrants::new([Grant {
+            permission: "*".into(),
+            source: GrantSource::Role(role),
+        }]);
+        assert_eq!(everything.sources("any:thing"), vec![GrantSource::Role(role)]);
+    }
 }

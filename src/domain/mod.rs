@@ -6,6 +6,7 @@
 //! [`Principal`]: crate::auth::Principal
 
 pub mod auth;
+pub mod checks;
 pub mod credentials;
 pub mod devices;
 pub mod grants;

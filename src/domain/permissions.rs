@@ -3,16 +3,24 @@
 //! direct grants may only carry catalog permissions, or wildcards over them:
 //! `*`, and `prefix:*` when some catalog permission starts with `prefix:`
 //! (`users:*`, `billing:*`, `billing:invoices:*`).
+//!
+//! Services register their permissions under a namespace of their own
+//! (`billing:invoices:read`); Castellan's namespaces are reserved. The
+//! catalog is shared by every tenant, so only global callers change it.
 
 use std::collections::BTreeSet;
 
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::{
     app::App,
     auth::Principal,
-    error::{Result, Violations},
-    store,
+    domain::{
+        now,
+        validate::{self, MAX_DESCRIPTION},
+    },
+    error::{Error, Result, Violations},
+    store::{self, entity::registered_permission},
 };
 
 /// Castellan's own permissions (API.md), sorted by name.
@@ -69,6 +77,31 @@ pub struct PermissionInfo {
     pub description: String,
     /// One of Castellan's own permissions.
     pub built_in: bool,
+    /// The part of the name before the first `:`.
+    pub namespace: String,
+}
+
+/// The namespace of a permission name: the part before the first `:`.
+pub fn namespace_of(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(namespace, _)| namespace)
+}
+
+/// Whether a namespace is Castellan's own (that of a built-in permission:
+/// `tenants`, `users`, `roles`, `groups`, `devices`, `audit`, `permissions`).
+pub fn is_reserved(namespace: &str) -> bool {
+    BUILT_IN.iter().any(|(name, _)| namespace_of(name) == namespace)
+}
+
+/// Most permissions a Register or Unregister call names.
+pub const MAX_PER_CALL: usize = 1000;
+/// Longest namespace.
+pub const MAX_NAMESPACE: usize = 63;
+
+/// A permission a service declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermissionDefinition {
+    pub name: String,
+    pub description: String,
 }
 
 /// The names of every catalog permission, for membership checks.
@@ -160,21 +193,169 @@ pub async fn list(app: &App, _caller: &Principal) -> Result<Vec<PermissionInfo>>
             name: (*name).to_owned(),
             description: (*description).to_owned(),
             built_in: true,
+            namespace: namespace_of(name).to_owned(),
         })
         .collect();
     catalog.extend(
         store::permissions::registered(&app.db)
             .await?
             .into_iter()
-            .map(|p| PermissionInfo {
-                name: p.name,
-                description: p.description,
-                built_in: false,
-            }),
+            .map(registered_info),
     );
     catalog.sort_by(|a, b| a.name.cmp(&b.name));
     catalog.dedup_by(|a, b| a.name == b.name);
     Ok(catalog)
+}
+
+fn registered_info(p: registered_permission::Model) -> PermissionInfo {
+    PermissionInfo {
+        name: p.name,
+        description: p.description,
+        built_in: false,
+        namespace: p.namespace,
+    }
+}
+
+/// The catalog is shared by every tenant: only global callers change it.
+fn require_global(caller: &Principal) -> Result<()> {
+    if caller.global {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(
+            "only a global caller may register or unregister permissions".into(),
+        ))
+    }
+}
+
+/// A namespace services may register under: `[a-z][a-z0-9_.-]{0,62}`, not
+/// reserved.
+fn check_namespace(violations: &mut Violations, namespace: &str) {
+    let well_formed = namespace.len() <= MAX_NAMESPACE
+        && namespace.starts_with(|c: char| c.is_ascii_lowercase())
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if namespace.is_empty() {
+        violations.add("namespace", "is required");
+    } else if !well_formed {
+        violations.add(
+            "namespace",
+            format!("must be 1..{MAX_NAMESPACE} characters [a-z0-9_.-] starting with a letter"),
+        );
+    } else if is_reserved(namespace) {
+        violations.add(
+            "namespace",
+            format!("{namespace:?} is reserved for Castellan's own permissions"),
+        );
+    }
+}
+
+/// A name a service may register under `namespace`: well formed, starting
+/// with `namespace:`, no empty `:`-separated part, no wildcard.
+fn check_registrable(violations: &mut Violations, field: &str, namespace: &str, name: &str) {
+    let in_namespace = name
+        .strip_prefix(namespace)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some();
+    if name.is_empty() {
+        violations.add(field, "is required");
+    } else if !well_formed(name) || name.contains('*') || name.split(':').any(str::is_empty) {
+        violations.add(
+            field,
+            "must look like namespace:resource:action ([a-z0-9_.-] parts, no wildcard)",
+        );
+    } else if !in_namespace {
+        violations.add(field, format!("must start with {namespace:?} followed by ':'"));
+    }
+}
+
+/// The number of entries of a Register or Unregister call: 1..=MAX_PER_CALL.
+fn check_count(violations: &mut Violations, field: &str, count: usize) {
+    if count == 0 {
+        violations.add(field, "at least one is required");
+    } else if count > MAX_PER_CALL {
+        violations.add(field, format!("at most {MAX_PER_CALL} a call"));
+    }
+}
+
+/// Declares or updates (idempotently) permissions of a namespace, all or
+/// nothing; returns every permission of the namespace afterwards.
+pub async fn register(
+    app: &App,
+    caller: &Principal,
+    namespace: &str,
+    definitions: &[PermissionDefinition],
+) -> Result<Vec<PermissionInfo>> {
+    require_global(caller)?;
+    let mut violations = Violations::new();
+    check_namespace(&mut violations, namespace);
+    check_count(&mut violations, "permissions", definitions.len());
+    let now = now();
+    let mut seen = BTreeSet::new();
+    let mut rows = Vec::with_capacity(definitions.len());
+    for (i, definition) in definitions.iter().enumerate() {
+        let field = format!("permissions[{i}]");
+        check_registrable(&mut violations, &format!("{field}.name"), namespace, &definition.name);
+        if !seen.insert(definition.name.as_str()) {
+            violations.add(format!("{field}.name"), "appears twice");
+        }
+        let description = validate::required_text(
+            &mut violations,
+            &format!("{field}.description"),
+            &definition.description,
+            MAX_DESCRIPTION,
+        );
+        rows.push(registered_permission::Model {
+            name: definition.name.clone(),
+            namespace: namespace.to_owned(),
+            description,
+            created_at: now,
+        });
+    }
+    violations.finish()?;
+    let txn = app.db.begin().await?;
+    store::permissions::upsert(&txn, rows).await?;
+    txn.commit().await?;
+    Ok(store::permissions::in_namespace(&app.db, namespace)
+        .await?
+        .into_iter()
+        .map(registered_info)
+        .collect())
+}
+
+/// Removes registered permissions of a namespace (unknown names are ignored).
+/// While roles or direct grants carry one this is FAILED_PRECONDITION unless
+/// `force`, which takes them out of every role and grant in the same
+/// transaction.
+pub async fn unregister(app: &App, caller: &Principal, namespace: &str, names: &[String], force: bool) -> Result<()> {
+    require_global(caller)?;
+    let mut violations = Violations::new();
+    check_namespace(&mut violations, namespace);
+    check_count(&mut violations, "names", names.len());
+    for (i, name) in names.iter().enumerate() {
+        check_registrable(&mut violations, &format!("names[{i}]"), namespace, name);
+    }
+    violations.finish()?;
+    let names = sorted(names);
+    let txn = app.db.begin().await?;
+    // Removing from the catalog first takes the write lock (SQLite) or the
+    // rows' locks (PostgreSQL) before the carriers are counted.
+    store::permissions::unregister(&txn, &names).await?;
+    let carried = store::permissions::carriers(&txn, &names).await? > 0;
+    if carried && !force {
+        txn.rollback().await?;
+        return Err(Error::FailedPrecondition(
+            "roles or direct grants still carry these permissions: remove them first, or unregister with force".into(),
+        ));
+    }
+    if carried {
+        store::permissions::revoke_everywhere(&txn, &names, now()).await?;
+    }
+    txn.commit().await?;
+    if carried {
+        app.invalidate_access().await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -190,6 +371,42 @@ mod tests {
                 .all(|(name, description)| well_formed(name) && !description.is_empty())
         );
         assert_eq!(BUILT_IN.len(), 34);
+    }
+
+    #[test]
+    fn castellan_namespaces_are_reserved_and_others_are_not() {
+        for reserved in ["tenants", "users", "roles", "groups", "devices", "audit", "permissions"] {
+            assert!(is_reserved(reserved), "{reserved}");
+        }
+        for free in ["billing", "user", "users2", ""] {
+            assert!(!is_reserved(free), "{free}");
+        }
+        assert_eq!(namespace_of("billing:invoices:read"), "billing");
+    }
+
+    #[test]
+    fn registrable_names_belong_to_the_namespace() {
+        let check = |name: &str| {
+            let mut violations = Violations::new();
+            check_registrable(&mut violations, "name", "billing", name);
+            violations.is_empty()
+        };
+        assert!(check("billing:invoices:read"));
+        assert!(check("billing:export"));
+        for bad in [
+            "",
+            "billing",
+            "billing:",
+            "billing::read",
+            "billing:*",
+            "billing:invoices:*",
+            "billingx:read",
+            "shipping:read",
+            "Billing:read",
+            "billing:read now",
+        ] {
+            assert!(!check(bad), "{bad}");
+        }
     }
 
     #[test]

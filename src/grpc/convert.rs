@@ -138,10 +138,11 @@ pub fn permission_info(p: PermissionInfo) -> pb::PermissionInfo {
         name: p.name,
         description: p.description,
         built_in: p.built_in,
+        namespace: p.namespace,
     }
 }
 
-fn permission_source(source: GrantSource) -> pb::PermissionSource {
+pub fn permission_source(source: GrantSource) -> pb::PermissionSource {
     match source {
         GrantSource::Direct => pb::PermissionSource {
             direct: true,

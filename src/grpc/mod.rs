@@ -5,6 +5,7 @@ pub mod auth;
 pub mod convert;
 pub mod device;
 pub mod group;
+pub mod permission;
 pub mod role;
 pub mod status;
 pub mod tenant;

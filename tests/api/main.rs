@@ -10,6 +10,7 @@ mod helpers;
 mod outage;
 mod pages;
 mod paging;
+mod permissions;
 mod processes;
 mod rest;
 mod roles;
