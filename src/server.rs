@@ -18,7 +18,15 @@ use crate::{
     app::App,
     auth::layer::AuthLayer,
     error::{Error, Result},
-    grpc::{auth::AuthApi, device::DeviceApi, group::GroupApi, role::RoleApi, tenant::TenantApi, user::UserApi},
+    grpc::{
+        audit::{AuditApi, RefusalLayer},
+        auth::AuthApi,
+        device::DeviceApi,
+        group::GroupApi,
+        role::RoleApi,
+        tenant::TenantApi,
+        user::UserApi,
+    },
     pb::{
         self, audit_service_server::AuditServiceServer, auth_service_server::AuthServiceServer,
         device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
@@ -32,7 +40,6 @@ use crate::{
 /// UNIMPLEMENTED (the generated default) until its issue lands.
 pub struct PendingApi;
 impl pb::permission_service_server::PermissionService for PendingApi {}
-impl pb::audit_service_server::AuditService for PendingApi {}
 
 /// The names the health service reports, besides the overall "".
 const SERVICE_NAMES: &[&str] = &[
@@ -43,7 +50,7 @@ const SERVICE_NAMES: &[&str] = &[
     <DeviceServiceServer<DeviceApi> as NamedService>::NAME,
     <AuthServiceServer<AuthApi> as NamedService>::NAME,
     <PermissionServiceServer<PendingApi> as NamedService>::NAME,
-    <AuditServiceServer<PendingApi> as NamedService>::NAME,
+    <AuditServiceServer<AuditApi> as NamedService>::NAME,
 ];
 
 /// A health entry that only says the process is alive and not shutting
@@ -138,6 +145,7 @@ impl Application {
                 tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id)
             }))
             .layer(crate::telemetry::metrics::RpcMetricsLayer)
+            .layer(RefusalLayer::new(app.clone()))
             .layer(AuthLayer::new(app.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -149,7 +157,7 @@ impl Application {
             .add_service(DeviceServiceServer::new(DeviceApi { app: app.clone() }))
             .add_service(AuthServiceServer::new(AuthApi { app: app.clone() }))
             .add_service(PermissionServiceServer::new(PendingApi))
-            .add_service(AuditServiceServer::new(PendingApi))
+            .add_service(AuditServiceServer::new(AuditApi { app: app.clone() }))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
 
         let http_server = axum::serve(http, http_router(app.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
@@ -210,6 +218,10 @@ fn http_router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(app.clone())
         .merge(crate::rest::router(app))
+        // Like gRPC: every call gets an x-request-id (kept if sent), which
+        // the audit trail records, and it is returned in the response.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
