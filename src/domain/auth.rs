@@ -227,10 +227,14 @@ async fn change_password_as(
     store::credentials::clear_attempts(&app.db, &account_key(username)).await?;
     let origin = match caller {
         Some(caller) => Origin::from(caller),
+        // The same operation as the RPC, so the same action.
         None => Origin::user(
             user.id,
             store::credentials::first_tenant(&app.db, user.id).await?,
-            Call::default(),
+            Call {
+                action: "identity.v1.AuthService/ChangePassword".to_owned(),
+                request_id: String::new(),
+            },
         ),
     };
     let now = now();
