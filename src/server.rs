@@ -19,7 +19,13 @@ use crate::{
     auth::layer::AuthLayer,
     error::{Error, Result},
     grpc::{
-        auth::AuthApi, device::DeviceApi, group::GroupApi, permission::PermissionApi, role::RoleApi, tenant::TenantApi,
+        audit::{AuditApi, RefusalLayer},
+        auth::AuthApi,
+        device::DeviceApi,
+        group::GroupApi,
+        permission::PermissionApi,
+        role::RoleApi,
+        tenant::TenantApi,
         user::UserApi,
     },
     pb::{
@@ -31,11 +37,6 @@ use crate::{
     store,
 };
 
-/// Services whose RPCs belong to issues not yet done: every RPC answers
-/// UNIMPLEMENTED (the generated default) until its issue lands.
-pub struct PendingApi;
-impl pb::audit_service_server::AuditService for PendingApi {}
-
 /// The names the health service reports, besides the overall "".
 const SERVICE_NAMES: &[&str] = &[
     <TenantServiceServer<TenantApi> as NamedService>::NAME,
@@ -45,7 +46,7 @@ const SERVICE_NAMES: &[&str] = &[
     <DeviceServiceServer<DeviceApi> as NamedService>::NAME,
     <AuthServiceServer<AuthApi> as NamedService>::NAME,
     <PermissionServiceServer<PermissionApi> as NamedService>::NAME,
-    <AuditServiceServer<PendingApi> as NamedService>::NAME,
+    <AuditServiceServer<AuditApi> as NamedService>::NAME,
 ];
 
 /// A health entry that only says the process is alive and not shutting
@@ -140,6 +141,7 @@ impl Application {
                 tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id)
             }))
             .layer(crate::telemetry::metrics::RpcMetricsLayer)
+            .layer(RefusalLayer::new(app.clone()))
             .layer(AuthLayer::new(app.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -151,7 +153,7 @@ impl Application {
             .add_service(DeviceServiceServer::new(DeviceApi { app: app.clone() }))
             .add_service(AuthServiceServer::new(AuthApi { app: app.clone() }))
             .add_service(PermissionServiceServer::new(PermissionApi { app: app.clone() }))
-            .add_service(AuditServiceServer::new(PendingApi))
+            .add_service(AuditServiceServer::new(AuditApi { app: app.clone() }))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
 
         // The peer address reaches the pages' login throttling, as gRPC's does.
@@ -218,7 +220,11 @@ fn http_router(app: Arc<App>) -> Router {
         .with_state(app.clone())
         .merge(crate::pages::router(app.clone()))
         .merge(crate::rest::router(app))
+        // Like gRPC: every call gets an x-request-id (kept if sent), which
+        // the audit trail records, and it is returned in the response.
         .layer(axum::middleware::from_fn(crate::telemetry::metrics::track_http))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {

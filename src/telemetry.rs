@@ -53,6 +53,17 @@ pub mod metrics {
         })
     }
 
+    /// The gRPC code of a response. Errors travel in the headers
+    /// (trailers-only responses); a response without grpc-status there succeeded.
+    pub fn response_code<R>(response: &http::Response<R>) -> tonic::Code {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+    }
+
     /// Counts (`castellan_rpc_requests_total{rpc,code}`) and times
     /// (`castellan_rpc_duration_seconds{rpc}`) every gRPC call.
     #[derive(Debug, Clone, Copy, Default)]
@@ -91,15 +102,8 @@ pub mod metrics {
             let future = self.inner.call(request);
             Box::pin(async move {
                 let response = future.await;
-                // Errors travel in the headers (trailers-only responses);
-                // a response without grpc-status there succeeded.
                 let code = match &response {
-                    Ok(response) => response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                    Ok(response) => response_code(response),
                     Err(_) => tonic::Code::Unknown,
                 };
                 ::metrics::counter!("castellan_rpc_requests_total", "rpc" => rpc.clone(), "code" => format!("{code:?}"))

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     app::App,
     auth::{
-        Authorization, Principal, Subject,
+        Authorization, Call, Principal, Subject,
         token::{Claims, SubjectKind},
     },
     error::{AuthFailure, Error, Result},
@@ -122,6 +122,7 @@ pub async fn authorize(app: &App, headers: &HeaderMap, path: &str, rule: &RpcRul
     let token = bearer_token(headers).ok_or(Error::Unauthenticated(AuthFailure::Missing))?;
     let claims = app.keys.verify(token)?;
     let (mut principal, password_change_required) = principal_for(app, &claims, headers.get(TENANT_HEADER)).await?;
+    principal.call = Call::new(path, headers);
     if password_change_required && !ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&path) {
         return Err(Error::PasswordChangeRequired);
     }
@@ -138,7 +139,7 @@ pub async fn authorize(app: &App, headers: &HeaderMap, path: &str, rule: &RpcRul
     Ok(Some(principal))
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -185,6 +186,7 @@ async fn principal_for(
                 permissions: Arc::new(crate::auth::PermissionSet::new(claims.perms.iter().cloned())),
                 global: claims.global,
                 authorization: Authorization::Granted,
+                call: Call::default(),
             };
             Ok((principal, false))
         }
@@ -206,6 +208,7 @@ async fn principal_for(
                 permissions: access.permissions.clone(),
                 global: access.global,
                 authorization: Authorization::Granted,
+                call: Call::default(),
             };
             Ok((principal, access.password_change_required))
         }

@@ -7,4 +7,4 @@ pub mod layer;
 pub mod principal;
 pub mod token;
 
-pub use principal::{Authorization, PermissionSet, Principal, Subject};
+pub use principal::{Authorization, Call, PermissionSet, Principal, Subject};

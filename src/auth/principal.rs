@@ -58,6 +58,47 @@ pub enum Authorization {
     SelfOnly,
 }
 
+impl Subject {
+    /// The subject as written in audit events (`user:<id>`, `service:<name>`).
+    pub fn actor(&self) -> String {
+        match self {
+            Subject::User(id) => format!("user:{id}"),
+            Subject::Service(name) => format!("service:{name}"),
+        }
+    }
+}
+
+/// Metadata carrying the id of a call (assigned by the server when absent).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest request id kept in audit events (a client may send its own).
+const MAX_REQUEST_ID: usize = 128;
+
+/// The call a caller makes, as the audit trail names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Call {
+    /// The RPC without the leading slash (`identity.v1.UserService/CreateUsers`);
+    /// a REST route names its gRPC twin.
+    pub action: String,
+    /// The call's `x-request-id`, to correlate with the logs.
+    pub request_id: String,
+}
+
+impl Call {
+    /// The call of `path` (`/identity.v1.UserService/CreateUsers`) with the
+    /// request id of these headers (truncated to 128 characters).
+    pub fn new(path: &str, headers: &http::HeaderMap) -> Self {
+        let request_id = headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        Self {
+            action: path.trim_start_matches('/').to_owned(),
+            request_id: request_id.chars().take(MAX_REQUEST_ID).collect(),
+        }
+    }
+}
+
 /// An authenticated caller in the tenant in context.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -69,6 +110,8 @@ pub struct Principal {
     /// user holding a global role.
     pub global: bool,
     pub authorization: Authorization,
+    /// The call being authorized (for the audit trail).
+    pub call: Call,
 }
 
 impl Principal {
@@ -81,10 +124,7 @@ impl Principal {
 
     /// The subject as written in audit events and `created_by`.
     pub fn actor(&self) -> String {
-        match &self.subject {
-            Subject::User(id) => format!("user:{id}"),
-            Subject::Service(name) => format!("service:{name}"),
-        }
+        self.subject.actor()
     }
 
     pub fn holds(&self, permission: &str) -> bool {

@@ -10,10 +10,11 @@ use uuid::Uuid;
 use crate::{
     app::App,
     auth::{
-        Principal,
+        Call, Principal,
         token::{SubjectKind, TokenRequest},
     },
     domain::{
+        audit::{self, Origin, Target},
         credentials, invitations, now,
         users::{self, STATUS_ACTIVE, STATUS_PENDING, UserRecord},
         validate::{self, MAX_TEXT},
@@ -35,6 +36,8 @@ pub struct LoginCommand {
     pub tenant: String,
     /// The client's address, for per-address throttling.
     pub client: Option<IpAddr>,
+    /// The call, for the audit trail.
+    pub call: Call,
 }
 
 /// A successful login.
@@ -145,7 +148,11 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     let password_change_required = user.password_change_required;
     let mut active: user::ActiveModel = user.clone().into();
     active.last_connection = Set(Some(now()));
-    active.update(&app.db).await?;
+    let txn = app.db.begin().await?;
+    active.update(&txn).await?;
+    let origin = Origin::user(user.id, Some(tenant_id), command.call);
+    audit::record(&txn, origin, Target::User(user.id), &["last_connection"]).await?;
+    txn.commit().await?;
 
     let ttl = app.config.token_ttl();
     let (access_token, _) = app.keys.issue(&TokenRequest {
@@ -187,13 +194,26 @@ pub async fn change_password(
         .one(&app.db)
         .await?
         .ok_or(Error::NotFound("user"))?;
-    change_password_of(app, &user.username, current, new, client).await
+    change_password_as(app, Some(caller), &user.username, current, new, client).await
 }
 
 /// Changes a password given the username and the current password (also the
 /// HTML page's way in).
 pub async fn change_password_of(
     app: &App,
+    username: &str,
+    current: &str,
+    new: &str,
+    client: Option<IpAddr>,
+) -> Result<()> {
+    change_password_as(app, None, username, current, new, client).await
+}
+
+/// Changes a password; the audit event names the caller's tenant and call,
+/// or without a caller (the HTML page) the user's first tenant.
+async fn change_password_as(
+    app: &App,
+    caller: Option<&Principal>,
     username: &str,
     current: &str,
     new: &str,
@@ -214,13 +234,28 @@ pub async fn change_password_of(
         .filter(|user| user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
     store::credentials::clear_attempts(&app.db, &account_key(username)).await?;
+    let origin = match caller {
+        Some(caller) => Origin::from(caller),
+        // The same operation as the RPC, so the same action.
+        None => Origin::user(
+            user.id,
+            store::credentials::first_tenant(&app.db, user.id).await?,
+            Call {
+                action: "identity.v1.AuthService/ChangePassword".to_owned(),
+                request_id: String::new(),
+            },
+        ),
+    };
     let now = now();
     let txn = app.db.begin().await?;
     store::credentials::set_password_hash(&txn, user.id, hash, now).await?;
+    let user_id = user.id;
     let mut active: user::ActiveModel = user.into();
     active.password_change_required = Set(false);
     active.updated_at = Set(now);
     active.update(&txn).await?;
+    let fields = ["password", "password_change_required"];
+    audit::record(&txn, origin, Target::User(user_id), &fields).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
@@ -271,6 +306,8 @@ pub struct AcceptInvitation {
     pub password: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// The call, for the audit trail.
+    pub call: Call,
 }
 
 /// Completes a PENDING user's account from its invitation: sets the password
@@ -311,17 +348,22 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
         .filter(|user| user.status == STATUS_PENDING)
         .ok_or(Error::NotFound("invitation"))?;
     store::credentials::set_password_hash(&txn, user.id, password_hash, now).await?;
+    let mut fields = vec!["password", "status"];
     let mut active: user::ActiveModel = user.into();
     active.status = Set(STATUS_ACTIVE.to_owned());
     active.password_change_required = Set(false);
     if let Some(first_name) = first_name {
         active.first_name = Set(first_name);
+        fields.push("first_name");
     }
     if let Some(last_name) = last_name {
         active.last_name = Set(last_name);
+        fields.push("last_name");
     }
     active.updated_at = Set(now);
     active.update(&txn).await?;
+    let origin = Origin::user(invitation.user_id, Some(invitation.tenant_id), command.call);
+    audit::record(&txn, origin, Target::User(invitation.user_id), &fields).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     users::record_in(app, invitation.tenant_id, invitation.user_id).await
@@ -338,13 +380,16 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     let now = now();
     let txn = app.db.begin().await?;
     store::credentials::set_password_hash(&txn, id, hash, now).await?;
+    let mut fields = vec!["password", "password_change_required"];
     let mut active: user::ActiveModel = user.clone().into();
     active.password_change_required = Set(temporary);
     if user.status == STATUS_PENDING {
         active.status = Set(STATUS_ACTIVE.to_owned());
+        fields.push("status");
     }
     active.updated_at = Set(now);
     active.update(&txn).await?;
+    audit::record(&txn, caller, Target::User(id), &fields).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     Ok(())

@@ -18,6 +18,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        audit::{self, Target},
         idempotency::{self, RequestKey},
         now,
         paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
@@ -168,6 +169,8 @@ pub async fn register(app: &App, caller: &Principal, new: NewDevice) -> Result<d
     if let Some(key) = &key {
         key.record(&txn, device.id.as_bytes().to_vec(), now).await?;
     }
+    let fields = ["user_id", "name", "platform", "os_version", "posture"];
+    audit::record(&txn, caller, Target::Device(device.id), &fields).await?;
     txn.commit().await?;
     Ok(device)
 }
@@ -210,20 +213,28 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
     violations.finish()?;
     let device = visible(app, caller, id).await?;
     if name.is_none() && patch.posture.is_none() {
+        audit::record(&app.db, caller, Target::Device(id), &[]).await?;
         return Ok(device);
     }
+    let mut fields = Vec::new();
     let mut active: device::ActiveModel = device.into();
     if let Some(name) = name {
         active.name = Set(name);
+        fields.push("name");
     }
     if let Some(posture) = patch.posture {
+        fields.push("posture");
         active.disk_encrypted = Set(posture.disk_encrypted);
         active.firewall_enabled = Set(posture.firewall_enabled);
         active.screen_lock_enabled = Set(posture.screen_lock_enabled);
         active.os_up_to_date = Set(posture.os_up_to_date);
     }
     active.updated_at = Set(now());
-    Ok(active.update(&app.db).await?)
+    let txn = app.db.begin().await?;
+    let device = active.update(&txn).await?;
+    audit::record(&txn, caller, Target::Device(id), &fields).await?;
+    txn.commit().await?;
+    Ok(device)
 }
 
 /// Records that an active device connected or disconnected: its `connected`
@@ -263,9 +274,13 @@ pub async fn revoke(app: &App, caller: &Principal, id: &str) -> Result<device::M
     let id = validate::id("id", id)?;
     let device = visible(app, caller, id).await?;
     if device.status == STATUS_REVOKED {
+        audit::record(&app.db, caller, Target::Device(id), &[]).await?;
         return Ok(device);
     }
-    store::devices::revoke(&app.db, id, now()).await?;
+    let txn = app.db.begin().await?;
+    store::devices::revoke(&txn, id, now()).await?;
+    audit::record(&txn, caller, Target::Device(id), &["status", "connected"]).await?;
+    txn.commit().await?;
     store::devices::find(&app.db, id)
         .await?
         .ok_or(Error::NotFound("device"))

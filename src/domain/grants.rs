@@ -17,6 +17,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        audit::{self, Target},
         groups, now, roles,
         users::{self, UserRecord},
         validate,
@@ -141,6 +142,7 @@ pub async fn update_user_roles(
     let change = check_role_change(&app.db, caller, "add_role_ids", add, &remove).await?;
     let txn = app.db.begin().await?;
     apply_role_change(&txn, id, &change, now()).await?;
+    audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     users::full_record(app, caller.tenant_id, user).await
@@ -172,7 +174,10 @@ async fn membership_parties(
 pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, group_id: &str) -> Result<UserRecord> {
     let (user, group) = membership_parties(app, caller, user_id, group_id).await?;
     groups::require_joinable(&app.db, caller, &[group.id]).await?;
-    store::users::join_groups(&app.db, user.id, &[group.id], now()).await?;
+    let txn = app.db.begin().await?;
+    store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
+    audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     users::full_record(app, caller.tenant_id, user).await
 }
@@ -180,9 +185,12 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
 /// Ends a group membership; NOT_FOUND when the user is not a member.
 pub async fn remove_user_from_group(app: &App, caller: &Principal, user_id: &str, group_id: &str) -> Result<()> {
     let (user, group) = membership_parties(app, caller, user_id, group_id).await?;
-    if !store::groups::remove_member(&app.db, group.id, user.id).await? {
+    let txn = app.db.begin().await?;
+    if !store::groups::remove_member(&txn, group.id, user.id).await? {
         return Err(Error::NotFound("group membership"));
     }
+    audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        audit::{self, Target},
         idempotency::{self, RequestKey},
         now,
         paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
@@ -109,6 +110,14 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
         if let Some(key) = &key {
             key.record(&txn, idempotency::ids_to_bytes(&[group.id]), now).await?;
         }
+        let mut fields = vec!["name"];
+        if !group.description.is_empty() {
+            fields.push("description");
+        }
+        if !role_ids.is_empty() {
+            fields.push("role_ids");
+        }
+        audit::record(&txn, caller, Target::Group(group.id), &fields).await?;
         txn.commit().await?;
         full_record(app, group).await
     };
@@ -169,11 +178,22 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
         }
         None => None,
     };
+    let mut fields = Vec::new();
+    if name.is_some() {
+        fields.push("name");
+    }
+    if description.is_some() {
+        fields.push("description");
+    }
+    if change.is_some() {
+        fields.push("role_ids");
+    }
     let txn = app.db.begin().await?;
     store::groups::update(&txn, id, name, description, now()).await?;
     if let Some((add, remove)) = &change {
         store::groups::change_roles(&txn, id, add, remove).await?;
     }
+    audit::record(&txn, caller, Target::Group(id), &fields).await?;
     txn.commit().await?;
     if change.is_some() {
         app.invalidate_access().await;
@@ -186,7 +206,10 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
     find(app, caller, id).await?;
-    store::groups::delete(&app.db, id).await?;
+    let txn = app.db.begin().await?;
+    store::groups::delete(&txn, id).await?;
+    audit::record(&txn, caller, Target::Group(id), &[]).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //!
 //! [`Principal`]: crate::auth::Principal
 
+pub mod audit;
 pub mod auth;
 pub mod checks;
 pub mod credentials;

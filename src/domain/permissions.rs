@@ -16,6 +16,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        audit::{self, Target},
         now,
         validate::{self, MAX_DESCRIPTION},
     },
@@ -313,8 +314,11 @@ pub async fn register(
         });
     }
     violations.finish()?;
+    let registered: Vec<&str> = definitions.iter().map(|d| d.name.as_str()).collect();
     let txn = app.db.begin().await?;
     store::permissions::upsert(&txn, rows).await?;
+    // The event's changed fields are the permissions declared.
+    audit::record(&txn, caller, Target::Namespace(namespace), &registered).await?;
     txn.commit().await?;
     Ok(store::permissions::in_namespace(&app.db, namespace)
         .await?
@@ -351,6 +355,8 @@ pub async fn unregister(app: &App, caller: &Principal, namespace: &str, names: &
     if carried {
         store::permissions::revoke_everywhere(&txn, &names, now()).await?;
     }
+    let removed: Vec<&str> = names.iter().map(String::as_str).collect();
+    audit::record(&txn, caller, Target::Namespace(namespace), &removed).await?;
     txn.commit().await?;
     if carried {
         app.invalidate_access().await;

@@ -12,6 +12,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        audit::{self, Target},
         idempotency::{self, RequestKey},
         now,
         paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
@@ -94,6 +95,17 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
         if let Some(key) = &key {
             key.record(&txn, idempotency::ids_to_bytes(&[role.id]), now).await?;
         }
+        let mut fields = vec!["name"];
+        if !role.description.is_empty() {
+            fields.push("description");
+        }
+        if !permissions.is_empty() {
+            fields.push("permissions");
+        }
+        if new.global {
+            fields.push("global");
+        }
+        audit::record(&txn, caller, Target::Role(role.id), &fields).await?;
         txn.commit().await?;
         Ok(RoleWithPermissions { role, permissions })
     };
@@ -175,6 +187,16 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     violations.finish()?;
     writable(app, caller, id).await?;
     caller.require_all(&add)?;
+    let mut fields = vec!["version"];
+    if name.is_some() {
+        fields.push("name");
+    }
+    if description.is_some() {
+        fields.push("description");
+    }
+    if !add.is_empty() || !remove.is_empty() {
+        fields.push("permissions");
+    }
 
     let txn = app.db.begin().await?;
     // The versioned UPDATE comes first: it takes the write lock, so a
@@ -186,6 +208,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
         )));
     }
     store::roles::change_permissions(&txn, id, &add, &remove).await?;
+    audit::record(&txn, caller, Target::Role(id), &fields).await?;
     txn.commit().await?;
     if !add.is_empty() || !remove.is_empty() {
         app.invalidate_access().await;
@@ -199,11 +222,14 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
 pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Result<()> {
     let id = validate::id("id", id)?;
     writable(app, caller, id).await?;
-    if !store::roles::delete(&app.db, id, force).await? {
+    let txn = app.db.begin().await?;
+    if !store::roles::delete(&txn, id, force).await? {
         return Err(Error::FailedPrecondition(
             "the role is granted to users or groups: revoke it first, or delete with force".into(),
         ));
     }
+    audit::record(&txn, caller, Target::Role(id), &[]).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
 }

@@ -7,8 +7,10 @@ use uuid::Uuid;
 
 use crate::{
     app::App,
+    auth::Call,
     auth::Principal,
     domain::{
+        audit::{self, Origin, Target},
         credentials,
         idempotency::{self, RequestKey},
         now,
@@ -99,7 +101,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<ten
         {
             return Err(Error::NotFound("user"));
         }
-        let tenant = insert_tenant(app, name, slug, owner, key.as_ref()).await?;
+        let tenant = insert_tenant(app, caller, name, slug, owner, key.as_ref()).await?;
         app.invalidate_access().await;
         Ok(tenant)
     };
@@ -108,6 +110,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<ten
 
 async fn insert_tenant(
     app: &App,
+    caller: &Principal,
     name: String,
     slug: String,
     owner: Option<Uuid>,
@@ -139,6 +142,12 @@ async fn insert_tenant(
     if let Some(key) = key {
         key.record(&txn, idempotency::ids_to_bytes(&[tenant.id]), now).await?;
     }
+    let fields: &[&str] = if owner.is_some() {
+        &["name", "slug", "owner_user_id"]
+    } else {
+        &["name", "slug"]
+    };
+    audit::record(&txn, caller, Target::Tenant(tenant.id), fields).await?;
     txn.commit().await?;
     Ok(tenant)
 }
@@ -164,7 +173,7 @@ pub async fn list(app: &App, _caller: &Principal, page: &PageRequest) -> Result<
     }))
 }
 
-pub async fn update(app: &App, _caller: &Principal, id: &str, patch: TenantPatch) -> Result<tenant::Model> {
+pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch) -> Result<tenant::Model> {
     let mut violations = Violations::new();
     let name = patch
         .name
@@ -177,24 +186,33 @@ pub async fn update(app: &App, _caller: &Principal, id: &str, patch: TenantPatch
     }
     violations.finish()?;
     let tenant = find(app, id).await?;
+    let mut changed = Vec::new();
     let mut active: tenant::ActiveModel = tenant.into();
     if let Some(name) = name {
         active.name = Set(name);
+        changed.push("name");
     }
     if let Some(status) = patch.status {
         active.status = Set(status);
+        changed.push("status");
     }
     active.updated_at = Set(now());
-    let tenant = active.update(&app.db).await?;
+    let txn = app.db.begin().await?;
+    let tenant = active.update(&txn).await?;
+    audit::record(&txn, caller, Target::Tenant(tenant.id), &changed).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     Ok(tenant)
 }
 
 /// Deletes the tenant; memberships, roles, groups and direct grants go with it
 /// (foreign keys cascade).
-pub async fn delete(app: &App, _caller: &Principal, id: &str) -> Result<()> {
+pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let tenant = find(app, id).await?;
-    tenant::Entity::delete_by_id(tenant.id).exec(&app.db).await?;
+    let txn = app.db.begin().await?;
+    tenant::Entity::delete_by_id(tenant.id).exec(&txn).await?;
+    audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;
+    txn.commit().await?;
     app.invalidate_access().await;
     Ok(())
 }
@@ -254,6 +272,15 @@ async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result
     }
     .insert(&txn)
     .await?;
+    let origin = Origin {
+        actor: audit::SYSTEM_ACTOR.to_owned(),
+        tenant_id: Some(tenant_id),
+        call: Call {
+            action: audit::BOOTSTRAP_ACTION.to_owned(),
+            request_id: String::new(),
+        },
+    };
+    audit::record(&txn, &origin, Target::Tenant(tenant_id), &["name", "slug"]).await?;
     if let Some((email, password_hash)) = password_hash {
         let role_id = Uuid::now_v7();
         role::ActiveModel {
@@ -313,6 +340,10 @@ async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result
         }
         .insert(&txn)
         .await?;
+        let role_fields = ["name", "description", "permissions", "global"];
+        audit::record(&txn, &origin, Target::Role(role_id), &role_fields).await?;
+        let user_fields = ["email", "username", "first_name", "password", "tenant_ids", "role_ids"];
+        audit::record(&txn, &origin, Target::User(user_id), &user_fields).await?;
     }
     txn.commit().await?;
     tracing::info!("bootstrapped an empty database with tenant `default`");

@@ -13,6 +13,7 @@ use crate::{
     app::App,
     auth::Principal,
     domain::{
+        audit::{self, Target},
         credentials, grants, groups,
         idempotency::{self, RequestKey},
         invitations, now,
@@ -294,6 +295,7 @@ async fn insert_users(
     for (draft, hash) in valid.into_iter().zip(hashes) {
         let id = Uuid::now_v7();
         let status = if hash.is_some() { STATUS_ACTIVE } else { STATUS_PENDING };
+        let fields = created_fields(&draft, hash.is_some());
         if hash.is_none() {
             let tenant = if draft.tenant_ids.contains(&caller.tenant_id) {
                 caller.tenant_id
@@ -330,6 +332,7 @@ async fn insert_users(
         store::users::add_memberships(&txn, id, &draft.tenant_ids, now).await?;
         store::users::grant_roles(&txn, id, &draft.role_ids, now).await?;
         store::users::join_groups(&txn, id, &draft.group_ids, now).await?;
+        audit::record(&txn, caller, Target::User(id), &fields).await?;
         ids.push(id);
     }
     // After the users and memberships exist: the invitations refer to both.
@@ -341,6 +344,24 @@ async fn insert_users(
     }
     txn.commit().await?;
     Ok(ids)
+}
+
+/// The audit trail's changed fields of a created user.
+fn created_fields(draft: &ValidDraft, with_password: bool) -> Vec<&'static str> {
+    let optional = [
+        ("first_name", !draft.first_name.is_empty()),
+        ("last_name", !draft.last_name.is_empty()),
+        ("password", with_password),
+        ("password_change_required", with_password && draft.temporary_password),
+        ("invitation", !with_password),
+        ("role_ids", !draft.role_ids.is_empty()),
+        ("group_ids", !draft.group_ids.is_empty()),
+        ("max_devices", draft.max_devices.is_some()),
+        ("image", draft.image.is_some()),
+    ];
+    let mut fields = vec!["email", "username", "status", "tenant_ids"];
+    fields.extend(optional.iter().filter(|(_, set)| *set).map(|(name, _)| *name));
+    fields
 }
 
 /// FULL records of these users, in the order of `ids`.
@@ -523,6 +544,17 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         Some(ids) => Some(grants::plan_role_replacement(&app.db, caller, id, ids).await?),
         None => None,
     };
+    let changed = [
+        ("first_name", first_name.is_some()),
+        ("last_name", last_name.is_some()),
+        ("image", image.is_some()),
+        ("email", email.is_some()),
+        ("max_devices", max_devices.is_some()),
+        ("permissions", permissions.is_some()),
+        ("role_ids", role_change.is_some()),
+        ("tenant_ids", tenant_ids.is_some()),
+    ];
+    let changed: Vec<&str> = changed.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
     let now = now();
     let txn = app.db.begin().await?;
     let mut active: user::ActiveModel = user.clone().into();
@@ -559,6 +591,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         let remove: Vec<Uuid> = current.iter().filter(|t| !wanted.contains(t)).copied().collect();
         change_memberships(&txn, caller, id, &add, &remove, now).await?;
     }
+    audit::record(&txn, caller, Target::User(id), &changed).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     let user = member(app, caller, id).await?;
@@ -619,6 +652,7 @@ pub async fn update_tenants(
     let user = member(app, caller, id).await?;
     let txn = app.db.begin().await?;
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
+    audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
@@ -638,9 +672,13 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     active.status = Set(status.to_owned());
     active.updated_at = Set(now);
     let user = active.update(&txn).await?;
-    if status == STATUS_INACTIVE {
+    let fields: &[&str] = if status == STATUS_INACTIVE {
         store::devices::revoke_all_of_user(&txn, id, now).await?;
-    }
+        &["status", "devices"]
+    } else {
+        &["status"]
+    };
+    audit::record(&txn, caller, Target::User(id), fields).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     full_record(app, caller.tenant_id, user).await
@@ -673,6 +711,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     store::users::lock(&txn, id).await?;
     store::devices::revoke_all_of_user(&txn, id, now()).await?;
     user::Entity::delete_by_id(id).exec(&txn).await?;
+    audit::record(&txn, caller, Target::User(id), &[]).await?;
     txn.commit().await?;
     app.invalidate_access().await;
     Ok(())

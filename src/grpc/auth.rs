@@ -6,10 +6,15 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     app::App,
+    auth::Call,
     domain::auth::{self, AcceptInvitation, LoginCommand},
     grpc::{convert, principal, status::to_status},
     pb::{self, auth_service_server::AuthService},
 };
+
+/// The public RPCs: no auth layer names their call, so they do.
+const LOGIN: &str = "/identity.v1.AuthService/Login";
+const ACCEPT_INVITATION: &str = "/identity.v1.AuthService/AcceptInvitation";
 
 pub struct AuthApi {
     pub app: Arc<App>,
@@ -19,6 +24,7 @@ pub struct AuthApi {
 impl AuthService for AuthApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
         let client = request.remote_addr().map(|addr| addr.ip());
+        let call = Call::new(LOGIN, request.metadata().as_ref());
         let r = request.into_inner();
         let grant = auth::login(
             &self.app,
@@ -27,6 +33,7 @@ impl AuthService for AuthApi {
                 password: r.password,
                 tenant: r.tenant_id,
                 client,
+                call,
             },
         )
         .await
@@ -53,6 +60,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::User>, Status> {
+        let call = Call::new(ACCEPT_INVITATION, request.metadata().as_ref());
         let r = request.into_inner();
         let user = auth::accept_invitation(
             &self.app,
@@ -61,6 +69,7 @@ impl AuthService for AuthApi {
                 password: r.password,
                 first_name: r.first_name,
                 last_name: r.last_name,
+                call,
             },
         )
         .await

@@ -12,10 +12,11 @@ use crate::{
         permissions::PermissionInfo,
         tenants, users,
     },
+    error::Error,
     pb,
     store::{
         access::GrantSource,
-        entity::{device, group, tenant},
+        entity::{audit_event, device, group, tenant},
         users::RoleWithPermissions,
     },
 };
@@ -44,6 +45,33 @@ pub fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
     })
+}
+
+/// A proto timestamp as a time; out of range is INVALID_ARGUMENT naming `field`.
+pub fn time(field: &str, value: Option<Timestamp>) -> Result<Option<DateTime<Utc>>, Error> {
+    match value {
+        None => Ok(None),
+        Some(t) => u32::try_from(t.nanos)
+            .ok()
+            .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, "is not a valid timestamp")),
+    }
+}
+
+/// An audit event; `changed_fields` is stored as a JSON array.
+pub fn audit_event(e: audit_event::Model) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: e.id.to_string(),
+        occurred_at: timestamp(e.occurred_at),
+        tenant_id: e.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        request_id: e.request_id,
+        outcome: e.outcome,
+        changed_fields: serde_json::from_str(&e.changed_fields).unwrap_or_default(),
+    }
 }
 
 pub fn page_request(limit: i32, offset: i32, page_token: String, sort: Vec<String>) -> PageRequest {

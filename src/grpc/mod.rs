@@ -1,6 +1,7 @@
 //! One file a proto service: decode the request into a domain command, call
 //! the domain, encode the answer. Errors become a `Status` in `status.rs`.
 
+pub mod audit;
 pub mod auth;
 pub mod convert;
 pub mod device;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::{FormErrors, MessagePage, Page, PasswordPolicy, decode_form, error_page};
 use crate::{
     app::App,
+    auth::Call,
     domain::auth::{self, AcceptInvitation, InvitationDetails},
     error::Error,
 };
@@ -92,6 +93,8 @@ pub async fn accept(State(app): State<Arc<App>>, headers: HeaderMap, body: Resul
                 password: form.password,
                 first_name: Some(form.first_name.clone()),
                 last_name: Some(form.last_name.clone()),
+                // The same operation as the RPC, so the same audit action.
+                call: Call::new("/identity.v1.AuthService/AcceptInvitation", &headers),
             },
         )
         .await

@@ -2,6 +2,7 @@
 //! SQL; the domain calls these functions inside its transactions.
 
 pub mod access;
+pub mod audit;
 pub mod credentials;
 pub mod devices;
 pub mod entity;

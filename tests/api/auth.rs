@@ -364,30 +364,6 @@ async fn authorization_matrix() {
     }
 }
 
-#[tokio::test]
-async fn rpcs_of_later_issues_answer_unimplemented_after_authorization() {
-    let app = TestApp::spawn().await;
-    let mut audit = castellan::pb::audit_service_client::AuditServiceClient::new(app.channel.clone());
-    expect_code(
-        audit
-            .list_audit_events(authed(
-                pb::ListAuditEventsRequest::default(),
-                &app.token(&["audit:read"]),
-            ))
-            .await,
-        Code::Unimplemented,
-    );
-    expect_code(
-        audit
-            .list_audit_events(authed(
-                pb::ListAuditEventsRequest::default(),
-                &app.token(&["users:read"]),
-            ))
-            .await,
-        Code::PermissionDenied,
-    );
-}
-
 /// The RPCs of RoleService, GroupService and the user assignments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rpc {

@@ -1,5 +1,6 @@
 //! Castellan's API tests: one binary, the real server per test (see helpers).
 
+mod audit;
 mod auth;
 mod credentials;
 mod devices;

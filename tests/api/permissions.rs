@@ -3,11 +3,15 @@
 //! CheckPermission whether a user holds one; revocations hold from the next
 //! check.
 
-use castellan::pb::{
-    self, CheckDenialReason, CheckPermissionRequest, CheckPermissionResponse, CheckPermissionsRequest,
-    PermissionDefinition, PermissionSource, RegisterPermissionsRequest, UnregisterPermissionsRequest,
-    check_permission_request::Subject, permission_service_client::PermissionServiceClient,
+use castellan::{
+    pb::{
+        self, CheckDenialReason, CheckPermissionRequest, CheckPermissionResponse, CheckPermissionsRequest,
+        PermissionDefinition, PermissionSource, RegisterPermissionsRequest, UnregisterPermissionsRequest,
+        check_permission_request::Subject, permission_service_client::PermissionServiceClient,
+    },
+    store::entity::audit_event,
 };
+use sea_orm::EntityTrait;
 use tonic::{Code, transport::Channel};
 use uuid::Uuid;
 
@@ -999,4 +1003,31 @@ async fn unregistering_a_carried_permission_needs_force() {
         .await
         .expect("unregister unused");
     assert!(namespace_names(&app).await.is_empty());
+
+    // The catalog changes are in the audit trail, the refused ones too.
+    let events: Vec<(String, String, String)> = audit_event::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.action.starts_with("identity.v1.PermissionService/"))
+        .map(|e| (e.action, e.target, e.outcome))
+        .collect();
+    let count = |action: &str, target: &str, outcome: &str| {
+        events
+            .iter()
+            .filter(|e| e.0 == format!("identity.v1.PermissionService/{action}") && e.1 == target && e.2 == outcome)
+            .count()
+    };
+    assert_eq!(count("RegisterPermissions", "namespace:billing", "ok"), 1, "{events:?}");
+    assert_eq!(
+        count("UnregisterPermissions", "namespace:billing", "ok"),
+        2,
+        "{events:?}"
+    );
+    assert_eq!(
+        count("UnregisterPermissions", "", "FAILED_PRECONDITION"),
+        2,
+        "{events:?}"
+    );
 }

@@ -1,0 +1,90 @@
+//! Audit event queries: the one-statement insert every mutation runs in its
+//! transaction, and the filtered, paged list (newest first).
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Condition,
+};
+use uuid::Uuid;
+
+use crate::{
+    domain::paging::ListParams,
+    error::Result,
+    store::{entity::audit_event, paging},
+};
+
+/// Inserts one event (a single INSERT).
+pub async fn insert<C: ConnectionTrait>(db: &C, event: audit_event::Model) -> Result<()> {
+    audit_event::Entity::insert(audit_event::ActiveModel {
+        id: Set(event.id),
+        occurred_at: Set(event.occurred_at),
+        tenant_id: Set(event.tenant_id),
+        actor: Set(event.actor),
+        action: Set(event.action),
+        target: Set(event.target),
+        request_id: Set(event.request_id),
+        outcome: Set(event.outcome),
+        changed_fields: Set(event.changed_fields),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// Which events a list returns; `None` filters nothing.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub tenant_id: Uuid,
+    /// Also the events recorded without a tenant.
+    pub with_global: bool,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub action: Option<String>,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+}
+
+fn condition(filter: &EventFilter) -> Condition {
+    let mut tenant = Condition::any().add(audit_event::Column::TenantId.eq(filter.tenant_id));
+    if filter.with_global {
+        tenant = tenant.add(audit_event::Column::TenantId.is_null());
+    }
+    let mut all = Condition::all().add(tenant);
+    if let Some(actor) = &filter.actor {
+        all = all.add(audit_event::Column::Actor.eq(actor.clone()));
+    }
+    if let Some(target) = &filter.target {
+        all = all.add(audit_event::Column::Target.eq(target.clone()));
+    }
+    if let Some(action) = &filter.action {
+        all = all.add(audit_event::Column::Action.eq(action.clone()));
+    }
+    if let Some(from) = filter.from {
+        all = all.add(audit_event::Column::OccurredAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        all = all.add(audit_event::Column::OccurredAt.lt(to));
+    }
+    all
+}
+
+/// One page (up to `limit + 1` rows) of the matching events, and their total.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    filter: &EventFilter,
+    params: &ListParams,
+) -> Result<(Vec<audit_event::Model>, u64)> {
+    let select = audit_event::Entity::find().filter(condition(filter));
+    let total = select.clone().count(db).await?;
+    let rows = paging::apply(
+        select,
+        params,
+        |_| audit_event::Column::OccurredAt,
+        audit_event::Column::Id,
+    )
+    .all(db)
+    .await?;
+    Ok((rows, total))
+}
