@@ -1,6 +1,7 @@
 //! Castellan's API tests: one binary, the real server per test (see helpers).
 
 mod auth;
+mod bench;
 mod credentials;
 mod devices;
 mod groups;
