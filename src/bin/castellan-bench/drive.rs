@@ -64,7 +64,10 @@ pub async fn run(
             let channel = channels[(stream + load_index) % channels.len()].clone();
             let call = load.call.clone();
             let expect = load.expect;
-            let mut seq = (stream as u64) << 32;
+            // Sequence numbers are unique across the load's streams and
+            // interleaved, so streams pick different accounts and targets.
+            let stride = load.streams as u64;
+            let mut seq = stream as u64;
             handles.push((
                 load_index,
                 tokio::spawn(async move {
@@ -79,7 +82,7 @@ pub async fn run(
                             break;
                         }
                         let outcome = call(channel.clone(), seq).await;
-                        seq += 1;
+                        seq += stride;
                         if begin < measure_from {
                             continue;
                         }
