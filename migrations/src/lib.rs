@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_schema;
 mod m20261125_000002_mail_outbox_and_lockouts;
+mod m20261125_000003_tenant_user_counts;
 
 /// The ordered list of Castellan's migrations.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_schema::Migration),
             Box::new(m20261125_000002_mail_outbox_and_lockouts::Migration),
+            Box::new(m20261125_000003_tenant_user_counts::Migration),
         ]
     }
 }

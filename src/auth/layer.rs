@@ -20,7 +20,7 @@ use crate::{
     app::App,
     auth::{
         Authorization, Call, Principal, Subject,
-        token::{Claims, SubjectKind},
+        token::{SubjectKind, VerifiedToken},
     },
     error::{AuthFailure, Error, Result},
     grpc::status::to_status,
@@ -120,8 +120,8 @@ pub async fn authorize(app: &App, headers: &HeaderMap, path: &str, rule: &RpcRul
         return Ok(None);
     }
     let token = bearer_token(headers).ok_or(Error::Unauthenticated(AuthFailure::Missing))?;
-    let claims = app.keys.verify(token)?;
-    let (mut principal, password_change_required) = principal_for(app, &claims, headers.get(TENANT_HEADER)).await?;
+    let verified = app.keys.verify_cached(token)?;
+    let (mut principal, password_change_required) = principal_for(app, &verified, headers.get(TENANT_HEADER)).await?;
     principal.call = Call::new(path, headers);
     if password_change_required && !ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&path) {
         return Err(Error::PasswordChangeRequired);
@@ -151,9 +151,10 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// The caller, and whether it must change its password before anything else.
 async fn principal_for(
     app: &App,
-    claims: &Claims,
+    verified: &VerifiedToken,
     tenant_header: Option<&http::HeaderValue>,
 ) -> Result<(Principal, bool)> {
+    let claims = &verified.claims;
     let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
     let token_tenant: Uuid = claims.tid.parse().map_err(|_| invalid())?;
     let requested_tenant = match tenant_header {
@@ -183,7 +184,7 @@ async fn principal_for(
             let principal = Principal {
                 subject: Subject::Service(claims.sub.clone()),
                 tenant_id,
-                permissions: Arc::new(crate::auth::PermissionSet::new(claims.perms.iter().cloned())),
+                permissions: verified.permissions.clone(),
                 global: claims.global,
                 authorization: Authorization::Granted,
                 call: Call::default(),

@@ -5,6 +5,7 @@
 
 use std::{
     path::Path,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -14,14 +15,23 @@ use ed25519_dalek::{
     pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::{AuthFailure, Error, Result};
+use crate::{
+    auth::PermissionSet,
+    error::{AuthFailure, Error, Result},
+};
 
 /// Allowed clock skew when checking `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 60;
+
+/// Verified tokens remembered at most (a token is about 400 bytes).
+const VERIFIED_CAPACITY: u64 = 10_000;
+/// How long a verified token is remembered at most (its expiry bounds it too).
+const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
 /// Whether a token speaks for a user (authorized with the user's live
 /// effective permissions) or for a service (authorized with its claimed ones).
@@ -83,6 +93,14 @@ impl PublicKey {
     }
 }
 
+/// A token whose signature and claims were verified, with the permission
+/// set a service token claims (empty for user tokens), built once.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub claims: Claims,
+    pub permissions: Arc<PermissionSet>,
+}
+
 /// Signs access tokens with the current Ed25519 key and verifies them with it
 /// or with an earlier key still configured for verification (rotation).
 pub struct TokenKeys {
@@ -92,6 +110,11 @@ pub struct TokenKeys {
     validation: Validation,
     issuer: String,
     audience: String,
+    /// Tokens verified recently, by the SHA-256 of the token (the token
+    /// itself is never kept): a warm call skips the signature check and the
+    /// decoding. The keys never change while the process runs, so a
+    /// verification stays true; only expiry is checked again on every use.
+    verified: Cache<[u8; 32], Arc<VerifiedToken>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -151,6 +174,10 @@ impl TokenKeys {
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            verified: Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         })
     }
 
@@ -196,6 +223,29 @@ impl TokenKeys {
         jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|_| invalid())
+    }
+
+    /// [`verify`](Self::verify) through the cache of verified tokens. Whether
+    /// the subject may still act (status, membership, permissions) is not
+    /// part of this: the caller checks that on every call.
+    pub fn verify_cached(&self, token: &str) -> Result<Arc<VerifiedToken>> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(verified) = self.verified.get(&digest) {
+            // The same expiry bound `verify` applies (`nbf` held when it was
+            // first verified and only recedes).
+            if unix_now() <= verified.claims.exp.saturating_add(LEEWAY_SECONDS) {
+                return Ok(verified);
+            }
+            self.verified.invalidate(&digest);
+            return Err(Error::Unauthenticated(AuthFailure::Invalid));
+        }
+        let claims = self.verify(token)?;
+        let verified = Arc::new(VerifiedToken {
+            permissions: Arc::new(PermissionSet::new(claims.perms.iter().cloned())),
+            claims,
+        });
+        self.verified.insert(digest, verified.clone());
+        Ok(verified)
     }
 
     /// The JWKS document (`/.well-known/jwks.json`).
@@ -292,6 +342,33 @@ mod tests {
         assert!(rotated.verify(&new_token).is_ok());
         assert!(old_keys.verify(&new_token).is_err());
         assert_eq!(rotated.jwks()["keys"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn cached_verifications_still_check_expiry() {
+        let keys = keys();
+        let (token, mut claims) = keys.issue(&request()).unwrap();
+        assert_eq!(keys.verify_cached(&token).unwrap().claims, claims);
+        assert_eq!(keys.verify_cached(&token).unwrap().claims, claims, "from the cache");
+        // A token that expires while cached is refused from the cache.
+        claims.exp = unix_now() + 1;
+        let short = jsonwebtoken::encode(&keys.header(), &claims, &keys.encoding).unwrap();
+        assert!(keys.verify_cached(&short).is_ok());
+        let digest: [u8; 32] = Sha256::digest(short.as_bytes()).into();
+        let mut expired = keys.verified.get(&digest).unwrap().as_ref().claims.clone();
+        expired.exp = unix_now().saturating_sub(LEEWAY_SECONDS + 10);
+        keys.verified.insert(
+            digest,
+            Arc::new(VerifiedToken {
+                claims: expired,
+                permissions: Arc::default(),
+            }),
+        );
+        assert!(keys.verify_cached(&short).is_err());
+        assert!(keys.verified.get(&digest).is_none(), "the expired entry is dropped");
+        // Tokens that do not verify are never cached.
+        assert!(keys.verify_cached("not.a.token").is_err());
+        assert!(keys.verify_cached(&format!("{token}x")).is_err());
     }
 
     #[test]

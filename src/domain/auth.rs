@@ -66,6 +66,10 @@ fn account_key(username: &str) -> String {
     format!("user:{}", username.trim().to_lowercase())
 }
 
+fn address_key(address: IpAddr) -> String {
+    format!("ip:{address}")
+}
+
 /// Counts one attempt against the account and the client address before the
 /// password is evaluated; refuses with the wait when either is locked.
 async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> Result<()> {
@@ -80,7 +84,7 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
     if let Some(address) = client {
         let address_lock = store::credentials::reserve_attempt(
             &app.db,
-            &format!("ip:{address}"),
+            &address_key(address),
             limits(app, app.config.login_max_failures_per_address),
             now,
         )
@@ -145,6 +149,9 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     .ok_or(Error::InvalidCredentials)?;
 
     store::credentials::clear_attempts(&app.db, &account_key(&command.username)).await?;
+    if let Some(address) = command.client {
+        store::credentials::release_attempt(&app.db, &address_key(address), now()).await?;
+    }
     let password_change_required = user.password_change_required;
     let mut active: user::ActiveModel = user.clone().into();
     active.last_connection = Set(Some(now()));

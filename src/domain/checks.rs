@@ -151,12 +151,14 @@ async fn evaluate(app: &App, check: &Check<'_>) -> Result<CheckOutcome> {
     let (user_id, token_tenant) = match check.subject {
         Subject::User(id) => (id, None),
         Subject::Token(token) => {
-            let claims = app
+            // Through the auth layer's cache of verified tokens.
+            let verified = app
                 .keys
-                .verify(token)
+                .verify_cached(token)
                 .ok()
-                .filter(|claims| claims.kind == SubjectKind::User);
-            let parsed = claims.and_then(|c| Some((c.sub.parse::<Uuid>().ok()?, c.tid.parse::<Uuid>().ok()?)));
+                .filter(|verified| verified.claims.kind == SubjectKind::User);
+            let parsed =
+                verified.and_then(|v| Some((v.claims.sub.parse::<Uuid>().ok()?, v.claims.tid.parse::<Uuid>().ok()?)));
             match parsed {
                 Some((user_id, tid)) => (user_id, Some(tid)),
                 None => return Ok(denied(None, DenialReason::InvalidToken)),

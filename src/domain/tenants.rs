@@ -138,6 +138,7 @@ async fn insert_tenant(
         }
         .insert(&txn)
         .await?;
+        store::tenants::add_to_user_count(&txn, tenant.id, 1).await?;
     }
     if let Some(key) = key {
         key.record(&txn, idempotency::ids_to_bytes(&[tenant.id]), now).await?;
@@ -333,6 +334,7 @@ async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result
         }
         .insert(&txn)
         .await?;
+        store::tenants::add_to_user_count(&txn, tenant_id, 1).await?;
         user_role::ActiveModel {
             user_id: Set(user_id),
             role_id: Set(role_id),

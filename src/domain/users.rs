@@ -710,7 +710,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     // The user's row first, then its devices (the lock order of domain::devices).
     store::users::lock(&txn, id).await?;
     store::devices::revoke_all_of_user(&txn, id, now()).await?;
-    user::Entity::delete_by_id(id).exec(&txn).await?;
+    store::users::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::User(id), &[]).await?;
     txn.commit().await?;
     app.invalidate_access().await;

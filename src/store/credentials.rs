@@ -155,6 +155,23 @@ pub async fn reserve_attempt<C: ConnectionTrait>(
 }
 
 /// Forgets the failures under `key` (after a successful login).
+/// Gives back one attempt reserved under `key` that turned out to succeed,
+/// so that successes never add up to a lockout (a busy address logging in
+/// its users is not an attack); a lockout in force stays.
+pub async fn release_attempt<C: ConnectionTrait>(db: &C, key: &str, now: DateTime<Utc>) -> Result<()> {
+    login_failure::Entity::update_many()
+        .col_expr(
+            login_failure::Column::Failures,
+            Expr::col(login_failure::Column::Failures).sub(1),
+        )
+        .filter(login_failure::Column::Key.eq(key))
+        .filter(login_failure::Column::Failures.gt(0))
+        .filter(not_locked(now))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn clear_attempts<C: ConnectionTrait>(db: &C, key: &str) -> Result<()> {
     login_failure::Entity::delete_by_id(key).exec(db).await?;
     Ok(())

@@ -1,6 +1,9 @@
 //! Tenant queries.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -16,6 +19,36 @@ pub async fn resolve<C: ConnectionTrait>(db: &C, id_or_slug: &str) -> Result<Opt
         Err(_) => tenant::Entity::find().filter(tenant::Column::Slug.eq(id_or_slug.to_ascii_lowercase())),
     };
     Ok(query.one(db).await?)
+}
+
+/// Adds `delta` (negative to subtract) to the tenant's member count. Call it
+/// in the transaction that adds or removes the memberships, so the count
+/// stays exact: ListUsers answers its unfiltered `total` from it instead of
+/// counting every member on every call.
+pub async fn add_to_user_count<C: ConnectionTrait>(db: &C, tenant_id: Uuid, delta: i64) -> Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::UserCount,
+            Expr::col(tenant::Column::UserCount).add(delta),
+        )
+        .filter(tenant::Column::Id.eq(tenant_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The tenant's member count (0 for an unknown tenant).
+pub async fn user_count<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<u64> {
+    let count: Option<i64> = tenant::Entity::find_by_id(tenant_id)
+        .select_only()
+        .column(tenant::Column::UserCount)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(u64::try_from(count.unwrap_or(0)).unwrap_or(0))
 }
 
 fn column_of(field: &str) -> tenant::Column {

@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod bench;
 mod credentials;
 mod devices;
 mod groups;

@@ -484,7 +484,10 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
+    /// Submits the form and waits until the answer replaced the page (a
+    /// click may return before the navigation it starts has finished).
     async fn submit(&self) {
+        let page = self.client.find(Locator::Css("html")).await.expect("the page");
         self.client
             .find(Locator::Css("button[type=submit]"))
             .await
@@ -492,6 +495,17 @@ impl Browser {
             .click()
             .await
             .expect("click");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        // The old document's element goes stale once the answer is loaded.
+        while page.tag_name().await.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "the form's answer never loaded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.client
+            .wait()
+            .for_element(Locator::Css("body"))
+            .await
+            .expect("the answer's body");
     }
 
     /// Saves a screenshot of the page as `screenshots/<name>.png` in the

@@ -1,0 +1,343 @@
+//! The scenarios: each names the loads it drives at once. The first load of
+//! a scenario is the one compared with `health`. Adding a scenario is one
+//! entry in [`SCENARIOS`] and a function building its loads.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use castellan::pb::{
+    CheckPermissionRequest, CheckPermissionsRequest, CreateUsersRequest, GetUserRequest, ListUsersRequest,
+    LoginRequest, UserDraft, UserView, WhoAmIRequest, auth_service_client::AuthServiceClient,
+    check_permission_request::Subject, permission_service_client::PermissionServiceClient,
+    user_service_client::UserServiceClient,
+};
+use tonic::{
+    Code, Request, Status,
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// One call of a load: the channel to use and the call's sequence number.
+pub type Call = Arc<dyn Fn(Channel, u64) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send>> + Send + Sync>;
+
+/// Calls driven concurrently by `streams` tasks; a call answering `expect`
+/// counts as a success, anything else as an error.
+pub struct Load {
+    pub label: String,
+    pub streams: usize,
+    pub expect: Code,
+    pub call: Call,
+}
+
+/// What the seeding produced, shared by every scenario.
+pub struct Fixture {
+    /// `Bearer` values of ACTIVE users holding users:read, users:list and users:create
+    /// through a role and a group.
+    pub caller_tokens: Vec<MetadataValue<Ascii>>,
+    /// Usernames and passwords of the same users (for `login`).
+    pub logins: Vec<(String, String)>,
+    /// Users to read (members of the tenant, with a role and a group).
+    pub user_ids: Vec<String>,
+    /// A `page_token` starting the page after `deep_offset`.
+    pub deep_page_token: String,
+    pub deep_offset: i32,
+    /// Default concurrency: connections × streams.
+    pub streams: usize,
+    /// Concurrency of write scenarios (create-users).
+    pub write_streams: usize,
+    /// Page size of the list scenarios.
+    pub page_size: i32,
+    /// Distinguishes the emails of this run's created users.
+    pub run_id: String,
+}
+
+/// A named scenario.
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub loads: fn(&Arc<Fixture>) -> Vec<Load>,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "health",
+        about: "grpc.health.v1.Health/Check: the transport's ceiling (no auth, no database)",
+        loads: health,
+    },
+    Scenario {
+        name: "check",
+        about: "the auth layer alone: GetUser{id:\"\"} by a user token, authorized, then refused by validation \
+                before any database work (expects INVALID_ARGUMENT)",
+        loads: check,
+    },
+    Scenario {
+        name: "check-permission",
+        about: "PermissionService/CheckPermission: may a random seeded user read users? (answered from the \
+                access cache)",
+        loads: check_permission,
+    },
+    Scenario {
+        name: "check-permissions-100",
+        about: "PermissionService/CheckPermissions: a batch of 100 checks of random seeded users",
+        loads: check_permissions_batch,
+    },
+    Scenario {
+        name: "whoami",
+        about: "UserService/WhoAmI with a user token (FULL view of oneself)",
+        loads: whoami,
+    },
+    Scenario {
+        name: "get-user",
+        about: "UserService/GetUser of random seeded users, FULL view, by a user holding users:read via a role",
+        loads: get_user,
+    },
+    Scenario {
+        name: "list-users",
+        about: "UserService/ListUsers, first page, limit 50, FULL view",
+        loads: list_first,
+    },
+    Scenario {
+        name: "list-users-deep-token",
+        about: "UserService/ListUsers, a page deep in the set by page_token, limit 50",
+        loads: list_deep_token,
+    },
+    Scenario {
+        name: "list-users-deep-offset",
+        about: "UserService/ListUsers, the same deep page by offset, limit 50",
+        loads: list_deep_offset,
+    },
+    Scenario {
+        name: "login",
+        about: "AuthService/Login (argon2id) flood, with a concurrent get-user load",
+        loads: login,
+    },
+    Scenario {
+        name: "create-users",
+        about: "UserService/CreateUsers, batches of 100 without passwords (PENDING, invitation mailed)",
+        loads: create_users,
+    },
+];
+
+/// Wraps an async closure into a [`Call`].
+fn call<F, Fut>(f: F) -> Call
+where
+    F: Fn(Channel, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Status>> + Send + 'static,
+{
+    Arc::new(move |channel, seq| Box::pin(f(channel, seq)))
+}
+
+fn authed<T>(message: T, bearer: &MetadataValue<Ascii>) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", bearer.clone());
+    request
+}
+
+fn load(label: &str, streams: usize, call: Call) -> Load {
+    Load {
+        label: label.to_owned(),
+        streams,
+        expect: Code::Ok,
+        call,
+    }
+}
+
+fn pick<T>(items: &[T], seq: u64) -> &T {
+    &items[(seq as usize) % items.len()]
+}
+
+fn health(f: &Arc<Fixture>) -> Vec<Load> {
+    vec![load(
+        "health",
+        f.streams,
+        call(|channel, _| async move {
+            HealthClient::new(channel)
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+                .map(drop)
+        }),
+    )]
+}
+
+fn check(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    vec![Load {
+        expect: Code::InvalidArgument,
+        ..load(
+            "check",
+            f.streams,
+            call(move |channel, seq| {
+                let request = authed(GetUserRequest { id: String::new() }, pick(&fixture.caller_tokens, seq));
+                async move { UserServiceClient::new(channel).get_user(request).await.map(drop) }
+            }),
+        )
+    }]
+}
+
+/// A check of whether a seeded user holds `users:read` (it does, through
+/// its role and its group).
+fn permission_check(f: &Fixture, seq: u64) -> CheckPermissionRequest {
+    CheckPermissionRequest {
+        subject: Some(Subject::UserId(pick(&f.user_ids, seq.wrapping_mul(7919)).clone())),
+        permission: "users:read".into(),
+        tenant_id: String::new(),
+    }
+}
+
+fn check_permission(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    vec![load(
+        "check-permission",
+        f.streams,
+        call(move |channel, seq| {
+            let request = authed(permission_check(&fixture, seq), pick(&fixture.caller_tokens, seq));
+            async move {
+                PermissionServiceClient::new(channel)
+                    .check_permission(request)
+                    .await
+                    .map(drop)
+            }
+        }),
+    )]
+}
+
+fn check_permissions_batch(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    vec![load(
+        "check-permissions-100",
+        f.streams,
+        call(move |channel, seq| {
+            let checks = (0..100).map(|i| permission_check(&fixture, seq * 100 + i)).collect();
+            let request = authed(CheckPermissionsRequest { checks }, pick(&fixture.caller_tokens, seq));
+            async move {
+                PermissionServiceClient::new(channel)
+                    .check_permissions(request)
+                    .await
+                    .map(drop)
+            }
+        }),
+    )]
+}
+
+fn whoami(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    vec![load(
+        "whoami",
+        f.streams,
+        call(move |channel, seq| {
+            let request = authed(WhoAmIRequest {}, pick(&fixture.caller_tokens, seq));
+            async move { UserServiceClient::new(channel).who_am_i(request).await.map(drop) }
+        }),
+    )]
+}
+
+fn get_user_load(f: &Arc<Fixture>, label: &str, streams: usize) -> Load {
+    let fixture = f.clone();
+    load(
+        label,
+        streams,
+        call(move |channel, seq| {
+            // Spread the targets: a stride that is coprime with most set sizes.
+            let id = pick(&fixture.user_ids, seq.wrapping_mul(7919)).clone();
+            let request = authed(GetUserRequest { id }, pick(&fixture.caller_tokens, seq));
+            async move { UserServiceClient::new(channel).get_user(request).await.map(drop) }
+        }),
+    )
+}
+
+fn get_user(f: &Arc<Fixture>) -> Vec<Load> {
+    vec![get_user_load(f, "get-user", f.streams)]
+}
+
+fn list_load(f: &Arc<Fixture>, label: &str, offset: i32, page_token: String) -> Vec<Load> {
+    let fixture = f.clone();
+    vec![load(
+        label,
+        f.streams,
+        call(move |channel, seq| {
+            let request = authed(
+                ListUsersRequest {
+                    limit: fixture.page_size,
+                    offset,
+                    page_token: page_token.clone(),
+                    view: UserView::Full as i32,
+                    ..Default::default()
+                },
+                pick(&fixture.caller_tokens, seq),
+            );
+            async move { UserServiceClient::new(channel).list_users(request).await.map(drop) }
+        }),
+    )]
+}
+
+fn list_first(f: &Arc<Fixture>) -> Vec<Load> {
+    list_load(f, "list-users", 0, String::new())
+}
+
+fn list_deep_token(f: &Arc<Fixture>) -> Vec<Load> {
+    list_load(f, "list-users-deep-token", 0, f.deep_page_token.clone())
+}
+
+fn list_deep_offset(f: &Arc<Fixture>) -> Vec<Load> {
+    // The page the deep token starts: the one after `deep_offset`.
+    list_load(f, "list-users-deep-offset", f.deep_offset + f.page_size, String::new())
+}
+
+fn login(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    vec![
+        load(
+            "login",
+            f.streams,
+            call(move |channel, seq| {
+                let (username, password) = pick(&fixture.logins, seq).clone();
+                async move {
+                    AuthServiceClient::new(channel)
+                        .login(LoginRequest {
+                            username,
+                            password,
+                            tenant_id: String::new(),
+                        })
+                        .await
+                        .map(drop)
+                }
+            }),
+        ),
+        get_user_load(f, "login/get-user", f.streams),
+    ]
+}
+
+fn create_users(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    let batches = Arc::new(AtomicU64::new(0));
+    vec![load(
+        "create-users",
+        f.write_streams,
+        call(move |channel, seq| {
+            let batch = batches.fetch_add(1, Ordering::Relaxed);
+            let users = (0..100)
+                .map(|i| UserDraft {
+                    email: format!("new-{}-{batch}-{i}@bench.example", fixture.run_id),
+                    first_name: "Bench".into(),
+                    last_name: format!("User {i}"),
+                    ..Default::default()
+                })
+                .collect();
+            let request = authed(
+                CreateUsersRequest {
+                    users,
+                    request_id: String::new(),
+                },
+                pick(&fixture.caller_tokens, seq),
+            );
+            async move { UserServiceClient::new(channel).create_users(request).await.map(drop) }
+        }),
+    )]
+}

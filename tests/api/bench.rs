@@ -1,0 +1,214 @@
+//! The load tool (`castellan-bench`) still works: a one-second smoke run
+//! against a server it starts itself, on the test database (SQLite, or a
+//! fresh PostgreSQL database when `CASTELLAN_TEST_DATABASE_URL` is set).
+//! Benchmarks are not tests: nothing here depends on speed. Also the server
+//! changes the bench called for: exact member counts behind ListUsers'
+//! `total`, and successful logins that do not add up to a lockout.
+
+use std::process::Command;
+
+use castellan::pb::{
+    DeleteUserRequest, ListUsersRequest, LoginRequest, UpdateUserTenantsRequest, auth_service_client::AuthServiceClient,
+};
+use tonic::{Code, Request};
+
+use crate::helpers::{TestApp, active_draft, authed, authed_in, draft, expect_code, test_database};
+
+#[tokio::test]
+async fn the_bench_runs_and_reports_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, _database) = test_database(dir.path()).await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_castellan-bench"));
+    command.args([
+        "--server-bin",
+        env!("CARGO_BIN_EXE_castellan"),
+        "--scenario",
+        "health,get-user,list-users-deep-token,check-permission",
+        "--duration",
+        "1s",
+        "--warmup",
+        "100ms",
+        "--users",
+        "120",
+        "--callers",
+        "2",
+        "--connections",
+        "1",
+        "--streams",
+        "4",
+        "--json",
+    ]);
+    if database_url.starts_with("postgres") {
+        command.args(["--database-url", &database_url]);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run castellan-bench");
+    assert!(
+        output.status.success(),
+        "castellan-bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    let names: Vec<&str> = scenarios.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["health", "check-permission", "get-user", "list-users-deep-token"]
+    );
+    for scenario in scenarios {
+        let load = &scenario["loads"][0];
+        assert!(load["requests"].as_u64().unwrap_or(0) > 0, "no requests: {scenario}");
+        assert_eq!(load["errors"].as_u64(), Some(0), "errors: {scenario}");
+        assert!(scenario["ratio_to_health"].as_f64().unwrap_or(0.0) > 0.0, "{scenario}");
+        assert!(scenario["server"]["rss_mb"].as_f64().unwrap_or(0.0) > 0.0, "{scenario}");
+    }
+    assert!(report["start_to_serving_ms"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(report["idle_rss_mb"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+async fn total(app: &TestApp, tenant: &str) -> i64 {
+    let token = app.global_token(&["*"]);
+    app.users()
+        .list_users(authed_in(ListUsersRequest::default(), &token, tenant))
+        .await
+        .expect("list")
+        .into_inner()
+        .total
+}
+
+#[tokio::test]
+async fn list_totals_follow_every_membership_change() {
+    let app = TestApp::spawn().await;
+    let default = app.tenant_id.to_string();
+    let other = app.create_tenant("other").await.to_string();
+    let created = app
+        .create_users(vec![
+            draft("a@example.com"),
+            draft("b@example.com"),
+            draft("c@example.com"),
+        ])
+        .await;
+    assert_eq!(total(&app, &default).await, 3);
+    assert_eq!(total(&app, &other).await, 0);
+
+    let admin = app.global_token(&["*"]);
+    let mut users = app.users();
+    users
+        .update_user_tenants(authed(
+            UpdateUserTenantsRequest {
+                id: created[0].id.clone(),
+                add_tenant_ids: vec![other.clone()],
+                remove_tenant_ids: vec![],
+            },
+            &admin,
+        ))
+        .await
+        .expect("add to other");
+    assert_eq!(total(&app, &other).await, 1);
+    users
+        .update_user_tenants(authed(
+            UpdateUserTenantsRequest {
+                id: created[0].id.clone(),
+                add_tenant_ids: vec![],
+                remove_tenant_ids: vec![default.clone()],
+            },
+            &admin,
+        ))
+        .await
+        .expect("remove from default");
+    assert_eq!(total(&app, &default).await, 2);
+    // Adding an existing membership changes nothing.
+    users
+        .update_user_tenants(authed_in(
+            UpdateUserTenantsRequest {
+                id: created[0].id.clone(),
+                add_tenant_ids: vec![other.clone()],
+                remove_tenant_ids: vec![],
+            },
+            &admin,
+            &other,
+        ))
+        .await
+        .expect("idempotent add");
+    assert_eq!(total(&app, &other).await, 1);
+
+    users
+        .delete_user(authed_in(
+            DeleteUserRequest {
+                id: created[0].id.clone(),
+            },
+            &admin,
+            &other,
+        ))
+        .await
+        .expect("delete");
+    assert_eq!(total(&app, &other).await, 0);
+    users
+        .delete_user(authed(
+            DeleteUserRequest {
+                id: created[1].id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("delete");
+    assert_eq!(total(&app, &default).await, 1);
+
+    // A failed batch (a duplicate email) counts nothing.
+    let token = app.token(&["*"]);
+    expect_code(
+        users
+            .create_users(authed(
+                castellan::pb::CreateUsersRequest {
+                    users: vec![draft("d@example.com"), draft("c@example.com")],
+                    request_id: String::new(),
+                },
+                &token,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    assert_eq!(total(&app, &default).await, 1);
+    // Filtered lists still count the matching rows.
+    let filtered = users
+        .list_users(authed(
+            ListUsersRequest {
+                search: "zzz".into(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(filtered.total, 0);
+}
+
+#[tokio::test]
+async fn successful_logins_never_lock_out_their_address() {
+    let app = TestApp::spawn_with(&["--login-max-failures-per-address", "3"]).await;
+    app.create_users(vec![active_draft("busy@example.com")]).await;
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let attempt = |password: &str| {
+        Request::new(LoginRequest {
+            username: "busy@example.com".into(),
+            password: password.into(),
+            tenant_id: String::new(),
+        })
+    };
+    for _ in 0..6 {
+        auth.login(attempt("correct horse battery"))
+            .await
+            .expect("a success does not count toward the address limit");
+    }
+    // Failures still do: the fourth attempt within the window is refused.
+    for _ in 0..3 {
+        expect_code(auth.login(attempt("wrong horse battery")).await, Code::Unauthenticated);
+    }
+    expect_code(
+        auth.login(attempt("correct horse battery")).await,
+        Code::ResourceExhausted,
+    );
+}
