@@ -9,10 +9,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{access::AccessCache, token::TokenKeys},
     config::Config,
-    domain::{
-        credentials,
-        tenants::{self, BootstrapAdmin},
-    },
+    domain::tenants::{self, BootstrapAdmin},
     error::Result,
     mail::Mailer,
     store::{self, PoolSettings, invalidation::ListenerEvent},
@@ -23,9 +20,6 @@ pub struct App {
     pub keys: TokenKeys,
     pub access: AccessCache,
     pub mailer: Mailer,
-    /// A hash of a random password, verified for unknown users so that a
-    /// failed login takes the same time whether or not the user exists.
-    pub dummy_password_hash: String,
     pub config: Config,
 }
 
@@ -39,13 +33,11 @@ impl App {
         }
         let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
             .with_verification_keys(&config.verification_key_files)?;
-        let dummy_password_hash = credentials::hash_password(hex::encode(rand::random::<[u8; 16]>())).await?;
         let app = Arc::new(Self {
             db,
             keys,
             access: AccessCache::default(),
             mailer: Mailer::from_config(&config)?,
-            dummy_password_hash,
             config,
         });
         let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());

@@ -109,7 +109,7 @@ async fn check_password(app: &App, username: &str, password: &str) -> Result<Opt
     let found = store::credentials::user_with_credential(&app.db, username).await?;
     let (user, hash) = match found {
         Some((user, Some(credential))) => (Some(user), credential.password_hash),
-        _ => (None, app.dummy_password_hash.clone()),
+        _ => (None, credentials::DUMMY_PASSWORD_HASH.to_owned()),
     };
     let matches = credentials::verify_password(password.to_owned(), hash).await?;
     if !matches {

@@ -46,6 +46,14 @@ pub fn check_policy(violations: &mut Violations, field: &str, password: &str, mi
     }
 }
 
+/// Stands in for the hash of an unknown user (or one without a password), so
+/// that such a login costs one verification like any other. The password
+/// behind it was random and thrown away; only its parameters matter, and a
+/// test holds them equal to [`argon2`]'s. (Hashing a fresh one at start-up
+/// added a full hash time to every boot.)
+pub const DUMMY_PASSWORD_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$osL4KBUEqfubn998CU9TaA$pVP4vC8WlgeaST+4q1yUcFhyswit+D+U8kl8ZN3zhU4";
+
 fn argon2() -> Result<Argon2<'static>> {
     // OWASP: m = 19 MiB, t = 2, p = 1.
     let params = Params::new(19 * 1024, 2, 1, None).map_err(Error::internal)?;
@@ -91,6 +99,21 @@ pub async fn verify_password(password: String, phc: String) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_PASSWORD_HASH).expect("a PHC string");
+        let real = argon2().expect("params");
+        assert_eq!(dummy.algorithm, Algorithm::Argon2id.ident());
+        let params = Params::try_from(&dummy).expect("params");
+        let expected = real.params();
+        assert_eq!(
+            (params.m_cost(), params.t_cost(), params.p_cost()),
+            (expected.m_cost(), expected.t_cost(), expected.p_cost())
+        );
+        assert_eq!(dummy.hash.map(|h| h.len()), Some(Params::DEFAULT_OUTPUT_LEN));
+        assert_eq!(dummy.version, Some(Version::V0x13 as u32));
+    }
 
     #[test]
     fn policy_checks_length_and_blocklist_only() {
