@@ -1,15 +1,19 @@
-//! The composition root: the database, the token keys and the access cache,
-//! wired once and shared by the gRPC services, the auth layer and the HTTP
-//! server.
+//! The composition root: the database, the token keys and the caches, wired
+//! once and shared by the gRPC services, the auth layer and the HTTP server.
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
+use uuid::Uuid;
 
 use crate::{
     auth::{access::AccessCache, token::TokenKeys},
+    cache::Freshness,
     config::Config,
-    domain::tenants::{self, BootstrapAdmin},
+    domain::{
+        tenants::{self, BootstrapAdmin},
+        users::UserRecordCache,
+    },
     error::Result,
     mail::Mailer,
     store::{self, PoolSettings, invalidation::ListenerEvent},
@@ -18,7 +22,10 @@ use crate::{
 pub struct App {
     pub db: DatabaseConnection,
     pub keys: TokenKeys,
+    /// When the two caches below stop being usable.
+    freshness: Arc<Freshness>,
     pub access: AccessCache,
+    pub user_records: UserRecordCache,
     pub mailer: Mailer,
     pub config: Config,
 }
@@ -33,10 +40,13 @@ impl App {
         }
         let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
             .with_verification_keys(&config.verification_key_files)?;
+        let freshness = Arc::new(Freshness::default());
         let app = Arc::new(Self {
             db,
             keys,
-            access: AccessCache::default(),
+            access: AccessCache::new(freshness.clone()),
+            user_records: UserRecordCache::new(freshness.clone()),
+            freshness,
             mailer: Mailer::from_config(&config)?,
             config,
         });
@@ -52,31 +62,44 @@ impl App {
         Ok(app)
     }
 
-    /// After a commit that can change what someone may do: drops this
-    /// replica's cached access and tells the other replicas to do the same,
-    /// before the call answers.
-    pub async fn invalidate_access(&self) {
-        self.access.invalidate();
-        if let Err(error) = store::invalidation::notify(&self.db).await {
+    /// After a commit that can change what someone may do, or anything
+    /// shared by many users' records (roles, groups, tenants, memberships):
+    /// outdates this replica's cached entries and tells the other replicas to
+    /// do the same, before the call answers.
+    pub async fn directory_changed(&self) {
+        self.freshness.invalidate_all();
+        self.notify_replicas(None).await;
+    }
+
+    /// After a commit that changes only one user's own record (its row, its
+    /// devices) and nothing it may do.
+    pub async fn user_changed(&self, user_id: Uuid) {
+        self.freshness.invalidate_user(user_id);
+        self.notify_replicas(Some(user_id)).await;
+    }
+
+    async fn notify_replicas(&self, user_id: Option<Uuid>) {
+        if let Err(error) = store::invalidation::notify(&self.db, user_id).await {
             // The listeners' reconnect logic covers a lost notification only
             // when their connection drops; a failed NOTIFY means ours is down,
             // and the other replicas will see the same outage.
-            tracing::warn!(%error, "could not notify other replicas of an access change");
+            tracing::warn!(%error, "could not notify other replicas of a change");
         }
     }
 
-    /// On PostgreSQL: listens for other replicas' access changes (run as a
+    /// On PostgreSQL: listens for other replicas' changes (run as a
     /// background task).
-    pub async fn listen_for_access_changes(self: Arc<Self>) {
+    pub async fn listen_for_changes(self: Arc<Self>) {
         if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
             return;
         }
-        let app = self.clone();
-        self.access.set_bypass(true);
+        let freshness = self.freshness.clone();
+        freshness.set_bypass(true);
         store::invalidation::listen(self.config.database_url(), move |event| match event {
-            ListenerEvent::Listening => app.access.set_bypass(false),
-            ListenerEvent::Changed => app.access.invalidate(),
-            ListenerEvent::Lost => app.access.set_bypass(true),
+            ListenerEvent::Listening => freshness.set_bypass(false),
+            ListenerEvent::Changed(None) => freshness.invalidate_all(),
+            ListenerEvent::Changed(Some(user_id)) => freshness.invalidate_user(user_id),
+            ListenerEvent::Lost => freshness.set_bypass(true),
         })
         .await;
     }

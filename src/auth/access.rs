@@ -1,21 +1,10 @@
 //! Effective permissions of user subjects, resolved live from the database
 //! through a cache. Every write that can change what a user may do (grants,
 //! role permissions, group membership, group roles, user status, deletion,
-//! tenant membership) calls [`AccessCache::invalidate`] after its commit.
-//!
-//! Invalidation is by epoch: an entry remembers the epoch read *before* its
-//! database query, and is only used while the epoch is unchanged. A reader
-//! racing a writer therefore never keeps a stale entry: the writer bumps the
-//! epoch after committing, which outdates whatever the reader stores.
+//! tenant membership) calls `App::directory_changed` after its commit, which
+//! outdates every entry (see [`crate::cache`] for why this is race-free).
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use moka::sync::Cache;
 use sea_orm::DatabaseConnection;
@@ -23,6 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::principal::PermissionSet,
+    cache::{Freshness, Stamp},
     error::Result,
     store::{
         self,
@@ -99,28 +89,18 @@ impl EffectiveGrants {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    epoch: u64,
-    access: Arc<UserAccess>,
-}
-
-/// The per-(user, tenant) cache of [`UserAccess`].
+/// The per-(user, tenant) cache of [`UserAccess`], and tenant ids by slug.
 #[derive(Debug)]
 pub struct AccessCache {
-    epoch: AtomicU64,
-    /// Set while invalidations from other replicas may be missed (the
-    /// PostgreSQL listener is disconnected): every lookup reads the database.
-    bypass: AtomicBool,
-    entries: Cache<(Uuid, Uuid), Entry>,
-    tenants: Cache<String, (u64, Option<Uuid>)>,
+    freshness: Arc<Freshness>,
+    entries: Cache<(Uuid, Uuid), (Stamp, Arc<UserAccess>)>,
+    tenants: Cache<String, (Stamp, Option<Uuid>)>,
 }
 
-impl Default for AccessCache {
-    fn default() -> Self {
+impl AccessCache {
+    pub fn new(freshness: Arc<Freshness>) -> Self {
         Self {
-            epoch: AtomicU64::new(0),
-            bypass: AtomicBool::new(false),
+            freshness,
             entries: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(300))
@@ -131,25 +111,6 @@ impl Default for AccessCache {
                 .build(),
         }
     }
-}
-
-impl AccessCache {
-    /// Makes every cached entry stale. Call after committing a change (through
-    /// `App::invalidate_access`, which also tells the other replicas).
-    pub fn invalidate(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Turns the cache off (`true`) while other replicas' invalidations may be
-    /// missed, and back on once they are heard again.
-    pub fn set_bypass(&self, bypass: bool) {
-        self.bypass.store(bypass, Ordering::Release);
-        self.invalidate();
-    }
-
-    fn usable(&self, entry_epoch: u64, epoch: u64) -> bool {
-        entry_epoch == epoch && !self.bypass.load(Ordering::Acquire)
-    }
 
     /// The user's access in the tenant, from the cache or the database.
     pub async fn user_access(
@@ -158,35 +119,28 @@ impl AccessCache {
         user_id: Uuid,
         tenant_id: Uuid,
     ) -> Result<Arc<UserAccess>> {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        if let Some(entry) = self.entries.get(&(user_id, tenant_id))
-            && self.usable(entry.epoch, epoch)
+        let user = Some(user_id);
+        if let Some((stamp, access)) = self.entries.get(&(user_id, tenant_id))
+            && self.freshness.is_current(stamp, user)
         {
-            return Ok(entry.access);
+            return Ok(access);
         }
+        let stamp = self.freshness.stamp(user);
         let access = Arc::new(load(db, user_id, tenant_id).await?);
-        self.entries.insert(
-            (user_id, tenant_id),
-            Entry {
-                epoch,
-                access: access.clone(),
-            },
-        );
+        self.entries.insert((user_id, tenant_id), (stamp, access.clone()));
         Ok(access)
     }
-}
 
-impl AccessCache {
     /// The id of the tenant named by id or slug, if it exists.
     pub async fn tenant_id(&self, db: &DatabaseConnection, id_or_slug: &str) -> Result<Option<Uuid>> {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        if let Some((cached_epoch, id)) = self.tenants.get(id_or_slug)
-            && self.usable(cached_epoch, epoch)
+        if let Some((stamp, id)) = self.tenants.get(id_or_slug)
+            && self.freshness.is_current(stamp, None)
         {
             return Ok(id);
         }
+        let stamp = self.freshness.stamp(None);
         let id = store::tenants::resolve(db, id_or_slug).await?.map(|t| t.id);
-        self.tenants.insert(id_or_slug.to_owned(), (epoch, id));
+        self.tenants.insert(id_or_slug.to_owned(), (stamp, id));
         Ok(id)
     }
 }

@@ -160,6 +160,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     let origin = Origin::user(user.id, Some(tenant_id), command.call);
     audit::record(&txn, origin, Target::User(user.id), &["last_connection"]).await?;
     txn.commit().await?;
+    app.user_changed(user.id).await;
 
     let ttl = app.config.token_ttl();
     let (access_token, _) = app.keys.issue(&TokenRequest {
@@ -264,7 +265,7 @@ async fn change_password_as(
     let fields = ["password", "password_change_required"];
     audit::record(&txn, origin, Target::User(user_id), &fields).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     Ok(())
 }
 
@@ -372,7 +373,7 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     let origin = Origin::user(invitation.user_id, Some(invitation.tenant_id), command.call);
     audit::record(&txn, origin, Target::User(invitation.user_id), &fields).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     users::record_in(app, invitation.tenant_id, invitation.user_id).await
 }
 
@@ -398,6 +399,6 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     active.update(&txn).await?;
     audit::record(&txn, caller, Target::User(id), &fields).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     Ok(())
 }

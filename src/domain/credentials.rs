@@ -1,10 +1,15 @@
 //! Passwords: the policy (NIST 800-63B: length only, no composition rules,
 //! no truncation, a blocklist) and argon2id hashing with OWASP parameters on
-//! the blocking pool, so a burst of hashing never stalls the async workers.
+//! threads of its own, so a burst of hashing never stalls the async workers.
 
-use std::{collections::HashSet, sync::LazyLock};
-
-use tokio::sync::Semaphore;
+use std::{
+    collections::HashSet,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{
+        Arc, LazyLock, Mutex,
+        mpsc::{self, Sender},
+    },
+};
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version, password_hash::SaltString,
@@ -60,22 +65,70 @@ fn argon2() -> Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// At most this many hashes run at once: half the cores (at least one). Each
-/// hash holds 19 MiB and a core for tens of milliseconds, so a burst of
-/// logins queues here instead of exhausting memory or starving other calls
-/// of CPU: the other half of the machine keeps serving them.
-static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Semaphore::new((cores / 2).max(1))
-});
+type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs argon2 work on the blocking pool, within the hashing slots.
-async fn on_hashing_pool<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let _slot = HASHING_SLOTS.acquire().await.map_err(Error::internal)?;
-    tokio::task::spawn_blocking(work).await.map_err(Error::internal)?
+/// The hashing threads, one a core, started on first use. They run at a
+/// lower scheduling priority than the rest of the process: with spare CPU a
+/// login flood uses every core, and when the async workers need a core they
+/// preempt the hashing at once, so a flood barely moves the latency of other
+/// calls. Queued hashes wait in the channel (each holds 19 MiB only while it
+/// runs).
+static HASHING_THREADS: LazyLock<std::io::Result<Sender<Job>>> = LazyLock::new(start_hashing_threads);
+
+/// Niceness of the hashing threads (0 is the default, 19 the lowest).
+const HASHING_NICENESS: i32 = 10;
+
+fn start_hashing_threads() -> std::io::Result<Sender<Job>> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for i in 0..cores {
+        let receiver = receiver.clone();
+        std::thread::Builder::new()
+            .name(format!("castellan-hash-{i}"))
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    // The lock is held while waiting for a job, not while running it.
+                    let Ok(Ok(job)) = receiver.lock().map(|jobs| jobs.recv()) else {
+                        return;
+                    };
+                    // A panicking job drops its reply (the caller sees an
+                    // internal error); the thread goes on.
+                    let _ = catch_unwind(AssertUnwindSafe(job));
+                }
+            })?;
+    }
+    Ok(sender)
 }
 
-/// Hashes a password into a PHC string, on the blocking pool.
+/// Lowers the calling thread's priority (Linux sets niceness per thread).
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: two system calls on the calling thread, no memory involved.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, HASHING_NICENESS) };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the hashing threads' priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+/// Runs argon2 work on the hashing threads.
+async fn on_hashing_pool<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let jobs = HASHING_THREADS
+        .as_ref()
+        .map_err(|error| Error::internal(format!("hashing threads: {error}")))?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    jobs.send(Box::new(move || {
+        let _ = reply.send(work());
+    }))
+    .map_err(|_| Error::internal("hashing threads stopped"))?;
+    answer.await.map_err(|_| Error::internal("a hashing job failed"))?
+}
+
+/// Hashes a password into a PHC string, on the hashing threads.
 pub async fn hash_password(password: String) -> Result<String> {
     on_hashing_pool(move || {
         let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(Error::internal)?;
@@ -87,7 +140,7 @@ pub async fn hash_password(password: String) -> Result<String> {
     .await
 }
 
-/// Verifies a password against a PHC string (constant time), on the blocking pool.
+/// Verifies a password against a PHC string (constant time), on the hashing threads.
 pub async fn verify_password(password: String, phc: String) -> Result<bool> {
     on_hashing_pool(move || {
         let hash = PasswordHash::new(&phc).map_err(Error::internal)?;

@@ -172,6 +172,7 @@ pub async fn register(app: &App, caller: &Principal, new: NewDevice) -> Result<d
     let fields = ["user_id", "name", "platform", "os_version", "posture"];
     audit::record(&txn, caller, Target::Device(device.id), &fields).await?;
     txn.commit().await?;
+    app.user_changed(device.user_id).await;
     Ok(device)
 }
 
@@ -234,6 +235,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
     let device = active.update(&txn).await?;
     audit::record(&txn, caller, Target::Device(id), &fields).await?;
     txn.commit().await?;
+    app.user_changed(device.user_id).await;
     Ok(device)
 }
 
@@ -265,6 +267,7 @@ pub async fn report_connection(
     }
     let device = store::devices::find(&txn, id).await?.ok_or(Error::NotFound("device"))?;
     txn.commit().await?;
+    app.user_changed(device.user_id).await;
     Ok(device)
 }
 
@@ -281,6 +284,7 @@ pub async fn revoke(app: &App, caller: &Principal, id: &str) -> Result<device::M
     store::devices::revoke(&txn, id, now()).await?;
     audit::record(&txn, caller, Target::Device(id), &["status", "connected"]).await?;
     txn.commit().await?;
+    app.user_changed(device.user_id).await;
     store::devices::find(&app.db, id)
         .await?
         .ok_or(Error::NotFound("device"))

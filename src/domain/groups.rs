@@ -195,9 +195,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
     }
     audit::record(&txn, caller, Target::Group(id), &fields).await?;
     txn.commit().await?;
-    if change.is_some() {
-        app.invalidate_access().await;
-    }
+    // Members' records show the group's name and description.
+    app.directory_changed().await;
     let group = find(app, caller, id).await?;
     full_record(app, group).await
 }
@@ -210,7 +209,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     store::groups::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::Group(id), &[]).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     Ok(())
 }
 

@@ -359,7 +359,7 @@ pub async fn unregister(app: &App, caller: &Principal, namespace: &str, names: &
     audit::record(&txn, caller, Target::Namespace(namespace), &removed).await?;
     txn.commit().await?;
     if carried {
-        app.invalidate_access().await;
+        app.directory_changed().await;
     }
     Ok(())
 }

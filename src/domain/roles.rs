@@ -210,9 +210,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     store::roles::change_permissions(&txn, id, &add, &remove).await?;
     audit::record(&txn, caller, Target::Role(id), &fields).await?;
     txn.commit().await?;
-    if !add.is_empty() || !remove.is_empty() {
-        app.invalidate_access().await;
-    }
+    // Holders' records show the role's name, description and permissions.
+    app.directory_changed().await;
     let role = visible(app, caller, id).await?;
     with_permissions(app, role).await
 }
@@ -230,7 +229,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Res
     }
     audit::record(&txn, caller, Target::Role(id), &[]).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     Ok(())
 }
 

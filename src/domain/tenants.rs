@@ -102,7 +102,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<ten
             return Err(Error::NotFound("user"));
         }
         let tenant = insert_tenant(app, caller, name, slug, owner, key.as_ref()).await?;
-        app.invalidate_access().await;
+        app.directory_changed().await;
         Ok(tenant)
     };
     idempotency::once(&app.db, key.as_ref(), load, create).await
@@ -202,7 +202,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
     let tenant = active.update(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &changed).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     Ok(tenant)
 }
 
@@ -214,7 +214,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     tenant::Entity::delete_by_id(tenant.id).exec(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     Ok(())
 }
 

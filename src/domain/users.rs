@@ -2,7 +2,9 @@
 //! context, updates, lifecycle (deactivate, reactivate, delete) and tenant
 //! memberships. A user outside the tenant in context is NOT_FOUND.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use moka::sync::Cache;
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use crate::{
     app::App,
     auth::Principal,
+    cache::{Freshness, Stamp},
     domain::{
         audit::{self, Target},
         credentials, grants, groups,
@@ -53,6 +56,54 @@ const SORT_FIELDS: &[SortField] = &[
 pub struct UserRecord {
     pub user: user::Model,
     pub details: Option<UserDetails>,
+}
+
+impl UserRecord {
+    fn is_member_of(&self, tenant_id: Uuid) -> bool {
+        self.details.as_ref().is_some_and(|d| d.tenant_ids.contains(&tenant_id))
+    }
+}
+
+/// FULL user records as seen from a tenant, read on the GetUser and WhoAmI
+/// paths: a warm call makes no database round trip. Every write that changes
+/// a record outdates it after its commit (`App::directory_changed` for
+/// changes that can touch many users, `App::user_changed` for one user's
+/// own row and devices).
+#[derive(Debug)]
+pub struct UserRecordCache {
+    freshness: Arc<Freshness>,
+    /// (tenant, user) → the record, with the stamp it was read under.
+    entries: Cache<(Uuid, Uuid), (Stamp, Arc<UserRecord>)>,
+}
+
+impl UserRecordCache {
+    pub fn new(freshness: Arc<Freshness>) -> Self {
+        Self {
+            freshness,
+            entries: Cache::builder()
+                .max_capacity(20_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        }
+    }
+
+    /// The FULL record of a user (member of the tenant or not) as seen from
+    /// the tenant; `None` when there is no such user.
+    async fn get(&self, app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Option<Arc<UserRecord>>> {
+        let user = Some(user_id);
+        if let Some((stamp, record)) = self.entries.get(&(tenant_id, user_id))
+            && self.freshness.is_current(stamp, user)
+        {
+            return Ok(Some(record));
+        }
+        let stamp = self.freshness.stamp(user);
+        let Some(row) = user::Entity::find_by_id(user_id).one(&app.db).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(full_record(app, tenant_id, row).await?);
+        self.entries.insert((tenant_id, user_id), (stamp, record.clone()));
+        Ok(Some(record))
+    }
 }
 
 /// One user to create (CreateUsers draft).
@@ -410,8 +461,12 @@ pub(crate) async fn member(app: &App, caller: &Principal, id: Uuid) -> Result<us
 pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     caller.require_target(id)?;
-    let user = member(app, caller, id).await?;
-    full_record(app, caller.tenant_id, user).await
+    app.user_records
+        .get(app, caller.tenant_id, id)
+        .await?
+        .filter(|record| record.is_member_of(caller.tenant_id))
+        .map(|record| UserRecord::clone(&record))
+        .ok_or(Error::NotFound("user"))
 }
 
 pub async fn get_by_username(app: &App, caller: &Principal, username: &str) -> Result<UserRecord> {
@@ -429,11 +484,11 @@ pub async fn who_am_i(app: &App, caller: &Principal) -> Result<UserRecord> {
     let id = caller
         .user_id()
         .ok_or_else(|| Error::FailedPrecondition("WhoAmI needs a user token; this is a service token".into()))?;
-    let user = user::Entity::find_by_id(id)
-        .one(&app.db)
+    app.user_records
+        .get(app, caller.tenant_id, id)
         .await?
-        .ok_or(Error::NotFound("user"))?;
-    full_record(app, caller.tenant_id, user).await
+        .map(|record| UserRecord::clone(&record))
+        .ok_or(Error::NotFound("user"))
 }
 
 pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Page<UserRecord>> {
@@ -593,7 +648,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     let user = member(app, caller, id).await?;
     full_record(app, caller.tenant_id, user).await
 }
@@ -654,7 +709,7 @@ pub async fn update_tenants(
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -680,7 +735,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     };
     audit::record(&txn, caller, Target::User(id), fields).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -713,6 +768,6 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     store::users::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::User(id), &[]).await?;
     txn.commit().await?;
-    app.invalidate_access().await;
+    app.directory_changed().await;
     Ok(())
 }

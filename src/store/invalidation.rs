@@ -1,19 +1,23 @@
-//! Cross-replica invalidation of the access cache on PostgreSQL: a write that
-//! can change someone's permissions sends `NOTIFY castellan_access` after its
-//! commit; every replica LISTENs and drops its cached entries.
+//! Cross-replica invalidation of the caches on PostgreSQL: a write sends
+//! `NOTIFY castellan_access` after its commit, with a user id as payload when
+//! it changed only that user's record, empty when it changed more; every
+//! replica LISTENs and outdates its cached entries likewise.
 
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, sqlx::postgres::PgListener};
+use uuid::Uuid;
 
 use crate::error::Result;
 
 const CHANNEL: &str = "castellan_access";
 
 /// Tells the other replicas (no-op on SQLite, which has one process).
-pub async fn notify(db: &DatabaseConnection) -> Result<()> {
+pub async fn notify(db: &DatabaseConnection, user_id: Option<Uuid>) -> Result<()> {
     if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared(&format!("NOTIFY {CHANNEL}")).await?;
+        // A UUID's text form needs no quoting beyond the literal's quotes.
+        let payload = user_id.map(|id| id.to_string()).unwrap_or_default();
+        db.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{payload}'")).await?;
     }
     Ok(())
 }
@@ -23,8 +27,9 @@ pub async fn notify(db: &DatabaseConnection) -> Result<()> {
 pub enum ListenerEvent {
     /// Subscribed: notifications arrive from now on.
     Listening,
-    /// Another replica (or this one) changed access.
-    Changed,
+    /// Another replica (or this one) changed one user's record (`Some`) or
+    /// more (`None`).
+    Changed(Option<Uuid>),
     /// The connection was lost: notifications may have been missed until the
     /// next `Listening`.
     Lost,
@@ -44,8 +49,9 @@ pub async fn listen(url: String, on_event: impl Fn(ListenerEvent) + Send + 'stat
                 backoff = Duration::from_millis(100);
                 on_event(ListenerEvent::Listening);
                 // `try_recv` answers `None` when the connection drops.
-                while let Ok(Some(_)) = listener.try_recv().await {
-                    on_event(ListenerEvent::Changed);
+                while let Ok(Some(notification)) = listener.try_recv().await {
+                    // Anything but one user's id outdates everything.
+                    on_event(ListenerEvent::Changed(notification.payload().parse().ok()));
                 }
                 tracing::warn!("access invalidation listener lost its connection; reconnecting");
             }

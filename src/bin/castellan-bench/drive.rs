@@ -68,6 +68,12 @@ pub async fn run(
             // interleaved, so streams pick different accounts and targets.
             let stride = load.streams as u64;
             let mut seq = stream as u64;
+            // A paced stream's schedule: every `interval`, staggered.
+            let interval = load
+                .rate
+                .map(|rate| Duration::from_secs_f64(load.streams as f64 / rate));
+            let mut next_start =
+                started + interval.map_or(Duration::ZERO, |i| i.mul_f64(stream as f64 / stride as f64));
             handles.push((
                 load_index,
                 tokio::spawn(async move {
@@ -77,7 +83,15 @@ pub async fn run(
                         first_error: None,
                     };
                     loop {
-                        let begin = Instant::now();
+                        let begin = match interval {
+                            Some(interval) => {
+                                tokio::time::sleep_until(next_start.into()).await;
+                                let scheduled = next_start;
+                                next_start += interval;
+                                scheduled
+                            }
+                            None => Instant::now(),
+                        };
                         if begin >= deadline {
                             break;
                         }

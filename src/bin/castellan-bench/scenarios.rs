@@ -28,13 +28,22 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 pub type Call = Arc<dyn Fn(Channel, u64) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send>> + Send + Sync>;
 
 /// Calls driven concurrently by `streams` tasks; a call answering `expect`
-/// counts as a success, anything else as an error.
+/// counts as a success, anything else as an error. Without a `rate` each
+/// task calls again as soon as an answer arrives (closed loop); with one, the
+/// tasks start calls on a fixed schedule adding up to `rate` calls a second
+/// and latency counts from the scheduled start (no coordinated omission).
 pub struct Load {
     pub label: String,
     pub streams: usize,
     pub expect: Code,
+    pub rate: Option<f64>,
     pub call: Call,
 }
+
+/// Calls a second of the get-user probe that runs beside the login flood
+/// (and alone, as `get-user-probe`, for its baseline).
+pub const PROBE_RATE: f64 = 1000.0;
+const PROBE_STREAMS: usize = 16;
 
 /// What the seeding produced, shared by every scenario.
 pub struct Fixture {
@@ -114,8 +123,13 @@ pub const SCENARIOS: &[Scenario] = &[
         loads: list_deep_offset,
     },
     Scenario {
+        name: "get-user-probe",
+        about: "UserService/GetUser at a steady 1,000 calls/s: the baseline of the login scenario's probe",
+        loads: get_user_probe,
+    },
+    Scenario {
         name: "login",
-        about: "AuthService/Login (argon2id) flood, with a concurrent get-user load",
+        about: "AuthService/Login (argon2id) flood, with the steady get-user probe beside it",
         loads: login,
     },
     Scenario {
@@ -145,6 +159,7 @@ fn load(label: &str, streams: usize, call: Call) -> Load {
         label: label.to_owned(),
         streams,
         expect: Code::Ok,
+        rate: None,
         call,
     }
 }
@@ -256,6 +271,17 @@ fn get_user(f: &Arc<Fixture>) -> Vec<Load> {
     vec![get_user_load(f, "get-user", f.streams)]
 }
 
+fn probe(f: &Arc<Fixture>, label: &str) -> Load {
+    Load {
+        rate: Some(PROBE_RATE),
+        ..get_user_load(f, label, PROBE_STREAMS)
+    }
+}
+
+fn get_user_probe(f: &Arc<Fixture>) -> Vec<Load> {
+    vec![probe(f, "get-user-probe")]
+}
+
 fn list_load(f: &Arc<Fixture>, label: &str, offset: i32, page_token: String) -> Vec<Load> {
     let fixture = f.clone();
     vec![load(
@@ -310,7 +336,7 @@ fn login(f: &Arc<Fixture>) -> Vec<Load> {
                 }
             }),
         ),
-        get_user_load(f, "login/get-user", f.streams),
+        probe(f, "login/get-user-probe"),
     ]
 }
 

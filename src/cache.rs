@@ -1,0 +1,120 @@
+//! When a cached read of the directory may still be used.
+//!
+//! Every cache of directory data (effective access, user records) stores,
+//! next to each entry, the [`Stamp`] it read *before* its database query, and
+//! uses the entry only while the stamp is still current. A write bumps the
+//! stamps it outdates *after* its commit: a reader racing a writer therefore
+//! never keeps a stale entry, since whatever it stores carries the stamp from
+//! before the bump.
+//!
+//! Two scopes: the whole directory (roles, groups, tenants, permissions,
+//! anything shared between users), and one user (a login's
+//! `last_connection`, the user's devices). Users map onto a fixed array of
+//! counters; two users sharing one only cost each other a cache miss.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use uuid::Uuid;
+
+/// Counters for per-user invalidation (8 KiB).
+const USER_SHARDS: usize = 1024;
+
+#[derive(Debug)]
+pub struct Freshness {
+    epoch: AtomicU64,
+    /// Set while invalidations from other replicas may be missed (the
+    /// PostgreSQL listener is disconnected): no stamp is current.
+    bypass: AtomicBool,
+    users: Box<[AtomicU64]>,
+}
+
+/// The counters an entry was read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    epoch: u64,
+    user: u64,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            bypass: AtomicBool::new(false),
+            users: (0..USER_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Freshness {
+    fn user_counter(&self, user_id: Uuid) -> &AtomicU64 {
+        // UUIDv7 and v4 both end in random bits.
+        let (_, low) = user_id.as_u64_pair();
+        &self.users[(low % USER_SHARDS as u64) as usize]
+    }
+
+    /// The stamp to store with an entry about `user_id` (or about no user in
+    /// particular), read before the entry's query.
+    pub fn stamp(&self, user_id: Option<Uuid>) -> Stamp {
+        Stamp {
+            epoch: self.epoch.load(Ordering::Acquire),
+            user: user_id.map_or(0, |id| self.user_counter(id).load(Ordering::Acquire)),
+        }
+    }
+
+    /// Whether an entry read under `stamp` may still be used.
+    pub fn is_current(&self, stamp: Stamp, user_id: Option<Uuid>) -> bool {
+        !self.bypass.load(Ordering::Acquire) && stamp == self.stamp(user_id)
+    }
+
+    /// Outdates every entry. Call after committing a change that can affect
+    /// more than one user, or what someone may do.
+    pub fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Outdates the entries about one user.
+    pub fn invalidate_user(&self, user_id: Uuid) {
+        self.user_counter(user_id).fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Turns the caches off (`true`) while other replicas' invalidations may
+    /// be missed, and back on once they are heard again.
+    pub fn set_bypass(&self, bypass: bool) {
+        self.bypass.store(bypass, Ordering::Release);
+        self.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_expire_by_scope() {
+        let freshness = Freshness::default();
+        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let of_alice = freshness.stamp(Some(alice));
+        let shared = freshness.stamp(None);
+        assert!(freshness.is_current(of_alice, Some(alice)));
+
+        freshness.invalidate_user(alice);
+        assert!(!freshness.is_current(of_alice, Some(alice)));
+        assert!(freshness.is_current(shared, None));
+        let of_bob = freshness.stamp(Some(bob));
+        assert!(freshness.is_current(of_bob, Some(bob)));
+
+        freshness.invalidate_all();
+        assert!(!freshness.is_current(of_bob, Some(bob)));
+        assert!(!freshness.is_current(shared, None));
+
+        let now = freshness.stamp(Some(bob));
+        freshness.set_bypass(true);
+        assert!(!freshness.is_current(freshness.stamp(Some(bob)), Some(bob)));
+        freshness.set_bypass(false);
+        assert!(
+            !freshness.is_current(now, Some(bob)),
+            "a bypass outdates what was read before it"
+        );
+        assert!(freshness.is_current(freshness.stamp(Some(bob)), Some(bob)));
+    }
+}
