@@ -1,7 +1,7 @@
 use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserRequest, UpdateUserRequest, UserDraft};
 use tonic::Code;
 
-use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+use crate::helpers::{TestApp, active_draft, authed, draft, expect_code, violated_fields};
 
 fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
     (0..n).map(|i| draft(&format!("{prefix}{i:03}@example.com"))).collect()
@@ -559,4 +559,190 @@ async fn a_retried_create_with_the_same_request_id_creates_nothing_twice() {
         tenants.create_tenant(authed(tenant("other"), &global)).await,
         Code::FailedPrecondition,
     );
+}
+
+/// GetUser and WhoAmI answer warm calls from a cache: each kind of write
+/// that changes a user's record shows in the very next read.
+#[tokio::test]
+async fn reads_follow_every_change_to_a_record_at_once() {
+    use castellan::pb::{
+        CreateGroupRequest, CreateRoleRequest, DeactivateUserRequest, DeleteUserRequest, LoginRequest,
+        RegisterDeviceRequest, RevokeDeviceRequest, UpdateGroupRequest, UpdateRoleRequest, UpdateUserTenantsRequest,
+        WhoAmIRequest, auth_service_client::AuthServiceClient, device_service_client::DeviceServiceClient,
+    };
+
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = app
+        .roles()
+        .create_role(authed(
+            CreateRoleRequest {
+                name: "viewer".into(),
+                permissions: vec!["users:read".into()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("create role")
+        .into_inner();
+    let group = app
+        .groups()
+        .create_group(authed(
+            CreateGroupRequest {
+                name: "ops".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("create group")
+        .into_inner();
+    let other = app.create_tenant("other").await;
+    let global = app.global_token(&["*"]);
+    let id = app
+        .users()
+        .create_users(authed(
+            CreateUsersRequest {
+                users: vec![UserDraft {
+                    role_ids: vec![role.id.clone()],
+                    group_ids: vec![group.id.clone()],
+                    tenant_ids: vec![app.tenant_id.to_string(), other.to_string()],
+                    ..active_draft("cached@example.com")
+                }],
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("create user")
+        .into_inner()
+        .users[0]
+        .id
+        .clone();
+    let own = app.user_token(&id, app.tenant_id);
+    let get = || {
+        let mut users = app.users();
+        let (id, admin) = (id.clone(), admin.clone());
+        async move { users.get_user(authed(GetUserRequest { id }, &admin)).await }
+    };
+    let whoami = || {
+        let mut users = app.users();
+        let own = own.clone();
+        async move {
+            users
+                .who_am_i(authed(WhoAmIRequest {}, &own))
+                .await
+                .expect("whoami")
+                .into_inner()
+        }
+    };
+    let read = || async { get().await.expect("get user").into_inner() };
+    // Warm both paths.
+    assert_eq!(read().await.roles[0].name, "viewer");
+    assert_eq!(whoami().await.groups[0].name, "ops");
+
+    app.users()
+        .update_user(authed(
+            UpdateUserRequest {
+                id: id.clone(),
+                first_name: "Renamed".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("update user");
+    assert_eq!(read().await.first_name, "Renamed");
+    assert_eq!(whoami().await.first_name, "Renamed");
+
+    app.roles()
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: role.id.clone(),
+                version: role.version,
+                name: Some("reader".into()),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("rename role");
+    assert_eq!(read().await.roles[0].name, "reader");
+
+    app.groups()
+        .update_group(authed(
+            UpdateGroupRequest {
+                id: group.id.clone(),
+                description: Some("On call".into()),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("describe group");
+    assert_eq!(whoami().await.groups[0].description, "On call");
+
+    // One user's own changes: a device, a login.
+    let mut devices = DeviceServiceClient::new(app.channel.clone());
+    let device = devices
+        .register_device(authed(
+            RegisterDeviceRequest {
+                user_id: id.clone(),
+                name: "Laptop".into(),
+                platform: "linux".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("register device")
+        .into_inner();
+    assert_eq!(read().await.devices.len(), 1);
+    devices
+        .revoke_device(authed(RevokeDeviceRequest { id: device.id }, &admin))
+        .await
+        .expect("revoke device");
+    assert_eq!(
+        read().await.devices[0].status,
+        pb::DeviceStatus::Revoked as i32,
+        "the revocation shows"
+    );
+    assert!(whoami().await.last_connection.is_none());
+    AuthServiceClient::new(app.channel.clone())
+        .login(LoginRequest {
+            username: "cached@example.com".into(),
+            password: "correct horse battery".into(),
+            tenant_id: String::new(),
+        })
+        .await
+        .expect("login");
+    assert!(
+        whoami().await.last_connection.is_some(),
+        "the login's last_connection shows"
+    );
+
+    // Memberships, status, deletion.
+    app.users()
+        .update_user_tenants(authed(
+            UpdateUserTenantsRequest {
+                id: id.clone(),
+                remove_tenant_ids: vec![other.to_string()],
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("leave the other tenant");
+    assert_eq!(read().await.tenant_ids, [app.tenant_id.to_string()]);
+    app.users()
+        .deactivate_user(authed(DeactivateUserRequest { id: id.clone() }, &admin))
+        .await
+        .expect("deactivate");
+    assert_eq!(read().await.status, pb::UserStatus::Inactive as i32);
+    app.users()
+        .delete_user(authed(DeleteUserRequest { id: id.clone() }, &admin))
+        .await
+        .expect("delete");
+    expect_code(get().await, Code::NotFound);
 }
