@@ -49,6 +49,17 @@ pub fn apply<E: EntityTrait>(
         }
         any = any.add(equal_so_far.add(id.gt(cursor.id)));
         select = select.filter(any);
+        // Implied by the condition above, but in this form the database
+        // seeks its index to the cursor instead of scanning up to it.
+        if let (Some(key), Some(value)) = (params.sort.first(), cursor.values.first()) {
+            let column = column_of(key.field.name);
+            let value = to_value(value);
+            select = select.filter(if key.descending {
+                column.lte(value)
+            } else {
+                column.gte(value)
+            });
+        }
     }
     select.offset(params.offset).limit(params.limit + 1)
 }
