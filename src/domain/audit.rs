@@ -1,11 +1,12 @@
 //! The audit trail: who did what to which resource, in which call, and how
 //! it ended.
 //!
-//! Every mutation records its event with [`record`] inside its own
-//! transaction, so an event with outcome `ok` exists if and only if the change
-//! committed. A refused or failed mutation rolls its transaction back; the
-//! gRPC edge records it afterwards with [`record_refusal`] (its own insert,
-//! best effort), the outcome being the gRPC code name.
+//! Every mutation records its event with [`record`] (a batch its events
+//! with [`record_many`]) inside its own transaction, so an event with
+//! outcome `ok` exists if and only if the change committed. A refused or
+//! failed mutation rolls its transaction back; the gRPC edge records it
+//! afterwards with [`record_refusal`] (its own insert, best effort), the
+//! outcome being the gRPC code name.
 //!
 //! Events carry field *names* only (`first_name`, `password`), never values,
 //! so no secret reaches the trail.
@@ -127,6 +128,22 @@ pub async fn record<C: ConnectionTrait>(
     changed_fields: &[&str],
 ) -> Result<()> {
     store::audit::insert(db, event(origin.into(), target.to_string(), OUTCOME_OK, changed_fields)).await
+}
+
+/// Records the committed changes of many targets at once (one multi-row
+/// INSERT for up to 500 events): each target gets its own event, as from
+/// [`record`], with the names of the fields changed on it.
+pub async fn record_many<C: ConnectionTrait>(
+    db: &C,
+    origin: impl Into<Origin>,
+    events: &[(Target<'_>, Vec<&str>)],
+) -> Result<()> {
+    let origin = origin.into();
+    let events = events
+        .iter()
+        .map(|(target, changed_fields)| event(origin.clone(), target.to_string(), OUTCOME_OK, changed_fields))
+        .collect();
+    store::audit::insert_many(db, events).await
 }
 
 /// Records a refused or failed mutation (its own insert, after the call's

@@ -2,7 +2,11 @@
 //! context, updates, lifecycle (deactivate, reactivate, delete) and tenant
 //! memberships. A user outside the tenant in context is NOT_FOUND.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use moka::sync::Cache;
 
@@ -19,7 +23,8 @@ use crate::{
         audit::{self, Target},
         credentials, grants, groups,
         idempotency::{self, RequestKey},
-        invitations, now,
+        invitations::{self, Invitee},
+        now,
         paging::{ListParams, MAX_BASIC_LIMIT, MAX_LIMIT, Page, PageRequest, SortField},
         permissions,
         validate::{self, MAX_IMAGE, MAX_TEXT},
@@ -27,8 +32,8 @@ use crate::{
     error::{Error, Result, Violations},
     store::{
         self,
-        entity::{credential, user},
-        users::{UserDetails, UserFilter},
+        entity::user,
+        users::{NewUser, UserDetails, UserFilter},
     },
 };
 
@@ -175,18 +180,31 @@ fn image(violations: &mut Violations, field: &str, value: &str) -> Option<String
     (!value.is_empty()).then_some(value)
 }
 
-/// Resolves tenant ids or slugs, naming `field[i]` for unknown ones.
-async fn resolve_tenants(app: &App, violations: &mut Violations, field: &str, keys: &[String]) -> Result<Vec<Uuid>> {
+/// The tenants that tenant ids or slugs name (trimmed key → id), looked up
+/// in one query for all of them.
+async fn known_tenants<'a>(app: &App, keys: impl IntoIterator<Item = &'a String>) -> Result<HashMap<String, Uuid>> {
+    let keys: Vec<&str> = keys.into_iter().map(|key| key.trim()).collect();
+    store::tenants::resolve_all(&app.db, &keys).await
+}
+
+/// Resolves tenant ids or slugs with the [`known_tenants`] among them,
+/// naming `field[i]` for unknown ones.
+fn resolve_tenants(
+    known: &HashMap<String, Uuid>,
+    violations: &mut Violations,
+    field: &str,
+    keys: &[String],
+) -> Vec<Uuid> {
     let mut ids = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        match store::tenants::resolve(&app.db, key.trim()).await? {
-            Some(t) => ids.push(t.id),
+        match known.get(key.trim()) {
+            Some(id) => ids.push(*id),
             None => violations.add(format!("{field}[{i}]"), "unknown tenant"),
         }
     }
     ids.sort_unstable();
     ids.dedup();
-    Ok(ids)
+    ids
 }
 
 /// Memberships in tenants other than the one in context need a global caller.
@@ -219,6 +237,7 @@ pub async fn create(
     let mut seen_emails = HashSet::new();
     let mut seen_usernames = HashSet::new();
     let mut duplicate: Option<String> = None;
+    let known = known_tenants(app, drafts.iter().flat_map(|d| &d.tenant_ids)).await?;
     for (i, draft) in drafts.iter().enumerate() {
         let field = |name: &str| format!("users[{i}].{name}");
         let email = validate::email(&mut violations, &field("email"), &draft.email);
@@ -246,7 +265,7 @@ pub async fn create(
         let tenant_ids = if draft.tenant_ids.is_empty() {
             vec![caller.tenant_id]
         } else {
-            resolve_tenants(app, &mut violations, &field("tenant_ids"), &draft.tenant_ids).await?
+            resolve_tenants(&known, &mut violations, &field("tenant_ids"), &draft.tenant_ids)
         };
         let max_devices = max_devices(&mut violations, &field("max_devices"), draft.max_devices);
         let image = image(&mut violations, &field("image"), &draft.image);
@@ -279,19 +298,7 @@ pub async fn create(
     for draft in &valid {
         require_tenant_scope(caller, &draft.tenant_ids)?;
     }
-    for (i, draft) in valid.iter().enumerate() {
-        grants::check_role_grants(&app.db, caller, &format!("users[{i}].role_ids"), &draft.role_ids).await?;
-        if !draft.group_ids.is_empty() {
-            let groups = store::users::groups_in(&app.db, caller.tenant_id, &draft.group_ids).await?;
-            if groups.len() != draft.group_ids.len() {
-                return Err(Error::invalid(
-                    format!("users[{i}].group_ids"),
-                    "unknown group in this tenant",
-                ));
-            }
-            groups::require_joinable(&app.db, caller, &draft.group_ids).await?;
-        }
-    }
+    check_grants(app, caller, &valid).await?;
     let body: Vec<String> = valid
         .iter()
         .map(|d| {
@@ -331,7 +338,57 @@ pub async fn create(
     idempotency::once(&app.db, key.as_ref(), load, create).await
 }
 
-/// Writes validated drafts, all or nothing; returns the new ids in order.
+/// Checks the drafts' role grants and group memberships. All drafts' roles
+/// and groups are checked at once (a fixed number of queries, none without
+/// roles or groups); only when that refuses are they checked draft by draft,
+/// to answer the refusal of the first draft that fails, naming it. A check
+/// that passes for all ids passes for every draft's subset of them.
+async fn check_grants(app: &App, caller: &Principal, valid: &[ValidDraft]) -> Result<()> {
+    let mut role_ids: Vec<Uuid> = valid.iter().flat_map(|d| d.role_ids.iter().copied()).collect();
+    let mut group_ids: Vec<Uuid> = valid.iter().flat_map(|d| d.group_ids.iter().copied()).collect();
+    for ids in [&mut role_ids, &mut group_ids] {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    match check_draft_grants(app, caller, "users", &role_ids, &group_ids).await {
+        Ok(()) => return Ok(()),
+        Err(Error::Invalid(_) | Error::PermissionDenied(_)) => {}
+        Err(other) => return Err(other),
+    }
+    for (i, draft) in valid.iter().enumerate() {
+        check_draft_grants(app, caller, &format!("users[{i}]"), &draft.role_ids, &draft.group_ids).await?;
+    }
+    Ok(())
+}
+
+/// Roles the caller may grant and groups of the tenant in context it may
+/// join users to; violations name `{prefix}.role_ids` or `{prefix}.group_ids`.
+async fn check_draft_grants(
+    app: &App,
+    caller: &Principal,
+    prefix: &str,
+    role_ids: &[Uuid],
+    group_ids: &[Uuid],
+) -> Result<()> {
+    grants::check_role_grants(&app.db, caller, &format!("{prefix}.role_ids"), role_ids).await?;
+    if !group_ids.is_empty() {
+        let groups = store::users::groups_in(&app.db, caller.tenant_id, group_ids).await?;
+        if groups.len() != group_ids.len() {
+            return Err(Error::invalid(
+                format!("{prefix}.group_ids"),
+                "unknown group in this tenant",
+            ));
+        }
+        groups::require_joinable(&app.db, caller, group_ids).await?;
+    }
+    Ok(())
+}
+
+/// Writes validated drafts, all or nothing, with a fixed number of
+/// statements whatever the batch's size (multi-row INSERTs: users,
+/// credentials, memberships, grants, group memberships, audit events,
+/// invitations and their mails; one member-count update per tenant);
+/// returns the new ids in order.
 async fn insert_users(
     app: &App,
     caller: &Principal,
@@ -340,56 +397,54 @@ async fn insert_users(
     key: Option<&RequestKey>,
 ) -> Result<Vec<Uuid>> {
     let now = now();
-    let txn = app.db.begin().await?;
-    let mut ids = Vec::with_capacity(valid.len());
-    let mut pending_invitations = Vec::new();
+    let mut users = Vec::with_capacity(valid.len());
+    let mut events = Vec::with_capacity(valid.len());
+    let mut invitees = Vec::new();
     for (draft, hash) in valid.into_iter().zip(hashes) {
         let id = Uuid::now_v7();
-        let status = if hash.is_some() { STATUS_ACTIVE } else { STATUS_PENDING };
-        let fields = created_fields(&draft, hash.is_some());
-        if hash.is_none() {
-            let tenant = if draft.tenant_ids.contains(&caller.tenant_id) {
+        let with_password = hash.is_some();
+        events.push((Target::User(id), created_fields(&draft, with_password)));
+        if !with_password {
+            // The invitation admits to the tenant in context when the user
+            // joins it, else to its first tenant.
+            let tenant_id = if draft.tenant_ids.contains(&caller.tenant_id) {
                 caller.tenant_id
             } else {
                 draft.tenant_ids.first().copied().unwrap_or(caller.tenant_id)
             };
-            pending_invitations.push((id, draft.email.clone(), tenant));
+            invitees.push(Invitee {
+                user_id: id,
+                email: draft.email.clone(),
+                tenant_id,
+            });
         }
-        user::ActiveModel {
-            id: Set(id),
-            email: Set(draft.email),
-            username: Set(draft.username),
-            first_name: Set(draft.first_name),
-            last_name: Set(draft.last_name),
-            image: Set(draft.image),
-            status: Set(status.to_owned()),
-            max_devices: Set(draft.max_devices),
-            password_change_required: Set(hash.is_some() && draft.temporary_password),
-            last_connection: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await?;
-        if let Some(hash) = hash {
-            credential::ActiveModel {
-                user_id: Set(id),
-                password_hash: Set(hash),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-        }
-        store::users::add_memberships(&txn, id, &draft.tenant_ids, now).await?;
-        store::users::grant_roles(&txn, id, &draft.role_ids, now).await?;
-        store::users::join_groups(&txn, id, &draft.group_ids, now).await?;
-        audit::record(&txn, caller, Target::User(id), &fields).await?;
-        ids.push(id);
+        users.push(NewUser {
+            user: user::Model {
+                id,
+                email: draft.email,
+                username: draft.username,
+                first_name: draft.first_name,
+                last_name: draft.last_name,
+                image: draft.image,
+                status: if with_password { STATUS_ACTIVE } else { STATUS_PENDING }.to_owned(),
+                max_devices: draft.max_devices,
+                password_change_required: with_password && draft.temporary_password,
+                last_connection: None,
+                created_at: now,
+                updated_at: now,
+            },
+            password_hash: hash,
+            tenant_ids: draft.tenant_ids,
+            role_ids: draft.role_ids,
+            group_ids: draft.group_ids,
+        });
     }
+    let ids: Vec<Uuid> = users.iter().map(|new| new.user.id).collect();
+    let txn = app.db.begin().await?;
+    store::users::insert_new(&txn, users).await?;
+    audit::record_many(&txn, caller, &events).await?;
     // After the users and memberships exist: the invitations refer to both.
-    for (id, email, tenant) in pending_invitations {
-        invitations::issue(&txn, app, id, &email, tenant, now).await?;
-    }
+    invitations::issue(&txn, app, &invitees, now).await?;
     if let Some(key) = key {
         key.record(&txn, idempotency::ids_to_bytes(&ids), now).await?;
     }
@@ -577,7 +632,10 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         .as_ref()
         .map(|ids| validate::uuids(&mut violations, "role_ids", ids));
     let tenant_ids = match &patch.tenant_ids {
-        Some(keys) => Some(resolve_tenants(app, &mut violations, "tenant_ids", keys).await?),
+        Some(keys) => {
+            let known = known_tenants(app, keys).await?;
+            Some(resolve_tenants(&known, &mut violations, "tenant_ids", keys))
+        }
         None => None,
     };
     if let Some(ids) = &tenant_ids
@@ -698,8 +756,9 @@ pub async fn update_tenants(
 ) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     let mut violations = Violations::new();
-    let add = resolve_tenants(app, &mut violations, "add_tenant_ids", add).await?;
-    let remove = resolve_tenants(app, &mut violations, "remove_tenant_ids", remove).await?;
+    let known = known_tenants(app, add.iter().chain(remove)).await?;
+    let add = resolve_tenants(&known, &mut violations, "add_tenant_ids", add);
+    let remove = resolve_tenants(&known, &mut violations, "remove_tenant_ids", remove);
     if let Some(t) = add.iter().find(|t| remove.contains(t)) {
         violations.add("remove_tenant_ids", format!("tenant {t} is both added and removed"));
     }

@@ -1,34 +1,25 @@
-//! Audit event queries: the one-statement insert every mutation runs in its
-//! transaction, and the filtered, paged list (newest first).
+//! Audit event queries: the insert every mutation runs in its transaction
+//! (one statement for one event or a batch of them), and the filtered,
+//! paged list (newest first).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Condition,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Condition};
 use uuid::Uuid;
 
 use crate::{
     domain::paging::ListParams,
     error::Result,
-    store::{entity::audit_event, paging},
+    store::{self, entity::audit_event, paging},
 };
 
 /// Inserts one event (a single INSERT).
 pub async fn insert<C: ConnectionTrait>(db: &C, event: audit_event::Model) -> Result<()> {
-    audit_event::Entity::insert(audit_event::ActiveModel {
-        id: Set(event.id),
-        occurred_at: Set(event.occurred_at),
-        tenant_id: Set(event.tenant_id),
-        actor: Set(event.actor),
-        action: Set(event.action),
-        target: Set(event.target),
-        request_id: Set(event.request_id),
-        outcome: Set(event.outcome),
-        changed_fields: Set(event.changed_fields),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    insert_many(db, vec![event]).await
+}
+
+/// Inserts events with multi-row INSERTs (one for up to 500 events).
+pub async fn insert_many<C: ConnectionTrait>(db: &C, events: Vec<audit_event::Model>) -> Result<()> {
+    store::insert_rows::<_, _, audit_event::ActiveModel>(db, events).await
 }
 
 /// Which events a list returns; `None` filters nothing.

@@ -10,7 +10,10 @@ use uuid::Uuid;
 
 use crate::{
     error::Result,
-    store::entity::{credential, invitation, login_failure, tenant_membership, user},
+    store::{
+        self,
+        entity::{credential, invitation, login_failure, tenant_membership, user},
+    },
 };
 
 /// A user by username (usernames are unique across tenants), with its password hash.
@@ -177,20 +180,10 @@ pub async fn clear_attempts<C: ConnectionTrait>(db: &C, key: &str) -> Result<()>
     Ok(())
 }
 
-/// Records a new invitation (only the token's hash is stored).
-pub async fn insert_invitation<C: ConnectionTrait>(db: &C, invitation: invitation::Model) -> Result<()> {
-    invitation::Entity::insert(invitation::ActiveModel {
-        id: Set(invitation.id),
-        user_id: Set(invitation.user_id),
-        tenant_id: Set(invitation.tenant_id),
-        token_hash: Set(invitation.token_hash),
-        expires_at: Set(invitation.expires_at),
-        accepted_at: Set(invitation.accepted_at),
-        created_at: Set(invitation.created_at),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+/// Records new invitations (only the tokens' hashes are stored) with
+/// multi-row INSERTs (one for up to 500 invitations).
+pub async fn insert_invitations<C: ConnectionTrait>(db: &C, invitations: Vec<invitation::Model>) -> Result<()> {
+    store::insert_rows::<_, _, invitation::ActiveModel>(db, invitations).await
 }
 
 /// The open (unused, unexpired) invitation with this token hash.

@@ -3,36 +3,46 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
-use crate::{error::Result, store::entity::mail_outbox};
+use crate::{
+    error::Result,
+    store::{self, entity::mail_outbox},
+};
 
-pub async fn enqueue<C: ConnectionTrait>(
-    db: &C,
-    recipient: &str,
-    subject: &str,
-    body: &str,
-    now: DateTime<Utc>,
-) -> Result<Uuid> {
-    let id = Uuid::now_v7();
-    mail_outbox::Entity::insert(mail_outbox::ActiveModel {
-        id: Set(id),
-        recipient: Set(recipient.to_owned()),
-        subject: Set(subject.to_owned()),
-        body: Set(body.to_owned()),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        sent_at: Set(None),
-        last_error: Set(None),
-        created_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(id)
+/// A mail to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl NewMail {
+    /// The outbox row: unsent, due at `now`.
+    fn into_row(self, now: DateTime<Utc>) -> mail_outbox::Model {
+        mail_outbox::Model {
+            id: Uuid::now_v7(),
+            recipient: self.recipient,
+            subject: self.subject,
+            body: self.body,
+            attempts: 0,
+            next_attempt_at: now,
+            sent_at: None,
+            last_error: None,
+            created_at: now,
+        }
+    }
+}
+
+/// Queues mails, in the transaction that causes them, with multi-row
+/// INSERTs (one for up to 500 mails).
+pub async fn enqueue<C: ConnectionTrait>(db: &C, mails: Vec<NewMail>, now: DateTime<Utc>) -> Result<()> {
+    let rows = mails.into_iter().map(|mail| mail.into_row(now)).collect();
+    store::insert_rows::<_, _, mail_outbox::ActiveModel>(db, rows).await
 }
 
 /// Unsent mails due now, oldest first.

@@ -1,7 +1,9 @@
 //! Tenant queries.
 
+use std::collections::{BTreeSet, HashMap};
+
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -12,13 +14,43 @@ use crate::{
     store::{entity::tenant, paging},
 };
 
+/// Which tenant a key (an id or a slug) names.
+fn named_by(key: &str) -> Condition {
+    match Uuid::parse_str(key) {
+        Ok(id) => Condition::all().add(tenant::Column::Id.eq(id)),
+        Err(_) => Condition::all().add(tenant::Column::Slug.eq(key.to_ascii_lowercase())),
+    }
+}
+
+/// Whether the key (an id or a slug) names this tenant.
+fn is_named_by(tenant: &tenant::Model, key: &str) -> bool {
+    match Uuid::parse_str(key) {
+        Ok(id) => tenant.id == id,
+        Err(_) => tenant.slug == key.to_ascii_lowercase(),
+    }
+}
+
 /// The tenant named by id or slug.
 pub async fn resolve<C: ConnectionTrait>(db: &C, id_or_slug: &str) -> Result<Option<tenant::Model>> {
-    let query = match Uuid::parse_str(id_or_slug) {
-        Ok(id) => tenant::Entity::find_by_id(id),
-        Err(_) => tenant::Entity::find().filter(tenant::Column::Slug.eq(id_or_slug.to_ascii_lowercase())),
-    };
-    Ok(query.one(db).await?)
+    Ok(tenant::Entity::find().filter(named_by(id_or_slug)).one(db).await?)
+}
+
+/// The tenants named by ids or slugs, in one query: each key that names a
+/// tenant → its id (unknown keys are absent).
+pub async fn resolve_all<C: ConnectionTrait>(db: &C, keys: &[&str]) -> Result<HashMap<String, Uuid>> {
+    let keys: BTreeSet<&str> = keys.iter().copied().collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let any = keys.iter().fold(Condition::any(), |any, key| any.add(named_by(key)));
+    let tenants = tenant::Entity::find().filter(any).all(db).await?;
+    Ok(keys
+        .into_iter()
+        .filter_map(|key| {
+            let tenant = tenants.iter().find(|t| is_named_by(t, key))?;
+            Some((key.to_owned(), tenant.id))
+        })
+        .collect())
 }
 
 /// Adds `delta` (negative to subtract) to the tenant's member count. Call it

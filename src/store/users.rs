@@ -2,7 +2,7 @@
 //! of the FULL view loaded in batches (a fixed number of queries per page,
 //! never one per row), and the writes of the user aggregate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ActiveValue::Set,
@@ -15,8 +15,10 @@ use crate::{
     domain::paging::ListParams,
     error::Result,
     store::{
+        self,
         entity::{
-            device, group, group_member, role, role_permission, tenant_membership, user, user_permission, user_role,
+            credential, device, group, group_member, role, role_permission, tenant_membership, user, user_permission,
+            user_role,
         },
         paging, tenants,
     },
@@ -395,11 +397,79 @@ pub async fn delete<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// A user to insert, with what it starts with. Its memberships, grants and
+/// credential are dated from the user's `created_at`.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub user: user::Model,
+    /// Its argon2id hash; `None` for a user without a password.
+    pub password_hash: Option<String>,
+    /// Distinct tenants it joins (not as owner).
+    pub tenant_ids: Vec<Uuid>,
+    /// Distinct roles granted to it.
+    pub role_ids: Vec<Uuid>,
+    /// Distinct groups it joins.
+    pub group_ids: Vec<Uuid>,
+}
+
+/// Inserts new users with their credentials, tenant memberships, role grants
+/// and group memberships: one multi-row INSERT per table (per 500 rows)
+/// whatever the number of users, and one member-count update per tenant
+/// (in id order, so concurrent batches take the tenants' row locks in the
+/// same order). Call it in a transaction; a taken email or username fails
+/// it with ALREADY_EXISTS naming the field.
+pub async fn insert_new<C: ConnectionTrait>(db: &C, users: Vec<NewUser>) -> Result<()> {
+    let mut credentials = Vec::new();
+    let mut memberships = Vec::new();
+    let mut grants = Vec::new();
+    let mut group_members = Vec::new();
+    let mut joined: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut rows = Vec::with_capacity(users.len());
+    for new in users {
+        let (user_id, created_at) = (new.user.id, new.user.created_at);
+        if let Some(password_hash) = new.password_hash {
+            credentials.push(credential::Model {
+                user_id,
+                password_hash,
+                updated_at: created_at,
+            });
+        }
+        for tenant_id in new.tenant_ids {
+            memberships.push(tenant_membership::Model {
+                tenant_id,
+                user_id,
+                is_owner: false,
+                created_at,
+            });
+            *joined.entry(tenant_id).or_default() += 1;
+        }
+        grants.extend(new.role_ids.into_iter().map(|role_id| user_role::Model {
+            user_id,
+            role_id,
+            created_at,
+        }));
+        group_members.extend(new.group_ids.into_iter().map(|group_id| group_member::Model {
+            group_id,
+            user_id,
+            created_at,
+        }));
+        rows.push(new.user);
+    }
+    store::insert_rows::<_, _, user::ActiveModel>(db, rows).await?;
+    store::insert_rows::<_, _, credential::ActiveModel>(db, credentials).await?;
+    store::insert_rows::<_, _, tenant_membership::ActiveModel>(db, memberships).await?;
+    store::insert_rows::<_, _, user_role::ActiveModel>(db, grants).await?;
+    store::insert_rows::<_, _, group_member::ActiveModel>(db, group_members).await?;
+    for (tenant_id, count) in joined {
+        tenants::add_to_user_count(db, tenant_id, count).await?;
+    }
+    Ok(())
+}
+
 /// Inserts many new members of a tenant at once, each granted `role_ids`
-/// and joined to `group_ids`, with multi-row INSERTs in one transaction,
-/// and adds them to the tenant's member count. For seeding large data sets
-/// (`castellan-bench --users`): no credentials, no invitations, no checks
-/// beyond the database's constraints.
+/// and joined to `group_ids` ([`insert_new`] in its own transaction). For
+/// seeding large data sets (`castellan-bench --users`): no credentials, no
+/// invitations, no checks beyond the database's constraints.
 pub async fn insert_members_in_bulk(
     db: &sea_orm::DatabaseConnection,
     tenant_id: Uuid,
@@ -407,43 +477,18 @@ pub async fn insert_members_in_bulk(
     role_ids: &[Uuid],
     group_ids: &[Uuid],
 ) -> Result<()> {
-    // Rows per INSERT: 500 users × 12 columns stay far below both databases'
-    // limits on bound parameters.
-    const ROWS: usize = 500;
+    let users = users
+        .into_iter()
+        .map(|user| NewUser {
+            user,
+            password_hash: None,
+            tenant_ids: vec![tenant_id],
+            role_ids: role_ids.to_vec(),
+            group_ids: group_ids.to_vec(),
+        })
+        .collect();
     let txn = sea_orm::TransactionTrait::begin(db).await?;
-    let count = users.len() as i64;
-    for chunk in users.chunks(ROWS) {
-        user::Entity::insert_many(chunk.iter().cloned().map(user::ActiveModel::from))
-            .exec(&txn)
-            .await?;
-        tenant_membership::Entity::insert_many(chunk.iter().map(|u| tenant_membership::ActiveModel {
-            tenant_id: Set(tenant_id),
-            user_id: Set(u.id),
-            is_owner: Set(false),
-            created_at: Set(u.created_at),
-        }))
-        .exec(&txn)
-        .await?;
-        for role_id in role_ids {
-            user_role::Entity::insert_many(chunk.iter().map(|u| user_role::ActiveModel {
-                user_id: Set(u.id),
-                role_id: Set(*role_id),
-                created_at: Set(u.created_at),
-            }))
-            .exec(&txn)
-            .await?;
-        }
-        for group_id in group_ids {
-            group_member::Entity::insert_many(chunk.iter().map(|u| group_member::ActiveModel {
-                group_id: Set(*group_id),
-                user_id: Set(u.id),
-                created_at: Set(u.created_at),
-            }))
-            .exec(&txn)
-            .await?;
-        }
-    }
-    tenants::add_to_user_count(&txn, tenant_id, count).await?;
+    insert_new(&txn, users).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -351,6 +351,57 @@ async fn user_drafts_get_their_roles_and_groups() {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), ["users[0].group_ids"]);
+
+    // In a batch, every draft gets its own; a refusal names the first draft
+    // that fails.
+    let with = |email: &str, role_ids: Vec<String>, group_ids: Vec<String>| pb::UserDraft {
+        email: email.into(),
+        role_ids,
+        group_ids,
+        ..Default::default()
+    };
+    let (role_id, group_id) = (role.id.clone(), group.id.clone());
+    let batch = app
+        .create_users(vec![
+            with("b0@example.com", vec![role_id.clone()], vec![group_id.clone()]),
+            with("b1@example.com", vec![], vec![]),
+            with("b2@example.com", vec![role_id.clone()], vec![]),
+        ])
+        .await;
+    let held = |u: &pb::User| (u.roles.len(), u.groups.len());
+    assert_eq!(batch.iter().map(held).collect::<Vec<_>>(), [(1, 1), (0, 0), (1, 0)]);
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (drafts, field) in [
+        (
+            vec![
+                with("c0@example.com", vec![role_id.clone()], vec![group_id.clone()]),
+                with("c1@example.com", vec![], vec![unknown.clone()]),
+            ],
+            "users[1].group_ids",
+        ),
+        (
+            vec![
+                with("c0@example.com", vec![], vec![group_id.clone()]),
+                with("c1@example.com", vec![], vec![]),
+                with("c2@example.com", vec![unknown.clone()], vec![]),
+            ],
+            "users[2].role_ids",
+        ),
+    ] {
+        let status = expect_code(
+            app.users()
+                .create_users(authed(
+                    pb::CreateUsersRequest {
+                        users: drafts,
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field]);
+    }
 }
 
 #[tokio::test]

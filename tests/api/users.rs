@@ -1,10 +1,21 @@
 use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserRequest, UpdateUserRequest, UserDraft};
 use tonic::Code;
 
-use crate::helpers::{TestApp, active_draft, authed, draft, expect_code, violated_fields};
+use crate::helpers::{TestApp, active_draft, authed, authed_in, draft, expect_code, violated_fields};
 
 fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
     (0..n).map(|i| draft(&format!("{prefix}{i:03}@example.com"))).collect()
+}
+
+/// A CreateUsers request for the drafts, without a request id.
+fn create_request(drafts: Vec<UserDraft>, token: &str) -> tonic::Request<CreateUsersRequest> {
+    authed(
+        CreateUsersRequest {
+            users: drafts,
+            ..Default::default()
+        },
+        token,
+    )
 }
 
 #[tokio::test]
@@ -13,13 +24,7 @@ async fn create_users_takes_1_to_100_drafts_all_or_nothing() {
     let token = app.token(&["users:create", "users:list"]);
     let mut users = app.users();
     let created = users
-        .create_users(authed(
-            CreateUsersRequest {
-                users: batch(100, "u"),
-                ..Default::default()
-            },
-            &token,
-        ))
+        .create_users(create_request(batch(100, "u"), &token))
         .await
         .expect("100 users")
         .into_inner()
@@ -30,15 +35,7 @@ async fn create_users_takes_1_to_100_drafts_all_or_nothing() {
 
     for (n, field) in [(101, "users"), (0, "users")] {
         let status = expect_code(
-            users
-                .create_users(authed(
-                    CreateUsersRequest {
-                        users: batch(n, "v"),
-                        ..Default::default()
-                    },
-                    &token,
-                ))
-                .await,
+            users.create_users(create_request(batch(n, "v"), &token)).await,
             Code::InvalidArgument,
         );
         assert_eq!(violated_fields(&status), [field]);
@@ -49,15 +46,7 @@ async fn create_users_takes_1_to_100_drafts_all_or_nothing() {
     drafts[3].email = "not-an-email".into();
     drafts[1].first_name = "x".repeat(201);
     let status = expect_code(
-        users
-            .create_users(authed(
-                CreateUsersRequest {
-                    users: drafts,
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await,
+        users.create_users(create_request(drafts, &token)).await,
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), ["users[1].first_name", "users[3].email"]);
@@ -66,25 +55,14 @@ async fn create_users_takes_1_to_100_drafts_all_or_nothing() {
     let mut drafts = batch(3, "z");
     drafts[2].email = "U001@example.com".into();
     expect_code(
-        users
-            .create_users(authed(
-                CreateUsersRequest {
-                    users: drafts,
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await,
+        users.create_users(create_request(drafts, &token)).await,
         Code::AlreadyExists,
     );
     // Duplicates within one batch, too.
     let status = expect_code(
         users
-            .create_users(authed(
-                CreateUsersRequest {
-                    users: vec![draft("same@example.com"), draft("same@example.com")],
-                    ..Default::default()
-                },
+            .create_users(create_request(
+                vec![draft("same@example.com"), draft("same@example.com")],
                 &token,
             ))
             .await,
@@ -188,15 +166,7 @@ async fn drafts_carry_names_passwords_limits_and_images() {
         ),
     ] {
         let status = expect_code(
-            users
-                .create_users(authed(
-                    CreateUsersRequest {
-                        users: vec![draft],
-                        ..Default::default()
-                    },
-                    &token,
-                ))
-                .await,
+            users.create_users(create_request(vec![draft], &token)).await,
             Code::InvalidArgument,
         );
         assert_eq!(violated_fields(&status), [field]);
@@ -745,4 +715,141 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         .await
         .expect("delete");
     expect_code(get().await, Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_batch_of_100_over_two_tenants_writes_every_member_event_and_invitation() {
+    use castellan::store::entity::{audit_event, invitation, mail_outbox};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    // A long outbox interval keeps the invitation mails in the outbox.
+    let app = TestApp::spawn_with(&["--outbox-interval", "1h"]).await;
+    let second = app.create_tenant("second").await;
+    let (first, second_id) = (app.tenant_id.to_string(), second.to_string());
+    let global = app.global_token(&["users:*"]);
+    let mut users = app.users();
+    let total_in = |tenant: String| {
+        let mut users = app.users();
+        let global = global.clone();
+        async move {
+            users
+                .list_users(authed_in(pb::ListUsersRequest::default(), &global, &tenant))
+                .await
+                .expect("list")
+                .into_inner()
+                .total
+        }
+    };
+    let (before_first, before_second) = (total_in(first.clone()).await, total_in(second_id.clone()).await);
+
+    // 0..50 in the tenant in context, 50..90 in the second, 90..100 in both.
+    let drafts: Vec<UserDraft> = (0..100)
+        .map(|i| UserDraft {
+            tenant_ids: match i {
+                0..50 => vec![],
+                50..90 => vec!["second".into()],
+                _ => vec![first.clone(), second_id.clone()],
+            },
+            ..draft(&format!("b{i:03}@example.com"))
+        })
+        .collect();
+    let created = users
+        .create_users(create_request(drafts, &global))
+        .await
+        .expect("100 users")
+        .into_inner()
+        .users;
+    assert_eq!(created.len(), 100);
+    for (i, user) in created.iter().enumerate() {
+        assert_eq!(user.email, format!("b{i:03}@example.com"), "in draft order");
+        assert_eq!(user.status, pb::UserStatus::Pending as i32);
+        let expected = match i {
+            0..50 => vec![first.clone()],
+            50..90 => vec![second_id.clone()],
+            _ => {
+                let mut both = vec![first.clone(), second_id.clone()];
+                both.sort();
+                both
+            }
+        };
+        assert_eq!(user.tenant_ids, expected, "user {i}");
+    }
+    assert_eq!(total_in(first.clone()).await, before_first + 60);
+    assert_eq!(total_in(second_id.clone()).await, before_second + 50);
+
+    // One event per user, with the fields of a user created without a password.
+    let events = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("identity.v1.UserService/CreateUsers"))
+        .all(&app.app.db)
+        .await
+        .expect("query");
+    assert_eq!(events.len(), 100);
+    let mut targets: Vec<String> = events.iter().map(|e| e.target.clone()).collect();
+    let mut expected: Vec<String> = created.iter().map(|u| format!("user:{}", u.id)).collect();
+    targets.sort();
+    expected.sort();
+    assert_eq!(targets, expected);
+    for event in &events {
+        assert_eq!(event.outcome, "ok");
+        assert_eq!(event.actor, "service:operator");
+        assert_eq!(event.tenant_id, Some(app.tenant_id));
+        assert_eq!(
+            event.changed_fields,
+            r#"["email","username","status","tenant_ids","invitation"]"#
+        );
+    }
+
+    // One invitation per user, into the tenant in context when the user is
+    // in it, and one mail per invitation.
+    let invitations = invitation::Entity::find().all(&app.app.db).await.expect("query");
+    assert_eq!(invitations.len(), 100);
+    for (i, user) in created.iter().enumerate() {
+        let invited = invitations
+            .iter()
+            .find(|inv| inv.user_id.to_string() == user.id)
+            .expect("an invitation");
+        let tenant = if (50..90).contains(&i) { second } else { app.tenant_id };
+        assert_eq!(invited.tenant_id, tenant, "user {i}");
+    }
+    let mails = mail_outbox::Entity::find().all(&app.app.db).await.expect("query");
+    assert_eq!(mails.len(), 100);
+    let mut recipients: Vec<String> = mails.iter().map(|m| m.recipient.clone()).collect();
+    recipients.sort();
+    let emails: Vec<String> = created.iter().map(|u| u.email.clone()).collect();
+    assert_eq!(recipients, emails);
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.subject == "Complete your account setup" && m.body.contains("/invitations/accept?token="))
+    );
+
+    // A taken email or username deep in a batch fails it, naming the field,
+    // and writes nothing.
+    for (field, taken) in [
+        (
+            "email",
+            UserDraft {
+                username: "fresh@example.com".into(),
+                ..draft("b042@example.com")
+            },
+        ),
+        (
+            "username",
+            UserDraft {
+                username: "b042@example.com".into(),
+                ..draft("fresh@example.com")
+            },
+        ),
+    ] {
+        let mut drafts = batch(100, "c");
+        drafts[70] = taken;
+        let status = expect_code(
+            users.create_users(create_request(drafts, &global)).await,
+            Code::AlreadyExists,
+        );
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    assert_eq!(total_in(first).await, before_first + 60);
+    let mails = mail_outbox::Entity::find().all(&app.app.db).await.expect("query");
+    assert_eq!(mails.len(), 100, "failed batches queue no mail");
 }
