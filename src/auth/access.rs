@@ -119,13 +119,14 @@ impl AccessCache {
         user_id: Uuid,
         tenant_id: Uuid,
     ) -> Result<Arc<UserAccess>> {
-        let user = Some(user_id);
+        // Only whole-directory changes can alter access: a user's own
+        // changes (a login, a device) leave the entry current.
         if let Some((stamp, access)) = self.entries.get(&(user_id, tenant_id))
-            && self.freshness.is_current(stamp, user)
+            && self.freshness.is_current(stamp, None)
         {
             return Ok(access);
         }
-        let stamp = self.freshness.stamp(user);
+        let stamp = self.freshness.stamp(None);
         let access = Arc::new(load(db, user_id, tenant_id).await?);
         self.entries.insert((user_id, tenant_id), (stamp, access.clone()));
         Ok(access)
