@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tonic::{server::NamedService, transport::server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower_http::{
+    classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
@@ -131,14 +132,18 @@ impl Application {
         let grpc_server = tonic::transport::Server::builder()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
-                let request_id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id)
-            }))
+            .layer(
+                TraceLayer::new(SharedClassifier::new(caller_errors_are_answers())).make_span_with(
+                    |request: &http::Request<_>| {
+                        let request_id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id)
+                    },
+                ),
+            )
             .layer(crate::telemetry::metrics::RpcMetricsLayer)
             .layer(RefusalLayer::new(app.clone()))
             .layer(AuthLayer::new(app.clone()))
@@ -190,6 +195,28 @@ impl Application {
         listener.abort();
         result
     }
+}
+
+/// What the trace layer logs as a failure (at ERROR): the server's own
+/// faults only. A caller's mistake or refusal (a bad field, an unknown id, a
+/// missing permission, a wrong password, a rate limit) is an answer: it is
+/// in the metrics and, for mutations, in the audit trail, and logging each
+/// one at ERROR would let any client flood the logs.
+fn caller_errors_are_answers() -> GrpcErrorsAsFailures {
+    [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::ResourceExhausted,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success)
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -279,5 +306,35 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_http::classify::{ClassifiedResponse, ClassifyResponse};
+
+    use super::*;
+
+    fn is_failure(code: i32) -> bool {
+        let response = http::Response::builder()
+            .header("grpc-status", code.to_string())
+            .body(())
+            .expect("a response");
+        match caller_errors_are_answers().classify_response(&response) {
+            ClassifiedResponse::Ready(result) => result.is_err(),
+            ClassifiedResponse::RequiresEos(_) => panic!("a trailers-only answer is classified at once"),
+        }
+    }
+
+    #[test]
+    fn only_the_servers_own_faults_are_logged_as_failures() {
+        // OK, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+        for code in [0, 3, 5, 7, 16] {
+            assert!(!is_failure(code), "code {code}");
+        }
+        // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+        for code in [2, 4, 12, 13, 14, 15] {
+            assert!(is_failure(code), "code {code}");
+        }
     }
 }
