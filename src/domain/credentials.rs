@@ -7,7 +7,8 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{
         Arc, LazyLock, Mutex,
-        mpsc::{self, Sender, TryRecvError},
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{self, Sender},
     },
 };
 
@@ -87,6 +88,11 @@ type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 /// wait in the channel (each holds 19 MiB only while it runs).
 static HASHING_THREADS: LazyLock<std::io::Result<Sender<Job>>> = LazyLock::new(start_hashing_threads);
 
+/// Jobs sent and not yet taken by a hashing thread: a thread that finds none
+/// gives its working memory back before it waits (a thread waiting for the
+/// queue's lock cannot look into the queue).
+static QUEUED_JOBS: AtomicUsize = AtomicUsize::new(0);
+
 fn start_hashing_threads() -> std::io::Result<Sender<Job>> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (sender, receiver) = mpsc::channel::<Job>();
@@ -99,18 +105,14 @@ fn start_hashing_threads() -> std::io::Result<Sender<Job>> {
                 lower_priority();
                 let mut memory = Memory::new();
                 loop {
+                    if QUEUED_JOBS.load(Ordering::Acquire) == 0 {
+                        memory = Memory::new();
+                    }
                     // The lock is held while waiting for a job, not while running it.
-                    let job = match receiver.lock().map(|jobs| jobs.try_recv()) {
-                        Ok(Ok(job)) => job,
-                        Ok(Err(TryRecvError::Empty)) => {
-                            memory = Memory::new();
-                            let Ok(Ok(job)) = receiver.lock().map(|jobs| jobs.recv()) else {
-                                return;
-                            };
-                            job
-                        }
-                        Ok(Err(TryRecvError::Disconnected)) | Err(_) => return,
+                    let Ok(Ok(job)) = receiver.lock().map(|jobs| jobs.recv()) else {
+                        return;
                     };
+                    QUEUED_JOBS.fetch_sub(1, Ordering::AcqRel);
                     // A panicking job drops its reply (the caller sees an
                     // internal error); the thread goes on.
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
@@ -141,6 +143,7 @@ async fn on_hashing_pool<T: Send + 'static>(work: impl FnOnce(&mut Memory) -> Re
         .as_ref()
         .map_err(|error| Error::internal(format!("hashing threads: {error}")))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
+    QUEUED_JOBS.fetch_add(1, Ordering::AcqRel);
     jobs.send(Box::new(move |memory| {
         // A caller that gave up (its deadline passed, it disconnected) no
         // longer waits: its hash would only delay the ones still waited on.
@@ -286,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_whose_caller_gave_up_is_skipped() {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::AtomicBool;
         // Hold every hashing thread, so the next job stays queued.
         let (release, held) = std::sync::mpsc::channel::<()>();
         let held = Arc::new(Mutex::new(held));

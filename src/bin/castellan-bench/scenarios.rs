@@ -81,6 +81,12 @@ pub const SCENARIOS: &[Scenario] = &[
         loads: health,
     },
     Scenario {
+        name: "health-bearer",
+        about: "Health/Check carrying a caller's bearer token, which health ignores: what the token's transport \
+                alone costs (HPACK never indexes `authorization`, so every call sends and decodes it in full)",
+        loads: health_bearer,
+    },
+    Scenario {
         name: "check",
         about: "the auth layer alone: GetUser{id:\"\"} by a user token, authorized, then refused by validation \
                 before any database work (expects INVALID_ARGUMENT)",
@@ -177,6 +183,21 @@ fn health(f: &Arc<Fixture>) -> Vec<Load> {
                 .check(HealthCheckRequest { service: String::new() })
                 .await
                 .map(drop)
+        }),
+    )]
+}
+
+fn health_bearer(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    vec![load(
+        "health-bearer",
+        f.streams,
+        call(move |channel, seq| {
+            let request = authed(
+                HealthCheckRequest { service: String::new() },
+                pick(&fixture.caller_tokens, seq),
+            );
+            async move { HealthClient::new(channel).check(request).await.map(drop) }
         }),
     )]
 }
