@@ -13,6 +13,28 @@ async fn list(app: &TestApp, token: &str, request: ListUsersRequest) -> ListUser
         .into_inner()
 }
 
+/// Every page of a listing, from the first by `page_token`: its users in order.
+async fn all_pages(app: &TestApp, token: &str, request: ListUsersRequest) -> Vec<pb::User> {
+    let mut users = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = list(
+            app,
+            token,
+            ListUsersRequest {
+                page_token,
+                ..request.clone()
+            },
+        )
+        .await;
+        users.extend(page.users);
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            return users;
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_empty_tenant_lists_nothing() {
     let app = TestApp::spawn().await;
@@ -163,26 +185,19 @@ async fn keyset_paging_is_stable_across_inserts_and_sorts() {
     );
 
     // Ties on a sort key are broken by id: a page boundary inside a tie loses nothing.
-    let mut by_first_name = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = list(
-            &app,
-            &token,
-            ListUsersRequest {
-                limit: 1,
-                sort: vec!["firstName".into(), "-createdAt".into()],
-                page_token: page_token.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
-        by_first_name.extend(page.users.into_iter().map(|u| u.id));
-        page_token = page.next_page_token;
-        if page_token.is_empty() {
-            break;
-        }
-    }
+    let by_first_name: Vec<String> = all_pages(
+        &app,
+        &token,
+        ListUsersRequest {
+            limit: 1,
+            sort: vec!["firstName".into(), "-createdAt".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|u| u.id)
+    .collect();
     let unique: HashSet<&String> = by_first_name.iter().collect();
     assert_eq!(by_first_name.len(), 9);
     assert_eq!(unique.len(), 9);
@@ -390,28 +405,20 @@ async fn a_large_tenant_pages_like_a_small_one() {
         .expect("bulk insert");
     let token = app.token(&["users:list"]);
 
-    let mut by_token = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = list(
-            &app,
-            &token,
-            ListUsersRequest {
-                limit: 100,
-                sort: vec!["createdAt".into()],
-                page_token: page_token.clone(),
-                view: pb::UserView::Basic as i32,
-                ..Default::default()
-            },
-        )
-        .await;
-        assert_eq!(page.total, 5_050);
-        by_token.extend(page.users.into_iter().map(|u| u.id));
-        page_token = page.next_page_token;
-        if page_token.is_empty() {
-            break;
-        }
-    }
+    let by_token: Vec<String> = all_pages(
+        &app,
+        &token,
+        ListUsersRequest {
+            limit: 100,
+            sort: vec!["createdAt".into()],
+            view: pb::UserView::Basic as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|u| u.id)
+    .collect();
     assert_eq!(by_token, expected, "every member once, in (createdAt, id) order");
     assert!(outsiders.iter().all(|u| !by_token.contains(&u.id)));
 
@@ -427,30 +434,24 @@ async fn a_large_tenant_pages_like_a_small_one() {
         },
     )
     .await;
+    assert_eq!(deep.total, 5_050);
     let ids: Vec<String> = deep.users.into_iter().map(|u| u.id).collect();
     assert_eq!(ids, expected[2_501..2_601], "offset paging agrees");
 
-    let mut descending = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = list(
-            &app,
-            &token,
-            ListUsersRequest {
-                limit: 1_000,
-                sort: vec!["-email".into()],
-                page_token: page_token.clone(),
-                view: pb::UserView::Basic as i32,
-                ..Default::default()
-            },
-        )
-        .await;
-        descending.extend(page.users.into_iter().map(|u| u.email));
-        page_token = page.next_page_token;
-        if page_token.is_empty() {
-            break;
-        }
-    }
+    let descending: Vec<String> = all_pages(
+        &app,
+        &token,
+        ListUsersRequest {
+            limit: 1_000,
+            sort: vec!["-email".into()],
+            view: pb::UserView::Basic as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|u| u.email)
+    .collect();
     assert_eq!(descending.len(), 5_050);
     assert!(descending.windows(2).all(|w| w[0] > w[1]), "descending emails");
 }
