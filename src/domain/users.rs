@@ -109,6 +109,33 @@ impl UserRecordCache {
         self.entries.insert((tenant_id, user_id), (stamp, record.clone()));
         Ok(Some(record))
     }
+
+    /// The FULL view's details of listed users, as seen from the tenant: a
+    /// current cached record answers for its user, the others are loaded
+    /// together. (What is loaded here is not cached: the rows came from the
+    /// listing's query, read before any stamp taken now.)
+    async fn details_of(
+        &self,
+        app: &App,
+        tenant_id: Uuid,
+        users: &[user::Model],
+    ) -> Result<HashMap<Uuid, UserDetails>> {
+        let mut details = HashMap::with_capacity(users.len());
+        let mut missing = Vec::new();
+        for user in users {
+            match self.entries.get(&(tenant_id, user.id)) {
+                Some((stamp, record)) if self.freshness.is_current(stamp, Some(user.id)) => match &record.details {
+                    Some(cached) => {
+                        details.insert(user.id, cached.clone());
+                    }
+                    None => missing.push(user.id),
+                },
+                _ => missing.push(user.id),
+            }
+        }
+        details.extend(store::users::load_details(&app.db, tenant_id, &missing).await?);
+        Ok(details)
+    }
 }
 
 /// One user to create (CreateUsers draft).
@@ -587,8 +614,7 @@ pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Pag
     if query.basic {
         return Ok(page.map(|user| UserRecord { user, details: None }));
     }
-    let ids: Vec<Uuid> = page.items.iter().map(|u| u.id).collect();
-    let mut details = store::users::load_details(&app.db, caller.tenant_id, &ids).await?;
+    let mut details = app.user_records.details_of(app, caller.tenant_id, &page.items).await?;
     Ok(page.map(|user| UserRecord {
         details: details.remove(&user.id),
         user,

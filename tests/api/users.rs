@@ -608,6 +608,22 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         }
     };
     let read = || async { get().await.expect("get user").into_inner() };
+    // ListUsers (FULL) takes the details of users whose cached record is current from the cache.
+    let listed = || {
+        let mut users = app.users();
+        let (id, admin) = (id.clone(), admin.clone());
+        async move {
+            users
+                .list_users(authed(pb::ListUsersRequest::default(), &admin))
+                .await
+                .expect("list users")
+                .into_inner()
+                .users
+                .into_iter()
+                .find(|u| u.id == id)
+                .expect("listed")
+        }
+    };
     // Warm both paths.
     assert_eq!(read().await.roles[0].name, "viewer");
     assert_eq!(whoami().await.groups[0].name, "ops");
@@ -623,6 +639,7 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         ))
         .await
         .expect("update user");
+    assert_eq!(listed().await.first_name, "Renamed");
     assert_eq!(read().await.first_name, "Renamed");
     assert_eq!(whoami().await.first_name, "Renamed");
 
@@ -638,6 +655,7 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         ))
         .await
         .expect("rename role");
+    assert_eq!(listed().await.roles[0].name, "reader");
     assert_eq!(read().await.roles[0].name, "reader");
 
     app.groups()
@@ -651,6 +669,7 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         ))
         .await
         .expect("describe group");
+    assert_eq!(listed().await.groups[0].description, "On call");
     assert_eq!(whoami().await.groups[0].description, "On call");
 
     // One user's own changes: a device, a login.
@@ -668,11 +687,17 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         .await
         .expect("register device")
         .into_inner();
+    assert_eq!(listed().await.devices.len(), 1);
     assert_eq!(read().await.devices.len(), 1);
     devices
         .revoke_device(authed(RevokeDeviceRequest { id: device.id }, &admin))
         .await
         .expect("revoke device");
+    assert_eq!(
+        listed().await.devices[0].status,
+        pb::DeviceStatus::Revoked as i32,
+        "the revocation shows in a listing"
+    );
     assert_eq!(
         read().await.devices[0].status,
         pb::DeviceStatus::Revoked as i32,
@@ -704,6 +729,7 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         ))
         .await
         .expect("leave the other tenant");
+    assert_eq!(listed().await.tenant_ids, [app.tenant_id.to_string()]);
     assert_eq!(read().await.tenant_ids, [app.tenant_id.to_string()]);
     app.users()
         .deactivate_user(authed(DeactivateUserRequest { id: id.clone() }, &admin))
