@@ -9,6 +9,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::LazyLock,
@@ -336,8 +337,8 @@ async fn the_pages_log_no_token_and_no_password() {
     }
 }
 
-/// A headless Chromium under a chromedriver this test started; both end
-/// with it.
+/// A headless Chromium under a chromedriver this test started, in a process
+/// group of their own; both end with it.
 struct Browser {
     client: Client,
     driver: Child,
@@ -345,9 +346,18 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        end_process_group(&mut self.driver);
     }
+}
+
+/// Kills chromedriver and every Chromium process it started (killing
+/// chromedriver alone leaves its browser running).
+fn end_process_group(driver: &mut Child) {
+    if let Ok(group) = i32::try_from(driver.id()) {
+        // SAFETY: kill(2) on the process group this test created; no memory involved.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+    let _ = driver.wait();
 }
 
 /// One browser at a time: the machines that run these tests are small.
@@ -383,6 +393,7 @@ impl Browser {
             .port();
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -425,8 +436,7 @@ impl Browser {
             }
         }
         if let Some(mut driver) = driver {
-            let _ = driver.kill();
-            let _ = driver.wait();
+            end_process_group(&mut driver);
             panic!("no WebDriver session from chromedriver: {last_error}");
         }
         browser
