@@ -71,11 +71,13 @@ fn address_key(address: IpAddr) -> String {
 }
 
 /// Counts one attempt against the account and the client address before the
-/// password is evaluated; refuses with the wait when either is locked.
+/// password is evaluated (one transaction); refuses with the wait when either
+/// is locked.
 async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> Result<()> {
     let now = now();
+    let txn = app.db.begin().await?;
     let mut locked_until = store::credentials::reserve_attempt(
-        &app.db,
+        &txn,
         &account_key(username),
         limits(app, app.config.login_max_failures),
         now,
@@ -83,7 +85,7 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
     .await?;
     if let Some(address) = client {
         let address_lock = store::credentials::reserve_attempt(
-            &app.db,
+            &txn,
             &address_key(address),
             limits(app, app.config.login_max_failures_per_address),
             now,
@@ -91,6 +93,7 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
         .await?;
         locked_until = locked_until.max(address_lock);
     }
+    txn.commit().await?;
     let Some(until) = locked_until else {
         return Ok(());
     };
@@ -148,14 +151,16 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     }
     .ok_or(Error::InvalidCredentials)?;
 
-    store::credentials::clear_attempts(&app.db, &account_key(&command.username)).await?;
-    if let Some(address) = command.client {
-        store::credentials::release_attempt(&app.db, &address_key(address), now()).await?;
-    }
     let password_change_required = user.password_change_required;
     let mut active: user::ActiveModel = user.clone().into();
     active.last_connection = Set(Some(now()));
+    // The success's bookkeeping, one transaction: the throttling counters
+    // forgive this attempt, `lastConnection` and its audit entry.
     let txn = app.db.begin().await?;
+    store::credentials::clear_attempts(&txn, &account_key(&command.username)).await?;
+    if let Some(address) = command.client {
+        store::credentials::release_attempt(&txn, &address_key(address), now()).await?;
+    }
     active.update(&txn).await?;
     let origin = Origin::user(user.id, Some(tenant_id), command.call);
     audit::record(&txn, origin, Target::User(user.id), &["last_connection"]).await?;
