@@ -7,9 +7,9 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{
         Arc, LazyLock, Mutex,
-        atomic::{AtomicUsize, Ordering},
-        mpsc::{self, Sender},
+        mpsc::{self, RecvTimeoutError, Sender},
     },
+    time::Duration,
 };
 
 use argon2::{
@@ -68,11 +68,11 @@ fn argon2() -> Result<Argon2<'static>> {
 }
 
 /// The working memory of one argon2 computation (19 MiB with the parameters
-/// above). A hashing thread keeps it from one job to the next while jobs are
-/// queued, and gives it back to the system when its queue is empty: fresh
-/// pages for every hash (a page fault and zeroing each 4 KiB, then the
-/// unmapping) cost a fifth of a login flood's CPU, yet an idle server should
-/// not hold 19 MiB a core.
+/// above). A hashing thread keeps it from one job to the next, and gives it
+/// back to the system after a second without work: fresh pages for every
+/// hash (a page fault and zeroing each 4 KiB, then the unmapping) cost a
+/// fifth of a login flood's CPU, yet an idle server should not hold 19 MiB a
+/// core.
 type Memory = Vec<Block>;
 
 type Job = Box<dyn FnOnce(&mut Memory) + Send>;
@@ -88,10 +88,11 @@ type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 /// wait in the channel (each holds 19 MiB only while it runs).
 static HASHING_THREADS: LazyLock<std::io::Result<Sender<Job>>> = LazyLock::new(start_hashing_threads);
 
-/// Jobs sent and not yet taken by a hashing thread: a thread that finds none
-/// gives its working memory back before it waits (a thread waiting for the
-/// queue's lock cannot look into the queue).
-static QUEUED_JOBS: AtomicUsize = AtomicUsize::new(0);
+/// How long a hashing thread keeps its working memory without work: through
+/// the gaps of a login flood (allocating 19 MiB anew means 4,864 page faults,
+/// and a fault taken at idle priority can hold up the other threads' memory
+/// map), not for good.
+const MEMORY_KEPT_WHILE_IDLE: Duration = Duration::from_secs(1);
 
 fn start_hashing_threads() -> std::io::Result<Sender<Job>> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -105,17 +106,18 @@ fn start_hashing_threads() -> std::io::Result<Sender<Job>> {
                 lower_priority();
                 let mut memory = Memory::new();
                 loop {
-                    if QUEUED_JOBS.load(Ordering::Acquire) == 0 {
-                        memory = Memory::new();
+                    // The lock is held while waiting for a job, not while
+                    // running it; the wait ends every second, so each thread
+                    // in turn sees an idle queue.
+                    match receiver.lock().map(|jobs| jobs.recv_timeout(MEMORY_KEPT_WHILE_IDLE)) {
+                        Ok(Ok(job)) => {
+                            // A panicking job drops its reply (the caller
+                            // sees an internal error); the thread goes on.
+                            let _ = catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
+                        }
+                        Ok(Err(RecvTimeoutError::Timeout)) => memory = Memory::new(),
+                        Ok(Err(RecvTimeoutError::Disconnected)) | Err(_) => return,
                     }
-                    // The lock is held while waiting for a job, not while running it.
-                    let Ok(Ok(job)) = receiver.lock().map(|jobs| jobs.recv()) else {
-                        return;
-                    };
-                    QUEUED_JOBS.fetch_sub(1, Ordering::AcqRel);
-                    // A panicking job drops its reply (the caller sees an
-                    // internal error); the thread goes on.
-                    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
                 }
             })?;
     }
@@ -143,7 +145,6 @@ async fn on_hashing_pool<T: Send + 'static>(work: impl FnOnce(&mut Memory) -> Re
         .as_ref()
         .map_err(|error| Error::internal(format!("hashing threads: {error}")))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
-    QUEUED_JOBS.fetch_add(1, Ordering::AcqRel);
     jobs.send(Box::new(move |memory| {
         // A caller that gave up (its deadline passed, it disconnected) no
         // longer waits: its hash would only delay the ones still waited on.
@@ -289,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_whose_caller_gave_up_is_skipped() {
-        use std::sync::atomic::AtomicBool;
+        use std::sync::atomic::{AtomicBool, Ordering};
         // Hold every hashing thread, so the next job stays queued.
         let (release, held) = std::sync::mpsc::channel::<()>();
         let held = Arc::new(Mutex::new(held));
