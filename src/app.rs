@@ -20,7 +20,10 @@ use crate::{
 };
 
 pub struct App {
+    /// Reads, and statements outside a write.
     pub db: DatabaseConnection,
+    /// Every write begins here (see [`store::connect_writer`]).
+    pub writer: DatabaseConnection,
     pub keys: TokenKeys,
     /// When the two caches below stop being usable.
     freshness: Arc<Freshness>,
@@ -34,15 +37,18 @@ impl App {
     /// Connects, migrates (unless turned off), loads or generates the
     /// signing key, and bootstraps an empty database.
     pub async fn build(config: Config) -> Result<Arc<Self>> {
-        let db = store::connect(&config.database_url(), PoolSettings::from(&config)).await?;
+        let pool = PoolSettings::from(&config);
+        let db = store::connect(&config.database_url(), pool).await?;
         if !config.no_migrate {
             store::migrate(&db).await?;
         }
+        let writer = store::connect_writer(&config.database_url(), &db, pool).await?;
         let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
             .with_verification_keys(&config.verification_key_files)?;
         let freshness = Arc::new(Freshness::default());
         let app = Arc::new(Self {
             db,
+            writer,
             keys,
             access: AccessCache::new(freshness.clone()),
             user_records: UserRecordCache::new(freshness.clone()),

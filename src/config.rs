@@ -76,7 +76,8 @@ pub struct Config {
     /// Database URL (`sqlite://...` or `postgres://...`); default: SQLite in the data dir.
     #[arg(long, env = "CASTELLAN_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// Most database connections open at once (0 = 8 on SQLite, 32 on PostgreSQL).
+    /// Most database connections open at once (0 = 8 on SQLite, 32 on
+    /// PostgreSQL); on SQLite, writes have one more of their own.
     #[arg(long, env = "CASTELLAN_DATABASE_MAX_CONNECTIONS", default_value_t = 0, global = true)]
     pub database_max_connections: u32,
     /// How long a call waits for a free database connection before failing

@@ -151,7 +151,7 @@ pub async fn record_many<C: ConnectionTrait>(
 /// (`PERMISSION_DENIED`); the target is unknown at the edge, so empty.
 /// Best effort: a failure to record is logged, never answered.
 pub async fn record_refusal(app: &App, origin: Origin, outcome: &str) {
-    if let Err(error) = store::audit::insert(&app.db, event(origin, String::new(), outcome, &[])).await {
+    if let Err(error) = store::audit::insert(&app.writer, event(origin, String::new(), outcome, &[])).await {
         tracing::warn!(%error, "could not record a refused call in the audit trail");
     }
 }

@@ -75,7 +75,7 @@ fn address_key(address: IpAddr) -> String {
 /// is locked.
 async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> Result<()> {
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     let mut locked_until = store::credentials::reserve_attempt(
         &txn,
         &account_key(username),
@@ -156,7 +156,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     active.last_connection = Set(Some(now()));
     // The success's bookkeeping, one transaction: the throttling counters
     // forgive this attempt, `lastConnection` and its audit entry.
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::credentials::clear_attempts(&txn, &account_key(&command.username)).await?;
     if let Some(address) = command.client {
         store::credentials::release_attempt(&txn, &address_key(address), now()).await?;
@@ -246,7 +246,7 @@ async fn change_password_as(
         .await?
         .filter(|user| user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
-    store::credentials::clear_attempts(&app.db, &account_key(username)).await?;
+    store::credentials::clear_attempts(&app.writer, &account_key(username)).await?;
     let origin = match caller {
         Some(caller) => Origin::from(caller),
         // The same operation as the RPC, so the same action.
@@ -260,7 +260,7 @@ async fn change_password_as(
         ),
     };
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::credentials::set_password_hash(&txn, user.id, hash, now).await?;
     let user_id = user.id;
     let mut active: user::ActiveModel = user.into();
@@ -351,7 +351,7 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     let password_hash = credentials::hash_password(command.password).await?;
 
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
         return Err(Error::NotFound("invitation"));
     }
@@ -391,7 +391,7 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
         .await?
         .ok_or(Error::NotFound("user"))?;
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::credentials::set_password_hash(&txn, id, hash, now).await?;
     let mut fields = vec!["password", "password_change_required"];
     let mut active: user::ActiveModel = user.clone().into();

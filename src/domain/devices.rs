@@ -119,7 +119,7 @@ pub async fn register(app: &App, caller: &Principal, new: NewDevice) -> Result<d
     );
 
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     // First statement: the owner's row lock. Registrations of the same user
     // run one after the other from here, so the count below still holds when
     // the device is inserted (and a retry sees its first attempt's key).
@@ -214,7 +214,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
     violations.finish()?;
     let device = visible(app, caller, id).await?;
     if name.is_none() && patch.posture.is_none() {
-        audit::record(&app.db, caller, Target::Device(id), &[]).await?;
+        audit::record(&app.writer, caller, Target::Device(id), &[]).await?;
         return Ok(device);
     }
     let mut fields = Vec::new();
@@ -231,7 +231,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
         active.os_up_to_date = Set(posture.os_up_to_date);
     }
     active.updated_at = Set(now());
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     let device = active.update(&txn).await?;
     audit::record(&txn, caller, Target::Device(id), &fields).await?;
     txn.commit().await?;
@@ -255,7 +255,7 @@ pub async fn report_connection(
         return Err(revoked());
     }
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     // The owner's row first (see the lock order above).
     if !store::users::set_last_connection(&txn, device.user_id, now).await? {
         return Err(Error::NotFound("device"));
@@ -277,10 +277,10 @@ pub async fn revoke(app: &App, caller: &Principal, id: &str) -> Result<device::M
     let id = validate::id("id", id)?;
     let device = visible(app, caller, id).await?;
     if device.status == STATUS_REVOKED {
-        audit::record(&app.db, caller, Target::Device(id), &[]).await?;
+        audit::record(&app.writer, caller, Target::Device(id), &[]).await?;
         return Ok(device);
     }
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::devices::revoke(&txn, id, now()).await?;
     audit::record(&txn, caller, Target::Device(id), &["status", "connected"]).await?;
     txn.commit().await?;

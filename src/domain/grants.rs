@@ -140,7 +140,7 @@ pub async fn update_user_roles(
     violations.finish()?;
     let user = users::member(app, caller, id).await?;
     let change = check_role_change(&app.db, caller, "add_role_ids", add, &remove).await?;
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     apply_role_change(&txn, id, &change, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
     txn.commit().await?;
@@ -174,7 +174,7 @@ async fn membership_parties(
 pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, group_id: &str) -> Result<UserRecord> {
     let (user, group) = membership_parties(app, caller, user_id, group_id).await?;
     groups::require_joinable(&app.db, caller, &[group.id]).await?;
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
     txn.commit().await?;
@@ -185,7 +185,7 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
 /// Ends a group membership; NOT_FOUND when the user is not a member.
 pub async fn remove_user_from_group(app: &App, caller: &Principal, user_id: &str, group_id: &str) -> Result<()> {
     let (user, group) = membership_parties(app, caller, user_id, group_id).await?;
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     if !store::groups::remove_member(&txn, group.id, user.id).await? {
         return Err(Error::NotFound("group membership"));
     }

@@ -105,7 +105,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
             created_at: now,
             updated_at: now,
         };
-        let txn = app.db.begin().await?;
+        let txn = app.writer.begin().await?;
         store::groups::insert(&txn, &group, &role_ids).await?;
         if let Some(key) = &key {
             key.record(&txn, idempotency::ids_to_bytes(&[group.id]), now).await?;
@@ -188,7 +188,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
     if change.is_some() {
         fields.push("role_ids");
     }
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::groups::update(&txn, id, name, description, now()).await?;
     if let Some((add, remove)) = &change {
         store::groups::change_roles(&txn, id, add, remove).await?;
@@ -205,7 +205,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
     find(app, caller, id).await?;
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::groups::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::Group(id), &[]).await?;
     txn.commit().await?;

@@ -315,7 +315,7 @@ pub async fn register(
     }
     violations.finish()?;
     let registered: Vec<&str> = definitions.iter().map(|d| d.name.as_str()).collect();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::permissions::upsert(&txn, rows).await?;
     // The event's changed fields are the permissions declared.
     audit::record(&txn, caller, Target::Namespace(namespace), &registered).await?;
@@ -341,7 +341,7 @@ pub async fn unregister(app: &App, caller: &Principal, namespace: &str, names: &
     }
     violations.finish()?;
     let names = sorted(names);
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     // Removing from the catalog first takes the write lock (SQLite) or the
     // rows' locks (PostgreSQL) before the carriers are counted.
     store::permissions::unregister(&txn, &names).await?;

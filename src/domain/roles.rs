@@ -90,7 +90,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
             created_at: now,
             updated_at: now,
         };
-        let txn = app.db.begin().await?;
+        let txn = app.writer.begin().await?;
         store::roles::insert(&txn, &role, &permissions).await?;
         if let Some(key) = &key {
             key.record(&txn, idempotency::ids_to_bytes(&[role.id]), now).await?;
@@ -198,7 +198,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
         fields.push("permissions");
     }
 
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     // The versioned UPDATE comes first: it takes the write lock, so a
     // concurrent update with the same version waits and then matches no row.
     if !store::roles::update_versioned(&txn, id, patch.version, RoleFields { name, description }, now()).await? {
@@ -221,7 +221,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
 pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Result<()> {
     let id = validate::id("id", id)?;
     writable(app, caller, id).await?;
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     if !store::roles::delete(&txn, id, force).await? {
         return Err(Error::FailedPrecondition(
             "the role is granted to users or groups: revoke it first, or delete with force".into(),

@@ -117,7 +117,7 @@ async fn insert_tenant(
     key: Option<&RequestKey>,
 ) -> Result<tenant::Model> {
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     let tenant = tenant::ActiveModel {
         id: Set(Uuid::now_v7()),
         name: Set(name),
@@ -198,7 +198,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
         changed.push("status");
     }
     active.updated_at = Set(now());
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     let tenant = active.update(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &changed).await?;
     txn.commit().await?;
@@ -210,7 +210,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
 /// (foreign keys cascade).
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let tenant = find(app, id).await?;
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     tenant::Entity::delete_by_id(tenant.id).exec(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;
     txn.commit().await?;
@@ -260,7 +260,7 @@ async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result
         None => None,
     };
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     let tenant_id = Uuid::now_v7();
     tenant::ActiveModel {
         id: Set(tenant_id),

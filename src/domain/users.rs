@@ -467,7 +467,7 @@ async fn insert_users(
         });
     }
     let ids: Vec<Uuid> = users.iter().map(|new| new.user.id).collect();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     store::users::insert_new(&txn, users).await?;
     audit::record_many(&txn, caller, &events).await?;
     // After the users and memberships exist: the invitations refer to both.
@@ -695,7 +695,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     ];
     let changed: Vec<&str> = changed.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     let mut active: user::ActiveModel = user.clone().into();
     if let Some(v) = first_name {
         active.first_name = Set(v);
@@ -790,7 +790,7 @@ pub async fn update_tenants(
     }
     violations.finish()?;
     let user = member(app, caller, id).await?;
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     txn.commit().await?;
@@ -807,7 +807,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
         ));
     }
     let now = now();
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     let mut active: user::ActiveModel = user.into();
     active.status = Set(status.to_owned());
     active.updated_at = Set(now);
@@ -846,7 +846,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
             "the user also belongs to other tenants: remove it from this tenant with UpdateUserTenants".into(),
         ));
     }
-    let txn = app.db.begin().await?;
+    let txn = app.writer.begin().await?;
     // The user's row first, then its devices (the lock order of domain::devices).
     store::users::lock(&txn, id).await?;
     store::devices::revoke_all_of_user(&txn, id, now()).await?;

@@ -36,7 +36,7 @@ pub async fn deliver_due(app: &App, base_backoff: Duration) -> crate::error::Res
     let started = now();
     for mail in store::outbox::due(&app.db, started, BATCH).await? {
         let lease = started + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
-        if !store::outbox::claim(&app.db, &mail, lease).await? {
+        if !store::outbox::claim(&app.writer, &mail, lease).await? {
             continue;
         }
         let message = Mail {
@@ -45,12 +45,12 @@ pub async fn deliver_due(app: &App, base_backoff: Duration) -> crate::error::Res
             body: mail.body.clone(),
         };
         match app.mailer.send(&message).await {
-            Ok(()) => store::outbox::mark_sent(&app.db, mail.id, now()).await?,
+            Ok(()) => store::outbox::mark_sent(&app.writer, mail.id, now()).await?,
             Err(error) => {
                 let wait = backoff(base_backoff, mail.attempts);
                 tracing::warn!(mail_id = %mail.id, attempts = mail.attempts + 1, %error, "mail delivery failed; will retry");
                 let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                store::outbox::mark_failed(&app.db, mail.id, &error, retry_at).await?;
+                store::outbox::mark_failed(&app.writer, mail.id, &error, retry_at).await?;
             }
         }
     }

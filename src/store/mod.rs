@@ -48,8 +48,6 @@ where
     Ok(())
 }
 
-/// Opens the connection pool. SQLite gets WAL and a busy timeout so
-/// concurrent writers queue instead of failing.
 /// How the connection pool behaves under load.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
@@ -68,6 +66,8 @@ impl From<&crate::config::Config> for PoolSettings {
     }
 }
 
+/// Opens the connection pool. SQLite gets WAL and a busy timeout so
+/// concurrent writers (another process's too) queue instead of failing.
 pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection> {
     if let Some(path) = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next())
         && let Some(parent) = std::path::Path::new(path).parent()
@@ -98,6 +98,28 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
         Error::Unavailable
     })?;
     Ok(db)
+}
+
+/// The connection write transactions begin on. On SQLite it is a pool of
+/// one connection of its own: SQLite lets one writer in at a time, and
+/// writers that contend for its lock wait in its busy handler (sleeps of up
+/// to 100 ms, in no order), each holding a pooled connection that reads then
+/// lack; queued here instead, writers go in the order they came and reads
+/// keep the whole pool. On PostgreSQL, and for an in-memory SQLite database
+/// (which a second pool would not share), it is `db` itself.
+pub async fn connect_writer(url: &str, db: &DatabaseConnection, pool: PoolSettings) -> Result<DatabaseConnection> {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if db.get_database_backend() != DbBackend::Sqlite || in_memory {
+        return Ok(db.clone());
+    }
+    connect(
+        url,
+        PoolSettings {
+            max_connections: 1,
+            ..pool
+        },
+    )
+    .await
 }
 
 /// Any number the replicas agree on: the advisory lock that serializes migrations.

@@ -134,3 +134,44 @@ async fn a_busy_pool_answers_unavailable_after_the_acquire_timeout() {
         .await
         .expect("served again once a connection is free");
 }
+
+/// On SQLite, writes queue for a connection of their own: a write in progress
+/// leaves every pooled connection to reads, and the next write waits for it
+/// (and answers UNAVAILABLE when it waits past the acquire timeout).
+#[tokio::test]
+async fn on_sqlite_a_write_in_progress_leaves_the_pool_to_reads() {
+    use sea_orm::{DbBackend, TransactionTrait};
+    let app = TestApp::spawn_with(&["--database-max-connections", "1", "--database-acquire-timeout", "300ms"]).await;
+    if app.app.db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    let token = app.token(&["users:list", "users:create"]);
+    let mut users = app.users();
+    let create = |email: &str| {
+        crate::helpers::authed(
+            castellan::pb::CreateUsersRequest {
+                users: vec![crate::helpers::draft(email)],
+                request_id: String::new(),
+            },
+            &token,
+        )
+    };
+    let held = app.app.writer.begin().await.expect("take the writer");
+    users
+        .list_users(crate::helpers::authed(
+            castellan::pb::ListUsersRequest::default(),
+            &token,
+        ))
+        .await
+        .expect("reads are served while a write is in progress");
+    let status = users
+        .create_users(create("queued@example.com"))
+        .await
+        .expect_err("the writer is taken");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    held.rollback().await.expect("release");
+    users
+        .create_users(create("queued@example.com"))
+        .await
+        .expect("written once the writer is free");
+}
