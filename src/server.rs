@@ -97,6 +97,7 @@ impl Application {
         let probe = tokio::spawn(probe_database(app.clone(), reporter.clone()));
         let outbox = tokio::spawn(crate::mail::outbox::run(app.clone()));
         let listener = tokio::spawn(app.clone().listen_for_changes());
+        let checkpoints = tokio::spawn(store::checkpoint_continuously(app.db.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -193,6 +194,7 @@ impl Application {
         probe.abort();
         outbox.abort();
         listener.abort();
+        checkpoints.abort();
         result
     }
 }

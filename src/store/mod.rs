@@ -69,6 +69,20 @@ impl From<&crate::config::Config> for PoolSettings {
 /// Opens the connection pool. SQLite gets WAL and a busy timeout so
 /// concurrent writers (another process's too) queue instead of failing.
 pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection> {
+    open(url, pool, None).await
+}
+
+/// WAL pages past which a SQLite commit checkpoints inline (SQLite's own
+/// default is 1,000). [`checkpoint_continuously`] keeps the WAL far below
+/// this; the bound only holds should it fall behind.
+const INLINE_CHECKPOINT_PAGES: u32 = 10_000;
+
+/// How often the SQLite WAL is checkpointed in the background.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Opens a pool; `inline_checkpoint_pages` sets SQLite's
+/// `wal_autocheckpoint` on each of its connections.
+async fn open(url: &str, pool: PoolSettings, inline_checkpoint_pages: Option<u32>) -> Result<DatabaseConnection> {
     if let Some(path) = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next())
         && let Some(parent) = std::path::Path::new(path).parent()
         && !parent.as_os_str().is_empty()
@@ -86,12 +100,17 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(pool.acquire_timeout)
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-            opts.journal_mode(SqliteJournalMode::Wal)
+            let opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(Duration::from_secs(5));
+            match inline_checkpoint_pages {
+                Some(pages) => opts.pragma("wal_autocheckpoint", pages.to_string()),
+                None => opts,
+            }
         });
     let db = Database::connect(options).await.map_err(|e| {
         tracing::error!(error = %e, "cannot connect to the database");
@@ -105,21 +124,38 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
 /// writers that contend for its lock wait in its busy handler (sleeps of up
 /// to 100 ms, in no order), each holding a pooled connection that reads then
 /// lack; queued here instead, writers go in the order they came and reads
-/// keep the whole pool. On PostgreSQL, and for an in-memory SQLite database
-/// (which a second pool would not share), it is `db` itself.
+/// keep the whole pool. Its commits leave checkpoints to
+/// [`checkpoint_continuously`]. On PostgreSQL, and for an in-memory SQLite
+/// database (which a second pool would not share), it is `db` itself.
 pub async fn connect_writer(url: &str, db: &DatabaseConnection, pool: PoolSettings) -> Result<DatabaseConnection> {
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if db.get_database_backend() != DbBackend::Sqlite || in_memory {
         return Ok(db.clone());
     }
-    connect(
-        url,
-        PoolSettings {
-            max_connections: 1,
-            ..pool
-        },
-    )
-    .await
+    let pool = PoolSettings {
+        max_connections: 1,
+        ..pool
+    };
+    open(url, pool, Some(INLINE_CHECKPOINT_PAGES)).await
+}
+
+/// On SQLite, copies the WAL into the database file every
+/// [`CHECKPOINT_INTERVAL`], on a pooled connection: a PASSIVE checkpoint
+/// neither waits for nor blocks readers and the writer, so no commit on a
+/// caller's path does that copy (and its fsync). Returns at once on
+/// PostgreSQL.
+pub async fn checkpoint_continuously(db: DatabaseConnection) {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::debug!(%error, "WAL checkpoint failed; the next one retries");
+        }
+    }
 }
 
 /// Any number the replicas agree on: the advisory lock that serializes migrations.

@@ -175,3 +175,58 @@ async fn on_sqlite_a_write_in_progress_leaves_the_pool_to_reads() {
         .await
         .expect("written once the writer is free");
 }
+
+/// On SQLite, the writer's commits leave WAL checkpoints to a background
+/// task: the writer checkpoints inline only past 10,000 WAL pages, and what
+/// a write adds reaches the database file without any further commit.
+#[tokio::test]
+async fn on_sqlite_the_wal_is_checkpointed_in_the_background() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = TestApp::spawn().await;
+    if app.app.db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    let inline_pages = app
+        .app
+        .writer
+        .query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA wal_autocheckpoint"))
+        .await
+        .expect("read the pragma")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a number");
+    assert_eq!(inline_pages, 10_000);
+
+    let url = app.app.config.database_url();
+    let path = url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .expect("a file database")
+        .to_owned();
+    let file_size = || std::fs::metadata(&path).expect("the database file").len();
+    // Let the checkpoint of what the start wrote land first.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let before = file_size();
+    let token = app.token(&["users:create"]);
+    let drafts = (0..100)
+        .map(|i| crate::helpers::draft(&format!("checkpointed{i}@example.com")))
+        .collect();
+    app.users()
+        .create_users(crate::helpers::authed(
+            castellan::pb::CreateUsersRequest {
+                users: drafts,
+                request_id: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .expect("create users");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while file_size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file did not grow within 5 s of the write ({before} bytes)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
