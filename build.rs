@@ -61,7 +61,7 @@ fn rpc_rules(pool: &prost_reflect::DescriptorPool) -> Result<String, Box<dyn std
             let rule = rule.as_message().ok_or("auth option is not a message")?;
             writeln!(
                 arms,
-                "        \"/{}/{}\" => Some(&RpcRule {{ permission: {:?}, allow_self: {}, public: {} }}),",
+                "        \"/{0}/{1}\" => Some(&RpcRule {{ rpc: \"{0}/{1}\", permission: {2:?}, allow_self: {3}, public: {4} }}),",
                 service.full_name(),
                 method.name(),
                 string_field(rule, "permission"),

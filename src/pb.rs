@@ -19,6 +19,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("iden
 /// How one RPC is authorized (the `(identity.v1.auth)` option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RpcRule {
+    /// The RPC's full name, `identity.v1.UserService/GetUser`.
+    pub rpc: &'static str,
     /// Required permission; empty = any authenticated caller.
     pub permission: &'static str,
     /// Also allowed when the target user is the caller.

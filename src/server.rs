@@ -98,6 +98,7 @@ impl Application {
         let outbox = tokio::spawn(crate::mail::outbox::run(app.clone()));
         let listener = tokio::spawn(app.clone().listen_for_changes());
         let checkpoints = tokio::spawn(store::checkpoint_continuously(app.db.clone()));
+        let metrics_upkeep = tokio::spawn(crate::telemetry::metrics::keep_up());
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -195,6 +196,7 @@ impl Application {
         outbox.abort();
         listener.abort();
         checkpoints.abort();
+        metrics_upkeep.abort();
         result
     }
 }

@@ -53,6 +53,21 @@ pub mod metrics {
         })
     }
 
+    /// How often recorded histogram samples are folded into their buckets.
+    const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Folds the histogram samples recorded since the last time into their
+    /// buckets, every [`UPKEEP_INTERVAL`]. The recorder keeps each sample
+    /// until then (a scrape of `/metrics` does the same), so without this a
+    /// server nobody scrapes would grow by every call's duration.
+    pub async fn keep_up() {
+        let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            handle().run_upkeep();
+        }
+    }
+
     /// The gRPC code of a response. Errors travel in the headers
     /// (trailers-only responses); a response without grpc-status there succeeded.
     pub fn response_code<R>(response: &http::Response<R>) -> tonic::Code {
@@ -97,7 +112,7 @@ pub mod metrics {
         }
 
         fn call(&mut self, request: http::Request<B>) -> Self::Future {
-            let rpc = request.uri().path().trim_start_matches('/').to_owned();
+            let rpc = rpc_label(request.uri().path());
             let started = Instant::now();
             let future = self.inner.call(request);
             Box::pin(async move {
@@ -106,12 +121,59 @@ pub mod metrics {
                     Ok(response) => response_code(response),
                     Err(_) => tonic::Code::Unknown,
                 };
-                ::metrics::counter!("castellan_rpc_requests_total", "rpc" => rpc.clone(), "code" => format!("{code:?}"))
+                ::metrics::counter!("castellan_rpc_requests_total", "rpc" => rpc, "code" => code_label(code))
                     .increment(1);
                 ::metrics::histogram!("castellan_rpc_duration_seconds", "rpc" => rpc)
                     .record(started.elapsed().as_secs_f64());
                 response
             })
+        }
+    }
+
+    /// The served RPCs outside identity.v1.
+    const OTHER_RPCS: &[&str] = &[
+        "grpc.health.v1.Health/Check",
+        "grpc.health.v1.Health/Watch",
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+
+    /// The `rpc` label of a call's path: a served RPC's name, or `unknown`
+    /// for any other path, so that callers cannot mint new series (each
+    /// one kept for the life of the process) by calling made-up paths.
+    fn rpc_label(path: &str) -> &'static str {
+        if let Some(rule) = crate::pb::rule_for(path) {
+            return rule.rpc;
+        }
+        let name = path.strip_prefix('/').unwrap_or(path);
+        OTHER_RPCS
+            .iter()
+            .find(|rpc| **rpc == name)
+            .copied()
+            .unwrap_or("unknown")
+    }
+
+    /// The `code` label: the code's name as tonic spells it (`InvalidArgument`).
+    fn code_label(code: tonic::Code) -> &'static str {
+        use tonic::Code::*;
+        match code {
+            Ok => "Ok",
+            Cancelled => "Cancelled",
+            Unknown => "Unknown",
+            InvalidArgument => "InvalidArgument",
+            DeadlineExceeded => "DeadlineExceeded",
+            NotFound => "NotFound",
+            AlreadyExists => "AlreadyExists",
+            PermissionDenied => "PermissionDenied",
+            ResourceExhausted => "ResourceExhausted",
+            FailedPrecondition => "FailedPrecondition",
+            Aborted => "Aborted",
+            OutOfRange => "OutOfRange",
+            Unimplemented => "Unimplemented",
+            Internal => "Internal",
+            Unavailable => "Unavailable",
+            DataLoss => "DataLoss",
+            Unauthenticated => "Unauthenticated",
         }
     }
 
@@ -138,5 +200,30 @@ pub mod metrics {
         ::metrics::histogram!("castellan_http_duration_seconds", "route" => route)
             .record(started.elapsed().as_secs_f64());
         response
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn code_labels_are_tonic_s_names() {
+            for value in 0..=16 {
+                let code = tonic::Code::from_i32(value);
+                assert_eq!(code_label(code), format!("{code:?}"));
+            }
+        }
+
+        #[test]
+        fn only_served_rpcs_get_a_label_of_their_own() {
+            assert_eq!(
+                rpc_label("/identity.v1.UserService/GetUser"),
+                "identity.v1.UserService/GetUser"
+            );
+            assert_eq!(rpc_label("/grpc.health.v1.Health/Check"), "grpc.health.v1.Health/Check");
+            assert_eq!(rpc_label("/identity.v1.UserService/Nope"), "unknown");
+            assert_eq!(rpc_label("/grpc.health.v1.Health/Nope"), "unknown");
+            assert_eq!(rpc_label("/x"), "unknown");
+        }
     }
 }

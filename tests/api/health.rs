@@ -77,13 +77,26 @@ async fn metrics_count_and_time_every_rpc_by_code() {
     .await
     .expect("rest call");
     assert_eq!(rest.status(), 401);
+    // A made-up path is counted, under `unknown`: callers cannot mint series.
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.expect("ready");
+    let made_up = grpc
+        .unary(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::from_static("/identity.v1.UserService/MadeUp"),
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await;
+    crate::helpers::expect_code(made_up, tonic::Code::Unimplemented);
     let text = reqwest::get(format!("http://{}/metrics", app.http_addr))
         .await
         .expect("metrics")
         .text()
         .await
         .expect("body");
+    assert!(!text.contains("MadeUp"), "a made-up path became a label:\n{text}");
     for expected in [
+        r#"castellan_rpc_requests_total{rpc="unknown",code="Unimplemented"}"#,
         r#"castellan_rpc_requests_total{rpc="identity.v1.UserService/ListUsers",code="Ok"}"#,
         r#"castellan_rpc_requests_total{rpc="identity.v1.UserService/ListUsers",code="Unauthenticated"}"#,
         r#"castellan_rpc_duration_seconds_bucket{rpc="identity.v1.UserService/ListUsers",le="0.005"}"#,
