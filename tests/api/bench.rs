@@ -62,6 +62,13 @@ async fn the_bench_runs_and_reports_json() {
         assert!(load["requests"].as_u64().unwrap_or(0) > 0, "no requests: {scenario}");
         assert_eq!(load["errors"].as_u64(), Some(0), "errors: {scenario}");
         assert!(scenario["ratio_to_health"].as_f64().unwrap_or(0.0) > 0.0, "{scenario}");
+        // Every scenario here but health itself is measured between windows of health.
+        let interleaved_health = scenario["interleaved_health_requests_per_second"].as_f64();
+        if scenario["name"] == "health" {
+            assert_eq!(interleaved_health, None, "{scenario}");
+        } else {
+            assert!(interleaved_health.unwrap_or(0.0) > 0.0, "{scenario}");
+        }
         assert!(scenario["server"]["rss_mb"].as_f64().unwrap_or(0.0) > 0.0, "{scenario}");
     }
     assert!(report["start_to_serving_ms"].as_f64().unwrap_or(0.0) > 0.0);

@@ -35,10 +35,68 @@ pub struct ServerUsage {
     pub rss_peak_mb: f64,
 }
 
-struct StreamResult {
+impl ServerUsage {
+    /// The usage of two windows of one load: CPU summed, RSS the later
+    /// sample's, the peak the higher one.
+    pub fn add(&mut self, later: ServerUsage) {
+        self.cpu_seconds += later.cpu_seconds;
+        self.rss_mb = later.rss_mb;
+        self.rss_peak_mb = self.rss_peak_mb.max(later.rss_peak_mb);
+    }
+}
+
+/// What one load recorded, over one measured window or several.
+pub struct Recorded {
     histogram: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
+    seconds: f64,
+}
+
+impl Recorded {
+    pub fn new() -> Self {
+        Self {
+            histogram: histogram(),
+            errors: 0,
+            first_error: None,
+            seconds: 0.0,
+        }
+    }
+
+    /// Adds another window's calls (and its measured time).
+    pub fn add(&mut self, other: Recorded) {
+        let _ = self.histogram.add(&other.histogram);
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    pub fn requests_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.histogram.len() as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    pub fn result(self, load: &Load) -> LoadResult {
+        let h = &self.histogram;
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        LoadResult {
+            label: load.label.clone(),
+            streams: load.streams,
+            requests: h.len(),
+            errors: self.errors,
+            requests_per_second: self.requests_per_second(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+            first_error: self.first_error,
+        }
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -48,13 +106,13 @@ fn histogram() -> Histogram<u64> {
 
 /// Runs every load at once for `warmup + duration`; only calls that start
 /// after the warm-up count.
-pub async fn run(
+pub async fn record(
     channels: &[Channel],
-    loads: Vec<Load>,
+    loads: &[Load],
     warmup: Duration,
     duration: Duration,
     server: Option<&ServerProcess>,
-) -> (Vec<LoadResult>, Option<ServerUsage>) {
+) -> (Vec<Recorded>, Option<ServerUsage>) {
     let started = Instant::now();
     let measure_from = started + warmup;
     let deadline = measure_from + duration;
@@ -77,11 +135,7 @@ pub async fn run(
             handles.push((
                 load_index,
                 tokio::spawn(async move {
-                    let mut result = StreamResult {
-                        histogram: histogram(),
-                        errors: 0,
-                        first_error: None,
-                    };
+                    let mut result = Recorded::new();
                     loop {
                         let begin = match interval {
                             Some(interval) => {
@@ -127,46 +181,20 @@ pub async fn run(
         None => None,
     };
 
-    let mut merged: Vec<StreamResult> = loads
+    let seconds = duration.as_secs_f64();
+    let mut recorded: Vec<Recorded> = loads
         .iter()
-        .map(|_| StreamResult {
-            histogram: histogram(),
-            errors: 0,
-            first_error: None,
+        .map(|_| Recorded {
+            seconds,
+            ..Recorded::new()
         })
         .collect();
     for (index, handle) in handles {
-        if let Ok(result) = handle.await {
-            let target = &mut merged[index];
-            let _ = target.histogram.add(&result.histogram);
-            target.errors += result.errors;
-            if target.first_error.is_none() {
-                target.first_error = result.first_error;
-            }
+        if let Ok(stream) = handle.await {
+            recorded[index].add(stream);
         }
     }
-    let seconds = duration.as_secs_f64();
-    let ms = |micros: u64| micros as f64 / 1000.0;
-    let results = loads
-        .iter()
-        .zip(merged)
-        .map(|(load, result)| {
-            let h = &result.histogram;
-            LoadResult {
-                label: load.label.clone(),
-                streams: load.streams,
-                requests: h.len(),
-                errors: result.errors,
-                first_error: result.first_error,
-                requests_per_second: h.len() as f64 / seconds,
-                p50_ms: ms(h.value_at_quantile(0.50)),
-                p90_ms: ms(h.value_at_quantile(0.90)),
-                p99_ms: ms(h.value_at_quantile(0.99)),
-                max_ms: ms(h.max()),
-            }
-        })
-        .collect();
-    (results, usage)
+    (recorded, usage)
 }
 
 /// Samples the server's CPU time and RSS over the measured window.

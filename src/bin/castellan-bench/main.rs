@@ -75,10 +75,21 @@ struct Args {
     /// Page size of the list scenarios.
     #[arg(long, default_value_t = 50)]
     page_size: i32,
+    /// Each scenario compared with health is measured in this many windows,
+    /// each right after a window of health of the same length, and its
+    /// ratio is to those health windows: slow drift of the machine (another
+    /// tenant's load) then moves both sides alike. 0: one window, compared
+    /// with the opening health run.
+    #[arg(long, default_value_t = 3)]
+    health_rounds: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
+
+/// Unmeasured time before each interleaved window after the first (the
+/// connections are warm; the streams are new).
+const WINDOW_WARMUP: Duration = Duration::from_millis(200);
 
 /// One scenario's figures.
 #[derive(Debug, Serialize)]
@@ -86,8 +97,15 @@ struct ScenarioResult {
     name: String,
     about: String,
     loads: Vec<LoadResult>,
-    /// Requests/s of the first load ÷ requests/s of `health`.
+    /// Requests/s of the first load ÷ requests/s of `health`: of the health
+    /// windows interleaved with this scenario's when there were any, else
+    /// of the opening health run.
     ratio_to_health: f64,
+    /// Requests/s of the health windows interleaved with this scenario's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interleaved_health_requests_per_second: Option<f64>,
+    /// Requests/s of the first load ÷ requests/s of the opening health run.
+    ratio_to_opening_health: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<ServerUsage>,
 }
@@ -269,26 +287,46 @@ async fn run(args: Args) -> Result<(), String> {
 
     let argon2_ms = argon2_hash_ms().await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let health_loads = (SCENARIOS[0].loads)(&fixture);
     let mut results: Vec<ScenarioResult> = Vec::new();
     let mut health_rps = 0.0;
     for scenario in scenarios {
         let loads = (scenario.loads)(&fixture);
-        let (loads, usage) = drive::run(
-            &channels,
-            loads,
-            args.warmup.into(),
-            args.duration.into(),
-            server.as_ref(),
-        )
-        .await;
+        let interleaved = scenario.compared_with_health && args.health_rounds > 0;
+        let rounds = if interleaved { args.health_rounds } else { 1 };
+        let window = Duration::from(args.duration) / rounds;
+        let mut recorded: Vec<drive::Recorded> = loads.iter().map(|_| drive::Recorded::new()).collect();
+        let mut health = drive::Recorded::new();
+        let mut usage: Option<ServerUsage> = None;
+        for round in 0..rounds {
+            if interleaved {
+                let (mut windows, _) = drive::record(&channels, &health_loads, WINDOW_WARMUP, window, None).await;
+                if let Some(window) = windows.pop() {
+                    health.add(window);
+                }
+            }
+            let warmup = if round == 0 { args.warmup.into() } else { WINDOW_WARMUP };
+            let (windows, window_usage) = drive::record(&channels, &loads, warmup, window, server.as_ref()).await;
+            for (total, window) in recorded.iter_mut().zip(windows) {
+                total.add(window);
+            }
+            if let Some(window_usage) = window_usage {
+                usage.get_or_insert_with(ServerUsage::default).add(window_usage);
+            }
+        }
+        let loads: Vec<LoadResult> = loads.iter().zip(recorded).map(|(load, r)| r.result(load)).collect();
         let rps = loads.first().map_or(0.0, |l| l.requests_per_second);
         if scenario.name == "health" {
             health_rps = rps;
         }
+        let ratio = |base: f64| if base > 0.0 { rps / base } else { 0.0 };
+        let interleaved_health = interleaved.then(|| health.requests_per_second());
         let result = ScenarioResult {
             name: scenario.name.to_owned(),
             about: scenario.about.to_owned(),
-            ratio_to_health: if health_rps > 0.0 { rps / health_rps } else { 0.0 },
+            ratio_to_health: ratio(interleaved_health.unwrap_or(health_rps)),
+            interleaved_health_requests_per_second: interleaved_health,
+            ratio_to_opening_health: ratio(health_rps),
             loads,
             server: usage,
         };
@@ -346,8 +384,7 @@ impl Drop for TempDir {
     }
 }
 
-const HEADER: &str =
-    "scenario                    streams    req/s  ratio   p50 ms   p90 ms   p99 ms   max ms  errors  cpu s  rss MB";
+const HEADER: &str = "scenario                    streams    req/s  ratio   p50 ms   p90 ms   p99 ms   max ms  errors  cpu s  rss MB  health/s";
 
 fn row_lines(result: &ScenarioResult) -> Vec<String> {
     result
@@ -355,6 +392,11 @@ fn row_lines(result: &ScenarioResult) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, load)| {
+            let health = match (i, result.interleaved_health_requests_per_second) {
+                (0, Some(rps)) => format!("{rps:>9.0}"),
+                (0, None) => format!("{:>9}", "-"),
+                _ => String::new(),
+            };
             let (ratio, cpu, rss) = match (i, &result.server) {
                 (0, Some(server)) => (
                     format!("{:5.2}", result.ratio_to_health),
@@ -369,7 +411,7 @@ fn row_lines(result: &ScenarioResult) -> Vec<String> {
                 _ => ("    -".into(), String::new(), String::new()),
             };
             format!(
-                "{:<26} {:>7} {:>8.0}  {ratio} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {cpu} {rss}",
+                "{:<26} {:>7} {:>8.0}  {ratio} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {cpu} {rss} {health}",
                 load.label,
                 load.streams,
                 load.requests_per_second,

@@ -72,6 +72,9 @@ pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,
     pub loads: fn(&Arc<Fixture>) -> Vec<Load>,
+    /// Its first load's throughput is compared with health's (a target is
+    /// a ratio): health is then measured in windows interleaved with it.
+    pub compared_with_health: bool,
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -79,69 +82,82 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "health",
         about: "grpc.health.v1.Health/Check: the transport's ceiling (no auth, no database)",
         loads: health,
+        compared_with_health: false,
     },
     Scenario {
         name: "health-bearer",
         about: "Health/Check carrying a caller's bearer token, which health ignores: what the token's transport \
                 alone costs (HPACK never indexes `authorization`, so every call sends and decodes it in full)",
         loads: health_bearer,
+        compared_with_health: true,
     },
     Scenario {
         name: "check",
         about: "the auth layer alone: GetUser{id:\"\"} by a user token, authorized, then refused by validation \
                 before any database work (expects INVALID_ARGUMENT)",
         loads: check,
+        compared_with_health: true,
     },
     Scenario {
         name: "check-permission",
         about: "PermissionService/CheckPermission: may a random seeded user read users? (answered from the \
                 access cache)",
         loads: check_permission,
+        compared_with_health: true,
     },
     Scenario {
         name: "check-permissions-100",
         about: "PermissionService/CheckPermissions: a batch of 100 checks of random seeded users",
         loads: check_permissions_batch,
+        compared_with_health: true,
     },
     Scenario {
         name: "whoami",
         about: "UserService/WhoAmI with a user token (FULL view of oneself)",
         loads: whoami,
+        compared_with_health: true,
     },
     Scenario {
         name: "get-user",
         about: "UserService/GetUser of random seeded users, FULL view, by a user holding users:read via a role",
         loads: get_user,
+        compared_with_health: true,
     },
     Scenario {
         name: "list-users",
         about: "UserService/ListUsers, first page, limit 50, FULL view",
         loads: list_first,
+        compared_with_health: true,
     },
     Scenario {
         name: "list-users-deep-token",
         about: "UserService/ListUsers, a page deep in the set by page_token, limit 50",
         loads: list_deep_token,
+        compared_with_health: true,
     },
     Scenario {
         name: "list-users-deep-offset",
         about: "UserService/ListUsers, the same deep page by offset, limit 50",
         loads: list_deep_offset,
+        compared_with_health: true,
     },
     Scenario {
         name: "get-user-probe",
         about: "UserService/GetUser at a steady 1,000 calls/s: the baseline of the login scenario's probe",
         loads: get_user_probe,
+        compared_with_health: false,
     },
     Scenario {
         name: "login",
         about: "AuthService/Login (argon2id) flood, with the steady get-user probe beside it",
         loads: login,
+        compared_with_health: false,
     },
     Scenario {
         name: "create-users",
         about: "UserService/CreateUsers, batches of 100 without passwords (PENDING, invitation mailed)",
         loads: create_users,
+        compared_with_health: false,
     },
 ];
 
