@@ -540,14 +540,15 @@ pub(crate) async fn member(app: &App, caller: &Principal, id: Uuid) -> Result<us
         .ok_or(Error::NotFound("user"))
 }
 
-pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
+/// A member of the caller's tenant, FULL; the record is shared with the
+/// record cache (answering it needs no copy).
+pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<Arc<UserRecord>> {
     let id = validate::id("id", id)?;
     caller.require_target(id)?;
     app.user_records
         .get(app, caller.tenant_id, id)
         .await?
         .filter(|record| record.is_member_of(caller.tenant_id))
-        .map(|record| UserRecord::clone(&record))
         .ok_or(Error::NotFound("user"))
 }
 
@@ -561,15 +562,14 @@ pub async fn get_by_username(app: &App, caller: &Principal, username: &str) -> R
     full_record(app, caller.tenant_id, user).await
 }
 
-/// The caller's own user.
-pub async fn who_am_i(app: &App, caller: &Principal) -> Result<UserRecord> {
+/// The caller's own user, FULL, shared with the record cache.
+pub async fn who_am_i(app: &App, caller: &Principal) -> Result<Arc<UserRecord>> {
     let id = caller
         .user_id()
         .ok_or_else(|| Error::FailedPrecondition("WhoAmI needs a user token; this is a service token".into()))?;
     app.user_records
         .get(app, caller.tenant_id, id)
         .await?
-        .map(|record| UserRecord::clone(&record))
         .ok_or(Error::NotFound("user"))
 }
 

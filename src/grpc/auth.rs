@@ -74,6 +74,6 @@ impl AuthService for AuthApi {
         )
         .await
         .map_err(to_status)?;
-        Ok(Response::new(convert::user(user)))
+        Ok(Response::new(convert::user(&user)))
     }
 }

@@ -123,28 +123,28 @@ pub fn user_status_filter(value: i32) -> Option<String> {
     }
 }
 
-pub fn role(r: RoleWithPermissions) -> pb::Role {
-    let role = r.role;
+pub fn role(r: &RoleWithPermissions) -> pb::Role {
+    let role = &r.role;
     pb::Role {
         id: role.id.to_string(),
         tenant_id: role.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
-        name: role.name,
-        description: role.description,
+        name: role.name.clone(),
+        description: role.description.clone(),
         version: role.version,
         created_at: timestamp(role.created_at),
         created_by: role.created_by.map(|u| u.to_string()).unwrap_or_default(),
         updated_at: timestamp(role.updated_at),
-        permissions: r.permissions,
+        permissions: r.permissions.clone(),
     }
 }
 
 /// A group as embedded in a user (without its roles and member count).
-pub fn group_summary(g: group::Model) -> pb::Group {
+pub fn group_summary(g: &group::Model) -> pb::Group {
     pb::Group {
         id: g.id.to_string(),
         tenant_id: g.tenant_id.to_string(),
-        name: g.name,
-        description: g.description,
+        name: g.name.clone(),
+        description: g.description.clone(),
         created_at: timestamp(g.created_at),
         updated_at: timestamp(g.updated_at),
         ..Default::default()
@@ -152,12 +152,12 @@ pub fn group_summary(g: group::Model) -> pb::Group {
 }
 
 /// A group with its roles and member count.
-pub fn group(g: GroupRecord) -> pb::Group {
+pub fn group(g: &GroupRecord) -> pb::Group {
     pb::Group {
         role_ids: g.roles.iter().map(|r| r.role.id.to_string()).collect(),
-        roles: g.roles.into_iter().map(role).collect(),
+        roles: g.roles.iter().map(role).collect(),
         member_count: g.member_count as i64,
-        ..group_summary(g.group)
+        ..group_summary(&g.group)
     }
 }
 
@@ -203,7 +203,7 @@ pub fn user_permissions(p: UserPermissions) -> pb::GetUserPermissionsResponse {
     }
 }
 
-pub fn device(d: device::Model) -> pb::Device {
+pub fn device(d: &device::Model) -> pb::Device {
     let posture = pb::DevicePosture {
         disk_encrypted: d.disk_encrypted,
         firewall_enabled: d.firewall_enabled,
@@ -219,9 +219,9 @@ pub fn device(d: device::Model) -> pb::Device {
         } else {
             pb::DeviceStatus::Active
         } as i32,
-        name: d.name,
-        platform: d.platform,
-        os_version: d.os_version,
+        name: d.name.clone(),
+        platform: d.platform.clone(),
+        os_version: d.os_version.clone(),
         connected: d.connected,
         last_connection: d.last_connection.and_then(timestamp),
         registered_at: timestamp(d.registered_at),
@@ -230,18 +230,18 @@ pub fn device(d: device::Model) -> pb::Device {
 }
 
 /// A user: FULL when the record has details, else BASIC.
-pub fn user(record: users::UserRecord) -> pb::User {
-    let u = record.user;
+pub fn user(record: &users::UserRecord) -> pb::User {
+    let u = &record.user;
     let basic = pb::User {
         id: u.id.to_string(),
-        email: u.email,
-        username: u.username,
+        email: u.email.clone(),
+        username: u.username.clone(),
         status: user_status(&u.status) as i32,
-        first_name: u.first_name,
-        last_name: u.last_name,
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
         ..Default::default()
     };
-    let Some(details) = record.details else {
+    let Some(details) = &record.details else {
         return basic;
     };
     pb::User {
@@ -250,12 +250,12 @@ pub fn user(record: users::UserRecord) -> pb::User {
         last_connection: u.last_connection.and_then(timestamp),
         is_owner: details.is_owner,
         max_devices: u.max_devices,
-        image: u.image.unwrap_or_default(),
-        roles: details.roles.into_iter().map(role).collect(),
-        groups: details.groups.into_iter().map(group_summary).collect(),
-        devices: details.devices.into_iter().map(device).collect(),
+        image: u.image.clone().unwrap_or_default(),
+        roles: details.roles.iter().map(role).collect(),
+        groups: details.groups.iter().map(group_summary).collect(),
+        devices: details.devices.iter().map(device).collect(),
         tenant_ids: details.tenant_ids.iter().map(ToString::to_string).collect(),
-        permissions: details.permissions,
+        permissions: details.permissions.clone(),
         password_change_required: u.password_change_required,
         ..basic
     }

@@ -27,7 +27,7 @@ fn posture(p: pb::DevicePosture) -> Posture {
 }
 
 fn reply(device: device::Model) -> Response<pb::Device> {
-    Response::new(convert::device(device))
+    Response::new(convert::device(&device))
 }
 
 #[tonic::async_trait]
@@ -82,7 +82,7 @@ impl DeviceService for DeviceApi {
             has_previous: page.has_previous,
             list_completed: !page.has_next,
             next_page_token: page.next_page_token,
-            devices: page.items.into_iter().map(convert::device).collect(),
+            devices: page.items.iter().map(convert::device).collect(),
         }))
     }
 

@@ -32,7 +32,7 @@ impl GroupService for GroupApi {
             request_id: r.request_id,
         };
         let group = groups::create(&self.app, &caller, new).await.map_err(to_status)?;
-        Ok(Response::new(convert::group(group)))
+        Ok(Response::new(convert::group(&group)))
     }
 
     async fn get_group(&self, request: Request<pb::GetGroupRequest>) -> Result<Response<pb::Group>, Status> {
@@ -40,7 +40,7 @@ impl GroupService for GroupApi {
         let group = groups::get(&self.app, &caller, &request.get_ref().id)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::group(group)))
+        Ok(Response::new(convert::group(&group)))
     }
 
     async fn list_groups(
@@ -59,7 +59,7 @@ impl GroupService for GroupApi {
         Ok(Response::new(list_response!(
             ListGroupsResponse { groups },
             page,
-            convert::group
+            |group| convert::group(&group)
         )))
     }
 
@@ -80,7 +80,7 @@ impl GroupService for GroupApi {
         let group = groups::update(&self.app, &caller, &r.id, patch)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::group(group)))
+        Ok(Response::new(convert::group(&group)))
     }
 
     async fn delete_group(&self, request: Request<pb::DeleteGroupRequest>) -> Result<Response<()>, Status> {
@@ -104,7 +104,7 @@ impl GroupService for GroupApi {
         Ok(Response::new(list_response!(
             ListGroupMembersResponse { users },
             members,
-            convert::user
+            |user| convert::user(&user)
         )))
     }
 }

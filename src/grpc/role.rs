@@ -35,7 +35,7 @@ impl RoleService for RoleApi {
             request_id: r.request_id,
         };
         let role = roles::create(&self.app, &caller, new).await.map_err(to_status)?;
-        Ok(Response::new(convert::role(role)))
+        Ok(Response::new(convert::role(&role)))
     }
 
     async fn get_role(&self, request: Request<pb::GetRoleRequest>) -> Result<Response<pb::Role>, Status> {
@@ -43,7 +43,7 @@ impl RoleService for RoleApi {
         let role = roles::get(&self.app, &caller, &request.get_ref().id)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::role(role)))
+        Ok(Response::new(convert::role(&role)))
     }
 
     async fn list_roles(
@@ -62,7 +62,7 @@ impl RoleService for RoleApi {
         Ok(Response::new(list_response!(
             ListRolesResponse { roles },
             page,
-            convert::role
+            |role| convert::role(&role)
         )))
     }
 
@@ -79,7 +79,7 @@ impl RoleService for RoleApi {
         let role = roles::update(&self.app, &caller, &r.id, patch)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::role(role)))
+        Ok(Response::new(convert::role(&role)))
     }
 
     async fn delete_role(&self, request: Request<pb::DeleteRoleRequest>) -> Result<Response<()>, Status> {

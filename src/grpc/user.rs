@@ -44,12 +44,13 @@ fn list_response(page: Page<UserRecord>) -> pb::ListUsersResponse {
         has_previous: page.has_previous,
         list_completed: !page.has_next,
         next_page_token: page.next_page_token,
-        users: page.items.into_iter().map(convert::user).collect(),
+        users: page.items.iter().map(convert::user).collect(),
     }
 }
 
-fn reply(record: UserRecord) -> Response<pb::User> {
-    Response::new(convert::user(record))
+/// An owned record, or one shared with the record cache.
+fn reply(record: impl std::borrow::Borrow<UserRecord>) -> Response<pb::User> {
+    Response::new(convert::user(record.borrow()))
 }
 
 #[tonic::async_trait]
@@ -65,7 +66,7 @@ impl UserService for UserApi {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::CreateUsersResponse {
-            users: created.into_iter().map(convert::user).collect(),
+            users: created.iter().map(convert::user).collect(),
         }))
     }
 

@@ -446,7 +446,7 @@ async fn create_users(
 async fn get_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> RestResult<Json<User>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUser").await?;
     let user = users::get(&app, &caller, &id).await.map_err(fields)?;
-    Ok(Json(user.into()))
+    Ok(Json(Arc::unwrap_or_clone(user).into()))
 }
 
 /// Update a user's profile: names, image, e-mail, device limit.

@@ -241,7 +241,7 @@ async fn create_user(
 async fn who_am_i(State(app): State<Arc<App>>, headers: HeaderMap) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/WhoAmI").await?;
     let user = users::who_am_i(&app, &caller).await.map_err(fields)?;
-    Ok(Json(user.into()))
+    Ok(Json(Arc::unwrap_or_clone(user).into()))
 }
 
 /// Fetch a user by name (fetchUserByName): the matching users of the tenant
@@ -273,7 +273,7 @@ async fn get_user(
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUser").await?;
     let user = users::get(&app, &caller, &locator).await.map_err(fields)?;
-    Ok(Json(user.into()))
+    Ok(Json(Arc::unwrap_or_clone(user).into()))
 }
 
 /// Paging of the seed's lists: `offset`, `count`, `extended`.
