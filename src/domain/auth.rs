@@ -379,7 +379,9 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     audit::record(&txn, origin, Target::User(invitation.user_id), &fields).await?;
     txn.commit().await?;
     app.directory_changed().await;
-    users::record_in(app, invitation.tenant_id, invitation.user_id).await
+    users::record_in(app, invitation.tenant_id, invitation.user_id)
+        .await?
+        .ok_or(Error::NotFound("user"))
 }
 
 /// An administrator sets a user's password, temporary unless told otherwise.

@@ -102,10 +102,10 @@ impl UserRecordCache {
             return Ok(Some(record));
         }
         let stamp = self.freshness.stamp(user);
-        let Some(row) = user::Entity::find_by_id(user_id).one(&app.db).await? else {
+        let Some(record) = record_in(app, tenant_id, user_id).await? else {
             return Ok(None);
         };
-        let record = Arc::new(full_record(app, tenant_id, row).await?);
+        let record = Arc::new(record);
         self.entries.insert((tenant_id, user_id), (stamp, record.clone()));
         Ok(Some(record))
     }
@@ -516,13 +516,15 @@ async fn full_records(app: &App, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Us
     Ok(records)
 }
 
-/// The FULL record of a user as seen from a tenant.
-pub async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<UserRecord> {
-    let user = user::Entity::find_by_id(user_id)
-        .one(&app.db)
+/// The FULL record of a user as seen from a tenant; `None` when there is no
+/// such user.
+pub async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Option<UserRecord>> {
+    Ok(store::users::load_one(&app.db, tenant_id, user_id)
         .await?
-        .ok_or(Error::NotFound("user"))?;
-    full_record(app, tenant_id, user).await
+        .map(|(user, details)| UserRecord {
+            user,
+            details: Some(details),
+        }))
 }
 
 pub(crate) async fn full_record(app: &App, tenant_id: Uuid, user: user::Model) -> Result<UserRecord> {

@@ -77,6 +77,12 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
 /// this; the bound only holds should it fall behind.
 const INLINE_CHECKPOINT_PAGES: u32 = 10_000;
 
+/// A pooled connection idle this long is pinged before it is handed out
+/// (a server, proxy or firewall may have dropped it). Busier connections are
+/// not: sqlx's default pings on every checkout, a round trip per query on
+/// PostgreSQL and a wake-up of the connection's thread on SQLite.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
+
 /// How often the SQLite WAL is checkpointed in the background.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -99,6 +105,7 @@ async fn open(url: &str, pool: PoolSettings, inline_checkpoint_pages: Option<u32
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(pool.acquire_timeout)
+        .test_before_acquire_if_idle_for(PING_WHEN_IDLE_FOR)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};

@@ -879,3 +879,88 @@ async fn a_batch_of_100_over_two_tenants_writes_every_member_event_and_invitatio
     let mails = mail_outbox::Entity::find().all(&app.app.db).await.expect("query");
     assert_eq!(mails.len(), 100, "failed batches queue no mail");
 }
+
+async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> String {
+    app.roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                name: name.into(),
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .expect("create role")
+        .into_inner()
+        .id
+}
+
+/// The FULL view, read cold (GetUser) and listed (ListUsers), names each of
+/// a user's roles once, by name, each with its own permissions sorted; a role
+/// without permissions is listed with none, and users sharing a role do not
+/// see each other's.
+#[tokio::test]
+async fn the_full_view_lists_each_role_once_with_its_sorted_permissions() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let auditor = create_role(&app, &admin, "auditor", &["users:read", "roles:read", "users:list"]).await;
+    let bare = create_role(&app, &admin, "bare", &[]).await;
+    let created = app
+        .create_users(vec![
+            UserDraft {
+                role_ids: vec![bare.clone(), auditor.clone()],
+                ..active_draft("both@example.com")
+            },
+            UserDraft {
+                role_ids: vec![auditor.clone()],
+                ..active_draft("one@example.com")
+            },
+        ])
+        .await;
+    let expected = |user: &pb::User| -> Vec<(String, Vec<String>)> {
+        user.roles
+            .iter()
+            .map(|r| (r.name.clone(), r.permissions.clone()))
+            .collect()
+    };
+    let auditor_view = (
+        "auditor".to_owned(),
+        vec![
+            "roles:read".to_owned(),
+            "users:list".to_owned(),
+            "users:read".to_owned(),
+        ],
+    );
+    let wanted = [
+        vec![auditor_view.clone(), ("bare".to_owned(), vec![])],
+        vec![auditor_view],
+    ];
+    // Listed first: the FULL details of a page are loaded together, not
+    // taken from the record cache that GetUser then fills.
+    let mut users = app.users();
+    let listed = users
+        .list_users(authed(
+            pb::ListUsersRequest {
+                view: pb::UserView::Full as i32,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("list users")
+        .into_inner()
+        .users;
+    for (user, want) in created.iter().zip(&wanted) {
+        let listed = listed.iter().find(|u| u.id == user.id).expect("listed");
+        assert_eq!(&expected(listed), want, "ListUsers FULL of {}", user.email);
+    }
+    for (user, want) in created.iter().zip(&wanted) {
+        let read = users
+            .get_user(authed(GetUserRequest { id: user.id.clone() }, &admin))
+            .await
+            .expect("get user")
+            .into_inner();
+        assert_eq!(&expected(&read), want, "GetUser of {}", user.email);
+    }
+}

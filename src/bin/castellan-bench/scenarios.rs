@@ -18,11 +18,13 @@ use castellan::pb::{
     user_service_client::UserServiceClient,
 };
 use tonic::{
-    Code, Request, Status,
+    Code, Status,
     metadata::{Ascii, MetadataValue},
     transport::Channel,
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::seed::authed;
 
 /// One call of a load: the channel to use and the call's sequence number.
 pub type Call = Arc<dyn Fn(Channel, u64) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send>> + Send + Sync>;
@@ -168,12 +170,6 @@ where
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
     Arc::new(move |channel, seq| Box::pin(f(channel, seq)))
-}
-
-fn authed<T>(message: T, bearer: &MetadataValue<Ascii>) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", bearer.clone());
-    request
 }
 
 fn load(label: &str, streams: usize, call: Call) -> Load {

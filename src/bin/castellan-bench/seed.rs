@@ -46,7 +46,8 @@ pub fn bearer(token: &str) -> Result<MetadataValue<Ascii>, String> {
         .map_err(|_| "a token is not ASCII".to_owned())
 }
 
-fn authed<T>(message: T, bearer: &MetadataValue<Ascii>) -> Request<T> {
+/// A request carrying a caller's bearer token.
+pub fn authed<T>(message: T, bearer: &MetadataValue<Ascii>) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("authorization", bearer.clone());
     request
