@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use moka::sync::Cache;
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -146,7 +146,16 @@ impl AccessCache {
     }
 }
 
+/// Reads a user's access in one transaction: a consistent view, and one
+/// checkout of a pooled connection rather than one a query.
 async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result<UserAccess> {
+    let txn = db.begin().await?;
+    let access = load_in(&txn, user_id, tenant_id).await?;
+    txn.commit().await?;
+    Ok(access)
+}
+
+async fn load_in<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> Result<UserAccess> {
     let Some(state) = store::access::user_state(db, user_id, tenant_id).await? else {
         return Ok(UserAccess {
             active: false,

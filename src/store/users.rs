@@ -221,15 +221,21 @@ pub struct UserDetails {
 }
 
 /// One user with its details, read in one transaction: a consistent view,
-/// and one checkout of a pooled connection rather than one a query.
+/// and one checkout of a pooled connection rather than one a query. The
+/// user's row comes with its memberships.
 pub async fn load_one(
     db: &DatabaseConnection,
     tenant_id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<(user::Model, UserDetails)>> {
     let txn = db.begin().await?;
-    let found = match user::Entity::find_by_id(user_id).one(&txn).await? {
-        Some(user) => load_details(&txn, tenant_id, &[user_id])
+    let found = match user::Entity::find_by_id(user_id)
+        .find_with_related(tenant_membership::Entity)
+        .all(&txn)
+        .await?
+        .pop()
+    {
+        Some((user, memberships)) => details_given_memberships(&txn, tenant_id, &[user_id], memberships)
             .await?
             .remove(&user_id)
             .map(|details| (user, details)),
@@ -245,17 +251,26 @@ pub async fn load_details<C: ConnectionTrait>(
     tenant_id: Uuid,
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, UserDetails>> {
-    let mut details: HashMap<Uuid, UserDetails> = user_ids.iter().map(|id| (*id, UserDetails::default())).collect();
     if user_ids.is_empty() {
-        return Ok(details);
+        return Ok(HashMap::new());
     }
-    let ids = user_ids.to_vec();
-
-    for membership in tenant_membership::Entity::find()
-        .filter(tenant_membership::Column::UserId.is_in(ids.clone()))
+    let memberships = tenant_membership::Entity::find()
+        .filter(tenant_membership::Column::UserId.is_in(user_ids.to_vec()))
         .all(db)
-        .await?
-    {
+        .await?;
+    details_given_memberships(db, tenant_id, user_ids, memberships).await
+}
+
+/// The details of these users, given all their memberships.
+async fn details_given_memberships<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+    memberships: Vec<tenant_membership::Model>,
+) -> Result<HashMap<Uuid, UserDetails>> {
+    let mut details: HashMap<Uuid, UserDetails> = user_ids.iter().map(|id| (*id, UserDetails::default())).collect();
+    let ids = user_ids.to_vec();
+    for membership in memberships {
         if let Some(d) = details.get_mut(&membership.user_id) {
             d.tenant_ids.push(membership.tenant_id);
             if membership.tenant_id == tenant_id {
