@@ -279,32 +279,24 @@ async fn details_given_memberships<C: ConnectionTrait>(
         }
     }
 
-    // Each role with its permissions in one query: a row per (grant,
-    // permission), a role without permissions in one row with none.
-    let grants: Vec<(user_role::Model, Option<role::Model>, Option<role_permission::Model>)> =
-        user_role::Entity::find()
-            .filter(user_role::Column::UserId.is_in(ids.clone()))
-            .find_also_related(role::Entity)
-            .and_also_related(role_permission::Entity)
-            .all(db)
-            .await?;
-    let mut roles: BTreeMap<(Uuid, Uuid), RoleWithPermissions> = BTreeMap::new();
-    for (grant, role, permission) in grants {
-        let Some(role) = role.filter(|r| r.tenant_id.is_none() || r.tenant_id == Some(tenant_id)) else {
-            continue;
-        };
-        let entry = roles
-            .entry((grant.user_id, role.id))
-            .or_insert_with(|| RoleWithPermissions {
-                role,
-                permissions: Vec::new(),
-            });
-        entry.permissions.extend(permission.map(|p| p.permission));
-    }
-    for ((user_id, _), mut role) in roles {
+    let grants: Vec<(user_role::Model, Option<role::Model>)> = user_role::Entity::find()
+        .filter(user_role::Column::UserId.is_in(ids.clone()))
+        .find_also_related(role::Entity)
+        .all(db)
+        .await?;
+    let valid: Vec<(Uuid, role::Model)> = grants
+        .into_iter()
+        .filter_map(|(grant, role)| role.map(|r| (grant.user_id, r)))
+        .filter(|(_, role)| role.tenant_id.is_none() || role.tenant_id == Some(tenant_id))
+        .collect();
+    let mut role_ids: Vec<Uuid> = valid.iter().map(|(_, r)| r.id).collect();
+    role_ids.sort_unstable();
+    role_ids.dedup();
+    let permissions = permissions_of_roles(db, &role_ids).await?;
+    for (user_id, role) in valid {
         if let Some(d) = details.get_mut(&user_id) {
-            role.permissions.sort_unstable();
-            d.roles.push(role);
+            let permissions = permissions.get(&role.id).cloned().unwrap_or_default();
+            d.roles.push(RoleWithPermissions { role, permissions });
         }
     }
 
