@@ -1,7 +1,10 @@
 //! Drives loads over the connections for a fixed time and records every
 //! call's latency in an HDR histogram.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -122,16 +125,13 @@ pub async fn record(
             let channel = channels[(stream + load_index) % channels.len()].clone();
             let call = load.call.clone();
             let expect = load.expect;
-            // Sequence numbers are unique across the load's streams and
-            // interleaved, so streams pick different accounts and targets.
-            let stride = load.streams as u64;
-            let mut seq = stream as u64;
+            let next_seq = load.next_seq.clone();
             // A paced stream's schedule: every `interval`, staggered.
             let interval = load
                 .rate
                 .map(|rate| Duration::from_secs_f64(load.streams as f64 / rate));
             let mut next_start =
-                started + interval.map_or(Duration::ZERO, |i| i.mul_f64(stream as f64 / stride as f64));
+                started + interval.map_or(Duration::ZERO, |i| i.mul_f64(stream as f64 / load.streams as f64));
             handles.push((
                 load_index,
                 tokio::spawn(async move {
@@ -149,8 +149,7 @@ pub async fn record(
                         if begin >= deadline {
                             break;
                         }
-                        let outcome = call(channel.clone(), seq).await;
-                        seq += stride;
+                        let outcome = call(channel.clone(), next_seq.fetch_add(1, Ordering::Relaxed)).await;
                         if begin < measure_from {
                             continue;
                         }

@@ -40,6 +40,10 @@ pub struct Load {
     pub expect: Code,
     pub rate: Option<f64>,
     pub call: Call,
+    /// The next call's sequence number, shared by the load's streams and
+    /// kept from one window to the next: no two calls of a load have the
+    /// same number, so a later window reads targets the earlier ones did not.
+    pub next_seq: Arc<AtomicU64>,
 }
 
 /// Calls a second of the get-user probe that runs beside the login flood
@@ -179,6 +183,7 @@ fn load(label: &str, streams: usize, call: Call) -> Load {
         expect: Code::Ok,
         rate: None,
         call,
+        next_seq: Arc::default(),
     }
 }
 
