@@ -880,22 +880,6 @@ async fn a_batch_of_100_over_two_tenants_writes_every_member_event_and_invitatio
     assert_eq!(mails.len(), 100, "failed batches queue no mail");
 }
 
-async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> String {
-    app.roles()
-        .create_role(authed(
-            pb::CreateRoleRequest {
-                name: name.into(),
-                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .expect("create role")
-        .into_inner()
-        .id
-}
-
 /// The FULL view, read cold (GetUser) and listed (ListUsers), names each of
 /// a user's roles once, by name, each with its own permissions sorted; a role
 /// without permissions is listed with none, and users sharing a role do not
@@ -904,8 +888,10 @@ async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[&str
 async fn the_full_view_lists_each_role_once_with_its_sorted_permissions() {
     let app = TestApp::spawn().await;
     let admin = app.token(&["*"]);
-    let auditor = create_role(&app, &admin, "auditor", &["users:read", "roles:read", "users:list"]).await;
-    let bare = create_role(&app, &admin, "bare", &[]).await;
+    let auditor = crate::roles::create_role(&app, &admin, "auditor", &["users:read", "roles:read", "users:list"])
+        .await
+        .id;
+    let bare = crate::roles::create_role(&app, &admin, "bare", &[]).await.id;
     let created = app
         .create_users(vec![
             UserDraft {
