@@ -1,4 +1,5 @@
-//! When a cached read of the directory may still be used.
+//! When a cached read of the directory may still be used, and the bounded
+//! [`Cache`] that every cache of the server is.
 //!
 //! Every cache of directory data (effective access, user records) stores,
 //! next to each entry, the [`Stamp`] it read *before* its database query, and
@@ -12,8 +13,13 @@
 //! `last_connection`, the user's devices). Users map onto a fixed array of
 //! counters; two users sharing one only cost each other a cache miss.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::{
+    hash::Hash,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
+use quick_cache::Equivalent;
 use uuid::Uuid;
 
 /// Counters for per-user invalidation (8 KiB).
@@ -85,6 +91,46 @@ impl Freshness {
     }
 }
 
+/// A bounded concurrent map whose entries are used for at most `ttl` after
+/// they were stored: every cache of the server. quick_cache evicts (S3-FIFO)
+/// without background work, and a read is one shard's read lock, which
+/// matters on the auth layer's path (three reads a call).
+#[derive(Debug)]
+pub struct Cache<K, V> {
+    entries: quick_cache::sync::Cache<K, (Instant, V)>,
+    ttl: Duration,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
+    /// A cache of about `capacity` entries.
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity),
+            ttl,
+        }
+    }
+
+    /// The value stored under `key`, unless it is older than the cache's `ttl`.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let (stored, value) = self.entries.get(key)?;
+        (stored.elapsed() < self.ttl).then_some(value)
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        self.entries.insert(key, (Instant::now(), value));
+    }
+
+    pub fn remove<Q>(&self, key: &Q)
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        self.entries.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +162,20 @@ mod tests {
             "a bypass outdates what was read before it"
         );
         assert!(freshness.is_current(freshness.stamp(Some(bob)), Some(bob)));
+    }
+
+    #[test]
+    fn entries_are_used_until_their_time_to_live_ends() {
+        let cache = Cache::new(10, Duration::from_millis(50));
+        cache.insert("kept".to_owned(), 1);
+        assert_eq!(cache.get("kept"), Some(1));
+        assert_eq!(cache.get("never stored"), None);
+        cache.insert("removed".to_owned(), 2);
+        cache.remove("removed");
+        assert_eq!(cache.get("removed"), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(cache.get("kept"), None, "past its time to live");
+        cache.insert("kept".to_owned(), 3);
+        assert_eq!(cache.get("kept"), Some(3), "stored again, used again");
     }
 }

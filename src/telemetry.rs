@@ -1,6 +1,8 @@
 //! Structured logs with tracing (human-readable text, or JSON lines when
 //! asked; `RUST_LOG` filters, default `info`) and Prometheus metrics.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
@@ -13,7 +15,16 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry
             .with(fmt::layer().json().with_current_span(true).with_writer(std::io::stderr))
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        // Colours only for a person at a terminal: a log file or a log
+        // collector gets plain text (and every call's span is formatted
+        // without the escape codes).
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
     };
 }
 

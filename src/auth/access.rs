@@ -6,13 +6,12 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use moka::sync::Cache;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
     auth::principal::PermissionSet,
-    cache::{Freshness, Stamp},
+    cache::{Cache, Freshness, Stamp},
     error::Result,
     store::{
         self,
@@ -101,14 +100,8 @@ impl AccessCache {
     pub fn new(freshness: Arc<Freshness>) -> Self {
         Self {
             freshness,
-            entries: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(300))
-                .build(),
-            tenants: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(300))
-                .build(),
+            entries: Cache::new(100_000, Duration::from_secs(300)),
+            tenants: Cache::new(10_000, Duration::from_secs(300)),
         }
     }
 

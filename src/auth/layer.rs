@@ -122,7 +122,7 @@ pub async fn authorize(app: &App, headers: &HeaderMap, path: &str, rule: &RpcRul
     let token = bearer_token(headers).ok_or(Error::Unauthenticated(AuthFailure::Missing))?;
     let verified = app.keys.verify_cached(token)?;
     let (mut principal, password_change_required) = principal_for(app, &verified, headers.get(TENANT_HEADER)).await?;
-    principal.call = Call::new(path, headers);
+    principal.call = Call::new(rule.rpc, headers);
     if password_change_required && !ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&path) {
         return Err(Error::PasswordChangeRequired);
     }

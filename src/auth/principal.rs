@@ -79,22 +79,25 @@ const MAX_REQUEST_ID: usize = 128;
 pub struct Call {
     /// The RPC without the leading slash (`identity.v1.UserService/CreateUsers`);
     /// a REST route names its gRPC twin.
-    pub action: String,
+    pub action: &'static str,
     /// The call's `x-request-id`, to correlate with the logs.
     pub request_id: String,
 }
 
 impl Call {
-    /// The call of `path` (`/identity.v1.UserService/CreateUsers`) with the
-    /// request id of these headers (truncated to 128 characters).
-    pub fn new(path: &str, headers: &http::HeaderMap) -> Self {
+    /// The call of `rpc` (`identity.v1.UserService/CreateUsers`, a leading
+    /// slash ignored) with the request id of these headers (truncated to 128
+    /// characters).
+    pub fn new(rpc: &'static str, headers: &http::HeaderMap) -> Self {
+        // A header value that is a `str` is visible ASCII: every byte is a
+        // character.
         let request_id = headers
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         Self {
-            action: path.trim_start_matches('/').to_owned(),
-            request_id: request_id.chars().take(MAX_REQUEST_ID).collect(),
+            action: rpc.trim_start_matches('/'),
+            request_id: request_id[..request_id.len().min(MAX_REQUEST_ID)].to_owned(),
         }
     }
 }
@@ -175,5 +178,24 @@ mod tests {
         assert!(PermissionSet::new(["*"]).allows("anything:at-all"));
         assert!(!PermissionSet::new(["users"]).allows("users:read"));
         assert!(!PermissionSet::default().allows("users:read"));
+    }
+
+    #[test]
+    fn a_call_names_its_rpc_and_keeps_at_most_128_characters_of_its_request_id() {
+        let mut headers = http::HeaderMap::new();
+        let call = Call::new("/identity.v1.UserService/CreateUsers", &headers);
+        assert_eq!(call.action, "identity.v1.UserService/CreateUsers");
+        assert_eq!(call.request_id, "");
+
+        headers.insert(REQUEST_ID_HEADER, http::HeaderValue::from_static("r-1"));
+        assert_eq!(Call::new("identity.v1.AuthService/Login", &headers).request_id, "r-1");
+
+        let long = "r".repeat(201);
+        headers.insert(REQUEST_ID_HEADER, http::HeaderValue::from_str(&long).unwrap());
+        assert_eq!(Call::new("x/Y", &headers).request_id, long[..MAX_REQUEST_ID]);
+
+        // Not visible ASCII: not a request id anyone can correlate.
+        headers.insert(REQUEST_ID_HEADER, http::HeaderValue::from_bytes(b"r\xffid").unwrap());
+        assert_eq!(Call::new("x/Y", &headers).request_id, "");
     }
 }

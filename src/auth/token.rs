@@ -15,13 +15,13 @@ use ed25519_dalek::{
     pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
     auth::PermissionSet,
+    cache::Cache,
     error::{AuthFailure, Error, Result},
 };
 
@@ -29,7 +29,7 @@ use crate::{
 const LEEWAY_SECONDS: u64 = 60;
 
 /// Verified tokens remembered at most (a token is about 400 bytes).
-const VERIFIED_CAPACITY: u64 = 10_000;
+const VERIFIED_CAPACITY: usize = 10_000;
 /// How long a verified token is remembered at most (its expiry bounds it too).
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
@@ -174,10 +174,7 @@ impl TokenKeys {
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
-            verified: Cache::builder()
-                .max_capacity(VERIFIED_CAPACITY)
-                .time_to_live(VERIFIED_TTL)
-                .build(),
+            verified: Cache::new(VERIFIED_CAPACITY, VERIFIED_TTL),
         })
     }
 
@@ -236,7 +233,7 @@ impl TokenKeys {
             if unix_now() <= verified.claims.exp.saturating_add(LEEWAY_SECONDS) {
                 return Ok(verified);
             }
-            self.verified.invalidate(&digest);
+            self.verified.remove(&digest);
             return Err(Error::Unauthenticated(AuthFailure::Invalid));
         }
         let claims = self.verify(token)?;

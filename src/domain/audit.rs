@@ -110,7 +110,7 @@ fn event(origin: Origin, target: String, outcome: &str, changed_fields: &[&str])
         occurred_at: now(),
         tenant_id: origin.tenant_id,
         actor: origin.actor,
-        action: origin.call.action,
+        action: origin.call.action.to_owned(),
         target,
         request_id: origin.call.request_id,
         outcome: outcome.to_owned(),
@@ -252,7 +252,7 @@ mod tests {
             user,
             None,
             Call {
-                action: "identity.v1.AuthService/Login".into(),
+                action: "identity.v1.AuthService/Login",
                 request_id: "r-1".into(),
             },
         );

@@ -254,7 +254,7 @@ async fn change_password_as(
             user.id,
             store::credentials::first_tenant(&app.db, user.id).await?,
             Call {
-                action: "identity.v1.AuthService/ChangePassword".to_owned(),
+                action: "identity.v1.AuthService/ChangePassword",
                 request_id: String::new(),
             },
         ),

@@ -277,7 +277,7 @@ async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result
         actor: audit::SYSTEM_ACTOR.to_owned(),
         tenant_id: Some(tenant_id),
         call: Call {
-            action: audit::BOOTSTRAP_ACTION.to_owned(),
+            action: audit::BOOTSTRAP_ACTION,
             request_id: String::new(),
         },
     };

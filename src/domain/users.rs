@@ -8,8 +8,6 @@ use std::{
     time::Duration,
 };
 
-use moka::sync::Cache;
-
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
@@ -18,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     app::App,
     auth::Principal,
-    cache::{Freshness, Stamp},
+    cache::{Cache, Freshness, Stamp},
     domain::{
         audit::{self, Target},
         credentials, grants, groups,
@@ -85,10 +83,7 @@ impl UserRecordCache {
     pub fn new(freshness: Arc<Freshness>) -> Self {
         Self {
             freshness,
-            entries: Cache::builder()
-                .max_capacity(20_000)
-                .time_to_live(Duration::from_secs(300))
-                .build(),
+            entries: Cache::new(20_000, Duration::from_secs(300)),
         }
     }
 

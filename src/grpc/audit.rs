@@ -154,11 +154,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let app = self.app.clone();
         let path = request.uri().path();
-        let audited = audit::is_mutation(path) && pb::rule_for(path).is_some_and(|rule| !rule.public);
-        let refusal = audited
-            .then(|| bearer_token(request.headers()).map(str::to_owned))
-            .flatten()
-            .map(|token| (token, Call::new(path, request.headers())));
+        let refusal = pb::rule_for(path)
+            .filter(|rule| !rule.public && audit::is_mutation(rule.rpc))
+            .and_then(|rule| {
+                let token = bearer_token(request.headers())?.to_owned();
+                Some((token, Call::new(rule.rpc, request.headers())))
+            });
         Box::pin(async move {
             let response = inner.call(request).await?;
             let code = response_code(&response);
