@@ -75,11 +75,16 @@ pub enum Error {
 
 /// `field: description; ...`, for messages.
 pub fn summary(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+    let mut summary = String::new();
+    for (i, violation) in violations.iter().enumerate() {
+        if i > 0 {
+            summary.push_str("; ");
+        }
+        summary.push_str(&violation.field);
+        summary.push_str(": ");
+        summary.push_str(&violation.description);
+    }
+    summary
 }
 
 impl Error {
@@ -162,5 +167,26 @@ impl Violations {
         } else {
             Err(Error::Invalid(self.0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_request_names_every_field_in_its_message() {
+        let mut violations = Violations::new();
+        violations.add("email", "is required");
+        violations.add("users[1].name", "is too long");
+        let error = violations.finish().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid request: email: is required; users[1].name: is too long"
+        );
+        assert_eq!(
+            Error::invalid("id", "must be a UUID").to_string(),
+            "invalid request: id: must be a UUID"
+        );
     }
 }
