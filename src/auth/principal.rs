@@ -90,14 +90,15 @@ impl Call {
     /// characters).
     pub fn new(rpc: &'static str, headers: &http::HeaderMap) -> Self {
         // A header value that is a `str` is visible ASCII: every byte is a
-        // character.
+        // character, so the cut always falls between two.
         let request_id = headers
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
+            .and_then(|id| id.get(..id.len().min(MAX_REQUEST_ID)))
             .unwrap_or_default();
         Self {
             action: rpc.trim_start_matches('/'),
-            request_id: request_id[..request_id.len().min(MAX_REQUEST_ID)].to_owned(),
+            request_id: request_id.to_owned(),
         }
     }
 }
