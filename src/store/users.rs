@@ -220,9 +220,14 @@ pub struct UserDetails {
     pub permissions: Vec<String>,
 }
 
-/// One user with its details, read in one transaction: a consistent view,
-/// and one checkout of a pooled connection rather than one a query. The
-/// user's row comes with its memberships.
+/// One user with its details, read in one transaction: one checkout of a
+/// pooled connection rather than one a query. The user's row comes with its
+/// memberships. On SQLite the transaction is also one snapshot; on PostgreSQL
+/// (READ COMMITTED) each statement sees what was committed before it, so a
+/// write that commits in between shows in the later statements only. That is
+/// a read beside a write, never a stale cache entry: the cache stamps an
+/// entry with counters read before the first statement, and the writer bumps
+/// them after its commit.
 pub async fn load_one(
     db: &DatabaseConnection,
     tenant_id: Uuid,

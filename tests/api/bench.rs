@@ -23,7 +23,7 @@ async fn the_bench_runs_and_reports_json() {
         "--server-bin",
         env!("CARGO_BIN_EXE_castellan"),
         "--scenario",
-        "health,get-user,list-users-deep-token,check-permission",
+        "health,get-user,list-users-deep-token,check-permission,login",
         "--duration",
         "1s",
         "--warmup",
@@ -55,16 +55,23 @@ async fn the_bench_runs_and_reports_json() {
     let names: Vec<&str> = scenarios.iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["health", "check-permission", "get-user", "list-users-deep-token"]
+        [
+            "health",
+            "check-permission",
+            "get-user",
+            "list-users-deep-token",
+            "login"
+        ]
     );
     for scenario in scenarios {
         let load = &scenario["loads"][0];
         assert!(load["requests"].as_u64().unwrap_or(0) > 0, "no requests: {scenario}");
         assert_eq!(load["errors"].as_u64(), Some(0), "errors: {scenario}");
         assert!(scenario["ratio_to_health"].as_f64().unwrap_or(0.0) > 0.0, "{scenario}");
-        // Every scenario here but health itself is measured between windows of health.
+        // Every scenario here but health itself and login (whose target is
+        // the hash time) is measured between windows of health.
         let interleaved_health = scenario["interleaved_health_requests_per_second"].as_f64();
-        if scenario["name"] == "health" {
+        if scenario["name"] == "health" || scenario["name"] == "login" {
             assert_eq!(interleaved_health, None, "{scenario}");
         } else {
             assert!(interleaved_health.unwrap_or(0.0) > 0.0, "{scenario}");
@@ -73,6 +80,10 @@ async fn the_bench_runs_and_reports_json() {
     }
     assert!(report["start_to_serving_ms"].as_f64().unwrap_or(0.0) > 0.0);
     assert!(report["idle_rss_mb"].as_f64().unwrap_or(0.0) > 0.0);
+    let hash_ms = report["argon2_hash_ms"].as_f64().unwrap_or(0.0);
+    assert!(hash_ms > 0.0, "argon2_hash_ms: {hash_ms}");
+    let target = report["login_target_per_second"].as_f64().unwrap_or(0.0);
+    assert!(target > 0.0, "login_target_per_second: {target}");
 }
 
 async fn total(app: &TestApp, tenant: &str) -> i64 {
