@@ -106,6 +106,10 @@ struct ScenarioResult {
     interleaved_health_requests_per_second: Option<f64>,
     /// Requests/s of the first load ÷ requests/s of the opening health run.
     ratio_to_opening_health: f64,
+    /// Each window's requests/s of the first load ÷ those of the health
+    /// window right before it: the spread is the run's own noise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    window_ratios: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<ServerUsage>,
 }
@@ -305,15 +309,23 @@ async fn run(args: Args) -> Result<(), String> {
         let mut recorded: Vec<drive::Recorded> = loads.iter().map(|_| drive::Recorded::new()).collect();
         let mut health = drive::Recorded::new();
         let mut usage: Option<ServerUsage> = None;
+        let mut window_ratios = Vec::new();
         for round in 0..rounds {
+            let mut health_window_rps = None;
             if interleaved {
                 let (mut windows, _) = drive::record(&channels, &health_loads, WINDOW_WARMUP, window, None).await;
                 if let Some(window) = windows.pop() {
+                    health_window_rps = Some(window.requests_per_second());
                     health.add(window);
                 }
             }
             let warmup = if round == 0 { args.warmup.into() } else { WINDOW_WARMUP };
             let (windows, window_usage) = drive::record(&channels, &loads, warmup, window, server.as_ref()).await;
+            if let (Some(base), Some(first)) = (health_window_rps, windows.first())
+                && base > 0.0
+            {
+                window_ratios.push(first.requests_per_second() / base);
+            }
             for (total, window) in recorded.iter_mut().zip(windows) {
                 total.add(window);
             }
@@ -337,6 +349,7 @@ async fn run(args: Args) -> Result<(), String> {
             ratio_to_health: ratio(interleaved_health.unwrap_or(health_rps)),
             interleaved_health_requests_per_second: interleaved_health,
             ratio_to_opening_health: ratio(health_rps),
+            window_ratios,
             loads,
             server: usage,
         };
@@ -476,6 +489,21 @@ fn print_table(report: &Report) {
             flooded.p99_ms,
             alone.p99_ms,
             flooded.p99_ms / alone.p99_ms
+        );
+    }
+    let spreads: Vec<String> = report
+        .scenarios
+        .iter()
+        .filter(|result| !result.window_ratios.is_empty())
+        .map(|result| {
+            let ratios: Vec<String> = result.window_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            format!("{} {}", result.name, ratios.join("/"))
+        })
+        .collect();
+    if !spreads.is_empty() {
+        println!(
+            "ratio by window (÷ the health window before it): {}",
+            spreads.join(", ")
         );
     }
     for result in &report.scenarios {
