@@ -136,13 +136,15 @@ pub async fn record(
                 load_index,
                 tokio::spawn(async move {
                     let mut result = Recorded::new();
+                    // When the stream's previous call ended (paced streams).
+                    let mut previous_end = started;
                     loop {
                         let begin = match interval {
                             Some(interval) => {
                                 tokio::time::sleep_until(next_start.into()).await;
                                 let scheduled = next_start;
                                 next_start += interval;
-                                scheduled
+                                paced_start(scheduled, previous_end, Instant::now())
                             }
                             None => Instant::now(),
                         };
@@ -150,6 +152,7 @@ pub async fn record(
                             break;
                         }
                         let outcome = call(channel.clone(), next_seq.fetch_add(1, Ordering::Relaxed)).await;
+                        previous_end = Instant::now();
                         if begin < measure_from {
                             continue;
                         }
@@ -196,6 +199,14 @@ pub async fn record(
     (recorded, usage)
 }
 
+/// When a paced call's latency starts. A call held up by its stream's
+/// previous one counts from its scheduled start (no coordinated omission);
+/// any other from `now`, when it is sent: the timer's own lateness (tokio's
+/// has a resolution of a millisecond) is not the server's.
+fn paced_start(scheduled: Instant, previous_end: Instant, now: Instant) -> Instant {
+    if previous_end > scheduled { scheduled } else { now }
+}
+
 /// Samples the server's CPU time and RSS over the measured window.
 async fn sample(server: &ServerProcess, from: Instant, until: Instant) -> ServerUsage {
     tokio::time::sleep_until(from.into()).await;
@@ -219,5 +230,30 @@ async fn sample(server: &ServerProcess, from: Instant, until: Instant) -> Server
         },
         rss_mb: rss,
         rss_peak_mb: peak,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_call_counts_from_its_schedule_only_when_held_up() {
+        let scheduled = Instant::now();
+        let late_timer = scheduled + Duration::from_micros(900);
+        // The previous call ended in time: the timer's lateness is not counted.
+        assert_eq!(
+            paced_start(scheduled, scheduled - Duration::from_millis(3), late_timer),
+            late_timer
+        );
+        // The previous call was still running at the scheduled start.
+        assert_eq!(
+            paced_start(
+                scheduled,
+                scheduled + Duration::from_millis(5),
+                late_timer + Duration::from_millis(5)
+            ),
+            scheduled
+        );
     }
 }

@@ -79,6 +79,10 @@ struct Args {
     /// Page size of the list scenarios.
     #[arg(long, default_value_t = 50)]
     page_size: i32,
+    /// Calls a second of the get-user probe beside the login flood (and of
+    /// its baseline, `get-user-probe`).
+    #[arg(long, default_value_t = 1000.0, value_parser = positive_rate)]
+    probe_rate: f64,
     /// Each scenario compared with health is measured in this many windows,
     /// each right after a window of health of the same length, and its
     /// ratio is to those health windows: slow drift of the machine (another
@@ -171,6 +175,13 @@ fn chosen(names: &[String]) -> Result<Vec<&'static Scenario>, String> {
         }
     }
     Ok(picked)
+}
+
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{value:?} is not a positive number of calls a second")),
+    }
 }
 
 async fn connect(addr: &str, count: usize) -> Result<Vec<Channel>, String> {
@@ -287,9 +298,12 @@ async fn run(args: Args) -> Result<(), String> {
         &channels[0],
         &admin,
         seeded,
-        args.connections.max(1) * args.streams.max(1),
-        args.write_streams.max(1),
-        args.page_size,
+        seed::Shape {
+            streams: args.connections.max(1) * args.streams.max(1),
+            write_streams: args.write_streams.max(1),
+            page_size: args.page_size,
+            probe_rate: args.probe_rate,
+        },
         run_id,
     )
     .await?;

@@ -32,8 +32,9 @@ pub type Call = Arc<dyn Fn(Channel, u64) -> Pin<Box<dyn Future<Output = Result<(
 /// Calls driven concurrently by `streams` tasks; a call answering `expect`
 /// counts as a success, anything else as an error. Without a `rate` each
 /// task calls again as soon as an answer arrives (closed loop); with one, the
-/// tasks start calls on a fixed schedule adding up to `rate` calls a second
-/// and latency counts from the scheduled start (no coordinated omission).
+/// tasks start calls on a fixed schedule adding up to `rate` calls a second;
+/// a call held up by its task's previous call counts from its scheduled
+/// start (no coordinated omission), any other from when it was sent.
 pub struct Load {
     pub label: String,
     pub streams: usize,
@@ -46,9 +47,9 @@ pub struct Load {
     pub next_seq: Arc<AtomicU64>,
 }
 
-/// Calls a second of the get-user probe that runs beside the login flood
-/// (and alone, as `get-user-probe`, for its baseline).
-pub const PROBE_RATE: f64 = 1000.0;
+/// Streams of the get-user probe that runs beside the login flood (and
+/// alone, as `get-user-probe`, for its baseline): enough that a stalled call
+/// never delays the next one's start.
 const PROBE_STREAMS: usize = 16;
 
 /// What the seeding produced, shared by every scenario.
@@ -69,6 +70,8 @@ pub struct Fixture {
     pub write_streams: usize,
     /// Page size of the list scenarios.
     pub page_size: i32,
+    /// Calls a second of the get-user probe.
+    pub probe_rate: f64,
     /// Distinguishes the emails of this run's created users.
     pub run_id: String,
 }
@@ -149,7 +152,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "get-user-probe",
-        about: "UserService/GetUser at a steady 1,000 calls/s: the baseline of the login scenario's probe",
+        about: "UserService/GetUser at a steady rate (`--probe-rate`): the baseline of the login scenario's probe",
         loads: get_user_probe,
         compared_with_health: false,
     },
@@ -311,7 +314,7 @@ fn get_user(f: &Arc<Fixture>) -> Vec<Load> {
 
 fn probe(f: &Arc<Fixture>, label: &str) -> Load {
     Load {
-        rate: Some(PROBE_RATE),
+        rate: Some(f.probe_rate),
         ..get_user_load(f, label, PROBE_STREAMS)
     }
 }

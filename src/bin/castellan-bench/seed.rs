@@ -231,17 +231,28 @@ async fn bulk(
     Ok(sample)
 }
 
+/// How the scenarios load the server (see [`Fixture`]).
+pub struct Shape {
+    pub streams: usize,
+    pub write_streams: usize,
+    pub page_size: i32,
+    pub probe_rate: f64,
+}
+
 /// Builds the fixture: caller tokens (by Login) and a page token deep in the set.
-#[allow(clippy::too_many_arguments)]
 pub async fn fixture(
     channel: &Channel,
     admin: &MetadataValue<Ascii>,
     seeded: Seeded,
-    streams: usize,
-    write_streams: usize,
-    page_size: i32,
+    shape: Shape,
     run_id: String,
 ) -> Result<Arc<Fixture>, String> {
+    let Shape {
+        streams,
+        write_streams,
+        page_size,
+        probe_rate,
+    } = shape;
     let mut caller_tokens = Vec::new();
     for (username, password) in &seeded.logins {
         caller_tokens.push(bearer(&login(channel, username, password).await?)?);
@@ -284,6 +295,7 @@ pub async fn fixture(
         streams,
         write_streams,
         page_size,
+        probe_rate,
         run_id,
     }))
 }
