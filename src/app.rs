@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -81,6 +82,14 @@ impl App {
     /// devices) and nothing it may do.
     pub async fn user_changed(&self, user_id: Uuid) {
         self.freshness.invalidate_user(user_id);
+        self.notify_replicas(Some(user_id)).await;
+    }
+
+    /// After a login's commit, which set only the user's `last_connection`:
+    /// as [`Self::user_changed`], but the user's cached record as seen from
+    /// `tenant_id` stays, with the new value.
+    pub async fn user_connected(&self, tenant_id: Uuid, user_id: Uuid, at: DateTime<Utc>) {
+        self.user_records.connected(tenant_id, user_id, at);
         self.notify_replicas(Some(user_id)).await;
     }
 

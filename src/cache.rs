@@ -22,8 +22,10 @@ use std::{
 use quick_cache::Equivalent;
 use uuid::Uuid;
 
-/// Counters for per-user invalidation (8 KiB).
-const USER_SHARDS: usize = 1024;
+/// Counters for per-user invalidation (64 KiB): a user who changes often
+/// (every login sets `last_connection`) costs the others on its counter a
+/// miss each time, so there are many.
+const USER_SHARDS: usize = 8192;
 
 #[derive(Debug)]
 pub struct Freshness {
@@ -83,6 +85,31 @@ impl Freshness {
         self.user_counter(user_id).fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Outdates the entries about one user, as [`Self::invalidate_user`]
+    /// does, after a commit whose change to one of them the writer knows:
+    /// returns the stamp under which that entry, read under `read`, may be
+    /// stored again with the change applied. `None` when there is no such
+    /// entry or another write outdated it since it was read. (A write that
+    /// has committed but not yet invalidated outdates the stored entry when
+    /// it does.)
+    pub fn invalidate_user_after(&self, user_id: Uuid, read: Option<Stamp>) -> Option<Stamp> {
+        let counter = self.user_counter(user_id);
+        let advance = |read: &Stamp| {
+            counter
+                .compare_exchange(read.user, read.user + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        };
+        let Some(read) = read.filter(advance) else {
+            counter.fetch_add(1, Ordering::AcqRel);
+            return None;
+        };
+        let updated = Stamp {
+            user: read.user + 1,
+            ..read
+        };
+        self.is_current(updated, Some(user_id)).then_some(updated)
+    }
+
     /// Turns the caches off (`true`) while other replicas' invalidations may
     /// be missed, and back on once they are heard again.
     pub fn set_bypass(&self, bypass: bool) {
@@ -121,6 +148,17 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 
     pub fn insert(&self, key: K, value: V) {
         self.entries.insert(key, (Instant::now(), value));
+    }
+
+    /// Replaces the value stored under `key`, if one is and it is not older
+    /// than the cache's `ttl`, keeping the time it was stored: what a writer
+    /// patches into an entry was not read anew.
+    pub fn replace(&self, key: K, value: V) {
+        if let Some((stored, _)) = self.entries.get(&key)
+            && stored.elapsed() < self.ttl
+        {
+            self.entries.insert(key, (stored, value));
+        }
     }
 
     pub fn remove<Q>(&self, key: &Q)
@@ -165,16 +203,53 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_keeps_an_entry_only_if_nothing_else_outdated_it() {
+        let freshness = Freshness::default();
+        let alice = Uuid::now_v7();
+        let read = freshness.stamp(Some(alice));
+        let kept = freshness.invalidate_user_after(alice, Some(read));
+        assert!(!freshness.is_current(read, Some(alice)), "the old stamp is outdated");
+        let kept = kept.expect("nothing else wrote since the read");
+        assert!(freshness.is_current(kept, Some(alice)));
+
+        freshness.invalidate_user(alice);
+        assert_eq!(
+            freshness.invalidate_user_after(alice, Some(kept)),
+            None,
+            "another write came between"
+        );
+        assert!(!freshness.is_current(kept, Some(alice)));
+
+        let read = freshness.stamp(Some(alice));
+        freshness.invalidate_all();
+        assert_eq!(
+            freshness.invalidate_user_after(alice, Some(read)),
+            None,
+            "outdated by a wider write"
+        );
+        let read = freshness.stamp(Some(alice));
+        assert_eq!(freshness.invalidate_user_after(alice, None), None, "no entry to keep");
+        assert!(
+            !freshness.is_current(read, Some(alice)),
+            "yet the user's entries are outdated"
+        );
+    }
+
+    #[test]
     fn entries_are_used_until_their_time_to_live_ends() {
         let cache = Cache::new(10, Duration::from_millis(50));
         cache.insert("kept".to_owned(), 1);
         assert_eq!(cache.get("kept"), Some(1));
         assert_eq!(cache.get("never stored"), None);
+        cache.replace("kept".to_owned(), 4);
+        assert_eq!(cache.get("kept"), Some(4));
+        cache.replace("absent".to_owned(), 5);
+        assert_eq!(cache.get("absent"), None, "replace stores nothing new");
         cache.insert("removed".to_owned(), 2);
         cache.remove("removed");
         assert_eq!(cache.get("removed"), None);
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(cache.get("kept"), None, "past its time to live");
+        assert_eq!(cache.get("kept"), None, "past its time to live, replaced or not");
         cache.insert("kept".to_owned(), 3);
         assert_eq!(cache.get("kept"), Some(3), "stored again, used again");
     }

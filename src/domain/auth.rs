@@ -152,8 +152,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     .ok_or(Error::InvalidCredentials)?;
 
     let password_change_required = user.password_change_required;
-    let mut active: user::ActiveModel = user.clone().into();
-    active.last_connection = Set(Some(now()));
+    let connected_at = now();
     // The success's bookkeeping, one transaction: the throttling counters
     // forgive this attempt, `lastConnection` and its audit entry.
     let txn = app.writer.begin().await?;
@@ -161,11 +160,14 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     if let Some(address) = command.client {
         store::credentials::release_attempt(&txn, &address_key(address), now()).await?;
     }
-    active.update(&txn).await?;
+    if !store::users::set_last_connection(&txn, user.id, connected_at).await? {
+        // Deleted since its password was checked.
+        return Err(Error::InvalidCredentials);
+    }
     let origin = Origin::user(user.id, Some(tenant_id), command.call);
     audit::record(&txn, origin, Target::User(user.id), &["last_connection"]).await?;
     txn.commit().await?;
-    app.user_changed(user.id).await;
+    app.user_connected(tenant_id, user.id, connected_at).await;
 
     let ttl = app.config.token_ttl();
     let (access_token, _) = app.keys.issue(&TokenRequest {

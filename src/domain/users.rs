@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
@@ -103,6 +104,24 @@ impl UserRecordCache {
         let record = Arc::new(record);
         self.entries.insert((tenant_id, user_id), (stamp, record.clone()));
         Ok(Some(record))
+    }
+
+    /// After a commit that set only the user's `last_connection` (a
+    /// login): outdates the user's entries, as `App::user_changed` does, but
+    /// keeps its record as seen from `tenant_id`, with the new value, unless
+    /// another write outdated it meanwhile. (Otherwise a caller's every login
+    /// would send its next reads to the database.)
+    pub fn connected(&self, tenant_id: Uuid, user_id: Uuid, at: DateTime<Utc>) {
+        let key = (tenant_id, user_id);
+        let cached = self.entries.get(&key);
+        let kept = self
+            .freshness
+            .invalidate_user_after(user_id, cached.as_ref().map(|(read, _)| *read));
+        if let (Some(stamp), Some((_, record))) = (kept, cached) {
+            let mut record = UserRecord::clone(&record);
+            record.user.last_connection = Some(at);
+            self.entries.replace(key, (stamp, Arc::new(record)));
+        }
     }
 
     /// The FULL view's details of listed users, as seen from the tenant: a

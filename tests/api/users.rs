@@ -704,18 +704,33 @@ async fn reads_follow_every_change_to_a_record_at_once() {
         "the revocation shows"
     );
     assert!(whoami().await.last_connection.is_none());
-    AuthServiceClient::new(app.channel.clone())
-        .login(LoginRequest {
-            username: "cached@example.com".into(),
-            password: "correct horse battery".into(),
-            tenant_id: String::new(),
-        })
+    assert!(read().await.last_connection.is_none());
+    let login = || {
+        let mut auth = AuthServiceClient::new(app.channel.clone());
+        async move {
+            auth.login(LoginRequest {
+                username: "cached@example.com".into(),
+                password: "correct horse battery".into(),
+                tenant_id: String::new(),
+            })
+            .await
+            .expect("login")
+        }
+    };
+    login().await;
+    let first = whoami()
         .await
-        .expect("login");
+        .last_connection
+        .expect("the login's last_connection shows");
+    assert_eq!(read().await.last_connection, Some(first), "in every reader's view");
+    // A login keeps the cached record, with the new value.
+    login().await;
+    let second = whoami().await.last_connection.expect("still shown");
     assert!(
-        whoami().await.last_connection.is_some(),
-        "the login's last_connection shows"
+        (second.seconds, second.nanos) > (first.seconds, first.nanos),
+        "the second login's time shows"
     );
+    assert_eq!(read().await.last_connection, Some(second));
 
     // Memberships, status, deletion.
     app.users()
