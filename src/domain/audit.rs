@@ -4,9 +4,10 @@
 //! Every mutation records its event with [`record`] (a batch its events
 //! with [`record_many`]) inside its own transaction, so an event with
 //! outcome `ok` exists if and only if the change committed. A refused or
-//! failed mutation rolls its transaction back; the gRPC edge records it
-//! afterwards with [`record_refusal`] (its own insert, best effort), the
-//! outcome being the gRPC code name.
+//! failed mutation rolls its transaction back; the edge (gRPC, or the REST
+//! gateway for its routes' gRPC twins) records it afterwards with
+//! [`record_refusal`] (its own insert, best effort), the outcome being the
+//! gRPC code name.
 //!
 //! Events carry field *names* only (`first_name`, `password`), never values,
 //! so no secret reaches the trail.

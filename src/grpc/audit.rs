@@ -87,8 +87,8 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 /// Who made a refused call: the subject and tenant of its bearer token, if
-/// the token verifies.
-fn refused_origin(app: &App, token: &str, call: Call) -> Option<Origin> {
+/// the token verifies. (The REST gateway records its refusals with it too.)
+pub(crate) fn refused_origin(app: &App, token: &str, call: Call) -> Option<Origin> {
     let claims = app.keys.verify(token).ok()?;
     let subject = match claims.kind {
         SubjectKind::User => Subject::User(claims.sub.parse().ok()?),

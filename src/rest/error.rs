@@ -75,6 +75,12 @@ impl RestError {
     }
 }
 
+/// The gRPC code of an error answer, kept in the response's extensions so
+/// the gateway can record a refused mutation with the code its gRPC twin
+/// would have answered (see `rest::record_refusals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub Code);
+
 /// The HTTP status of a gRPC code, as API.md's error table says.
 pub fn http_status(code: Code) -> StatusCode {
     match code {
@@ -112,6 +118,7 @@ impl IntoResponse for RestError {
             details,
         };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()

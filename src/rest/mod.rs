@@ -6,19 +6,26 @@
 //! Every handler decodes (with the helpers here, which name the offending
 //! field), calls one domain operation, and encodes; errors go out through
 //! [`error::RestError`].
+//!
+//! A refused or failed mutation is recorded in the audit trail as on the
+//! gRPC edge: [`caller`] notes the mutation being authorized, and
+//! [`record_refusals`] records it, with its twin's gRPC code as outcome, once
+//! the handler has answered an error.
 
 pub mod cipherscale;
 pub mod error;
 pub mod openapi;
 pub mod seed002;
 
-use std::sync::Arc;
+use std::{cell::Cell, sync::Arc};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, FromRequest, Request},
+    extract::{DefaultBodyLimit, FromRequest, Request, State},
     http::HeaderMap,
+    middleware::{self, Next},
+    response::Response,
     routing::get,
 };
 use serde::de::DeserializeOwned;
@@ -28,12 +35,17 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     app::App,
-    auth::{Principal, layer::authorize},
+    auth::{
+        Call, Principal,
+        layer::{authorize, bearer_token},
+    },
+    domain::audit,
     error::{AuthFailure, Error},
+    grpc::audit::{code_name, refused_origin},
     pb,
 };
 
-use self::error::RestError;
+use self::error::{ErrorCode, RestError};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -74,9 +86,37 @@ pub fn router(app: Arc<App>) -> Router {
             }),
         )
         .fallback(|| async { RestError::from(Error::NotFound("route")) })
+        .layer(middleware::from_fn_with_state(app.clone(), record_refusals))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| error::panic_response()))
         .with_state(app)
+}
+
+tokio::task_local! {
+    /// The mutation the REST call in progress is for, once [`caller`] has
+    /// seen it: what [`record_refusals`] records if the call ends in an error.
+    static MUTATION: Cell<Option<Call>>;
+}
+
+/// Records a refused or failed mutation in the audit trail, as
+/// `grpc::audit::RefusalLayer` does for gRPC: the call [`caller`] noted, the
+/// gRPC code of the error answered, the actor and tenant of the caller's
+/// verified token (a call without a valid token leaves nothing).
+async fn record_refusals(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let token = bearer_token(request.headers()).map(str::to_owned);
+    let (response, mutation) = MUTATION
+        .scope(Cell::new(None), async {
+            let response = next.run(request).await;
+            (response, MUTATION.with(Cell::take))
+        })
+        .await;
+    if let (Some(&ErrorCode(code)), Some(call), Some(token)) =
+        (response.extensions().get::<ErrorCode>(), mutation, token)
+        && let Some(origin) = refused_origin(&app, &token, call)
+    {
+        audit::record_refusal(&app, origin, code_name(code)).await;
+    }
+    response
 }
 
 /// Authenticates and authorizes a REST call with the rule of its gRPC twin
@@ -84,6 +124,10 @@ pub fn router(app: Arc<App>) -> Router {
 /// proto like everywhere else.
 pub async fn caller(app: &App, headers: &HeaderMap, rpc: &str) -> Result<Principal, RestError> {
     let rule = pb::rule_for(rpc).ok_or_else(|| Error::internal(format!("no auth rule for {rpc}")))?;
+    if !rule.public && audit::is_mutation(rule.rpc) {
+        // Outside the gateway's router there is no call to note.
+        let _ = MUTATION.try_with(|mutation| mutation.set(Some(Call::new(rule.rpc, headers))));
+    }
     authorize(app, headers, rpc, rule)
         .await?
         .ok_or(RestError::from(Error::Unauthenticated(AuthFailure::Missing)))

@@ -949,3 +949,71 @@ async fn a_rest_call_leaves_the_event_of_its_grpc_twin() {
         ["status", "devices"]
     );
 }
+
+#[tokio::test]
+async fn a_refused_rest_mutation_is_recorded_like_its_grpc_twin() {
+    let app = TestApp::spawn().await;
+    let users = app.create_users(vec![active_draft("eve@example.com")]).await;
+    let eve = users[0].id.clone();
+    let before = stored(&app).await.len();
+    let client = reqwest::Client::new();
+    let send = |request: reqwest::RequestBuilder, token: &str, request_id: &str| {
+        request.bearer_auth(token).header("x-request-id", request_id).send()
+    };
+    let deactivate = |id: &str| client.post(format!("http://{}/tenants/users/{id}/deactivate", app.http_addr));
+    let missing = uuid::Uuid::now_v7().to_string();
+
+    // Permission missing: refused by the auth layer.
+    let response = send(deactivate(&eve), &app.token(&["users:read"]), "rest-denied")
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    // Authorized, then refused by the domain.
+    let response = send(deactivate(&missing), &app.token(&["users:*"]), "rest-missing")
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    // A refused read, and a mutation without a valid token: nothing to record.
+    let response = send(
+        client.get(format!("http://{}/tenants/users/{missing}", app.http_addr)),
+        &app.token(&["users:read"]),
+        "rest-read",
+    )
+    .await
+    .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    let response = send(deactivate(&eve), "not-a-token", "rest-anonymous")
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    for (request_id, outcome) in [("rest-denied", "PERMISSION_DENIED"), ("rest-missing", "NOT_FOUND")] {
+        let events = of_request(&app, request_id).await;
+        assert_eq!(events.len(), 1, "{request_id}: {events:?}");
+        let event = &events[0];
+        assert_eq!(
+            (
+                event.actor.as_str(),
+                event.action.as_str(),
+                event.outcome.as_str(),
+                event.tenant_id,
+                event.changed_fields.as_str()
+            ),
+            (
+                "service:test-service",
+                "identity.v1.UserService/DeactivateUser",
+                outcome,
+                Some(app.tenant_id),
+                "[]"
+            ),
+            "{request_id}"
+        );
+    }
+    assert_eq!(stored(&app).await.len(), before + 2, "only the two refused mutations");
+    let eve = castellan::store::entity::user::Entity::find_by_id(eve.parse::<uuid::Uuid>().expect("uuid"))
+        .one(&app.app.db)
+        .await
+        .expect("query")
+        .expect("eve");
+    assert_eq!(eve.status, "active", "the refused deactivation changed nothing");
+}
