@@ -568,6 +568,32 @@ async fn password_changes_logins_and_invitations_are_recorded_without_secrets() 
     }
 }
 
+/// Asserts that `request_id` left exactly one event: `actor`'s refused
+/// `action` (`UserService/DeleteUser`) with `outcome`, in the test tenant,
+/// naming no field.
+async fn assert_one_refusal(app: &TestApp, request_id: &str, actor: &str, action: &str, outcome: &str) {
+    let events = of_request(app, request_id).await;
+    assert_eq!(events.len(), 1, "{request_id}: {events:?}");
+    let event = &events[0];
+    assert_eq!(
+        (
+            event.actor.as_str(),
+            event.action.as_str(),
+            event.outcome.as_str(),
+            event.tenant_id,
+            event.changed_fields.as_str()
+        ),
+        (
+            actor,
+            format!("identity.v1.{action}").as_str(),
+            outcome,
+            Some(app.tenant_id),
+            "[]"
+        ),
+        "{request_id}"
+    );
+}
+
 #[tokio::test]
 async fn refused_mutations_are_recorded_with_their_code_and_change_nothing() {
     let app = TestApp::spawn().await;
@@ -658,25 +684,7 @@ async fn refused_mutations_are_recorded_with_their_code_and_change_nothing() {
             "FAILED_PRECONDITION",
         ),
     ] {
-        let events = of_request(&app, request_id).await;
-        assert_eq!(events.len(), 1, "{request_id}: {events:?}");
-        let event = &events[0];
-        assert_eq!(
-            (
-                event.actor.as_str(),
-                event.action.as_str(),
-                event.outcome.as_str(),
-                event.tenant_id
-            ),
-            (
-                actor,
-                format!("identity.v1.{action}").as_str(),
-                outcome,
-                Some(app.tenant_id)
-            ),
-            "{request_id}"
-        );
-        assert_eq!(event.changed_fields, "[]");
+        assert_one_refusal(&app, request_id, actor, action, outcome).await;
     }
     // Nothing refused happened: eve, the role and its grant are still there,
     // no role "boss" exists, and only the two successes and three refusals
@@ -988,26 +996,14 @@ async fn a_refused_rest_mutation_is_recorded_like_its_grpc_twin() {
     assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
 
     for (request_id, outcome) in [("rest-denied", "PERMISSION_DENIED"), ("rest-missing", "NOT_FOUND")] {
-        let events = of_request(&app, request_id).await;
-        assert_eq!(events.len(), 1, "{request_id}: {events:?}");
-        let event = &events[0];
-        assert_eq!(
-            (
-                event.actor.as_str(),
-                event.action.as_str(),
-                event.outcome.as_str(),
-                event.tenant_id,
-                event.changed_fields.as_str()
-            ),
-            (
-                "service:test-service",
-                "identity.v1.UserService/DeactivateUser",
-                outcome,
-                Some(app.tenant_id),
-                "[]"
-            ),
-            "{request_id}"
-        );
+        assert_one_refusal(
+            &app,
+            request_id,
+            "service:test-service",
+            "UserService/DeactivateUser",
+            outcome,
+        )
+        .await;
     }
     assert_eq!(stored(&app).await.len(), before + 2, "only the two refused mutations");
     let eve = castellan::store::entity::user::Entity::find_by_id(eve.parse::<uuid::Uuid>().expect("uuid"))
