@@ -91,6 +91,55 @@ async fn the_bench_runs_and_reports_json() {
     assert!(hash_ms > 0.0, "argon2_hash_ms: {hash_ms}");
     let target = report["login_target_per_second"].as_f64().unwrap_or(0.0);
     assert!(target > 0.0, "login_target_per_second: {target}");
+
+    // The targets this run measured, each judged by its own limit.
+    let verdicts = report["targets"].as_array().expect("targets");
+    for verdict in verdicts {
+        let measured = verdict["measured"].as_f64().expect("measured");
+        let limit = &verdict["limit"];
+        let holds = match (limit["at_least"].as_f64(), limit["at_most"].as_f64()) {
+            (Some(bound), None) => measured >= bound,
+            (None, Some(bound)) => measured <= bound,
+            _ => panic!("a limit is at_least or at_most: {verdict}"),
+        };
+        assert_eq!(verdict["met"].as_bool(), Some(holds), "{verdict}");
+    }
+    let verdict = |target: &str| {
+        verdicts
+            .iter()
+            .find(|v| v["target"] == target)
+            .unwrap_or_else(|| panic!("no verdict on {target:?} in {verdicts:?}"))
+    };
+    let get_user_ratio = scenarios
+        .iter()
+        .find(|s| s["name"] == "get-user")
+        .and_then(|s| s["ratio_to_health"].as_f64());
+    let targets: Vec<&str> = verdicts.iter().filter_map(|v| v["target"].as_str()).collect();
+    if database_url.starts_with("postgres") {
+        assert_eq!(targets, ["PostgreSQL: get-user ≥ 0.25 × health"]);
+        assert_eq!(verdict(targets[0])["measured"].as_f64(), get_user_ratio);
+    } else {
+        // list-users' and the probe's targets need scenarios this run left out.
+        assert_eq!(
+            targets,
+            [
+                "get-user ≥ 0.5 × health",
+                "get-user p99 ≤ 2 ms at 64 streams",
+                "check-permission ≥ 0.8 × health (issue 11)",
+                "login ≥ 0.8 × cores ÷ one argon2id hash time",
+                "idle RSS ≤ 20 MB",
+                "RSS during get-user at 64 streams ≤ 64 MB",
+                "start to SERVING ≤ 100 ms on an existing database",
+            ]
+        );
+        assert_eq!(verdict("get-user ≥ 0.5 × health")["measured"].as_f64(), get_user_ratio);
+        let login = verdict("login ≥ 0.8 × cores ÷ one argon2id hash time");
+        assert_eq!(login["limit"]["at_least"].as_f64(), Some(target));
+        assert_eq!(
+            verdict("get-user p99 ≤ 2 ms at 64 streams")["note"],
+            "at 4 streams, the target at 64"
+        );
+    }
 }
 
 async fn total(app: &TestApp, tenant: &str) -> i64 {

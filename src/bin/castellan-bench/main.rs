@@ -11,6 +11,7 @@ mod drive;
 mod process;
 mod scenarios;
 mod seed;
+mod targets;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -140,6 +141,8 @@ struct Report {
     argon2_hash_ms: f64,
     login_target_per_second: f64,
     scenarios: Vec<ScenarioResult>,
+    /// Each target this run measured, its figure and whether it was met.
+    targets: Vec<targets::Verdict>,
 }
 
 #[tokio::main]
@@ -377,7 +380,7 @@ async fn run(args: Args) -> Result<(), String> {
         results.push(result);
     }
 
-    let report = Report {
+    let mut report = Report {
         connections: args.connections,
         streams_per_connection: args.streams,
         duration_seconds: Duration::from(args.duration).as_secs_f64(),
@@ -392,7 +395,9 @@ async fn run(args: Args) -> Result<(), String> {
         argon2_hash_ms: argon2_ms,
         login_target_per_second: 0.8 * cores / (argon2_ms / 1000.0),
         scenarios: results,
+        targets: Vec::new(),
     };
+    report.targets = targets::judge(&report);
     if args.json {
         println!(
             "{}",
@@ -523,6 +528,12 @@ fn print_table(report: &Report) {
             "ratio by window (÷ the health window before it): {}",
             spreads.join(", ")
         );
+    }
+    if !report.targets.is_empty() {
+        println!("targets ({} database, this run):", report.database);
+        for line in targets::lines(&report.targets) {
+            println!("{line}");
+        }
     }
     for result in &report.scenarios {
         for load in &result.loads {

@@ -1,0 +1,228 @@
+//! The performance targets (issue 7, and `check-permission`'s of issue 11),
+//! judged on one run's figures: the end of the table and `targets` in JSON.
+//! A target whose figures the run did not measure (its scenarios were not
+//! chosen, or `--addr` gives no server process to read) is left out. The
+//! SQLite targets apply to a run on SQLite or on an unknown database, the
+//! PostgreSQL one to a run on PostgreSQL. Benchmarks are not tests: an unmet
+//! target is reported, never an exit code.
+
+use serde::Serialize;
+
+use crate::{Report, drive::LoadResult};
+
+/// The bound a figure must keep.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Limit {
+    fn holds_for(self, measured: f64) -> bool {
+        match self {
+            Limit::AtLeast(bound) => measured >= bound,
+            Limit::AtMost(bound) => measured <= bound,
+        }
+    }
+}
+
+/// One target against what this run measured.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub target: &'static str,
+    pub measured: f64,
+    pub unit: &'static str,
+    pub limit: Limit,
+    pub met: bool,
+    /// Where the run differs from the target's own conditions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Verdict {
+    fn new(target: &'static str, measured: f64, unit: &'static str, limit: Limit) -> Self {
+        Self {
+            target,
+            measured,
+            unit,
+            limit,
+            met: limit.holds_for(measured),
+            note: None,
+        }
+    }
+
+    fn noting(mut self, note: Option<String>) -> Self {
+        self.note = note;
+        self
+    }
+}
+
+/// The streams the targets are stated at.
+const TARGET_STREAMS: usize = 64;
+/// The users the `list-users` target is stated at.
+const TARGET_LIST_USERS: u64 = 1_000_000;
+
+pub fn judge(report: &Report) -> Vec<Verdict> {
+    let scenario = |name: &str| report.scenarios.iter().find(|s| s.name == name);
+    let load = |label: &str| {
+        report
+            .scenarios
+            .iter()
+            .flat_map(|s| &s.loads)
+            .find(|l| l.label == label)
+    };
+    let ratio = |name: &str| scenario(name).map(|s| s.ratio_to_health);
+    let streams_note = |load: &LoadResult| {
+        (load.streams != TARGET_STREAMS).then(|| format!("at {} streams, the target at {TARGET_STREAMS}", load.streams))
+    };
+    let mut verdicts = Vec::new();
+
+    if report.database == "postgres" {
+        if let Some(r) = ratio("get-user") {
+            verdicts.push(Verdict::new(
+                "PostgreSQL: get-user ≥ 0.25 × health",
+                r,
+                "× health",
+                Limit::AtLeast(0.25),
+            ));
+        }
+        return verdicts;
+    }
+
+    for (target, name) in [
+        ("get-user ≥ 0.5 × health", "get-user"),
+        ("whoami ≥ 0.5 × health", "whoami"),
+    ] {
+        if let Some(r) = ratio(name) {
+            verdicts.push(Verdict::new(target, r, "× health", Limit::AtLeast(0.5)));
+        }
+    }
+    for (target, name) in [
+        ("get-user p99 ≤ 2 ms at 64 streams", "get-user"),
+        ("whoami p99 ≤ 2 ms at 64 streams", "whoami"),
+    ] {
+        if let Some(l) = load(name) {
+            verdicts.push(Verdict::new(target, l.p99_ms, "ms", Limit::AtMost(2.0)).noting(streams_note(l)));
+        }
+    }
+    if let Some(r) = ratio("check") {
+        verdicts.push(Verdict::new("check ≥ 0.9 × health", r, "× health", Limit::AtLeast(0.9)));
+    }
+    if let Some(r) = ratio("check-permission") {
+        verdicts.push(Verdict::new(
+            "check-permission ≥ 0.8 × health (issue 11)",
+            r,
+            "× health",
+            Limit::AtLeast(0.8),
+        ));
+    }
+    if let (Some(first), Some(deep)) = (load("list-users"), load("list-users-deep-token"))
+        && deep.requests_per_second > 0.0
+    {
+        let users_note =
+            (report.users != TARGET_LIST_USERS).then(|| format!("at {} users, the target at 1,000,000", report.users));
+        verdicts.push(
+            Verdict::new(
+                "list-users: a page deep by page_token costs ≤ 1.5 × the first page",
+                first.requests_per_second / deep.requests_per_second,
+                "× the first page",
+                Limit::AtMost(1.5),
+            )
+            .noting(users_note),
+        );
+    }
+    if let Some(l) = load("create-users") {
+        verdicts.push(Verdict::new(
+            "create-users, 100 a batch: p50 ≤ 20 ms",
+            l.p50_ms,
+            "ms",
+            Limit::AtMost(20.0),
+        ));
+    }
+    if let Some(l) = load("login") {
+        verdicts.push(Verdict::new(
+            "login ≥ 0.8 × cores ÷ one argon2id hash time",
+            l.requests_per_second,
+            "logins/s",
+            Limit::AtLeast(report.login_target_per_second),
+        ));
+    }
+    if let (Some(alone), Some(flooded)) = (load("get-user-probe"), load("login/get-user-probe"))
+        && alone.p99_ms > 0.0
+    {
+        verdicts.push(Verdict::new(
+            "get-user p99 during a login flood ≤ 2 × without",
+            flooded.p99_ms / alone.p99_ms,
+            "× without",
+            Limit::AtMost(2.0),
+        ));
+    }
+    if let Some(mb) = report.idle_rss_mb {
+        verdicts.push(Verdict::new("idle RSS ≤ 20 MB", mb, "MB", Limit::AtMost(20.0)));
+    }
+    if let Some((server, l)) = scenario("get-user").and_then(|s| s.server.zip(s.loads.first())) {
+        verdicts.push(
+            Verdict::new(
+                "RSS during get-user at 64 streams ≤ 64 MB",
+                server.rss_peak_mb,
+                "MB",
+                Limit::AtMost(64.0),
+            )
+            .noting(streams_note(l)),
+        );
+    }
+    if let Some(ms) = report.start_to_serving_ms {
+        verdicts.push(Verdict::new(
+            "start to SERVING ≤ 100 ms on an existing database",
+            ms,
+            "ms",
+            Limit::AtMost(100.0),
+        ));
+    }
+    verdicts
+}
+
+/// The lines that end the table.
+pub fn lines(verdicts: &[Verdict]) -> Vec<String> {
+    verdicts
+        .iter()
+        .map(|v| {
+            let bound = match v.limit {
+                Limit::AtLeast(b) => format!("≥ {b:.2}"),
+                Limit::AtMost(b) => format!("≤ {b:.2}"),
+            };
+            let note = v.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+            format!(
+                "  {:<8} {:<68} {:>9.2} {} ({bound}{note})",
+                if v.met { "met" } else { "NOT MET" },
+                v.target,
+                v.measured,
+                v.unit,
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_holds_at_its_bound_and_on_its_side_only() {
+        assert!(Limit::AtLeast(0.5).holds_for(0.5));
+        assert!(Limit::AtLeast(0.5).holds_for(0.51));
+        assert!(!Limit::AtLeast(0.5).holds_for(0.49));
+        assert!(Limit::AtMost(2.0).holds_for(2.0));
+        assert!(!Limit::AtMost(2.0).holds_for(2.01));
+    }
+
+    #[test]
+    fn verdicts_serialize_with_their_limit_named() {
+        let v = Verdict::new("idle RSS ≤ 20 MB", 21.0, "MB", Limit::AtMost(20.0));
+        let json = serde_json::to_value(&v).expect("json");
+        assert_eq!(json["limit"]["at_most"], 20.0);
+        assert_eq!(json["met"], false);
+        assert!(json.get("note").is_none());
+    }
+}
