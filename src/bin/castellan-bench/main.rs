@@ -409,6 +409,16 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+impl Report {
+    /// The load of this label, in whichever scenario ran it.
+    fn load(&self, label: &str) -> Option<&LoadResult> {
+        self.scenarios
+            .iter()
+            .flat_map(|result| &result.loads)
+            .find(|load| load.label == label)
+    }
+}
+
 /// A directory removed when the run ends.
 struct TempDir(PathBuf);
 
@@ -492,13 +502,7 @@ fn print_table(report: &Report) {
             println!("{line}");
         }
     }
-    let load = |label: &str| {
-        report
-            .scenarios
-            .iter()
-            .flat_map(|result| &result.loads)
-            .find(|load| load.label == label)
-    };
+    let load = |label: &str| report.load(label);
     if let Some(login) = load("login") {
         println!(
             "login: {:.1}/s = {:.2} × the target",

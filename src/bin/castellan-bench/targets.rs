@@ -65,13 +65,7 @@ const TARGET_LIST_USERS: u64 = 1_000_000;
 
 pub fn judge(report: &Report) -> Vec<Verdict> {
     let scenario = |name: &str| report.scenarios.iter().find(|s| s.name == name);
-    let load = |label: &str| {
-        report
-            .scenarios
-            .iter()
-            .flat_map(|s| &s.loads)
-            .find(|l| l.label == label)
-    };
+    let load = |label: &str| report.load(label);
     let ratio = |name: &str| scenario(name).map(|s| s.ratio_to_health);
     let streams_note = |load: &LoadResult| {
         (load.streams != TARGET_STREAMS).then(|| format!("at {} streams, the target at {TARGET_STREAMS}", load.streams))
