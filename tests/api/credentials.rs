@@ -477,8 +477,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// Hashing runs on the blocking pool within a few slots, so while a burst of
-/// logins queues for them, other calls go on: a GetUser during the burst
+/// Hashing runs on threads of its own (one a core, at idle priority), so
+/// while a burst of logins queues for them, other calls go on: a GetUser during the burst
 /// takes a fraction of what a login takes (both measured in the same run, so
 /// the comparison holds on a slow or busy machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
