@@ -502,22 +502,6 @@ fn print_table(report: &Report) {
             println!("{line}");
         }
     }
-    let load = |label: &str| report.load(label);
-    if let Some(login) = load("login") {
-        println!(
-            "login: {:.1}/s = {:.2} × the target",
-            login.requests_per_second,
-            login.requests_per_second / report.login_target_per_second
-        );
-    }
-    if let (Some(alone), Some(flooded)) = (load("get-user-probe"), load("login/get-user-probe")) {
-        println!(
-            "get-user probe p99: {:.3} ms during the login flood, {:.3} ms without: {:.2} ×",
-            flooded.p99_ms,
-            alone.p99_ms,
-            flooded.p99_ms / alone.p99_ms
-        );
-    }
     let spreads: Vec<String> = report
         .scenarios
         .iter()
