@@ -90,36 +90,43 @@ pub async fn reserve_attempt<C: ConnectionTrait>(
     limits: ThrottleLimits,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>> {
-    login_failure::Entity::insert(login_failure::ActiveModel {
+    // One statement (it was three): the first attempt under a key inserts
+    // its counter with itself counted; a later one counts itself, in a fresh
+    // window when the last one has passed, unless the key is locked or has
+    // used up its window's attempts: then nothing is written, and what
+    // follows decides the lock.
+    let window_passed = login_failure::Column::WindowStartedAt.lt(now - limits.window);
+    let failures = Expr::col((login_failure::Entity, login_failure::Column::Failures));
+    let window_started_at = Expr::col((login_failure::Entity, login_failure::Column::WindowStartedAt));
+    let reserved = login_failure::Entity::insert(login_failure::ActiveModel {
         key: Set(key.to_owned()),
-        failures: Set(0),
+        failures: Set(1),
         window_started_at: Set(now),
         locked_until: Set(None),
         lockouts: Set(0),
     })
-    .on_conflict(OnConflict::column(login_failure::Column::Key).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(login_failure::Column::Key)
+            .value(
+                login_failure::Column::Failures,
+                Expr::case(window_passed.clone(), 1).finally(failures.add(1)),
+            )
+            .value(
+                login_failure::Column::WindowStartedAt,
+                Expr::case(window_passed.clone(), now).finally(window_started_at),
+            )
+            .action_cond_where(
+                sea_orm::Condition::all().add(not_locked(now)).add(
+                    sea_orm::Condition::any()
+                        .add(window_passed)
+                        .add(login_failure::Column::Failures.lt(limits.max_failures)),
+                ),
+            )
+            .to_owned(),
+    )
     .exec_without_returning(db)
     .await?;
-    // A window that has passed starts afresh.
-    login_failure::Entity::update_many()
-        .col_expr(login_failure::Column::Failures, Expr::value(0))
-        .col_expr(login_failure::Column::WindowStartedAt, Expr::value(now))
-        .filter(login_failure::Column::Key.eq(key))
-        .filter(login_failure::Column::WindowStartedAt.lt(now - limits.window))
-        .filter(not_locked(now))
-        .exec(db)
-        .await?;
-    let reserved = login_failure::Entity::update_many()
-        .col_expr(
-            login_failure::Column::Failures,
-            Expr::col(login_failure::Column::Failures).add(1),
-        )
-        .filter(login_failure::Column::Key.eq(key))
-        .filter(login_failure::Column::Failures.lt(limits.max_failures))
-        .filter(not_locked(now))
-        .exec(db)
-        .await?;
-    if reserved.rows_affected == 1 {
+    if reserved == 1 {
         return Ok(None);
     }
     let Some(row) = login_failure::Entity::find_by_id(key).one(db).await? else {

@@ -234,6 +234,26 @@ async fn consecutive_lockouts_grow() {
 }
 
 #[tokio::test]
+async fn failures_count_only_within_their_window() {
+    let app = TestApp::spawn_with(&["--login-max-failures", "2", "--login-failure-window", "1s"]).await;
+    app.create_users(vec![with_password("window@example.com", false)]).await;
+    let wrong = || login(&app, "window@example.com", "wrong password!");
+    expect_code(wrong().await, Code::Unauthenticated);
+    expect_code(wrong().await, Code::Unauthenticated);
+    // The window has passed: its two failures no longer count, and the new
+    // window counts from one again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    expect_code(wrong().await, Code::Unauthenticated);
+    expect_code(wrong().await, Code::Unauthenticated);
+    // Within this window the limit is reached: locked, even for the right password.
+    expect_code(wrong().await, Code::ResourceExhausted);
+    expect_code(
+        login(&app, "window@example.com", PASSWORD).await,
+        Code::ResourceExhausted,
+    );
+}
+
+#[tokio::test]
 async fn a_temporary_password_must_be_changed_before_anything_else() {
     let app = TestApp::spawn().await;
     let user = app
