@@ -135,6 +135,15 @@ async fn the_bench_runs_and_reports_json() {
         assert_eq!(verdict("get-user ≥ 0.5 × health")["measured"].as_f64(), get_user_ratio);
         let login = verdict("login ≥ 0.8 × cores ÷ one argon2id hash time");
         assert_eq!(login["limit"]["at_least"].as_f64(), Some(target));
+        // Beside the timed hash: what the flood's hashes cost the server.
+        let flood = scenarios.iter().find(|s| s["name"] == "login").expect("login");
+        let hashing = flood["server"]["hashing_cpu_seconds"].as_f64().unwrap_or(0.0);
+        // (Part of the process's CPU time, give or take the two clock ticks
+        // by which /proc rounds each of them.)
+        let process = flood["server"]["cpu_seconds"].as_f64().unwrap_or(0.0);
+        assert!(hashing > 0.0 && hashing <= process + 0.02, "{flood}");
+        let note = login["note"].as_str().unwrap_or_default();
+        assert!(note.contains("ms CPU a login"), "{login}");
         assert_eq!(
             verdict("get-user p99 ≤ 2 ms at 64 streams")["note"],
             "at 4 streams, the target at 64"

@@ -34,6 +34,8 @@ pub struct LoadResult {
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct ServerUsage {
     pub cpu_seconds: f64,
+    /// The CPU seconds of the hashing threads alone (argon2id).
+    pub hashing_cpu_seconds: f64,
     pub rss_mb: f64,
     pub rss_peak_mb: f64,
 }
@@ -43,6 +45,7 @@ impl ServerUsage {
     /// sample's, the peak the higher one.
     pub fn add(&mut self, later: ServerUsage) {
         self.cpu_seconds += later.cpu_seconds;
+        self.hashing_cpu_seconds += later.hashing_cpu_seconds;
         self.rss_mb = later.rss_mb;
         self.rss_peak_mb = self.rss_peak_mb.max(later.rss_peak_mb);
     }
@@ -207,10 +210,14 @@ fn paced_start(scheduled: Instant, previous_end: Instant, now: Instant) -> Insta
     if previous_end > scheduled { scheduled } else { now }
 }
 
+/// The name the server gives its hashing threads (`castellan-hash-<n>`).
+const HASHING_THREADS: &str = "castellan-hash-";
+
 /// Samples the server's CPU time and RSS over the measured window.
 async fn sample(server: &ServerProcess, from: Instant, until: Instant) -> ServerUsage {
     tokio::time::sleep_until(from.into()).await;
     let cpu_start = server.cpu_seconds();
+    let hashing_start = server.threads_cpu_seconds(HASHING_THREADS);
     let mut peak = 0.0f64;
     let mut rss = 0.0;
     loop {
@@ -223,11 +230,14 @@ async fn sample(server: &ServerProcess, from: Instant, until: Instant) -> Server
         tokio::time::sleep((until - now).min(Duration::from_millis(100))).await;
     }
     let cpu_end = server.cpu_seconds();
+    let hashing_end = server.threads_cpu_seconds(HASHING_THREADS);
+    let used = |start: Option<f64>, end: Option<f64>| match (start, end) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
     ServerUsage {
-        cpu_seconds: match (cpu_start, cpu_end) {
-            (Some(a), Some(b)) => b - a,
-            _ => 0.0,
-        },
+        cpu_seconds: used(cpu_start, cpu_end),
+        hashing_cpu_seconds: used(hashing_start, hashing_end),
         rss_mb: rss,
         rss_peak_mb: peak,
     }

@@ -108,13 +108,25 @@ impl ServerProcess {
 
     /// User + system CPU seconds used so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = self.proc_file("stat")?;
-        // The command name (field 2) may hold spaces: count from its closing ')'.
-        let after = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / TICKS_PER_SECOND)
+        cpu_seconds_of(&self.proc_file("stat")?)
+    }
+
+    /// User + system CPU seconds used so far by the threads whose name
+    /// starts with `prefix` (the hashing threads: `castellan-hash-`).
+    pub fn threads_cpu_seconds(&self, prefix: &str) -> Option<f64> {
+        let tasks = Path::new("/proc").join(self.pid().to_string()).join("task");
+        let mut total = 0.0;
+        for task in std::fs::read_dir(tasks).ok()?.flatten() {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if name.starts_with(prefix)
+                && let Some(seconds) = std::fs::read_to_string(task.path().join("stat"))
+                    .ok()
+                    .and_then(|stat| cpu_seconds_of(&stat))
+            {
+                total += seconds;
+            }
+        }
+        Some(total)
     }
 
     /// SIGTERM, then a kill if it has not exited within 10 s.
@@ -138,6 +150,16 @@ impl Drop for ServerProcess {
             self.stop();
         }
     }
+}
+
+/// User + system CPU seconds in a `/proc/<pid>[/task/<tid>]/stat` line.
+fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces: count from its closing ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
 }
 
 async fn serving(addr: SocketAddr) -> bool {
