@@ -78,6 +78,16 @@ impl App {
         self.notify_replicas(None).await;
     }
 
+    /// After a commit that changes what one user may do, and nothing any
+    /// other user may do or shows: its status, its tenant memberships, its
+    /// own grants, its deletion. Outdates the user's access and records on
+    /// this replica and tells the other replicas to do the same, before the
+    /// call answers.
+    pub async fn access_changed(&self, user_id: Uuid) {
+        self.freshness.invalidate_access(user_id);
+        self.notify_replicas(Some(user_id)).await;
+    }
+
     /// After a commit that changes only one user's own record (its row, its
     /// devices) and nothing it may do.
     pub async fn user_changed(&self, user_id: Uuid) {
@@ -113,7 +123,9 @@ impl App {
         store::invalidation::listen(self.config.database_url(), move |event| match event {
             ListenerEvent::Listening => freshness.set_bypass(false),
             ListenerEvent::Changed(None) => freshness.invalidate_all(),
-            ListenerEvent::Changed(Some(user_id)) => freshness.invalidate_user(user_id),
+            // Another replica's change to one user: its access too, whichever
+            // kind of change it was (the notification does not say).
+            ListenerEvent::Changed(Some(user_id)) => freshness.invalidate_access(user_id),
             ListenerEvent::Lost => freshness.set_bypass(true),
         })
         .await;

@@ -8,10 +8,12 @@
 //! never keeps a stale entry, since whatever it stores carries the stamp from
 //! before the bump.
 //!
-//! Two scopes: the whole directory (roles, groups, tenants, permissions,
-//! anything shared between users), and one user (a login's
-//! `last_connection`, the user's devices). Users map onto a fixed array of
-//! counters; two users sharing one only cost each other a cache miss.
+//! Three scopes: the whole directory (roles, groups, tenants, permissions,
+//! anything shared between users); what one user may do (its status,
+//! memberships and grants), which also outdates its record; and one user's
+//! record alone (a login's `last_connection`, the user's devices). Users map
+//! onto fixed arrays of counters; two users sharing one only cost each other
+//! a cache miss.
 
 use std::{
     hash::Hash,
@@ -33,7 +35,12 @@ pub struct Freshness {
     /// Set while invalidations from other replicas may be missed (the
     /// PostgreSQL listener is disconnected): no stamp is current.
     bypass: AtomicBool,
+    /// Per-user counters of records (what GetUser shows).
     users: Box<[AtomicU64]>,
+    /// Per-user counters of access (what a user may do). Separate from the
+    /// records' so that a login, which outdates the caller's record on every
+    /// success, leaves its access entries current.
+    access: Box<[AtomicU64]>,
 }
 
 /// The counters an entry was read under.
@@ -49,15 +56,24 @@ impl Default for Freshness {
             epoch: AtomicU64::new(0),
             bypass: AtomicBool::new(false),
             users: (0..USER_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+            access: (0..USER_SHARDS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
 
 impl Freshness {
-    fn user_counter(&self, user_id: Uuid) -> &AtomicU64 {
+    fn shard(user_id: Uuid) -> usize {
         // UUIDv7 and v4 both end in random bits.
         let (_, low) = user_id.as_u64_pair();
-        &self.users[(low % USER_SHARDS as u64) as usize]
+        (low % USER_SHARDS as u64) as usize
+    }
+
+    fn user_counter(&self, user_id: Uuid) -> &AtomicU64 {
+        &self.users[Self::shard(user_id)]
+    }
+
+    fn access_counter(&self, user_id: Uuid) -> &AtomicU64 {
+        &self.access[Self::shard(user_id)]
     }
 
     /// The stamp to store with an entry about `user_id` (or about no user in
@@ -74,15 +90,36 @@ impl Freshness {
         !self.bypass.load(Ordering::Acquire) && stamp == self.stamp(user_id)
     }
 
+    /// The stamp to store with an entry about what `user_id` may do, read
+    /// before the entry's query.
+    pub fn access_stamp(&self, user_id: Uuid) -> Stamp {
+        Stamp {
+            epoch: self.epoch.load(Ordering::Acquire),
+            user: self.access_counter(user_id).load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether an access entry read under `stamp` may still be used.
+    pub fn is_access_current(&self, stamp: Stamp, user_id: Uuid) -> bool {
+        !self.bypass.load(Ordering::Acquire) && stamp == self.access_stamp(user_id)
+    }
+
     /// Outdates every entry. Call after committing a change that can affect
     /// more than one user, or what someone may do.
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Outdates the entries about one user.
+    /// Outdates the records of one user.
     pub fn invalidate_user(&self, user_id: Uuid) {
         self.user_counter(user_id).fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Outdates what one user may do and its records. Call after committing
+    /// a change to the user's status, memberships or grants (or its deletion).
+    pub fn invalidate_access(&self, user_id: Uuid) {
+        self.access_counter(user_id).fetch_add(1, Ordering::AcqRel);
+        self.invalidate_user(user_id);
     }
 
     /// Outdates the entries about one user, as [`Self::invalidate_user`]
@@ -200,6 +237,41 @@ mod tests {
             "a bypass outdates what was read before it"
         );
         assert!(freshness.is_current(freshness.stamp(Some(bob)), Some(bob)));
+    }
+
+    #[test]
+    fn access_is_outdated_by_its_user_or_the_directory_not_by_a_record_change() {
+        let freshness = Freshness::default();
+        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let access_of_alice = freshness.access_stamp(alice);
+        let access_of_bob = freshness.access_stamp(bob);
+        let record_of_alice = freshness.stamp(Some(alice));
+
+        // A login or a device: the record only.
+        freshness.invalidate_user(alice);
+        assert!(freshness.is_access_current(access_of_alice, alice));
+        assert!(!freshness.is_current(record_of_alice, Some(alice)));
+
+        // Alice's status or grants: her access and her record, not Bob's.
+        let record_of_alice = freshness.stamp(Some(alice));
+        let record_of_bob = freshness.stamp(Some(bob));
+        freshness.invalidate_access(alice);
+        assert!(!freshness.is_access_current(access_of_alice, alice));
+        assert!(!freshness.is_current(record_of_alice, Some(alice)));
+        assert!(freshness.is_access_current(access_of_bob, bob));
+        assert!(freshness.is_current(record_of_bob, Some(bob)));
+
+        // The directory: everyone's.
+        freshness.invalidate_all();
+        assert!(!freshness.is_access_current(access_of_bob, bob));
+        let access_of_bob = freshness.access_stamp(bob);
+        freshness.set_bypass(true);
+        assert!(!freshness.is_access_current(freshness.access_stamp(bob), bob));
+        freshness.set_bypass(false);
+        assert!(
+            !freshness.is_access_current(access_of_bob, bob),
+            "a bypass outdates it too"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Effective permissions of user subjects, resolved live from the database
-//! through a cache. Every write that can change what a user may do (grants,
-//! role permissions, group membership, group roles, user status, deletion,
-//! tenant membership) calls `App::directory_changed` after its commit, which
-//! outdates every entry (see [`crate::cache`] for why this is race-free).
+//! through a cache. Every write that can change what a user may do calls,
+//! after its commit, `App::access_changed` when it touches one user alone
+//! (its status, deletion, tenant memberships, its own grants), which
+//! outdates that user's entries, or `App::directory_changed` when it can
+//! touch many (role permissions, group membership and roles, global roles),
+//! which outdates every entry (see [`crate::cache`] for why this is
+//! race-free).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -112,14 +115,15 @@ impl AccessCache {
         user_id: Uuid,
         tenant_id: Uuid,
     ) -> Result<Arc<UserAccess>> {
-        // Only whole-directory changes can alter access: a user's own
-        // changes (a login, a device) leave the entry current.
+        // A change to what this user may do, or to the whole directory,
+        // outdates the entry; a change to its record alone (a login, a
+        // device) leaves it current.
         if let Some((stamp, access)) = self.entries.get(&(user_id, tenant_id))
-            && self.freshness.is_current(stamp, None)
+            && self.freshness.is_access_current(stamp, user_id)
         {
             return Ok(access);
         }
-        let stamp = self.freshness.stamp(None);
+        let stamp = self.freshness.access_stamp(user_id);
         let access = Arc::new(load(db, user_id, tenant_id).await?);
         self.entries.insert((user_id, tenant_id), (stamp, access.clone()));
         Ok(access)

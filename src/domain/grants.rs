@@ -144,7 +144,7 @@ pub async fn update_user_roles(
     apply_role_change(&txn, id, &change, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(id).await;
     users::full_record(app, caller.tenant_id, user).await
 }
 
@@ -178,7 +178,7 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
     store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(user.id).await;
     users::full_record(app, caller.tenant_id, user).await
 }
 
@@ -191,7 +191,7 @@ pub async fn remove_user_from_group(app: &App, caller: &Principal, user_id: &str
     }
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(user.id).await;
     Ok(())
 }
 

@@ -71,8 +71,9 @@ impl UserRecord {
 /// FULL user records as seen from a tenant, read on the GetUser and WhoAmI
 /// paths: a warm call makes no database round trip. Every write that changes
 /// a record outdates it after its commit (`App::directory_changed` for
-/// changes that can touch many users, `App::user_changed` for one user's
-/// own row and devices).
+/// changes that can touch many users, `App::access_changed` for one user's
+/// status, memberships and grants, `App::user_changed` for one user's own
+/// row and devices).
 #[derive(Debug)]
 pub struct UserRecordCache {
     freshness: Arc<Freshness>,
@@ -748,7 +749,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(id).await;
     let user = member(app, caller, id).await?;
     full_record(app, caller.tenant_id, user).await
 }
@@ -810,7 +811,7 @@ pub async fn update_tenants(
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(id).await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -836,7 +837,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     };
     audit::record(&txn, caller, Target::User(id), fields).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(id).await;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -869,6 +870,6 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     store::users::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::User(id), &[]).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(id).await;
     Ok(())
 }
