@@ -13,7 +13,7 @@ use std::{
 
 use castellan::pb::{
     CheckPermissionRequest, CheckPermissionsRequest, CreateUsersRequest, GetUserRequest, ListUsersRequest,
-    LoginRequest, UserDraft, UserView, WhoAmIRequest, auth_service_client::AuthServiceClient,
+    LoginRequest, UpdateUserRequest, UserDraft, UserView, WhoAmIRequest, auth_service_client::AuthServiceClient,
     check_permission_request::Subject, permission_service_client::PermissionServiceClient,
     user_service_client::UserServiceClient,
 };
@@ -53,11 +53,17 @@ pub struct Load {
 /// stream's next one (which then counts from its scheduled start).
 const PROBE_STREAMS: usize = 16;
 
+/// Edits a second of `get-user-beside-edits`: an administrator's UpdateUser
+/// of one user, beside the reads.
+const EDITS_PER_SECOND: f64 = 100.0;
+
 /// What the seeding produced, shared by every scenario.
 pub struct Fixture {
     /// `Bearer` values of ACTIVE users holding users:read, users:list and users:create
     /// through a role and a group.
     pub caller_tokens: Vec<MetadataValue<Ascii>>,
+    /// `Bearer` value of the administrator (every permission).
+    pub admin_token: MetadataValue<Ascii>,
     /// Usernames and passwords of the same users (for `login`).
     pub logins: Vec<(String, String)>,
     /// Users to read (members of the tenant, with a role and a group).
@@ -131,6 +137,13 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "get-user",
         about: "UserService/GetUser of random seeded users, FULL view, by a user holding users:read via a role",
         loads: get_user,
+        compared_with_health: true,
+    },
+    Scenario {
+        name: "get-user-beside-edits",
+        about: "get-user while an administrator edits one other user (UpdateUser of its first name, 100 a second): \
+                what a change to one user costs the reads of all the others",
+        loads: get_user_beside_edits,
         compared_with_health: true,
     },
     Scenario {
@@ -311,6 +324,31 @@ fn get_user_load(f: &Arc<Fixture>, label: &str, streams: usize) -> Load {
 
 fn get_user(f: &Arc<Fixture>) -> Vec<Load> {
     vec![get_user_load(f, "get-user", f.streams)]
+}
+
+fn get_user_beside_edits(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    // The last seeded user: never a caller, so the edits change no caller's access.
+    let edited = f.user_ids.last().cloned().unwrap_or_default();
+    let edits = Load {
+        rate: Some(EDITS_PER_SECOND),
+        ..load(
+            "get-user-beside-edits/update-user",
+            1,
+            call(move |channel, seq| {
+                let request = authed(
+                    UpdateUserRequest {
+                        id: edited.clone(),
+                        first_name: format!("Edited {seq}"),
+                        ..Default::default()
+                    },
+                    &fixture.admin_token,
+                );
+                async move { UserServiceClient::new(channel).update_user(request).await.map(drop) }
+            }),
+        )
+    };
+    vec![get_user_load(f, "get-user-beside-edits", f.streams), edits]
 }
 
 fn probe(f: &Arc<Fixture>, label: &str) -> Load {

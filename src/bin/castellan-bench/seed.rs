@@ -288,6 +288,7 @@ pub async fn fixture(
         .into_inner();
     Ok(Arc::new(Fixture {
         caller_tokens,
+        admin_token: admin.clone(),
         logins: seeded.logins,
         user_ids: seeded.user_ids,
         deep_page_token: deep.next_page_token,
