@@ -272,7 +272,7 @@ async fn change_password_as(
     let fields = ["password", "password_change_required"];
     audit::record(&txn, origin, Target::User(user_id), &fields).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(user_id).await;
     Ok(())
 }
 
@@ -380,7 +380,7 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     let origin = Origin::user(invitation.user_id, Some(invitation.tenant_id), command.call);
     audit::record(&txn, origin, Target::User(invitation.user_id), &fields).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(invitation.user_id).await;
     users::record_in(app, invitation.tenant_id, invitation.user_id)
         .await?
         .ok_or(Error::NotFound("user"))
@@ -408,6 +408,6 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     active.update(&txn).await?;
     audit::record(&txn, caller, Target::User(id), &fields).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.access_changed(id).await;
     Ok(())
 }

@@ -336,12 +336,27 @@ async fn administrators_reset_passwords() {
         .reset_user_password(authed(reset(&pending.id, "reset secret 2", Some(false)), &admin))
         .await
         .expect("reset");
-    assert!(
-        !login(&app, "pending@example.com", "reset secret 2")
-            .await
-            .expect("login")
-            .password_change_required
+    let grant = login(&app, "pending@example.com", "reset secret 2")
+        .await
+        .expect("login");
+    assert!(!grant.password_change_required);
+    // A temporary reset gates the user's live token at once (the user's
+    // cached access is outdated, not only its record).
+    let token = grant.access_token;
+    let read_self = || pb::GetUserRequest { id: pending.id.clone() };
+    users
+        .get_user(authed(read_self(), &token))
+        .await
+        .expect("a user reads itself");
+    users
+        .reset_user_password(authed(reset(&pending.id, "reset secret 4", Some(true)), &admin))
+        .await
+        .expect("reset");
+    let gated = expect_code(
+        users.get_user(authed(read_self(), &token)).await,
+        Code::PermissionDenied,
     );
+    assert_eq!(reason(&gated), "PASSWORD_CHANGE_REQUIRED");
 
     let weak = expect_code(
         users
@@ -398,6 +413,15 @@ async fn an_invited_user_receives_a_mail_and_accepts_once() {
     let token = invitation_token(&mails[0]);
     assert!(token.len() >= 22, "at least 128 bits: {token}");
 
+    // A token for the invited user is refused while it is pending (and that
+    // refusal is what its cached access says) ...
+    let user_token = app.user_token(&invited.id, app.tenant_id);
+    let mut users = app.users();
+    expect_code(
+        users.who_am_i(authed(pb::WhoAmIRequest {}, &user_token)).await,
+        Code::Unauthenticated,
+    );
+
     let mut auth = AuthServiceClient::new(app.channel.clone());
     let accept = |password: &str| AcceptInvitationRequest {
         token: token.clone(),
@@ -417,6 +441,11 @@ async fn an_invited_user_receives_a_mail_and_accepts_once() {
         .into_inner();
     assert_eq!(user.status, pb::UserStatus::Active as i32);
     assert_eq!(user.first_name, "Ivy");
+    // ... and works the moment the invitation is accepted.
+    users
+        .who_am_i(authed(pb::WhoAmIRequest {}, &user_token))
+        .await
+        .expect("the accepted user's token works at once");
     login(&app, "invited@example.com", PASSWORD)
         .await
         .expect("login after accepting");
