@@ -79,8 +79,8 @@ impl App {
     }
 
     /// After a commit that changes what one user may do, and nothing any
-    /// other user may do or shows: its status, its tenant memberships, its
-    /// own grants, its deletion. Outdates the user's access and records on
+    /// other user may do or shows: its status, tenant memberships, roles,
+    /// groups or direct grants, its password's state, its deletion. Outdates the user's access and records on
     /// this replica and tells the other replicas to do the same, before the
     /// call answers.
     pub async fn access_changed(&self, user_id: Uuid) {

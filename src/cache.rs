@@ -105,7 +105,7 @@ impl Freshness {
     }
 
     /// Outdates every entry. Call after committing a change that can affect
-    /// more than one user, or what someone may do.
+    /// more than one user.
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
@@ -116,7 +116,8 @@ impl Freshness {
     }
 
     /// Outdates what one user may do and its records. Call after committing
-    /// a change to the user's status, memberships or grants (or its deletion).
+    /// a change to the user's status, memberships, grants or password state
+    /// (or its deletion).
     pub fn invalidate_access(&self, user_id: Uuid) {
         self.access_counter(user_id).fetch_add(1, Ordering::AcqRel);
         self.invalidate_user(user_id);

@@ -1,12 +1,12 @@
 //! Effective permissions of user subjects, resolved live from the database
 //! through a cache. Every write that can change what a user may do calls,
 //! after its commit, `App::access_changed` when it touches one user alone
-//! (its status, deletion, tenant memberships, its own grants, a password
-//! change or reset, an accepted invitation), which
+//! (its status, deletion, tenant memberships, roles, groups and direct
+//! grants, a password change or reset, an accepted invitation), which
 //! outdates that user's entries, or `App::directory_changed` when it can
-//! touch many (role permissions, group membership and roles, global roles),
-//! which outdates every entry (see [`crate::cache`] for why this is
-//! race-free).
+//! touch many (a role's permissions, a group's roles, a deleted role or
+//! group, a tenant, the permission catalog), which outdates every entry
+//! (see [`crate::cache`] for why this is race-free).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
