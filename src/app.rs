@@ -17,7 +17,10 @@ use crate::{
     },
     error::Result,
     mail::Mailer,
-    store::{self, PoolSettings, invalidation::ListenerEvent},
+    store::{
+        self, PoolSettings,
+        invalidation::{Change, ListenerEvent},
+    },
 };
 
 pub struct App {
@@ -69,30 +72,35 @@ impl App {
         Ok(app)
     }
 
-    /// After a commit that can change what someone may do, or anything
-    /// shared by many users' records (roles, groups, tenants, memberships):
-    /// outdates this replica's cached entries and tells the other replicas to
-    /// do the same, before the call answers.
+    /// After a commit that can change what users of more than one tenant
+    /// may do or show (a global role, a tenant, the permission catalog):
+    /// outdates every cached entry on this replica and tells the other
+    /// replicas to do the same, before the call answers.
     pub async fn directory_changed(&self) {
-        self.freshness.invalidate_all();
-        self.notify_replicas(None).await;
+        self.changed(Change::Directory).await;
+    }
+
+    /// After a commit that changes one tenant's own roles or groups: outdates
+    /// what every user may do in that tenant and their records as seen from
+    /// it, here and on the other replicas, before the call answers.
+    pub async fn tenant_roles_changed(&self, tenant_id: Uuid) {
+        self.changed(Change::Tenant(tenant_id)).await;
     }
 
     /// After a commit that changes what one user may do, and nothing any
     /// other user may do or shows: its status, tenant memberships, roles,
-    /// groups or direct grants, its password's state, its deletion. Outdates the user's access and records on
-    /// this replica and tells the other replicas to do the same, before the
-    /// call answers.
+    /// groups or direct grants, its password's state, its deletion. Outdates
+    /// the user's access and records here and on the other replicas, before
+    /// the call answers.
     pub async fn access_changed(&self, user_id: Uuid) {
-        self.freshness.invalidate_access(user_id);
-        self.notify_replicas(Some(user_id)).await;
+        self.changed(Change::User(user_id)).await;
     }
 
     /// After a commit that changes only one user's own record (its row, its
     /// devices) and nothing it may do.
     pub async fn user_changed(&self, user_id: Uuid) {
         self.freshness.invalidate_user(user_id);
-        self.notify_replicas(Some(user_id)).await;
+        self.notify_replicas(Change::User(user_id)).await;
     }
 
     /// After a login's commit, which set only the user's `last_connection`:
@@ -100,11 +108,16 @@ impl App {
     /// `tenant_id` stays, with the new value.
     pub async fn user_connected(&self, tenant_id: Uuid, user_id: Uuid, at: DateTime<Utc>) {
         self.user_records.connected(tenant_id, user_id, at);
-        self.notify_replicas(Some(user_id)).await;
+        self.notify_replicas(Change::User(user_id)).await;
     }
 
-    async fn notify_replicas(&self, user_id: Option<Uuid>) {
-        if let Err(error) = store::invalidation::notify(&self.db, user_id).await {
+    async fn changed(&self, change: Change) {
+        outdate(&self.freshness, change);
+        self.notify_replicas(change).await;
+    }
+
+    async fn notify_replicas(&self, change: Change) {
+        if let Err(error) = store::invalidation::notify(&self.db, change).await {
             // The listeners' reconnect logic covers a lost notification only
             // when their connection drops; a failed NOTIFY means ours is down,
             // and the other replicas will see the same outage.
@@ -122,12 +135,20 @@ impl App {
         freshness.set_bypass(true);
         store::invalidation::listen(self.config.database_url(), move |event| match event {
             ListenerEvent::Listening => freshness.set_bypass(false),
-            ListenerEvent::Changed(None) => freshness.invalidate_all(),
-            // Another replica's change to one user: its access too, whichever
-            // kind of change it was (the notification does not say).
-            ListenerEvent::Changed(Some(user_id)) => freshness.invalidate_access(user_id),
+            ListenerEvent::Changed(change) => outdate(&freshness, change),
             ListenerEvent::Lost => freshness.set_bypass(true),
         })
         .await;
+    }
+}
+
+/// Outdates the cached entries a change outdates. A change to one user
+/// outdates its access too: another replica's notice does not say whether
+/// it changed only the user's record.
+fn outdate(freshness: &Freshness, change: Change) {
+    match change {
+        Change::Directory => freshness.invalidate_all(),
+        Change::Tenant(tenant_id) => freshness.invalidate_tenant(tenant_id),
+        Change::User(user_id) => freshness.invalidate_access(user_id),
     }
 }

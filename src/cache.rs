@@ -8,12 +8,13 @@
 //! never keeps a stale entry, since whatever it stores carries the stamp from
 //! before the bump.
 //!
-//! Three scopes: the whole directory (roles, groups, tenants, permissions,
-//! anything shared between users); what one user may do (its status,
-//! memberships and grants), which also outdates its record; and one user's
-//! record alone (a login's `last_connection`, the user's devices). Users map
-//! onto fixed arrays of counters; two users sharing one only cost each other
-//! a cache miss.
+//! Four scopes: the whole directory (global roles, tenants, the permission
+//! catalog); one tenant's roles and groups, which outdates what every user
+//! may do in that tenant and their records as seen from it; what one user
+//! may do (its status, memberships and grants), which also outdates its
+//! records; and one user's records alone (a login's `last_connection`, the
+//! user's devices). Users and tenants map onto fixed arrays of counters; two
+//! sharing one only cost each other a cache miss.
 
 use std::{
     hash::Hash,
@@ -29,12 +30,18 @@ use uuid::Uuid;
 /// miss each time, so there are many.
 const USER_SHARDS: usize = 8192;
 
+/// Counters for per-tenant invalidation (8 KiB): a tenant's roles and groups
+/// change rarely.
+const TENANT_SHARDS: usize = 1024;
+
 #[derive(Debug)]
 pub struct Freshness {
     epoch: AtomicU64,
     /// Set while invalidations from other replicas may be missed (the
     /// PostgreSQL listener is disconnected): no stamp is current.
     bypass: AtomicBool,
+    /// Per-tenant counters of roles and groups.
+    tenants: Box<[AtomicU64]>,
     /// Per-user counters of records (what GetUser shows).
     users: Box<[AtomicU64]>,
     /// Per-user counters of access (what a user may do). Separate from the
@@ -43,11 +50,35 @@ pub struct Freshness {
     access: Box<[AtomicU64]>,
 }
 
+/// What a cached entry is about, and so which changes outdate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// Shared by every tenant (a tenant's id by its slug): only a change to
+    /// the whole directory.
+    Directory,
+    /// A user's record as seen from a tenant.
+    Record { tenant_id: Uuid, user_id: Uuid },
+    /// What a user may do in a tenant.
+    Access { tenant_id: Uuid, user_id: Uuid },
+}
+
 /// The counters an entry was read under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     epoch: u64,
+    tenant: u64,
     user: u64,
+}
+
+fn counters(len: usize) -> Box<[AtomicU64]> {
+    (0..len).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// The counter of `id` among `counters`. UUIDv7 and v4 both end in random
+/// bits.
+fn counter_of(counters: &[AtomicU64], id: Uuid) -> &AtomicU64 {
+    let (_, low) = id.as_u64_pair();
+    &counters[(low % counters.len() as u64) as usize]
 }
 
 impl Default for Freshness {
@@ -55,83 +86,78 @@ impl Default for Freshness {
         Self {
             epoch: AtomicU64::new(0),
             bypass: AtomicBool::new(false),
-            users: (0..USER_SHARDS).map(|_| AtomicU64::new(0)).collect(),
-            access: (0..USER_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+            tenants: counters(TENANT_SHARDS),
+            users: counters(USER_SHARDS),
+            access: counters(USER_SHARDS),
         }
     }
 }
 
 impl Freshness {
-    fn shard(user_id: Uuid) -> usize {
-        // UUIDv7 and v4 both end in random bits.
-        let (_, low) = user_id.as_u64_pair();
-        (low % USER_SHARDS as u64) as usize
-    }
-
-    fn user_counter(&self, user_id: Uuid) -> &AtomicU64 {
-        &self.users[Self::shard(user_id)]
-    }
-
-    fn access_counter(&self, user_id: Uuid) -> &AtomicU64 {
-        &self.access[Self::shard(user_id)]
-    }
-
-    /// The stamp to store with an entry about `user_id` (or about no user in
-    /// particular), read before the entry's query.
-    pub fn stamp(&self, user_id: Option<Uuid>) -> Stamp {
-        Stamp {
-            epoch: self.epoch.load(Ordering::Acquire),
-            user: user_id.map_or(0, |id| self.user_counter(id).load(Ordering::Acquire)),
+    /// The stamp to store with an entry about `subject`, read before the
+    /// entry's query.
+    pub fn stamp(&self, subject: Subject) -> Stamp {
+        let load = |counters: &[AtomicU64], id| counter_of(counters, id).load(Ordering::Acquire);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        match subject {
+            Subject::Directory => Stamp {
+                epoch,
+                tenant: 0,
+                user: 0,
+            },
+            Subject::Record { tenant_id, user_id } => Stamp {
+                epoch,
+                tenant: load(&self.tenants, tenant_id),
+                user: load(&self.users, user_id),
+            },
+            Subject::Access { tenant_id, user_id } => Stamp {
+                epoch,
+                tenant: load(&self.tenants, tenant_id),
+                user: load(&self.access, user_id),
+            },
         }
     }
 
-    /// Whether an entry read under `stamp` may still be used.
-    pub fn is_current(&self, stamp: Stamp, user_id: Option<Uuid>) -> bool {
-        !self.bypass.load(Ordering::Acquire) && stamp == self.stamp(user_id)
-    }
-
-    /// The stamp to store with an entry about what `user_id` may do, read
-    /// before the entry's query.
-    pub fn access_stamp(&self, user_id: Uuid) -> Stamp {
-        Stamp {
-            epoch: self.epoch.load(Ordering::Acquire),
-            user: self.access_counter(user_id).load(Ordering::Acquire),
-        }
-    }
-
-    /// Whether an access entry read under `stamp` may still be used.
-    pub fn is_access_current(&self, stamp: Stamp, user_id: Uuid) -> bool {
-        !self.bypass.load(Ordering::Acquire) && stamp == self.access_stamp(user_id)
+    /// Whether an entry about `subject` read under `stamp` may still be used.
+    pub fn is_current(&self, stamp: Stamp, subject: Subject) -> bool {
+        !self.bypass.load(Ordering::Acquire) && stamp == self.stamp(subject)
     }
 
     /// Outdates every entry. Call after committing a change that can affect
-    /// more than one user.
+    /// users in more than one tenant.
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Outdates what every user may do in one tenant and their records as
+    /// seen from it. Call after committing a change to the tenant's own
+    /// roles or groups.
+    pub fn invalidate_tenant(&self, tenant_id: Uuid) {
+        counter_of(&self.tenants, tenant_id).fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Outdates the records of one user.
     pub fn invalidate_user(&self, user_id: Uuid) {
-        self.user_counter(user_id).fetch_add(1, Ordering::AcqRel);
+        counter_of(&self.users, user_id).fetch_add(1, Ordering::AcqRel);
     }
 
     /// Outdates what one user may do and its records. Call after committing
     /// a change to the user's status, memberships, grants or password state
     /// (or its deletion).
     pub fn invalidate_access(&self, user_id: Uuid) {
-        self.access_counter(user_id).fetch_add(1, Ordering::AcqRel);
+        counter_of(&self.access, user_id).fetch_add(1, Ordering::AcqRel);
         self.invalidate_user(user_id);
     }
 
-    /// Outdates the entries about one user, as [`Self::invalidate_user`]
-    /// does, after a commit whose change to one of them the writer knows:
-    /// returns the stamp under which that entry, read under `read`, may be
-    /// stored again with the change applied. `None` when there is no such
-    /// entry or another write outdated it since it was read. (A write that
-    /// has committed but not yet invalidated outdates the stored entry when
-    /// it does.)
-    pub fn invalidate_user_after(&self, user_id: Uuid, read: Option<Stamp>) -> Option<Stamp> {
-        let counter = self.user_counter(user_id);
+    /// Outdates the records of one user, as [`Self::invalidate_user`] does,
+    /// after a commit whose change to its record as seen from `tenant_id` the
+    /// writer knows: returns the stamp under which that record, read under
+    /// `read`, may be stored again with the change applied. `None` when there
+    /// is no such entry or another write outdated it since it was read. (A
+    /// write that has committed but not yet invalidated outdates the stored
+    /// entry when it does.)
+    pub fn invalidate_user_after(&self, tenant_id: Uuid, user_id: Uuid, read: Option<Stamp>) -> Option<Stamp> {
+        let counter = counter_of(&self.users, user_id);
         let advance = |read: &Stamp| {
             counter
                 .compare_exchange(read.user, read.user + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -145,7 +171,8 @@ impl Freshness {
             user: read.user + 1,
             ..read
         };
-        self.is_current(updated, Some(user_id)).then_some(updated)
+        self.is_current(updated, Subject::Record { tenant_id, user_id })
+            .then_some(updated)
     }
 
     /// Turns the caches off (`true`) while other replicas' invalidations may
@@ -211,99 +238,142 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stamps_expire_by_scope() {
-        let freshness = Freshness::default();
-        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let of_alice = freshness.stamp(Some(alice));
-        let shared = freshness.stamp(None);
-        assert!(freshness.is_current(of_alice, Some(alice)));
+    fn record(tenant_id: Uuid, user_id: Uuid) -> Subject {
+        Subject::Record { tenant_id, user_id }
+    }
 
-        freshness.invalidate_user(alice);
-        assert!(!freshness.is_current(of_alice, Some(alice)));
-        assert!(freshness.is_current(shared, None));
-        let of_bob = freshness.stamp(Some(bob));
-        assert!(freshness.is_current(of_bob, Some(bob)));
-
-        freshness.invalidate_all();
-        assert!(!freshness.is_current(of_bob, Some(bob)));
-        assert!(!freshness.is_current(shared, None));
-
-        let now = freshness.stamp(Some(bob));
-        freshness.set_bypass(true);
-        assert!(!freshness.is_current(freshness.stamp(Some(bob)), Some(bob)));
-        freshness.set_bypass(false);
-        assert!(
-            !freshness.is_current(now, Some(bob)),
-            "a bypass outdates what was read before it"
-        );
-        assert!(freshness.is_current(freshness.stamp(Some(bob)), Some(bob)));
+    fn access(tenant_id: Uuid, user_id: Uuid) -> Subject {
+        Subject::Access { tenant_id, user_id }
     }
 
     #[test]
-    fn access_is_outdated_by_its_user_or_the_directory_not_by_a_record_change() {
+    fn stamps_expire_by_scope() {
         let freshness = Freshness::default();
+        let tenant = Uuid::now_v7();
+        let alice_id = Uuid::now_v7();
+        let (alice, bob) = (record(tenant, alice_id), record(tenant, Uuid::now_v7()));
+        let of_alice = freshness.stamp(alice);
+        let shared = freshness.stamp(Subject::Directory);
+        assert!(freshness.is_current(of_alice, alice));
+
+        freshness.invalidate_user(alice_id);
+        assert!(!freshness.is_current(of_alice, alice));
+        assert!(freshness.is_current(shared, Subject::Directory));
+        let of_bob = freshness.stamp(bob);
+        assert!(freshness.is_current(of_bob, bob));
+
+        freshness.invalidate_all();
+        assert!(!freshness.is_current(of_bob, bob));
+        assert!(!freshness.is_current(shared, Subject::Directory));
+
+        let now = freshness.stamp(bob);
+        freshness.set_bypass(true);
+        assert!(!freshness.is_current(freshness.stamp(bob), bob));
+        freshness.set_bypass(false);
+        assert!(
+            !freshness.is_current(now, bob),
+            "a bypass outdates what was read before it"
+        );
+        assert!(freshness.is_current(freshness.stamp(bob), bob));
+    }
+
+    #[test]
+    fn access_is_outdated_by_its_user_its_tenant_or_the_directory_not_by_a_record_change() {
+        let freshness = Freshness::default();
+        let tenant = Uuid::now_v7();
         let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let access_of_alice = freshness.access_stamp(alice);
-        let access_of_bob = freshness.access_stamp(bob);
-        let record_of_alice = freshness.stamp(Some(alice));
+        let access_of_alice = freshness.stamp(access(tenant, alice));
+        let access_of_bob = freshness.stamp(access(tenant, bob));
+        let record_of_alice = freshness.stamp(record(tenant, alice));
 
         // A login or a device: the record only.
         freshness.invalidate_user(alice);
-        assert!(freshness.is_access_current(access_of_alice, alice));
-        assert!(!freshness.is_current(record_of_alice, Some(alice)));
+        assert!(freshness.is_current(access_of_alice, access(tenant, alice)));
+        assert!(!freshness.is_current(record_of_alice, record(tenant, alice)));
 
         // Alice's status or grants: her access and her record, not Bob's.
-        let record_of_alice = freshness.stamp(Some(alice));
-        let record_of_bob = freshness.stamp(Some(bob));
+        let record_of_alice = freshness.stamp(record(tenant, alice));
+        let record_of_bob = freshness.stamp(record(tenant, bob));
         freshness.invalidate_access(alice);
-        assert!(!freshness.is_access_current(access_of_alice, alice));
-        assert!(!freshness.is_current(record_of_alice, Some(alice)));
-        assert!(freshness.is_access_current(access_of_bob, bob));
-        assert!(freshness.is_current(record_of_bob, Some(bob)));
+        assert!(!freshness.is_current(access_of_alice, access(tenant, alice)));
+        assert!(!freshness.is_current(record_of_alice, record(tenant, alice)));
+        assert!(freshness.is_current(access_of_bob, access(tenant, bob)));
+        assert!(freshness.is_current(record_of_bob, record(tenant, bob)));
 
         // The directory: everyone's.
         freshness.invalidate_all();
-        assert!(!freshness.is_access_current(access_of_bob, bob));
-        let access_of_bob = freshness.access_stamp(bob);
+        assert!(!freshness.is_current(access_of_bob, access(tenant, bob)));
+        let access_of_bob = freshness.stamp(access(tenant, bob));
         freshness.set_bypass(true);
-        assert!(!freshness.is_access_current(freshness.access_stamp(bob), bob));
+        assert!(!freshness.is_current(freshness.stamp(access(tenant, bob)), access(tenant, bob)));
         freshness.set_bypass(false);
         assert!(
-            !freshness.is_access_current(access_of_bob, bob),
+            !freshness.is_current(access_of_bob, access(tenant, bob)),
             "a bypass outdates it too"
+        );
+    }
+
+    #[test]
+    fn a_tenants_roles_outdate_its_entries_only() {
+        let freshness = Freshness::default();
+        let (changed, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let user = Uuid::now_v7();
+        let subjects = [
+            access(changed, user),
+            record(changed, user),
+            access(other, user),
+            record(other, user),
+            Subject::Directory,
+        ];
+        let stamps = subjects.map(|subject| freshness.stamp(subject));
+        freshness.invalidate_tenant(changed);
+        let current = std::array::from_fn::<_, 5, _>(|i| freshness.is_current(stamps[i], subjects[i]));
+        assert_eq!(
+            current,
+            [false, false, true, true, true],
+            "the user's access and record in the changed tenant, nothing else"
         );
     }
 
     #[test]
     fn a_writer_keeps_an_entry_only_if_nothing_else_outdated_it() {
         let freshness = Freshness::default();
-        let alice = Uuid::now_v7();
-        let read = freshness.stamp(Some(alice));
-        let kept = freshness.invalidate_user_after(alice, Some(read));
-        assert!(!freshness.is_current(read, Some(alice)), "the old stamp is outdated");
+        let (tenant, alice) = (Uuid::now_v7(), Uuid::now_v7());
+        let subject = record(tenant, alice);
+        let read = freshness.stamp(subject);
+        let kept = freshness.invalidate_user_after(tenant, alice, Some(read));
+        assert!(!freshness.is_current(read, subject), "the old stamp is outdated");
         let kept = kept.expect("nothing else wrote since the read");
-        assert!(freshness.is_current(kept, Some(alice)));
+        assert!(freshness.is_current(kept, subject));
 
         freshness.invalidate_user(alice);
         assert_eq!(
-            freshness.invalidate_user_after(alice, Some(kept)),
+            freshness.invalidate_user_after(tenant, alice, Some(kept)),
             None,
             "another write came between"
         );
-        assert!(!freshness.is_current(kept, Some(alice)));
+        assert!(!freshness.is_current(kept, subject));
 
-        let read = freshness.stamp(Some(alice));
-        freshness.invalidate_all();
+        for wider in [
+            |f: &Freshness, _| f.invalidate_all(),
+            |f: &Freshness, t| f.invalidate_tenant(t),
+        ] {
+            let read = freshness.stamp(subject);
+            wider(&freshness, tenant);
+            assert_eq!(
+                freshness.invalidate_user_after(tenant, alice, Some(read)),
+                None,
+                "outdated by a wider write"
+            );
+        }
+        let read = freshness.stamp(subject);
         assert_eq!(
-            freshness.invalidate_user_after(alice, Some(read)),
+            freshness.invalidate_user_after(tenant, alice, None),
             None,
-            "outdated by a wider write"
+            "no entry to keep"
         );
-        let read = freshness.stamp(Some(alice));
-        assert_eq!(freshness.invalidate_user_after(alice, None), None, "no entry to keep");
         assert!(
-            !freshness.is_current(read, Some(alice)),
+            !freshness.is_current(read, subject),
             "yet the user's entries are outdated"
         );
     }

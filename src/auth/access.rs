@@ -3,10 +3,12 @@
 //! after its commit, `App::access_changed` when it touches one user alone
 //! (its status, deletion, tenant memberships, roles, groups and direct
 //! grants, a password change or reset, an accepted invitation), which
-//! outdates that user's entries, or `App::directory_changed` when it can
-//! touch many (a role's permissions, a group's roles, a deleted role or
-//! group, a tenant, the permission catalog), which outdates every entry
-//! (see [`crate::cache`] for why this is race-free).
+//! outdates that user's entries; `App::tenant_roles_changed` when it
+//! changes a tenant's own roles or groups (a role's permissions, a group's
+//! roles, a deleted role or group), which outdates that tenant's entries;
+//! or `App::directory_changed` when it can touch several tenants (a global
+//! role, a tenant, the permission catalog), which outdates every entry (see
+//! [`crate::cache`] for why this is race-free).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -15,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::principal::PermissionSet,
-    cache::{Cache, Freshness, Stamp},
+    cache::{Cache, Freshness, Stamp, Subject},
     error::Result,
     store::{
         self,
@@ -116,15 +118,16 @@ impl AccessCache {
         user_id: Uuid,
         tenant_id: Uuid,
     ) -> Result<Arc<UserAccess>> {
-        // A change to what this user may do, or to the whole directory,
-        // outdates the entry; a change to its record alone (a login, a
-        // device) leaves it current.
+        // A change to what this user may do, to the tenant's roles and
+        // groups, or to the whole directory, outdates the entry; a change to
+        // its record alone (a login, a device) leaves it current.
+        let subject = Subject::Access { tenant_id, user_id };
         if let Some((stamp, access)) = self.entries.get(&(user_id, tenant_id))
-            && self.freshness.is_access_current(stamp, user_id)
+            && self.freshness.is_current(stamp, subject)
         {
             return Ok(access);
         }
-        let stamp = self.freshness.access_stamp(user_id);
+        let stamp = self.freshness.stamp(subject);
         let access = Arc::new(load(db, user_id, tenant_id).await?);
         self.entries.insert((user_id, tenant_id), (stamp, access.clone()));
         Ok(access)
@@ -133,11 +136,11 @@ impl AccessCache {
     /// The id of the tenant named by id or slug, if it exists.
     pub async fn tenant_id(&self, db: &DatabaseConnection, id_or_slug: &str) -> Result<Option<Uuid>> {
         if let Some((stamp, id)) = self.tenants.get(id_or_slug)
-            && self.freshness.is_current(stamp, None)
+            && self.freshness.is_current(stamp, Subject::Directory)
         {
             return Ok(id);
         }
-        let stamp = self.freshness.stamp(None);
+        let stamp = self.freshness.stamp(Subject::Directory);
         let id = store::tenants::resolve(db, id_or_slug).await?.map(|t| t.id);
         self.tenants.insert(id_or_slug.to_owned(), (stamp, id));
         Ok(id)

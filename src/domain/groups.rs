@@ -196,7 +196,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
     audit::record(&txn, caller, Target::Group(id), &fields).await?;
     txn.commit().await?;
     // Members' records show the group's name and description.
-    app.directory_changed().await;
+    app.tenant_roles_changed(group.tenant_id).await;
     let group = find(app, caller, id).await?;
     full_record(app, group).await
 }
@@ -204,12 +204,12 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
 /// Deletes the group; its members lose the roles it gave them at once.
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
-    find(app, caller, id).await?;
+    let group = find(app, caller, id).await?;
     let txn = app.writer.begin().await?;
     store::groups::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::Group(id), &[]).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    app.tenant_roles_changed(group.tenant_id).await;
     Ok(())
 }
 

@@ -185,7 +185,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
         violations.add("remove_permissions", format!("{both} is both added and removed"));
     }
     violations.finish()?;
-    writable(app, caller, id).await?;
+    let role = writable(app, caller, id).await?;
     caller.require_all(&add)?;
     let mut fields = vec!["version"];
     if name.is_some() {
@@ -211,7 +211,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     audit::record(&txn, caller, Target::Role(id), &fields).await?;
     txn.commit().await?;
     // Holders' records show the role's name, description and permissions.
-    app.directory_changed().await;
+    roles_changed(app, &role).await;
     let role = visible(app, caller, id).await?;
     with_permissions(app, role).await
 }
@@ -220,7 +220,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
 /// FAILED_PRECONDITION unless `force`; with `force` the grants go with it.
 pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Result<()> {
     let id = validate::id("id", id)?;
-    writable(app, caller, id).await?;
+    let role = writable(app, caller, id).await?;
     let txn = app.writer.begin().await?;
     if !store::roles::delete(&txn, id, force).await? {
         return Err(Error::FailedPrecondition(
@@ -229,8 +229,17 @@ pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Res
     }
     audit::record(&txn, caller, Target::Role(id), &[]).await?;
     txn.commit().await?;
-    app.directory_changed().await;
+    roles_changed(app, &role).await;
     Ok(())
+}
+
+/// After a commit that changed `role`: a tenant's role outdates what holds
+/// in that tenant, a global role what holds in every tenant.
+async fn roles_changed(app: &App, role: &role::Model) {
+    match role.tenant_id {
+        Some(tenant_id) => app.tenant_roles_changed(tenant_id).await,
+        None => app.directory_changed().await,
+    }
 }
 
 /// The caller holds every permission of these roles (granting them is no escalation).

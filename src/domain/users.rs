@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     app::App,
     auth::Principal,
-    cache::{Cache, Freshness, Stamp},
+    cache::{Cache, Freshness, Stamp, Subject},
     domain::{
         audit::{self, Target},
         credentials, grants, groups,
@@ -71,9 +71,10 @@ impl UserRecord {
 /// FULL user records as seen from a tenant, read on the GetUser and WhoAmI
 /// paths: a warm call makes no database round trip. Every write that changes
 /// a record outdates it after its commit (`App::directory_changed` for
-/// changes that can touch many users, `App::access_changed` for one user's
-/// status, memberships and grants, `App::user_changed` for one user's own
-/// row and devices).
+/// changes shared between tenants, `App::tenant_roles_changed` for one
+/// tenant's roles and groups, `App::access_changed` for one user's status,
+/// memberships and grants, `App::user_changed` for one user's own row and
+/// devices).
 #[derive(Debug)]
 pub struct UserRecordCache {
     freshness: Arc<Freshness>,
@@ -92,13 +93,13 @@ impl UserRecordCache {
     /// The FULL record of a user (member of the tenant or not) as seen from
     /// the tenant; `None` when there is no such user.
     async fn get(&self, app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Option<Arc<UserRecord>>> {
-        let user = Some(user_id);
+        let subject = Subject::Record { tenant_id, user_id };
         if let Some((stamp, record)) = self.entries.get(&(tenant_id, user_id))
-            && self.freshness.is_current(stamp, user)
+            && self.freshness.is_current(stamp, subject)
         {
             return Ok(Some(record));
         }
-        let stamp = self.freshness.stamp(user);
+        let stamp = self.freshness.stamp(subject);
         let Some(record) = record_in(app, tenant_id, user_id).await? else {
             return Ok(None);
         };
@@ -117,7 +118,7 @@ impl UserRecordCache {
         let cached = self.entries.get(&key);
         let kept = self
             .freshness
-            .invalidate_user_after(user_id, cached.as_ref().map(|(read, _)| *read));
+            .invalidate_user_after(tenant_id, user_id, cached.as_ref().map(|(read, _)| *read));
         if let (Some(stamp), Some((_, record))) = (kept, cached) {
             let mut record = UserRecord::clone(&record);
             record.user.last_connection = Some(at);
@@ -138,14 +139,20 @@ impl UserRecordCache {
         let mut details = HashMap::with_capacity(users.len());
         let mut missing = Vec::new();
         for user in users {
-            match self.entries.get(&(tenant_id, user.id)) {
-                Some((stamp, record)) if self.freshness.is_current(stamp, Some(user.id)) => match &record.details {
-                    Some(cached) => {
-                        details.insert(user.id, cached.clone());
-                    }
-                    None => missing.push(user.id),
-                },
-                _ => missing.push(user.id),
+            let subject = Subject::Record {
+                tenant_id,
+                user_id: user.id,
+            };
+            let cached = self
+                .entries
+                .get(&(tenant_id, user.id))
+                .filter(|(stamp, _)| self.freshness.is_current(*stamp, subject))
+                .and_then(|(_, record)| record.details.clone());
+            match cached {
+                Some(cached) => {
+                    details.insert(user.id, cached);
+                }
+                None => missing.push(user.id),
             }
         }
         details.extend(store::users::load_details(&app.db, tenant_id, &missing).await?);

@@ -1,7 +1,7 @@
 //! Cross-replica invalidation of the caches on PostgreSQL: a write sends
-//! `NOTIFY castellan_access` after its commit, with a user id as payload when
-//! it changed only that user's record, empty when it changed more; every
-//! replica LISTENs and outdates its cached entries likewise.
+//! `NOTIFY castellan_access` after its commit, saying what it changed (see
+//! [`Change`]); every replica LISTENs and outdates its cached entries
+//! likewise.
 
 use std::time::Duration;
 
@@ -12,12 +12,47 @@ use crate::error::Result;
 
 const CHANNEL: &str = "castellan_access";
 
+const TENANT_PREFIX: &str = "tenant:";
+
+/// What a write changed, as the replicas tell each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Anything shared between tenants (payload: empty).
+    Directory,
+    /// One tenant's roles or groups (payload: `tenant:` and its id).
+    Tenant(Uuid),
+    /// One user: what it may do, or its record alone (payload: its id). The
+    /// payload does not say which, so a listener outdates both.
+    User(Uuid),
+}
+
+impl Change {
+    fn payload(self) -> String {
+        match self {
+            Self::Directory => String::new(),
+            Self::Tenant(id) => format!("{TENANT_PREFIX}{id}"),
+            Self::User(id) => id.to_string(),
+        }
+    }
+
+    /// Anything not understood (a newer replica's payload, say) outdates
+    /// everything.
+    fn from_payload(payload: &str) -> Self {
+        let parsed = match payload.strip_prefix(TENANT_PREFIX) {
+            Some(tenant) => tenant.parse().map(Self::Tenant),
+            None => payload.parse().map(Self::User),
+        };
+        parsed.unwrap_or(Self::Directory)
+    }
+}
+
 /// Tells the other replicas (no-op on SQLite, which has one process).
-pub async fn notify(db: &DatabaseConnection, user_id: Option<Uuid>) -> Result<()> {
+pub async fn notify(db: &DatabaseConnection, change: Change) -> Result<()> {
     if db.get_database_backend() == DbBackend::Postgres {
-        // A UUID's text form needs no quoting beyond the literal's quotes.
-        let payload = user_id.map(|id| id.to_string()).unwrap_or_default();
-        db.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{payload}'")).await?;
+        // A UUID's text form and the prefix need no quoting beyond the
+        // literal's quotes.
+        db.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", change.payload()))
+            .await?;
     }
     Ok(())
 }
@@ -27,9 +62,8 @@ pub async fn notify(db: &DatabaseConnection, user_id: Option<Uuid>) -> Result<()
 pub enum ListenerEvent {
     /// Subscribed: notifications arrive from now on.
     Listening,
-    /// Another replica (or this one) changed one user's record (`Some`) or
-    /// more (`None`).
-    Changed(Option<Uuid>),
+    /// Another replica (or this one) made a change.
+    Changed(Change),
     /// The connection was lost: notifications may have been missed until the
     /// next `Listening`.
     Lost,
@@ -50,8 +84,7 @@ pub async fn listen(url: String, on_event: impl Fn(ListenerEvent) + Send + 'stat
                 on_event(ListenerEvent::Listening);
                 // `try_recv` answers `None` when the connection drops.
                 while let Ok(Some(notification)) = listener.try_recv().await {
-                    // Anything but one user's id outdates everything.
-                    on_event(ListenerEvent::Changed(notification.payload().parse().ok()));
+                    on_event(ListenerEvent::Changed(Change::from_payload(notification.payload())));
                 }
                 tracing::warn!("access invalidation listener lost its connection; reconnecting");
             }
@@ -60,5 +93,21 @@ pub async fn listen(url: String, on_event: impl Fn(ListenerEvent) + Send + 'stat
         on_event(ListenerEvent::Lost);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_say_what_changed_and_anything_else_outdates_everything() {
+        let (tenant, user) = (Uuid::now_v7(), Uuid::now_v7());
+        for change in [Change::Directory, Change::Tenant(tenant), Change::User(user)] {
+            assert_eq!(Change::from_payload(&change.payload()), change);
+        }
+        for unknown in ["tenant:", "tenant:x", "group:0190c3a4-0000-7000-8000-000000000000", "?"] {
+            assert_eq!(Change::from_payload(unknown), Change::Directory, "{unknown}");
+        }
     }
 }

@@ -896,6 +896,109 @@ async fn role_and_group_changes_take_effect_on_the_next_call() {
     );
 }
 
+/// A global role's change reaches every tenant it is used in, not only the
+/// tenant of whoever changed it; a tenant's roles and groups outdate that
+/// tenant's entries only (the cache's own tests hold the scopes apart).
+#[tokio::test]
+async fn a_global_roles_change_takes_effect_in_every_tenant_at_once() {
+    let app = TestApp::spawn().await;
+    let elsewhere = app.create_tenant("elsewhere").await;
+    let operator = app.global_token(&["*"]);
+    let auditors = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                name: "auditors".into(),
+                permissions: vec!["users:read".into()],
+                global: true,
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .expect("create a global role")
+        .into_inner();
+    let actor = app
+        .create_users(vec![crate::helpers::active_draft("auditor@example.com")])
+        .await
+        .remove(0);
+    app.users()
+        .update_user_roles(authed(
+            pb::UpdateUserRolesRequest {
+                id: actor.id.clone(),
+                add_role_ids: vec![auditors.id.clone()],
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .expect("grant the global role");
+    let target = app
+        .create_users_in(elsewhere, vec![draft("target@example.com")])
+        .await
+        .remove(0);
+    let token = app.user_token(&actor.id, app.tenant_id);
+    let elsewhere = elsewhere.to_string();
+    let in_elsewhere = || async {
+        let mut users = app.users();
+        let read = users
+            .get_user(authed_in(GetUserRequest { id: target.id.clone() }, &token, &elsewhere))
+            .await
+            .map_or_else(|s| s.code(), |_| Code::Ok);
+        let me = users
+            .who_am_i(authed_in(WhoAmIRequest {}, &token, &elsewhere))
+            .await
+            .expect("whoami elsewhere")
+            .into_inner();
+        (
+            read,
+            me.roles.into_iter().flat_map(|r| r.permissions).collect::<Vec<_>>(),
+        )
+    };
+    let granted = (Code::Ok, vec!["users:read".to_owned()]);
+    assert_eq!(in_elsewhere().await, granted);
+    assert_eq!(in_elsewhere().await, granted, "and again, from the caches");
+
+    let update = |version: i32, add: Vec<String>, remove: Vec<String>| pb::UpdateRoleRequest {
+        id: auditors.id.clone(),
+        version,
+        add_permissions: add,
+        remove_permissions: remove,
+        ..Default::default()
+    };
+    app.roles()
+        .update_role(authed(update(1, vec![], vec!["users:read".into()]), &operator))
+        .await
+        .expect("narrow the global role");
+    assert_eq!(
+        in_elsewhere().await,
+        (Code::PermissionDenied, vec![]),
+        "the change shows in the other tenant at once"
+    );
+    app.roles()
+        .update_role(authed(update(2, vec!["users:read".into()], vec![]), &operator))
+        .await
+        .expect("widen it again");
+    assert_eq!(in_elsewhere().await, granted);
+    app.roles()
+        .delete_role(authed(
+            pb::DeleteRoleRequest {
+                id: auditors.id.clone(),
+                force: true,
+            },
+            &operator,
+        ))
+        .await
+        .expect("delete the global role");
+    let mut users = app.users();
+    expect_code(
+        users
+            .get_user(authed_in(GetUserRequest { id: target.id.clone() }, &token, &elsewhere))
+            .await,
+        Code::PermissionDenied,
+    );
+}
+
 #[tokio::test]
 async fn callers_grant_only_roles_whose_permissions_they_hold() {
     let app = TestApp::spawn().await;

@@ -23,7 +23,7 @@ async fn the_bench_runs_and_reports_json() {
         "--server-bin",
         env!("CARGO_BIN_EXE_castellan"),
         "--scenario",
-        "health,get-user,get-user-beside-edits,list-users-deep-token,check-permission,login",
+        "health,get-user,get-user-beside-edits,get-user-beside-role-edits,list-users-deep-token,check-permission,login",
         "--duration",
         "1s",
         "--warmup",
@@ -60,12 +60,14 @@ async fn the_bench_runs_and_reports_json() {
             "check-permission",
             "get-user",
             "get-user-beside-edits",
+            "get-user-beside-role-edits",
             "list-users-deep-token",
             "login"
         ]
     );
     for scenario in scenarios {
-        // Every load of it (the reads beside the edits, and the edits).
+        // Every load of it (the reads beside the edits, and the edits, each
+        // carrying the version the one before returned).
         for load in scenario["loads"].as_array().expect("loads") {
             assert!(load["requests"].as_u64().unwrap_or(0) > 0, "no requests: {scenario}");
             assert_eq!(load["errors"].as_u64(), Some(0), "errors: {scenario}");

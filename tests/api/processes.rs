@@ -197,9 +197,33 @@ async fn two_replicas_agree_on_revocations_at_once() {
         expect_code(reader_side.get_user(get_target()).await, Code::PermissionDenied);
     }
 
-    // Deactivated on A: refused on B at once.
+    // The role's permissions changed on A (a notice about the tenant):
+    // honoured by B on the next call.
     users_a.update_user_roles(roles(true)).await.expect("grant");
     users_b.get_user(get_target()).await.expect("allowed");
+    let mut roles_a = RoleServiceClient::new(a.channel().await);
+    let change_role = |version: i32, add: bool| {
+        let permissions = vec!["users:read".to_owned()];
+        authed(
+            pb::UpdateRoleRequest {
+                id: role.id.clone(),
+                version,
+                add_permissions: if add { permissions.clone() } else { Vec::new() },
+                remove_permissions: if add { Vec::new() } else { permissions },
+                ..Default::default()
+            },
+            &admin,
+        )
+    };
+    roles_a
+        .update_role(change_role(1, false))
+        .await
+        .expect("narrow the role");
+    expect_code(users_b.get_user(get_target()).await, Code::PermissionDenied);
+    roles_a.update_role(change_role(2, true)).await.expect("widen the role");
+    users_b.get_user(get_target()).await.expect("allowed again");
+
+    // Deactivated on A: refused on B at once.
     users_a
         .deactivate_user(authed(pb::DeactivateUserRequest { id: reader.clone() }, &admin))
         .await

@@ -7,14 +7,15 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI32, AtomicU64, Ordering},
     },
 };
 
 use castellan::pb::{
     CheckPermissionRequest, CheckPermissionsRequest, CreateUsersRequest, GetUserRequest, ListUsersRequest,
-    LoginRequest, UpdateUserRequest, UserDraft, UserView, WhoAmIRequest, auth_service_client::AuthServiceClient,
-    check_permission_request::Subject, permission_service_client::PermissionServiceClient,
+    LoginRequest, UpdateRoleRequest, UpdateUserRequest, UserDraft, UserView, WhoAmIRequest,
+    auth_service_client::AuthServiceClient, check_permission_request::Subject,
+    permission_service_client::PermissionServiceClient, role_service_client::RoleServiceClient,
     user_service_client::UserServiceClient,
 };
 use tonic::{
@@ -24,7 +25,7 @@ use tonic::{
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::seed::authed;
+use crate::seed::{Neighbour, authed, authed_in};
 
 /// One call of a load: the channel to use and the call's sequence number.
 pub type Call = Arc<dyn Fn(Channel, u64) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send>> + Send + Sync>;
@@ -53,8 +54,8 @@ pub struct Load {
 /// stream's next one (which then counts from its scheduled start).
 const PROBE_STREAMS: usize = 16;
 
-/// Edits a second of `get-user-beside-edits`: an administrator's UpdateUser
-/// of one user, beside the reads.
+/// Edits a second of `get-user-beside-edits` and
+/// `get-user-beside-role-edits`, beside the reads.
 const EDITS_PER_SECOND: f64 = 100.0;
 
 /// What the seeding produced, shared by every scenario.
@@ -68,6 +69,8 @@ pub struct Fixture {
     pub logins: Vec<(String, String)>,
     /// Users to read (members of the tenant, with a role and a group).
     pub user_ids: Vec<String>,
+    /// Another tenant, whose role `get-user-beside-role-edits` edits.
+    pub neighbour: Neighbour,
     /// A `page_token` starting the page after `deep_offset`.
     pub deep_page_token: String,
     pub deep_offset: i32,
@@ -144,6 +147,13 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "get-user while an administrator edits one other user (UpdateUser of its first name, 100 a second): \
                 what a change to one user costs the reads of all the others",
         loads: get_user_beside_edits,
+        compared_with_health: true,
+    },
+    Scenario {
+        name: "get-user-beside-role-edits",
+        about: "get-user while an administrator edits a role of another tenant (UpdateRole of its description, 100 \
+                a second): what a change to one tenant's roles costs the reads in another",
+        loads: get_user_beside_role_edits,
         compared_with_health: true,
     },
     Scenario {
@@ -349,6 +359,39 @@ fn get_user_beside_edits(f: &Arc<Fixture>) -> Vec<Load> {
         )
     };
     vec![get_user_load(f, "get-user-beside-edits", f.streams), edits]
+}
+
+fn get_user_beside_role_edits(f: &Arc<Fixture>) -> Vec<Load> {
+    let fixture = f.clone();
+    // One stream: each edit carries the version the previous one returned.
+    let version = Arc::new(AtomicI32::new(1));
+    let edits = Load {
+        rate: Some(EDITS_PER_SECOND),
+        ..load(
+            "get-user-beside-role-edits/update-role",
+            1,
+            call(move |channel, seq| {
+                let Neighbour { tenant, role_id } = &fixture.neighbour;
+                let request = authed_in(
+                    UpdateRoleRequest {
+                        id: role_id.clone(),
+                        version: version.load(Ordering::Acquire),
+                        description: Some(format!("Edited {seq}")),
+                        ..Default::default()
+                    },
+                    &fixture.admin_token,
+                    tenant,
+                );
+                let version = version.clone();
+                async move {
+                    let role = RoleServiceClient::new(channel).update_role(request).await?.into_inner();
+                    version.store(role.version, Ordering::Release);
+                    Ok(())
+                }
+            }),
+        )
+    };
+    vec![get_user_load(f, "get-user-beside-role-edits", f.streams), edits]
 }
 
 fn probe(f: &Arc<Fixture>, label: &str) -> Load {
