@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
         tenants::{self, BootstrapAdmin},
         users::UserRecordCache,
     },
-    error::Result,
+    error::{Error, Result},
     mail::Mailer,
     store::{
         self, PoolSettings,
@@ -32,7 +32,7 @@ pub struct App {
     /// When the two caches below stop being usable.
     freshness: Arc<Freshness>,
     pub access: AccessCache,
-    pub user_records: UserRecordCache,
+    pub user_records: Arc<UserRecordCache>,
     pub mailer: Mailer,
     pub config: Config,
 }
@@ -55,7 +55,7 @@ impl App {
             writer,
             keys,
             access: AccessCache::new(freshness.clone()),
-            user_records: UserRecordCache::new(freshness.clone()),
+            user_records: Arc::new(UserRecordCache::new(freshness.clone())),
             freshness,
             mailer: Mailer::from_config(&config)?,
             config,
@@ -72,57 +72,41 @@ impl App {
         Ok(app)
     }
 
-    /// After a commit that can change what users of more than one tenant
-    /// may do or show (a global role, a tenant, the permission catalog):
-    /// outdates every cached entry on this replica and tells the other
-    /// replicas to do the same, before the call answers.
-    pub async fn directory_changed(&self) {
-        self.changed(Change::Directory).await;
+    /// Commits a write and outdates the cached entries it changed, here
+    /// and on every replica. On PostgreSQL the replicas' notice is sent in
+    /// the transaction, so it goes out exactly when the write commits. The
+    /// commit and the outdating run to their end even when the call that
+    /// asked for them is cancelled meanwhile (its client went away or its
+    /// deadline passed): no committed change leaves a stale entry behind.
+    pub async fn commit(&self, txn: DatabaseTransaction, change: Change) -> Result<()> {
+        let freshness = self.freshness.clone();
+        uncancelled(async move {
+            store::invalidation::notify(&txn, change).await?;
+            txn.commit().await?;
+            outdate(&freshness, change);
+            Ok(())
+        })
+        .await
     }
 
-    /// After a commit that changes one tenant's own roles or groups: outdates
-    /// what every user may do in that tenant and their records as seen from
-    /// it, here and on the other replicas, before the call answers.
-    pub async fn tenant_roles_changed(&self, tenant_id: Uuid) {
-        self.changed(Change::Tenant(tenant_id)).await;
-    }
-
-    /// After a commit that changes what one user may do, and nothing any
-    /// other user may do or shows: its status, tenant memberships, roles,
-    /// groups or direct grants, its password's state, its deletion. Outdates
-    /// the user's access and records here and on the other replicas, before
-    /// the call answers.
-    pub async fn access_changed(&self, user_id: Uuid) {
-        self.changed(Change::User(user_id)).await;
-    }
-
-    /// After a commit that changes only one user's own record (its row, its
-    /// devices) and nothing it may do.
-    pub async fn user_changed(&self, user_id: Uuid) {
-        self.freshness.invalidate_user(user_id);
-        self.notify_replicas(Change::User(user_id)).await;
-    }
-
-    /// After a login's commit, which set only the user's `last_connection`:
-    /// as [`Self::user_changed`], but the user's cached record as seen from
-    /// `tenant_id` stays, with the new value.
-    pub async fn user_connected(&self, tenant_id: Uuid, user_id: Uuid, at: DateTime<Utc>) {
-        self.user_records.connected(tenant_id, user_id, at);
-        self.notify_replicas(Change::User(user_id)).await;
-    }
-
-    async fn changed(&self, change: Change) {
-        outdate(&self.freshness, change);
-        self.notify_replicas(change).await;
-    }
-
-    async fn notify_replicas(&self, change: Change) {
-        if let Err(error) = store::invalidation::notify(&self.db, change).await {
-            // The listeners' reconnect logic covers a lost notification only
-            // when their connection drops; a failed NOTIFY means ours is down,
-            // and the other replicas will see the same outage.
-            tracing::warn!(%error, "could not notify other replicas of a change");
-        }
+    /// Commits a login, which set only the user's `last_connection`, as
+    /// [`Self::commit`] with [`Change::Record`] does, except that the user's
+    /// cached record as seen from `tenant_id` stays, with the new value.
+    pub async fn commit_connection(
+        &self,
+        txn: DatabaseTransaction,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let records = self.user_records.clone();
+        uncancelled(async move {
+            store::invalidation::notify(&txn, Change::Record(user_id)).await?;
+            txn.commit().await?;
+            records.connected(tenant_id, user_id, at);
+            Ok(())
+        })
+        .await
     }
 
     /// On PostgreSQL: listens for other replicas' changes (run as a
@@ -142,13 +126,20 @@ impl App {
     }
 }
 
-/// Outdates the cached entries a change outdates. A change to one user
-/// outdates its access too: another replica's notice does not say whether
-/// it changed only the user's record.
+/// Outdates the cached entries a change outdates.
 fn outdate(freshness: &Freshness, change: Change) {
     match change {
         Change::Directory => freshness.invalidate_all(),
         Change::Tenant(tenant_id) => freshness.invalidate_tenant(tenant_id),
-        Change::User(user_id) => freshness.invalidate_access(user_id),
+        Change::Access(user_id) => freshness.invalidate_access(user_id),
+        Change::Record(user_id) => freshness.invalidate_user(user_id),
     }
+}
+
+/// Runs `work` in a task of its own and waits for it: dropping the wait
+/// leaves the work running to its end.
+async fn uncancelled<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|error| Error::Internal(format!("a commit's task failed: {error}")))?
 }

@@ -1,14 +1,12 @@
 //! Effective permissions of user subjects, resolved live from the database
-//! through a cache. Every write that can change what a user may do calls,
-//! after its commit, `App::access_changed` when it touches one user alone
-//! (its status, deletion, tenant memberships, roles, groups and direct
-//! grants, a password change or reset, an accepted invitation), which
-//! outdates that user's entries; `App::tenant_roles_changed` when it
-//! changes a tenant's own roles or groups (a role's permissions, a group's
-//! roles, a deleted role or group), which outdates that tenant's entries;
-//! or `App::directory_changed` when it can touch several tenants (a global
-//! role, a tenant, the permission catalog), which outdates every entry (see
-//! [`crate::cache`] for why this is race-free).
+//! through a cache. Every write that can change what a user may do commits
+//! through `App::commit`, which outdates the entries its
+//! `store::invalidation::Change` names: one user's (`Access`: its status,
+//! deletion, tenant memberships, roles, groups and direct grants, a
+//! password change or reset, an accepted invitation), one tenant's
+//! (`Tenant`: its own roles' permissions, its groups' roles, a deleted role
+//! or group), or every entry (`Directory`: a global role, a tenant, the
+//! permission catalog). See [`crate::cache`] for why this is race-free.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

@@ -20,6 +20,7 @@ use crate::{
         validate::{self, MAX_TEXT},
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{
         self,
         credentials::ThrottleLimits,
@@ -166,8 +167,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     }
     let origin = Origin::user(user.id, Some(tenant_id), command.call);
     audit::record(&txn, origin, Target::User(user.id), &["last_connection"]).await?;
-    txn.commit().await?;
-    app.user_connected(tenant_id, user.id, connected_at).await;
+    app.commit_connection(txn, tenant_id, user.id, connected_at).await?;
 
     let ttl = app.config.token_ttl();
     let (access_token, _) = app.keys.issue(&TokenRequest {
@@ -271,8 +271,7 @@ async fn change_password_as(
     active.update(&txn).await?;
     let fields = ["password", "password_change_required"];
     audit::record(&txn, origin, Target::User(user_id), &fields).await?;
-    txn.commit().await?;
-    app.access_changed(user_id).await;
+    app.commit(txn, Change::Access(user_id)).await?;
     Ok(())
 }
 
@@ -379,8 +378,7 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     active.update(&txn).await?;
     let origin = Origin::user(invitation.user_id, Some(invitation.tenant_id), command.call);
     audit::record(&txn, origin, Target::User(invitation.user_id), &fields).await?;
-    txn.commit().await?;
-    app.access_changed(invitation.user_id).await;
+    app.commit(txn, Change::Access(invitation.user_id)).await?;
     users::record_in(app, invitation.tenant_id, invitation.user_id)
         .await?
         .ok_or(Error::NotFound("user"))
@@ -407,7 +405,6 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     active.updated_at = Set(now);
     active.update(&txn).await?;
     audit::record(&txn, caller, Target::User(id), &fields).await?;
-    txn.commit().await?;
-    app.access_changed(id).await;
+    app.commit(txn, Change::Access(id)).await?;
     Ok(())
 }

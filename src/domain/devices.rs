@@ -26,6 +26,7 @@ use crate::{
         validate::{self, MAX_TEXT},
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{self, entity::device},
 };
 
@@ -171,8 +172,7 @@ pub async fn register(app: &App, caller: &Principal, new: NewDevice) -> Result<d
     }
     let fields = ["user_id", "name", "platform", "os_version", "posture"];
     audit::record(&txn, caller, Target::Device(device.id), &fields).await?;
-    txn.commit().await?;
-    app.user_changed(device.user_id).await;
+    app.commit(txn, Change::Record(device.user_id)).await?;
     Ok(device)
 }
 
@@ -234,8 +234,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
     let txn = app.writer.begin().await?;
     let device = active.update(&txn).await?;
     audit::record(&txn, caller, Target::Device(id), &fields).await?;
-    txn.commit().await?;
-    app.user_changed(device.user_id).await;
+    app.commit(txn, Change::Record(device.user_id)).await?;
     Ok(device)
 }
 
@@ -266,8 +265,7 @@ pub async fn report_connection(
         return Err(revoked());
     }
     let device = store::devices::find(&txn, id).await?.ok_or(Error::NotFound("device"))?;
-    txn.commit().await?;
-    app.user_changed(device.user_id).await;
+    app.commit(txn, Change::Record(device.user_id)).await?;
     Ok(device)
 }
 
@@ -283,8 +281,7 @@ pub async fn revoke(app: &App, caller: &Principal, id: &str) -> Result<device::M
     let txn = app.writer.begin().await?;
     store::devices::revoke(&txn, id, now()).await?;
     audit::record(&txn, caller, Target::Device(id), &["status", "connected"]).await?;
-    txn.commit().await?;
-    app.user_changed(device.user_id).await;
+    app.commit(txn, Change::Record(device.user_id)).await?;
     store::devices::find(&app.db, id)
         .await?
         .ok_or(Error::NotFound("device"))

@@ -23,6 +23,7 @@ use crate::{
         validate,
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{
         self,
         access::GrantSource,
@@ -143,8 +144,7 @@ pub async fn update_user_roles(
     let txn = app.writer.begin().await?;
     apply_role_change(&txn, id, &change, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
-    txn.commit().await?;
-    app.access_changed(id).await;
+    app.commit(txn, Change::Access(id)).await?;
     users::full_record(app, caller.tenant_id, user).await
 }
 
@@ -177,8 +177,7 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
     let txn = app.writer.begin().await?;
     store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
-    txn.commit().await?;
-    app.access_changed(user.id).await;
+    app.commit(txn, Change::Access(user.id)).await?;
     users::full_record(app, caller.tenant_id, user).await
 }
 
@@ -190,8 +189,7 @@ pub async fn remove_user_from_group(app: &App, caller: &Principal, user_id: &str
         return Err(Error::NotFound("group membership"));
     }
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
-    txn.commit().await?;
-    app.access_changed(user.id).await;
+    app.commit(txn, Change::Access(user.id)).await?;
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use crate::{
         validate::{self, MAX_DESCRIPTION, MAX_NAME},
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{self, entity::group, groups::GroupDetails, users::RoleWithPermissions},
 };
 
@@ -194,9 +195,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
         store::groups::change_roles(&txn, id, add, remove).await?;
     }
     audit::record(&txn, caller, Target::Group(id), &fields).await?;
-    txn.commit().await?;
     // Members' records show the group's name and description.
-    app.tenant_roles_changed(group.tenant_id).await;
+    app.commit(txn, Change::Tenant(group.tenant_id)).await?;
     let group = find(app, caller, id).await?;
     full_record(app, group).await
 }
@@ -208,8 +208,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let txn = app.writer.begin().await?;
     store::groups::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::Group(id), &[]).await?;
-    txn.commit().await?;
-    app.tenant_roles_changed(group.tenant_id).await;
+    app.commit(txn, Change::Tenant(group.tenant_id)).await?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use crate::{
         validate::{self, MAX_DESCRIPTION},
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{self, entity::registered_permission},
 };
 
@@ -357,9 +358,10 @@ pub async fn unregister(app: &App, caller: &Principal, namespace: &str, names: &
     }
     let removed: Vec<&str> = names.iter().map(String::as_str).collect();
     audit::record(&txn, caller, Target::Namespace(namespace), &removed).await?;
-    txn.commit().await?;
     if carried {
-        app.directory_changed().await;
+        app.commit(txn, Change::Directory).await?;
+    } else {
+        txn.commit().await?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::{
         validate::{self, MAX_DESCRIPTION, MAX_NAME},
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{self, entity::role, roles::RoleFields, users::RoleWithPermissions},
 };
 
@@ -209,9 +210,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     }
     store::roles::change_permissions(&txn, id, &add, &remove).await?;
     audit::record(&txn, caller, Target::Role(id), &fields).await?;
-    txn.commit().await?;
     // Holders' records show the role's name, description and permissions.
-    roles_changed(app, &role).await;
+    app.commit(txn, change_of(&role)).await?;
     let role = visible(app, caller, id).await?;
     with_permissions(app, role).await
 }
@@ -228,18 +228,14 @@ pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Res
         ));
     }
     audit::record(&txn, caller, Target::Role(id), &[]).await?;
-    txn.commit().await?;
-    roles_changed(app, &role).await;
+    app.commit(txn, change_of(&role)).await?;
     Ok(())
 }
 
-/// After a commit that changed `role`: a tenant's role outdates what holds
-/// in that tenant, a global role what holds in every tenant.
-async fn roles_changed(app: &App, role: &role::Model) {
-    match role.tenant_id {
-        Some(tenant_id) => app.tenant_roles_changed(tenant_id).await,
-        None => app.directory_changed().await,
-    }
+/// What a change to `role` outdates: a tenant's role what holds in that
+/// tenant, a global role what holds in every tenant.
+fn change_of(role: &role::Model) -> Change {
+    role.tenant_id.map_or(Change::Directory, Change::Tenant)
 }
 
 /// The caller holds every permission of these roles (granting them is no escalation).

@@ -18,6 +18,7 @@ use crate::{
         validate::{self, MAX_TEXT},
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{
         self,
         entity::{credential, role, role_permission, tenant, tenant_membership, user, user_role},
@@ -101,9 +102,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<ten
         {
             return Err(Error::NotFound("user"));
         }
-        let tenant = insert_tenant(app, caller, name, slug, owner, key.as_ref()).await?;
-        app.directory_changed().await;
-        Ok(tenant)
+        insert_tenant(app, caller, name, slug, owner, key.as_ref()).await
     };
     idempotency::once(&app.db, key.as_ref(), load, create).await
 }
@@ -149,7 +148,7 @@ async fn insert_tenant(
         &["name", "slug"]
     };
     audit::record(&txn, caller, Target::Tenant(tenant.id), fields).await?;
-    txn.commit().await?;
+    app.commit(txn, Change::Directory).await?;
     Ok(tenant)
 }
 
@@ -201,8 +200,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
     let txn = app.writer.begin().await?;
     let tenant = active.update(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &changed).await?;
-    txn.commit().await?;
-    app.directory_changed().await;
+    app.commit(txn, Change::Directory).await?;
     Ok(tenant)
 }
 
@@ -213,8 +211,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let txn = app.writer.begin().await?;
     tenant::Entity::delete_by_id(tenant.id).exec(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;
-    txn.commit().await?;
-    app.directory_changed().await;
+    app.commit(txn, Change::Directory).await?;
     Ok(())
 }
 

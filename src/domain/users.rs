@@ -29,6 +29,7 @@ use crate::{
         validate::{self, MAX_IMAGE, MAX_TEXT},
     },
     error::{Error, Result, Violations},
+    store::invalidation::Change,
     store::{
         self,
         entity::user,
@@ -70,11 +71,8 @@ impl UserRecord {
 
 /// FULL user records as seen from a tenant, read on the GetUser and WhoAmI
 /// paths: a warm call makes no database round trip. Every write that changes
-/// a record outdates it after its commit (`App::directory_changed` for
-/// changes shared between tenants, `App::tenant_roles_changed` for one
-/// tenant's roles and groups, `App::access_changed` for one user's status,
-/// memberships and grants, `App::user_changed` for one user's own row and
-/// devices).
+/// a record commits through `App::commit`, which outdates it (see
+/// `store::invalidation::Change` for what each kind of change outdates).
 #[derive(Debug)]
 pub struct UserRecordCache {
     freshness: Arc<Freshness>,
@@ -109,7 +107,7 @@ impl UserRecordCache {
     }
 
     /// After a commit that set only the user's `last_connection` (a
-    /// login): outdates the user's entries, as `App::user_changed` does, but
+    /// login): outdates the user's records, as a `Change::Record` does, but
     /// keeps its record as seen from `tenant_id`, with the new value, unless
     /// another write outdated it meanwhile. (Otherwise a caller's every login
     /// would send its next reads to the database.)
@@ -755,8 +753,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         change_memberships(&txn, caller, id, &add, &remove, now).await?;
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
-    txn.commit().await?;
-    app.access_changed(id).await;
+    app.commit(txn, Change::Access(id)).await?;
     let user = member(app, caller, id).await?;
     full_record(app, caller.tenant_id, user).await
 }
@@ -817,8 +814,7 @@ pub async fn update_tenants(
     let txn = app.writer.begin().await?;
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
-    txn.commit().await?;
-    app.access_changed(id).await;
+    app.commit(txn, Change::Access(id)).await?;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -843,8 +839,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
         &["status"]
     };
     audit::record(&txn, caller, Target::User(id), fields).await?;
-    txn.commit().await?;
-    app.access_changed(id).await;
+    app.commit(txn, Change::Access(id)).await?;
     full_record(app, caller.tenant_id, user).await
 }
 
@@ -876,7 +871,6 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     store::devices::revoke_all_of_user(&txn, id, now()).await?;
     store::users::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::User(id), &[]).await?;
-    txn.commit().await?;
-    app.access_changed(id).await;
+    app.commit(txn, Change::Access(id)).await?;
     Ok(())
 }

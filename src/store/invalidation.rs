@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, sqlx::postgres::PgListener};
+use sea_orm::{ConnectionTrait, DbBackend, sqlx::postgres::PgListener};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -13,17 +13,24 @@ use crate::error::Result;
 const CHANNEL: &str = "castellan_access";
 
 const TENANT_PREFIX: &str = "tenant:";
+const RECORD_PREFIX: &str = "record:";
 
-/// What a write changed, as the replicas tell each other.
+/// What a write changed, and so which cached entries it outdates; the
+/// replicas tell each other as much.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Anything shared between tenants (payload: empty).
+    /// Anything shared between tenants: a global role, a tenant, the
+    /// permission catalog (payload: empty).
     Directory,
-    /// One tenant's roles or groups (payload: `tenant:` and its id).
+    /// One tenant's own roles or groups (payload: `tenant:` and its id).
     Tenant(Uuid),
-    /// One user: what it may do, or its record alone (payload: its id). The
-    /// payload does not say which, so a listener outdates both.
-    User(Uuid),
+    /// What one user may do, and nothing any other user may do or shows:
+    /// its status, tenant memberships, roles, groups or direct grants, its
+    /// password's state, its deletion (payload: its id).
+    Access(Uuid),
+    /// One user's own record alone: its devices, its last connection
+    /// (payload: `record:` and its id).
+    Record(Uuid),
 }
 
 impl Change {
@@ -31,27 +38,33 @@ impl Change {
         match self {
             Self::Directory => String::new(),
             Self::Tenant(id) => format!("{TENANT_PREFIX}{id}"),
-            Self::User(id) => id.to_string(),
+            Self::Access(id) => id.to_string(),
+            Self::Record(id) => format!("{RECORD_PREFIX}{id}"),
         }
     }
 
     /// Anything not understood (a newer replica's payload, say) outdates
     /// everything.
     fn from_payload(payload: &str) -> Self {
-        let parsed = match payload.strip_prefix(TENANT_PREFIX) {
-            Some(tenant) => tenant.parse().map(Self::Tenant),
-            None => payload.parse().map(Self::User),
+        let parsed = if let Some(tenant) = payload.strip_prefix(TENANT_PREFIX) {
+            tenant.parse().map(Self::Tenant)
+        } else if let Some(user) = payload.strip_prefix(RECORD_PREFIX) {
+            user.parse().map(Self::Record)
+        } else {
+            payload.parse().map(Self::Access)
         };
         parsed.unwrap_or(Self::Directory)
     }
 }
 
-/// Tells the other replicas (no-op on SQLite, which has one process).
-pub async fn notify(db: &DatabaseConnection, change: Change) -> Result<()> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        // A UUID's text form and the prefix need no quoting beyond the
+/// Tells the other replicas, inside the write's transaction: PostgreSQL
+/// delivers the notice when, and only if, it commits. A no-op on SQLite,
+/// which has one process.
+pub async fn notify<C: ConnectionTrait>(txn: &C, change: Change) -> Result<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // A UUID's text form and the prefixes need no quoting beyond the
         // literal's quotes.
-        db.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", change.payload()))
+        txn.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", change.payload()))
             .await?;
     }
     Ok(())
@@ -103,10 +116,15 @@ mod tests {
     #[test]
     fn payloads_say_what_changed_and_anything_else_outdates_everything() {
         let (tenant, user) = (Uuid::now_v7(), Uuid::now_v7());
-        for change in [Change::Directory, Change::Tenant(tenant), Change::User(user)] {
+        for change in [
+            Change::Directory,
+            Change::Tenant(tenant),
+            Change::Access(user),
+            Change::Record(user),
+        ] {
             assert_eq!(Change::from_payload(&change.payload()), change);
         }
-        for unknown in ["tenant:", "tenant:x", "group:0190c3a4-0000-7000-8000-000000000000", "?"] {
+        for unknown in ["tenant:", "record:x", "group:0190c3a4-0000-7000-8000-000000000000", "?"] {
             assert_eq!(Change::from_payload(unknown), Change::Directory, "{unknown}");
         }
     }

@@ -2,7 +2,10 @@
 //! context, the rule table generated from the protos, and the authorization
 //! matrix.
 
-use castellan::pb::{self, GetUserRequest, ListUsersRequest, WhoAmIRequest};
+use castellan::{
+    pb::{self, GetUserRequest, ListUsersRequest, WhoAmIRequest},
+    store::invalidation::Change,
+};
 use clap::Parser;
 use prost::Message;
 use tonic::{Code, Request};
@@ -997,6 +1000,60 @@ async fn a_global_roles_change_takes_effect_in_every_tenant_at_once() {
             .await,
         Code::PermissionDenied,
     );
+}
+
+/// A write whose call is cancelled after it committed (its client went
+/// away, its deadline passed) still outdates what it changed: `App::commit`
+/// runs the commit and the outdating in a task of their own.
+#[tokio::test]
+async fn a_commit_outdates_the_caches_even_when_its_call_is_cancelled() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let readers = crate::roles::create_role(&app, &admin, "readers", &["users:read"]).await;
+    let actor = app
+        .create_users(vec![pb::UserDraft {
+            role_ids: vec![readers.id.clone()],
+            ..crate::helpers::active_draft("actor@example.com")
+        }])
+        .await
+        .remove(0);
+    let other = app.create_users(vec![draft("other@example.com")]).await.remove(0);
+    let token = app.user_token(&actor.id, app.tenant_id);
+    let read_other = || async {
+        app.users()
+            .get_user(authed(GetUserRequest { id: other.id.clone() }, &token))
+            .await
+            .map_or_else(|s| s.code(), |_| Code::Ok)
+    };
+    assert_eq!(read_other().await, Code::Ok, "the role works (and is cached)");
+
+    // The role revoked in a write whose caller stops waiting at its first
+    // pause, as a cancelled call's handler does.
+    let actor_id: uuid::Uuid = actor.id.parse().expect("id");
+    let txn = app.app.writer.begin().await.expect("begin");
+    castellan::store::entity::user_role::Entity::delete_many()
+        .filter(castellan::store::entity::user_role::Column::UserId.eq(actor_id))
+        .exec(&txn)
+        .await
+        .expect("revoke");
+    let mut commit = Box::pin(app.app.commit(txn, Change::Access(actor_id)));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await;
+    assert!(
+        first.is_pending(),
+        "the commit was still under way when its caller went away"
+    );
+    drop(commit);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while read_other().await != Code::PermissionDenied {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation committed by a cancelled call never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

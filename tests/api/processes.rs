@@ -11,7 +11,10 @@ use std::{
 
 use castellan::{
     auth::token::{SubjectKind, TokenKeys, TokenRequest},
-    pb::{self, role_service_client::RoleServiceClient, user_service_client::UserServiceClient},
+    pb::{
+        self, device_service_client::DeviceServiceClient, role_service_client::RoleServiceClient,
+        user_service_client::UserServiceClient,
+    },
 };
 use ed25519_dalek::pkcs8::{EncodePrivateKey, spki::der::pem::LineEnding};
 use tonic::{Code, transport::Channel};
@@ -222,6 +225,33 @@ async fn two_replicas_agree_on_revocations_at_once() {
     expect_code(users_b.get_user(get_target()).await, Code::PermissionDenied);
     roles_a.update_role(change_role(2, true)).await.expect("widen the role");
     users_b.get_user(get_target()).await.expect("allowed again");
+
+    // A device registered on A (a notice about one user's record alone):
+    // B's cached record of that user shows it on the next read.
+    let read_reader = || authed(pb::GetUserRequest { id: reader.clone() }, &admin);
+    let devices_on_b = |user: pb::User| user.devices.len();
+    assert_eq!(
+        devices_on_b(users_b.get_user(read_reader()).await.expect("read").into_inner()),
+        0
+    );
+    DeviceServiceClient::new(a.channel().await)
+        .register_device(authed(
+            pb::RegisterDeviceRequest {
+                user_id: reader.clone(),
+                name: "laptop".into(),
+                platform: "macos".into(),
+                os_version: "15.1".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("register a device");
+    assert_eq!(
+        devices_on_b(users_b.get_user(read_reader()).await.expect("read").into_inner()),
+        1,
+        "B shows the device registered on A"
+    );
 
     // Deactivated on A: refused on B at once.
     users_a
