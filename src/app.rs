@@ -82,9 +82,11 @@ impl App {
         let freshness = self.freshness.clone();
         uncancelled(async move {
             store::invalidation::notify(&txn, change).await?;
-            txn.commit().await?;
+            let committed = txn.commit().await;
+            // A commit that failed on a lost PostgreSQL connection may have
+            // taken effect: outdate either way.
             outdate(&freshness, change);
-            Ok(())
+            Ok(committed?)
         })
         .await
     }
@@ -99,12 +101,16 @@ impl App {
         user_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let records = self.user_records.clone();
+        let (records, freshness) = (self.user_records.clone(), self.freshness.clone());
         uncancelled(async move {
             store::invalidation::notify(&txn, Change::Record(user_id)).await?;
-            txn.commit().await?;
-            records.connected(tenant_id, user_id, at);
-            Ok(())
+            let committed = txn.commit().await;
+            match committed {
+                Ok(()) => records.connected(tenant_id, user_id, at),
+                // As in `commit`: it may have taken effect.
+                Err(_) => outdate(&freshness, Change::Record(user_id)),
+            }
+            Ok(committed?)
         })
         .await
     }
