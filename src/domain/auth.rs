@@ -20,11 +20,11 @@ use crate::{
         validate::{self, MAX_TEXT},
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
     store::{
         self,
         credentials::ThrottleLimits,
         entity::{tenant, user},
+        invalidation::Change,
     },
 };
 

@@ -26,8 +26,7 @@ use crate::{
         validate::{self, MAX_TEXT},
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
-    store::{self, entity::device},
+    store::{self, entity::device, invalidation::Change},
 };
 
 pub const STATUS_ACTIVE: &str = "active";

@@ -23,11 +23,11 @@ use crate::{
         validate,
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
     store::{
         self,
         access::GrantSource,
         entity::{group, role, user},
+        invalidation::Change,
     },
 };
 

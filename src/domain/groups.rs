@@ -18,8 +18,7 @@ use crate::{
         validate::{self, MAX_DESCRIPTION, MAX_NAME},
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
-    store::{self, entity::group, groups::GroupDetails, users::RoleWithPermissions},
+    store::{self, entity::group, groups::GroupDetails, invalidation::Change, users::RoleWithPermissions},
 };
 
 const SORT_FIELDS: &[SortField] = &[

@@ -21,8 +21,7 @@ use crate::{
         validate::{self, MAX_DESCRIPTION},
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
-    store::{self, entity::registered_permission},
+    store::{self, entity::registered_permission, invalidation::Change},
 };
 
 /// Castellan's own permissions (API.md), sorted by name.

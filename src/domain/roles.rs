@@ -20,8 +20,7 @@ use crate::{
         validate::{self, MAX_DESCRIPTION, MAX_NAME},
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
-    store::{self, entity::role, roles::RoleFields, users::RoleWithPermissions},
+    store::{self, entity::role, invalidation::Change, roles::RoleFields, users::RoleWithPermissions},
 };
 
 const SORT_FIELDS: &[SortField] = &[

@@ -18,10 +18,10 @@ use crate::{
         validate::{self, MAX_TEXT},
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
     store::{
         self,
         entity::{credential, role, role_permission, tenant, tenant_membership, user, user_role},
+        invalidation::Change,
     },
 };
 

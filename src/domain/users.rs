@@ -29,10 +29,10 @@ use crate::{
         validate::{self, MAX_IMAGE, MAX_TEXT},
     },
     error::{Error, Result, Violations},
-    store::invalidation::Change,
     store::{
         self,
         entity::user,
+        invalidation::Change,
         users::{NewUser, UserDetails, UserFilter},
     },
 };
