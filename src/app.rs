@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -142,10 +143,11 @@ fn outdate(freshness: &Freshness, change: Change) {
     }
 }
 
-/// Runs `work` in a task of its own and waits for it: dropping the wait
-/// leaves the work running to its end.
+/// Runs `work` in a task of its own (in the caller's span, so its logs keep
+/// the request's fields) and waits for it: dropping the wait leaves the
+/// work running to its end.
 async fn uncancelled<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-    tokio::spawn(work)
+    tokio::spawn(work.in_current_span())
         .await
         .map_err(|error| Error::Internal(format!("a commit's task failed: {error}")))?
 }
