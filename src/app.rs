@@ -81,15 +81,7 @@ impl App {
     /// deadline passed): no committed change leaves a stale entry behind.
     pub async fn commit(&self, txn: DatabaseTransaction, change: Change) -> Result<()> {
         let freshness = self.freshness.clone();
-        uncancelled(async move {
-            store::invalidation::notify(&txn, change).await?;
-            let committed = txn.commit().await;
-            // A commit that failed on a lost PostgreSQL connection may have
-            // taken effect: outdate either way.
-            outdate(&freshness, change);
-            Ok(committed?)
-        })
-        .await
+        self.commit_then(txn, change, move || outdate(&freshness, change)).await
     }
 
     /// Commits a login, which set only the user's `last_connection`, as
@@ -102,16 +94,32 @@ impl App {
         user_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let (records, freshness) = (self.user_records.clone(), self.freshness.clone());
+        let records = self.user_records.clone();
+        self.commit_then(txn, Change::Record(user_id), move || {
+            records.connected(tenant_id, user_id, at)
+        })
+        .await
+    }
+
+    /// Notifies the replicas in the transaction, commits, then runs
+    /// `committed` (this replica's outdating), all in a task of its own. A
+    /// commit that failed on a lost PostgreSQL connection may have taken
+    /// effect: it outdates what `change` names instead.
+    async fn commit_then(
+        &self,
+        txn: DatabaseTransaction,
+        change: Change,
+        committed: impl FnOnce() + Send + 'static,
+    ) -> Result<()> {
+        let freshness = self.freshness.clone();
         uncancelled(async move {
-            store::invalidation::notify(&txn, Change::Record(user_id)).await?;
-            let committed = txn.commit().await;
-            match committed {
-                Ok(()) => records.connected(tenant_id, user_id, at),
-                // As in `commit`: it may have taken effect.
-                Err(_) => outdate(&freshness, Change::Record(user_id)),
+            store::invalidation::notify(&txn, change).await?;
+            let outcome = txn.commit().await;
+            match outcome {
+                Ok(()) => committed(),
+                Err(_) => outdate(&freshness, change),
             }
-            Ok(committed?)
+            Ok(outcome?)
         })
         .await
     }
