@@ -18,7 +18,7 @@ Phases, each bounded in calls and seconds, all to 127.0.0.1:
             CALLS (20000) calls or 90 s
   passwords PW_CONCURRENCY (32) CreateUsers calls in flight, twice each, each
             creating PW_USERS (4) users with an initial password (argon2id,
-            m = 19 MiB a hash); or 90 s
+            m = 7 MiB a hash); or 90 s
 PHASES=passwords (or mixed) runs one phase only.
 Requests are encoded by hand (no generated code): only a few fields are needed.
 """

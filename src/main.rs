@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
 }
 
 /// glibc raises its mmap threshold to the size of the largest mapped block
-/// freed (up to 32 MiB): after the first argon2id hash (19 MiB) every later
+/// freed (up to 32 MiB): after the first argon2id hash (7 MiB) every later
 /// hash's memory would come from the heap and stay resident, tripling the RSS
 /// of a busy server. A fixed threshold turns that adjustment off, so large
 /// blocks are mapped and returned to the system when freed.

@@ -59,19 +59,26 @@ pub fn check_policy(violations: &mut Violations, field: &str, password: &str, mi
 /// test holds them equal to [`argon2`]'s. (Hashing a fresh one at start-up
 /// added a full hash time to every boot.)
 pub const DUMMY_PASSWORD_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$osL4KBUEqfubn998CU9TaA$pVP4vC8WlgeaST+4q1yUcFhyswit+D+U8kl8ZN3zhU4";
+    "$argon2id$v=19$m=7168,t=5,p=1$BU8mC3MJUXo8zE9KoJ2ZAQ$0E85wsrWtCsNQmN6htNxudBlUOTSoeJdkogRA3XdAbU";
 
+/// argon2id with m = 7 MiB, t = 5, p = 1: one of the settings OWASP's
+/// password storage guide lists as equally strong (m × t of 35–38 MiB
+/// passes each), and Keycloak's default. Of those settings it has the least
+/// memory: under a login flood both cores hash, and 7 MiB hashes gave about
+/// a quarter more logins a second than 19 MiB ones (m = 19 MiB, t = 2, this
+/// server's parameters until 2026-12-06) and 25 MB less resident memory;
+/// see BENCHMARKS.md. Hashes stored with other parameters still verify with
+/// their own (the PHC string carries them).
 fn argon2() -> Result<Argon2<'static>> {
-    // OWASP: m = 19 MiB, t = 2, p = 1.
-    let params = Params::new(19 * 1024, 2, 1, None).map_err(Error::internal)?;
+    let params = Params::new(7 * 1024, 5, 1, None).map_err(Error::internal)?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// The working memory of one argon2 computation (19 MiB with the parameters
+/// The working memory of one argon2 computation (7 MiB with the parameters
 /// above). A hashing thread keeps it from one job to the next, and gives it
 /// back to the system after a second without work: fresh pages for every
 /// hash (a page fault and zeroing each 4 KiB, then the unmapping) cost a
-/// fifth of a login flood's CPU, yet an idle server should not hold 19 MiB a
+/// fifth of a login flood's CPU, yet an idle server should not hold 7 MiB a
 /// core.
 type Memory = Vec<Block>;
 
@@ -85,11 +92,11 @@ type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 /// was 2.3–3.1 × its value alone, 1.5–1.8 × under `SCHED_IDLE`; see
 /// BENCHMARKS.md.) The price: on a machine kept fully busy by other work,
 /// hashes get only what is left, so logins slow down first. Queued hashes
-/// wait in the channel (each holds 19 MiB only while it runs).
+/// wait in the channel (each holds 7 MiB only while it runs).
 static HASHING_THREADS: LazyLock<std::io::Result<Sender<Job>>> = LazyLock::new(start_hashing_threads);
 
 /// How long a hashing thread keeps its working memory without work: through
-/// the gaps of a login flood (allocating 19 MiB anew means 4,864 page faults,
+/// the gaps of a login flood (allocating 7 MiB anew means 1,792 page faults,
 /// and a fault taken at idle priority can hold up the other threads' memory
 /// map), not for good.
 const MEMORY_KEPT_WHILE_IDLE: Duration = Duration::from_secs(1);
@@ -264,7 +271,7 @@ mod tests {
         let a = hash_password("correct horse".into()).await.unwrap();
         let b = hash_password("correct horse".into()).await.unwrap();
         assert_ne!(a, b);
-        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(a.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"));
         assert!(verify_password("correct horse".into(), a.clone()).await.unwrap());
         assert!(!verify_password("wrong horse".into(), a).await.unwrap());
     }
@@ -286,6 +293,15 @@ mod tests {
         let ours = hash_password("correct horse".into()).await.unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(argon2().unwrap().verify_password(b"correct horse", &parsed).is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_stored_with_the_earlier_parameters_still_verify() {
+        // m = 19 MiB, t = 2, p = 1, hashed by argon2-cffi.
+        let stored =
+            "$argon2id$v=19$m=19456,t=2,p=1$ay+TVFnHKld4Xv2TOBs+ig$7mY8Ujnul3DSVqOvc/pEsXgzEkiVEsWjCFzJJZzuZOY";
+        assert!(verify_password("correct horse".into(), stored.into()).await.unwrap());
+        assert!(!verify_password("correct horsE".into(), stored.into()).await.unwrap());
     }
 
     #[tokio::test]
