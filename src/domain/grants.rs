@@ -139,13 +139,13 @@ pub async fn update_user_roles(
         violations.add("remove_role_ids", format!("role {both} is both added and removed"));
     }
     violations.finish()?;
-    let user = users::member(app, caller, id).await?;
+    users::member(app, caller, id).await?;
     let change = check_role_change(&app.db, caller, "add_role_ids", add, &remove).await?;
     let txn = app.writer.begin().await?;
     apply_role_change(&txn, id, &change, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;
-    users::full_record(app, caller.tenant_id, user).await
+    users::current_record(app, caller.tenant_id, id).await
 }
 
 /// The user (a member of the tenant in context) and the group (of that
@@ -178,7 +178,7 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
     store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
     app.commit(txn, Change::Access(user.id)).await?;
-    users::full_record(app, caller.tenant_id, user).await
+    users::current_record(app, caller.tenant_id, user.id).await
 }
 
 /// Ends a group membership; NOT_FOUND when the user is not a member.

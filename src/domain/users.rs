@@ -547,12 +547,16 @@ pub async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Opti
         }))
 }
 
-pub(crate) async fn full_record(app: &App, tenant_id: Uuid, user: user::Model) -> Result<UserRecord> {
-    let mut details = store::users::load_details(&app.db, tenant_id, &[user.id]).await?;
-    Ok(UserRecord {
-        details: details.remove(&user.id),
-        user,
-    })
+/// The FULL record of a user as it is now, as seen from the tenant, through
+/// the record cache: after a write, whose commit outdated the user's
+/// entries, it is read in one transaction and kept for the reads that
+/// follow. NOT_FOUND when the user is gone.
+pub(crate) async fn current_record(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<UserRecord> {
+    app.user_records
+        .get(app, tenant_id, user_id)
+        .await?
+        .map(Arc::unwrap_or_clone)
+        .ok_or(Error::NotFound("user"))
 }
 
 /// The member of the tenant in context, or NOT_FOUND.
@@ -581,7 +585,7 @@ pub async fn get_by_username(app: &App, caller: &Principal, username: &str) -> R
     let user = store::users::find_by_username_in_tenant(&app.db, caller.tenant_id, username.trim())
         .await?
         .ok_or(Error::NotFound("user"))?;
-    full_record(app, caller.tenant_id, user).await
+    current_record(app, caller.tenant_id, user.id).await
 }
 
 /// The caller's own user, FULL, shared with the record cache.
@@ -754,8 +758,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
     app.commit(txn, Change::Access(id)).await?;
-    let user = member(app, caller, id).await?;
-    full_record(app, caller.tenant_id, user).await
+    current_record(app, caller.tenant_id, id).await
 }
 
 async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<Uuid>> {
@@ -810,12 +813,12 @@ pub async fn update_tenants(
         violations.add("remove_tenant_ids", format!("tenant {t} is both added and removed"));
     }
     violations.finish()?;
-    let user = member(app, caller, id).await?;
+    member(app, caller, id).await?;
     let txn = app.writer.begin().await?;
     change_memberships(&txn, caller, id, &add, &remove, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;
-    full_record(app, caller.tenant_id, user).await
+    current_record(app, caller.tenant_id, id).await
 }
 
 async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Result<UserRecord> {
@@ -831,7 +834,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     let mut active: user::ActiveModel = user.into();
     active.status = Set(status.to_owned());
     active.updated_at = Set(now);
-    let user = active.update(&txn).await?;
+    active.update(&txn).await?;
     let fields: &[&str] = if status == STATUS_INACTIVE {
         store::devices::revoke_all_of_user(&txn, id, now).await?;
         &["status", "devices"]
@@ -840,7 +843,7 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     };
     audit::record(&txn, caller, Target::User(id), fields).await?;
     app.commit(txn, Change::Access(id)).await?;
-    full_record(app, caller.tenant_id, user).await
+    current_record(app, caller.tenant_id, id).await
 }
 
 /// INACTIVE: data kept, devices revoked, tokens refused from the next call.
