@@ -63,9 +63,9 @@ fn record(group: group::Model, details: Option<GroupDetails>) -> GroupRecord {
     }
 }
 
-async fn full_record(app: &App, group: group::Model) -> Result<GroupRecord> {
+async fn full_record<C: ConnectionTrait>(db: &C, group: group::Model) -> Result<GroupRecord> {
     let id = group.id;
-    let mut details = store::groups::load_details(&app.db, &[id]).await?;
+    let mut details = store::groups::load_details(db, &[id]).await?;
     Ok(record(group, details.remove(&id)))
 }
 
@@ -93,7 +93,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
             .copied()
             .unwrap_or_default();
         let group = find(app, caller, id).await?;
-        full_record(app, group).await
+        full_record(&app.db, group).await
     };
     let create = async {
         let now = now();
@@ -118,8 +118,9 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
             fields.push("role_ids");
         }
         audit::record(&txn, caller, Target::Group(group.id), &fields).await?;
+        let answer = full_record(&txn, group).await?;
         txn.commit().await?;
-        full_record(app, group).await
+        Ok(answer)
     };
     idempotency::once(&app.db, key.as_ref(), load, create).await
 }
@@ -127,7 +128,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
 pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<GroupRecord> {
     let id = validate::id("id", id)?;
     let group = find(app, caller, id).await?;
-    full_record(app, group).await
+    full_record(&app.db, group).await
 }
 
 pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<Page<GroupRecord>> {
@@ -189,15 +190,18 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
         fields.push("role_ids");
     }
     let txn = app.writer.begin().await?;
-    store::groups::update(&txn, id, name, description, now()).await?;
+    let updated = store::groups::update(&txn, id, name, description, now())
+        .await?
+        .ok_or(Error::NotFound("group"))?;
     if let Some((add, remove)) = &change {
         store::groups::change_roles(&txn, id, add, remove).await?;
     }
     audit::record(&txn, caller, Target::Group(id), &fields).await?;
+    // The answer is what this transaction wrote, read on its connection.
+    let answer = full_record(&txn, updated).await?;
     // Members' records show the group's name and description.
     app.commit(txn, Change::Tenant(group.tenant_id)).await?;
-    let group = find(app, caller, id).await?;
-    full_record(app, group).await
+    Ok(answer)
 }
 
 /// Deletes the group; its members lose the roles it gave them at once.

@@ -76,7 +76,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
         let role = store::roles::find_valid_in(&app.db, caller.tenant_id, id)
             .await?
             .ok_or(Error::NotFound("role"))?;
-        with_permissions(app, role).await
+        with_permissions(&app.db, role).await
     };
     let create = async {
         let now = now();
@@ -130,15 +130,15 @@ async fn writable(app: &App, caller: &Principal, id: Uuid) -> Result<role::Model
     Ok(role)
 }
 
-async fn with_permissions(app: &App, role: role::Model) -> Result<RoleWithPermissions> {
-    let mut roles = store::roles::with_permissions(&app.db, vec![role]).await?;
+async fn with_permissions<C: ConnectionTrait>(db: &C, role: role::Model) -> Result<RoleWithPermissions> {
+    let mut roles = store::roles::with_permissions(db, vec![role]).await?;
     roles.pop().ok_or(Error::NotFound("role"))
 }
 
 pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<RoleWithPermissions> {
     let id = validate::id("id", id)?;
     let role = visible(app, caller, id).await?;
-    with_permissions(app, role).await
+    with_permissions(&app.db, role).await
 }
 
 /// The roles valid in the tenant in context: its own and the global ones.
@@ -201,18 +201,21 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     let txn = app.writer.begin().await?;
     // The versioned UPDATE comes first: it takes the write lock, so a
     // concurrent update with the same version waits and then matches no row.
-    if !store::roles::update_versioned(&txn, id, patch.version, RoleFields { name, description }, now()).await? {
+    let Some(updated) =
+        store::roles::update_versioned(&txn, id, patch.version, RoleFields { name, description }, now()).await?
+    else {
         return Err(Error::Aborted(format!(
             "version {} is not the role's current version: read it again",
             patch.version
         )));
-    }
+    };
     store::roles::change_permissions(&txn, id, &add, &remove).await?;
     audit::record(&txn, caller, Target::Role(id), &fields).await?;
+    // The answer is what this transaction wrote, read on its connection.
+    let answer = with_permissions(&txn, updated).await?;
     // Holders' records show the role's name, description and permissions.
     app.commit(txn, change_of(&role)).await?;
-    let role = visible(app, caller, id).await?;
-    with_permissions(app, role).await
+    Ok(answer)
 }
 
 /// Deletes a role. While it is granted to a user or a group this is

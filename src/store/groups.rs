@@ -139,7 +139,7 @@ pub async fn update<C: ConnectionTrait>(
     name: Option<String>,
     description: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<()> {
+) -> Result<Option<group::Model>> {
     let mut update = group::Entity::update_many()
         .col_expr(group::Column::UpdatedAt, Expr::value(now))
         .filter(group::Column::Id.eq(id));
@@ -149,8 +149,7 @@ pub async fn update<C: ConnectionTrait>(
     if let Some(description) = description {
         update = update.col_expr(group::Column::Description, Expr::value(description));
     }
-    update.exec(db).await?;
-    Ok(())
+    Ok(update.exec_with_returning(db).await?.pop())
 }
 
 /// Assigns roles to a group and takes others away.

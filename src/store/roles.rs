@@ -97,15 +97,16 @@ pub struct RoleFields {
     pub description: Option<String>,
 }
 
-/// `UPDATE roles SET version = version + 1, ... WHERE id = ? AND version = ?`:
-/// whether the row was at `version` (and is now at `version + 1`).
+/// `UPDATE roles SET version = version + 1, ... WHERE id = ? AND version = ?
+/// RETURNING *`: the role at `version + 1`, or `None` when the row was not at
+/// `version`.
 pub async fn update_versioned<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
     version: i32,
     fields: RoleFields,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<bool> {
+) -> Result<Option<role::Model>> {
     let mut update = role::Entity::update_many()
         .col_expr(role::Column::Version, Expr::col(role::Column::Version).add(1))
         .col_expr(role::Column::UpdatedAt, Expr::value(now))
@@ -117,7 +118,7 @@ pub async fn update_versioned<C: ConnectionTrait>(
     if let Some(description) = fields.description {
         update = update.col_expr(role::Column::Description, Expr::value(description));
     }
-    Ok(update.exec(db).await?.rows_affected == 1)
+    Ok(update.exec_with_returning(db).await?.pop())
 }
 
 /// Adds and removes permissions of a role (adding one it has is a no-op).
