@@ -379,9 +379,7 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     let origin = Origin::user(invitation.user_id, Some(invitation.tenant_id), command.call);
     audit::record(&txn, origin, Target::User(invitation.user_id), &fields).await?;
     app.commit(txn, Change::Access(invitation.user_id)).await?;
-    users::record_in(app, invitation.tenant_id, invitation.user_id)
-        .await?
-        .ok_or(Error::NotFound("user"))
+    users::current_record(app, invitation.tenant_id, invitation.user_id).await
 }
 
 /// An administrator sets a user's password, temporary unless told otherwise.

@@ -280,8 +280,8 @@ pub async fn revoke(app: &App, caller: &Principal, id: &str) -> Result<device::M
     let txn = app.writer.begin().await?;
     store::devices::revoke(&txn, id, now()).await?;
     audit::record(&txn, caller, Target::Device(id), &["status", "connected"]).await?;
+    // The answer is what this transaction wrote, read on its connection.
+    let revoked = store::devices::find(&txn, id).await?.ok_or(Error::NotFound("device"))?;
     app.commit(txn, Change::Record(device.user_id)).await?;
-    store::devices::find(&app.db, id)
-        .await?
-        .ok_or(Error::NotFound("device"))
+    Ok(revoked)
 }

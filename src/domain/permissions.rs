@@ -319,12 +319,14 @@ pub async fn register(
     store::permissions::upsert(&txn, rows).await?;
     // The event's changed fields are the permissions declared.
     audit::record(&txn, caller, Target::Namespace(namespace), &registered).await?;
-    txn.commit().await?;
-    Ok(store::permissions::in_namespace(&app.db, namespace)
+    // The answer is what this transaction wrote, read on its connection.
+    let answer = store::permissions::in_namespace(&txn, namespace)
         .await?
         .into_iter()
         .map(registered_info)
-        .collect())
+        .collect();
+    txn.commit().await?;
+    Ok(answer)
 }
 
 /// Removes registered permissions of a namespace (unknown names are ignored).

@@ -538,7 +538,7 @@ async fn full_records(app: &App, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Us
 
 /// The FULL record of a user as seen from a tenant; `None` when there is no
 /// such user.
-pub async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Option<UserRecord>> {
+async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Option<UserRecord>> {
     Ok(store::users::load_one(&app.db, tenant_id, user_id)
         .await?
         .map(|(user, details)| UserRecord {
