@@ -3,7 +3,7 @@
 
 use sea_orm::ColumnTrait;
 use sea_orm::{
-    ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+    ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
     sea_query::{Condition, Expr, ExprTrait, Query, SelectStatement},
 };
 use uuid::Uuid;
@@ -39,26 +39,53 @@ pub struct UserState {
     pub password_change_required: bool,
 }
 
-/// `None` when the user does not exist.
+#[derive(Debug, FromQueryResult)]
+struct UserStateRow {
+    status: String,
+    password_change_required: bool,
+    member: bool,
+    has_global_role: bool,
+}
+
+/// `None` when the user does not exist. One statement: the user's row with
+/// its membership of the tenant and whether it holds a global role, as
+/// `EXISTS` subqueries (a read of a user's access on PostgreSQL is a round
+/// trip a statement).
 pub async fn user_state<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> Result<Option<UserState>> {
-    let Some(user) = user::Entity::find_by_id(user_id).one(db).await? else {
-        return Ok(None);
-    };
-    let member = tenant_membership::Entity::find_by_id((tenant_id, user_id))
-        .one(db)
-        .await?
-        .is_some();
-    let global_roles = user_role::Entity::find()
-        .inner_join(role::Entity)
-        .filter(user_role::Column::UserId.eq(user_id))
-        .filter(role::Column::TenantId.is_null())
-        .count(db)
-        .await?;
-    Ok(Some(UserState {
-        active: user.status == crate::domain::users::STATUS_ACTIVE,
-        member,
-        has_global_role: global_roles > 0,
-        password_change_required: user.password_change_required,
+    let member = Query::select()
+        .expr(Expr::val(1))
+        .from(tenant_membership::Entity)
+        .and_where(Expr::col((tenant_membership::Entity, tenant_membership::Column::TenantId)).eq(tenant_id))
+        .and_where(
+            Expr::col((tenant_membership::Entity, tenant_membership::Column::UserId))
+                .equals((user::Entity, user::Column::Id)),
+        )
+        .to_owned();
+    let global_role = Query::select()
+        .expr(Expr::val(1))
+        .from(user_role::Entity)
+        .inner_join(
+            role::Entity,
+            Expr::col((role::Entity, role::Column::Id)).equals((user_role::Entity, user_role::Column::RoleId)),
+        )
+        .and_where(Expr::col((user_role::Entity, user_role::Column::UserId)).equals((user::Entity, user::Column::Id)))
+        .and_where(Expr::col((role::Entity, role::Column::TenantId)).is_null())
+        .to_owned();
+    let state = Query::select()
+        .column((user::Entity, user::Column::Status))
+        .column((user::Entity, user::Column::PasswordChangeRequired))
+        .expr_as(Expr::exists(member), "member")
+        .expr_as(Expr::exists(global_role), "has_global_role")
+        .from(user::Entity)
+        .and_where(Expr::col((user::Entity, user::Column::Id)).eq(user_id))
+        .to_owned();
+    let backend = db.get_database_backend();
+    let row = UserStateRow::find_by_statement(backend.build(&state)).one(db).await?;
+    Ok(row.map(|row| UserState {
+        active: row.status == crate::domain::users::STATUS_ACTIVE,
+        member: row.member,
+        has_global_role: row.has_global_role,
+        password_change_required: row.password_change_required,
     }))
 }
 
