@@ -1,10 +1,9 @@
 //! Queries behind authorization: a user's state in a tenant and its
 //! effective grants (direct ∪ roles ∪ group roles), each with its source.
 
-use sea_orm::ColumnTrait;
 use sea_orm::{
-    ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    sea_query::{Condition, Expr, ExprTrait, Query, SelectStatement},
+    ConnectionTrait, FromQueryResult,
+    sea_query::{Condition, Expr, ExprTrait, Query, SelectStatement, UnionType},
 };
 use uuid::Uuid;
 
@@ -89,17 +88,27 @@ pub async fn user_state<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uu
     }))
 }
 
+/// One row of [`effective_grants`]' union: no role for a direct grant, a
+/// group for a grant through a group's role.
 #[derive(Debug, FromQueryResult)]
-struct RoleGrantRow {
+struct GrantRow {
     permission: String,
-    role_id: Uuid,
+    role_id: Option<Uuid>,
+    group_id: Option<Uuid>,
 }
 
-#[derive(Debug, FromQueryResult)]
-struct GroupGrantRow {
-    permission: String,
-    role_id: Uuid,
-    group_id: Uuid,
+impl GrantRow {
+    fn into_grant(self) -> Grant {
+        let source = match (self.role_id, self.group_id) {
+            (Some(role_id), Some(group_id)) => GrantSource::Group { group_id, role_id },
+            (Some(role_id), None) => GrantSource::Role(role_id),
+            (None, _) => GrantSource::Direct,
+        };
+        Grant {
+            permission: self.permission,
+            source,
+        }
+    }
 }
 
 /// Roles valid in `tenant_id`: its own and global ones.
@@ -124,21 +133,21 @@ fn role_permissions_query() -> SelectStatement {
 
 /// Every grant of the user in the tenant: direct grants, the permissions of
 /// its roles valid in the tenant, and those of the roles of its groups there.
+/// One statement, a `UNION ALL` of the three (the NULLs are typed
+/// parameters, so PostgreSQL matches them to the other branches' UUIDs).
 pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> Result<Vec<Grant>> {
-    let backend = db.get_database_backend();
-    let mut grants: Vec<Grant> = user_permission::Entity::find()
-        .filter(user_permission::Column::UserId.eq(user_id))
-        .filter(user_permission::Column::TenantId.eq(tenant_id))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| Grant {
-            permission: row.permission,
-            source: GrantSource::Direct,
-        })
-        .collect();
+    let no_id = || Expr::val(Option::<Uuid>::None);
+    let mut grants = Query::select()
+        .column((user_permission::Entity, user_permission::Column::Permission))
+        .expr_as(no_id(), "role_id")
+        .expr_as(no_id(), "group_id")
+        .from(user_permission::Entity)
+        .and_where(Expr::col((user_permission::Entity, user_permission::Column::UserId)).eq(user_id))
+        .and_where(Expr::col((user_permission::Entity, user_permission::Column::TenantId)).eq(tenant_id))
+        .to_owned();
 
     let by_role = role_permissions_query()
+        .expr_as(no_id(), "group_id")
         .inner_join(
             user_role::Entity,
             Expr::col((user_role::Entity, user_role::Column::RoleId))
@@ -147,12 +156,6 @@ pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_
         .and_where(Expr::col((user_role::Entity, user_role::Column::UserId)).eq(user_id))
         .cond_where(role_valid_in(tenant_id))
         .to_owned();
-    for row in RoleGrantRow::find_by_statement(backend.build(&by_role)).all(db).await? {
-        grants.push(Grant {
-            permission: row.permission,
-            source: GrantSource::Role(row.role_id),
-        });
-    }
 
     let by_group = role_permissions_query()
         .column((group_role::Entity, group_role::Column::GroupId))
@@ -174,17 +177,10 @@ pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_
         .and_where(Expr::col((group::Entity, group::Column::TenantId)).eq(tenant_id))
         .cond_where(role_valid_in(tenant_id))
         .to_owned();
-    for row in GroupGrantRow::find_by_statement(backend.build(&by_group))
+
+    grants.unions([(UnionType::All, by_role), (UnionType::All, by_group)]);
+    let rows = GrantRow::find_by_statement(db.get_database_backend().build(&grants))
         .all(db)
-        .await?
-    {
-        grants.push(Grant {
-            permission: row.permission,
-            source: GrantSource::Group {
-                group_id: row.group_id,
-                role_id: row.role_id,
-            },
-        });
-    }
-    Ok(grants)
+        .await?;
+    Ok(rows.into_iter().map(GrantRow::into_grant).collect())
 }
