@@ -153,7 +153,7 @@ impl UserRecordCache {
                 None => missing.push(user.id),
             }
         }
-        details.extend(store::users::load_details(&app.db, tenant_id, &missing).await?);
+        details.extend(store::users::load_details_together(&app.db, tenant_id, &missing).await?);
         Ok(details)
     }
 }
@@ -519,11 +519,14 @@ fn created_fields(draft: &ValidDraft, with_password: bool) -> Vec<&'static str> 
 
 /// FULL records of these users, in the order of `ids`.
 async fn full_records(app: &App, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<UserRecord>> {
+    // One read transaction: one pooled connection for all the queries.
+    let txn = app.db.begin().await?;
     let users = user::Entity::find()
         .filter(user::Column::Id.is_in(ids.to_vec()))
-        .all(&app.db)
+        .all(&txn)
         .await?;
-    let mut details = store::users::load_details(&app.db, tenant_id, ids).await?;
+    let mut details = store::users::load_details(&txn, tenant_id, ids).await?;
+    txn.commit().await?;
     let mut records = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(user) = users.iter().find(|u| u.id == *id) {

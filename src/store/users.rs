@@ -250,6 +250,23 @@ pub async fn load_one(
     Ok(found)
 }
 
+/// [`load_details`] in one read transaction: one pooled connection for all
+/// its queries instead of one each, as [`load_one`] does. No query at all
+/// for no users.
+pub async fn load_details_together(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+) -> Result<HashMap<Uuid, UserDetails>> {
+    if user_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let txn = db.begin().await?;
+    let details = load_details(&txn, tenant_id, user_ids).await?;
+    txn.commit().await?;
+    Ok(details)
+}
+
 /// Loads the details of many users with one query per kind of detail.
 pub async fn load_details<C: ConnectionTrait>(
     db: &C,
