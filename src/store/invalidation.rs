@@ -1,5 +1,6 @@
 //! Cross-replica invalidation of the caches on PostgreSQL: a write sends
-//! `NOTIFY castellan_access` after its commit, saying what it changed (see
+//! `NOTIFY castellan_access` inside its transaction (PostgreSQL delivers it
+//! when, and only if, the write commits), saying what it changed (see
 //! [`Change`]); every replica LISTENs and outdates its cached entries
 //! likewise.
 
