@@ -36,6 +36,9 @@ pub struct App {
     pub user_records: Arc<UserRecordCache>,
     pub mailer: Mailer,
     pub config: Config,
+    /// This process's id in the change notices it sends to the other
+    /// replicas (PostgreSQL), so that it skips them when they come back.
+    replica: Uuid,
 }
 
 impl App {
@@ -60,6 +63,7 @@ impl App {
             freshness,
             mailer: Mailer::from_config(&config)?,
             config,
+            replica: Uuid::new_v4(),
         });
         let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
         let admin = match (
@@ -112,8 +116,9 @@ impl App {
         committed: impl FnOnce() + Send + 'static,
     ) -> Result<()> {
         let freshness = self.freshness.clone();
+        let replica = self.replica;
         uncancelled(async move {
-            store::invalidation::notify(&txn, change).await?;
+            store::invalidation::notify(&txn, replica, change).await?;
             let outcome = txn.commit().await;
             match outcome {
                 Ok(()) => committed(),
@@ -132,7 +137,7 @@ impl App {
         }
         let freshness = self.freshness.clone();
         freshness.set_bypass(true);
-        store::invalidation::listen(self.config.database_url(), move |event| match event {
+        store::invalidation::listen(self.config.database_url(), self.replica, move |event| match event {
             ListenerEvent::Listening => freshness.set_bypass(false),
             ListenerEvent::Changed(change) => outdate(&freshness, change),
             ListenerEvent::Lost => freshness.set_bypass(true),

@@ -1,8 +1,11 @@
 //! Cross-replica invalidation of the caches on PostgreSQL: a write sends
 //! `NOTIFY castellan_access` inside its transaction (PostgreSQL delivers it
-//! when, and only if, the write commits), saying what it changed (see
-//! [`Change`]); every replica LISTENs and outdates its cached entries
-//! likewise.
+//! when, and only if, the write commits), saying which replica sent it and
+//! what it changed (see [`Change`]); every other replica LISTENs and
+//! outdates its cached entries likewise. The sender skips its own notices:
+//! it outdated its entries when the write committed, and outdating them
+//! again when the notice comes back would only throw away what was read
+//! since (a login's record, kept up to date in place, say).
 
 use std::time::Duration;
 
@@ -35,7 +38,7 @@ pub enum Change {
 }
 
 impl Change {
-    fn payload(self) -> String {
+    fn describe(self) -> String {
         match self {
             Self::Directory => String::new(),
             Self::Tenant(id) => format!("{TENANT_PREFIX}{id}"),
@@ -46,7 +49,7 @@ impl Change {
 
     /// Anything not understood (a newer replica's payload, say) outdates
     /// everything.
-    fn from_payload(payload: &str) -> Self {
+    fn parse(payload: &str) -> Self {
         let parsed = if let Some(tenant) = payload.strip_prefix(TENANT_PREFIX) {
             tenant.parse().map(Self::Tenant)
         } else if let Some(user) = payload.strip_prefix(RECORD_PREFIX) {
@@ -58,14 +61,36 @@ impl Change {
     }
 }
 
+/// A notice's payload: the sending replica's id, a space, then the change.
+fn payload(sender: Uuid, change: Change) -> String {
+    format!("{sender} {}", change.describe())
+}
+
+/// Who sent a notice (`None` from a replica that does not say) and what it
+/// changed.
+fn parse_payload(payload: &str) -> (Option<Uuid>, Change) {
+    match payload.split_once(' ') {
+        Some((sender, change)) => (sender.parse().ok(), Change::parse(change)),
+        None => (None, Change::parse(payload)),
+    }
+}
+
+/// What a notice tells `replica`: nothing when it sent the notice itself.
+fn news_for(replica: Uuid, payload: &str) -> Option<Change> {
+    match parse_payload(payload) {
+        (Some(sender), _) if sender == replica => None,
+        (_, change) => Some(change),
+    }
+}
+
 /// Tells the other replicas, inside the write's transaction: PostgreSQL
-/// delivers the notice when, and only if, it commits. A no-op on SQLite,
-/// which has one process.
-pub async fn notify<C: ConnectionTrait>(txn: &C, change: Change) -> Result<()> {
+/// delivers the notice when, and only if, it commits. `sender` is this
+/// replica's id. A no-op on SQLite, which has one process.
+pub async fn notify<C: ConnectionTrait>(txn: &C, sender: Uuid, change: Change) -> Result<()> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        // A UUID's text form and the prefixes need no quoting beyond the
-        // literal's quotes.
-        txn.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", change.payload()))
+        // A UUID's text form, the space and the prefixes need no quoting
+        // beyond the literal's quotes.
+        txn.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", payload(sender, change)))
             .await?;
     }
     Ok(())
@@ -76,15 +101,16 @@ pub async fn notify<C: ConnectionTrait>(txn: &C, change: Change) -> Result<()> {
 pub enum ListenerEvent {
     /// Subscribed: notifications arrive from now on.
     Listening,
-    /// Another replica (or this one) made a change.
+    /// Another replica made a change.
     Changed(Change),
     /// The connection was lost: notifications may have been missed until the
     /// next `Listening`.
     Lost,
 }
 
-/// Listens forever, reconnecting with a bounded backoff.
-pub async fn listen(url: String, on_event: impl Fn(ListenerEvent) + Send + 'static) {
+/// Listens forever, reconnecting with a bounded backoff; skips the notices
+/// of `replica`, this one.
+pub async fn listen(url: String, replica: Uuid, on_event: impl Fn(ListenerEvent) + Send + 'static) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let listener = async {
@@ -98,7 +124,9 @@ pub async fn listen(url: String, on_event: impl Fn(ListenerEvent) + Send + 'stat
                 on_event(ListenerEvent::Listening);
                 // `try_recv` answers `None` when the connection drops.
                 while let Ok(Some(notification)) = listener.try_recv().await {
-                    on_event(ListenerEvent::Changed(Change::from_payload(notification.payload())));
+                    if let Some(change) = news_for(replica, notification.payload()) {
+                        on_event(ListenerEvent::Changed(change));
+                    }
                 }
                 tracing::warn!("access invalidation listener lost its connection; reconnecting");
             }
@@ -115,18 +143,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_say_what_changed_and_anything_else_outdates_everything() {
-        let (tenant, user) = (Uuid::now_v7(), Uuid::now_v7());
+    fn payloads_say_who_sent_them_and_what_changed_and_anything_else_outdates_everything() {
+        let (sender, tenant, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         for change in [
             Change::Directory,
             Change::Tenant(tenant),
             Change::Access(user),
             Change::Record(user),
         ] {
-            assert_eq!(Change::from_payload(&change.payload()), change);
+            assert_eq!(parse_payload(&payload(sender, change)), (Some(sender), change));
+            // As a replica that does not say who it is sends it.
+            assert_eq!(parse_payload(&change.describe()), (None, change));
         }
         for unknown in ["tenant:", "record:x", "group:0190c3a4-0000-7000-8000-000000000000", "?"] {
-            assert_eq!(Change::from_payload(unknown), Change::Directory, "{unknown}");
+            assert_eq!(parse_payload(unknown), (None, Change::Directory), "{unknown}");
+            assert_eq!(
+                parse_payload(&format!("{sender} {unknown}")),
+                (Some(sender), Change::Directory),
+                "{unknown}"
+            );
         }
+        assert_eq!(parse_payload(&format!("x {user}")), (None, Change::Access(user)));
+    }
+
+    #[test]
+    fn a_replica_skips_its_own_notices_only() {
+        let (this, other, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let change = Change::Record(user);
+        assert_eq!(news_for(this, &payload(this, change)), None);
+        assert_eq!(news_for(this, &payload(other, change)), Some(change));
+        assert_eq!(news_for(this, &change.describe()), Some(change));
     }
 }
