@@ -965,3 +965,94 @@ async fn the_full_view_lists_each_role_once_with_its_sorted_permissions() {
         assert_eq!(&expected(&read), want, "GetUser of {}", user.email);
     }
 }
+
+/// A user's FULL view in a tenant names the roles it holds there and its
+/// global roles, never the roles it holds in another of its tenants.
+#[tokio::test]
+async fn the_full_view_in_a_tenant_names_that_tenants_roles_and_global_ones_only() {
+    let app = TestApp::spawn().await;
+    let second = app.create_tenant("second").await;
+    let (admin, admin_there) = (app.token(&["*"]), app.token_in(second, &["*"]));
+    let global = app.global_token(&["*"]);
+    let here = crate::roles::create_role(&app, &admin, "here", &["users:read"])
+        .await
+        .id;
+    let there = crate::roles::create_role(&app, &admin_there, "there", &["users:list"])
+        .await
+        .id;
+    let everywhere = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                name: "everywhere".into(),
+                permissions: vec!["roles:read".into()],
+                global: true,
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("global role")
+        .into_inner()
+        .id;
+    let user = app
+        .create_users(vec![UserDraft {
+            role_ids: vec![here],
+            ..active_draft("two-tenants@example.com")
+        }])
+        .await
+        .remove(0);
+    let mut users = app.users();
+    users
+        .update_user_tenants(authed(
+            pb::UpdateUserTenantsRequest {
+                id: user.id.clone(),
+                add_tenant_ids: vec![second.to_string()],
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("join the second tenant");
+    for (role, token) in [(everywhere, &global), (there, &admin_there)] {
+        users
+            .update_user_roles(authed(
+                pb::UpdateUserRolesRequest {
+                    id: user.id.clone(),
+                    add_role_ids: vec![role],
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .expect("grant a role");
+    }
+
+    for (token, wanted) in [
+        (&admin, ["everywhere", "here"]),
+        (&admin_there, ["everywhere", "there"]),
+    ] {
+        let read = users
+            .get_user(authed(GetUserRequest { id: user.id.clone() }, token))
+            .await
+            .expect("get user")
+            .into_inner();
+        let names: Vec<&str> = read.roles.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, wanted, "GetUser");
+        let listed = users
+            .list_users(authed(
+                pb::ListUsersRequest {
+                    view: pb::UserView::Full as i32,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .expect("list users")
+            .into_inner()
+            .users;
+        let listed = listed.iter().find(|u| u.id == user.id).expect("listed");
+        let names: Vec<&str> = listed.roles.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, wanted, "ListUsers FULL");
+    }
+}
