@@ -149,7 +149,7 @@ impl AccessCache {
 /// connection rather than one a query (one snapshot on SQLite; on
 /// PostgreSQL each statement sees the commits before it, and the cache's
 /// stamp, taken before the first, outdates what a write in between changed;
-/// see `store::users::load_one`).
+/// see `store::users::load_records`).
 async fn load(db: &DatabaseConnection, user_id: Uuid, tenant_id: Uuid) -> Result<UserAccess> {
     let txn = db.begin().await?;
     let access = load_in(&txn, user_id, tenant_id).await?;

@@ -9,9 +9,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -91,19 +89,42 @@ impl UserRecordCache {
     /// The FULL record of a user (member of the tenant or not) as seen from
     /// the tenant; `None` when there is no such user.
     async fn get(&self, app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Option<Arc<UserRecord>>> {
-        let subject = Subject::Record { tenant_id, user_id };
-        if let Some((stamp, record)) = self.entries.get(&(tenant_id, user_id))
-            && self.freshness.is_current(stamp, subject)
-        {
+        if let Some(record) = self.current(tenant_id, user_id) {
             return Ok(Some(record));
         }
-        let stamp = self.freshness.stamp(subject);
-        let Some(record) = record_in(app, tenant_id, user_id).await? else {
-            return Ok(None);
-        };
-        let record = Arc::new(record);
-        self.entries.insert((tenant_id, user_id), (stamp, record.clone()));
-        Ok(Some(record))
+        Ok(self.load(app, tenant_id, &[user_id]).await?.remove(&user_id))
+    }
+
+    /// The cached record, while no write has outdated it.
+    fn current(&self, tenant_id: Uuid, user_id: Uuid) -> Option<Arc<UserRecord>> {
+        let subject = Subject::Record { tenant_id, user_id };
+        self.entries
+            .get(&(tenant_id, user_id))
+            .filter(|(stamp, _)| self.freshness.is_current(*stamp, subject))
+            .map(|(_, record)| record)
+    }
+
+    /// Reads the records of these users (in one transaction) and keeps each
+    /// under the stamp taken before the read. Users that do not exist are
+    /// left out.
+    async fn load(&self, app: &App, tenant_id: Uuid, user_ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<UserRecord>>> {
+        let stamps: Vec<Stamp> = user_ids
+            .iter()
+            .map(|&user_id| self.freshness.stamp(Subject::Record { tenant_id, user_id }))
+            .collect();
+        let mut loaded = store::users::load_records(&app.db, tenant_id, user_ids).await?;
+        let mut records = HashMap::with_capacity(loaded.len());
+        for (&user_id, stamp) in user_ids.iter().zip(stamps) {
+            if let Some((user, details)) = loaded.remove(&user_id) {
+                let record = Arc::new(UserRecord {
+                    user,
+                    details: Some(details),
+                });
+                self.entries.insert((tenant_id, user_id), (stamp, record.clone()));
+                records.insert(user_id, record);
+            }
+        }
+        Ok(records)
     }
 
     /// After a commit that set only the user's `last_connection` (a
@@ -124,37 +145,27 @@ impl UserRecordCache {
         }
     }
 
-    /// The FULL view's details of listed users, as seen from the tenant: a
-    /// current cached record answers for its user, the others are loaded
-    /// together. (What is loaded here is not cached: the rows came from the
-    /// listing's query, read before any stamp taken now.)
-    async fn details_of(
+    /// The FULL records of listed users, as seen from the tenant: a current
+    /// cached record answers for its user, the others are read together
+    /// and kept. Users deleted since the listing are left out.
+    async fn records_of(
         &self,
         app: &App,
         tenant_id: Uuid,
         users: &[user::Model],
-    ) -> Result<HashMap<Uuid, UserDetails>> {
-        let mut details = HashMap::with_capacity(users.len());
+    ) -> Result<HashMap<Uuid, Arc<UserRecord>>> {
+        let mut records = HashMap::with_capacity(users.len());
         let mut missing = Vec::new();
         for user in users {
-            let subject = Subject::Record {
-                tenant_id,
-                user_id: user.id,
-            };
-            let cached = self
-                .entries
-                .get(&(tenant_id, user.id))
-                .filter(|(stamp, _)| self.freshness.is_current(*stamp, subject))
-                .and_then(|(_, record)| record.details.clone());
-            match cached {
-                Some(cached) => {
-                    details.insert(user.id, cached);
+            match self.current(tenant_id, user.id) {
+                Some(record) => {
+                    records.insert(user.id, record);
                 }
                 None => missing.push(user.id),
             }
         }
-        details.extend(store::users::load_details_together(&app.db, tenant_id, &missing).await?);
-        Ok(details)
+        records.extend(self.load(app, tenant_id, &missing).await?);
+        Ok(records)
     }
 }
 
@@ -517,37 +528,15 @@ fn created_fields(draft: &ValidDraft, with_password: bool) -> Vec<&'static str> 
     fields
 }
 
-/// FULL records of these users, in the order of `ids`.
+/// FULL records of these users, in the order of `ids`, through the record
+/// cache (read together, and kept).
 async fn full_records(app: &App, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<UserRecord>> {
-    // One read transaction: one pooled connection for all the queries.
-    let txn = app.db.begin().await?;
-    let users = user::Entity::find()
-        .filter(user::Column::Id.is_in(ids.to_vec()))
-        .all(&txn)
-        .await?;
-    let mut details = store::users::load_details(&txn, tenant_id, ids).await?;
-    txn.commit().await?;
-    let mut records = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(user) = users.iter().find(|u| u.id == *id) {
-            records.push(UserRecord {
-                user: user.clone(),
-                details: details.remove(id),
-            });
-        }
-    }
-    Ok(records)
-}
-
-/// The FULL record of a user as seen from a tenant; `None` when there is no
-/// such user.
-async fn record_in(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<Option<UserRecord>> {
-    Ok(store::users::load_one(&app.db, tenant_id, user_id)
-        .await?
-        .map(|(user, details)| UserRecord {
-            user,
-            details: Some(details),
-        }))
+    let mut records = app.user_records.load(app, tenant_id, ids).await?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| records.remove(id))
+        .map(Arc::unwrap_or_clone)
+        .collect())
 }
 
 /// The FULL record of a user as it is now, as seen from the tenant, through
@@ -643,10 +632,14 @@ pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Pag
     if query.basic {
         return Ok(page.map(|user| UserRecord { user, details: None }));
     }
-    let mut details = app.user_records.details_of(app, caller.tenant_id, &page.items).await?;
-    Ok(page.map(|user| UserRecord {
-        details: details.remove(&user.id),
-        user,
+    let mut records = app.user_records.records_of(app, caller.tenant_id, &page.items).await?;
+    // A user deleted since the listing keeps its listed row, without details.
+    Ok(page.map(|user| match records.remove(&user.id) {
+        Some(record) => Arc::unwrap_or_clone(record),
+        None => UserRecord {
+            user,
+            details: Some(UserDetails::default()),
+        },
     }))
 }
 

@@ -220,51 +220,43 @@ pub struct UserDetails {
     pub permissions: Vec<String>,
 }
 
-/// One user with its details, read in one transaction: one checkout of a
-/// pooled connection rather than one a query. The user's row comes with its
-/// memberships. On SQLite the transaction is also one snapshot; on PostgreSQL
-/// (READ COMMITTED) each statement sees what was committed before it, so a
-/// write that commits in between shows in the later statements only. That is
-/// a read beside a write, never a stale cache entry: the cache stamps an
-/// entry with counters read before the first statement, and the writer bumps
-/// them after its commit.
-pub async fn load_one(
-    db: &DatabaseConnection,
-    tenant_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<(user::Model, UserDetails)>> {
-    let txn = db.begin().await?;
-    let found = match user::Entity::find_by_id(user_id)
-        .find_with_related(tenant_membership::Entity)
-        .all(&txn)
-        .await?
-        .pop()
-    {
-        Some((user, memberships)) => details_given_memberships(&txn, tenant_id, &[user_id], memberships)
-            .await?
-            .remove(&user_id)
-            .map(|details| (user, details)),
-        None => None,
-    };
-    txn.commit().await?;
-    Ok(found)
-}
-
-/// [`load_details`] in one read transaction: one pooled connection for all
-/// its queries instead of one each, as [`load_one`] does. No query at all
-/// for no users.
-pub async fn load_details_together(
+/// Users with their details as seen from the tenant, by id (the ids of
+/// users that do not exist are left out), read in one transaction: one
+/// checkout of a pooled connection rather than one a query, and no query at
+/// all for no ids. Each user's row comes with its memberships. On SQLite the
+/// transaction is also one snapshot; on PostgreSQL (READ COMMITTED) each
+/// statement sees what was committed before it, so a write that commits in
+/// between shows in the later statements only. That is a read beside a
+/// write, never a stale cache entry: the cache stamps an entry with counters
+/// read before the first statement, and the writer bumps them after its
+/// commit.
+pub async fn load_records(
     db: &DatabaseConnection,
     tenant_id: Uuid,
     user_ids: &[Uuid],
-) -> Result<HashMap<Uuid, UserDetails>> {
+) -> Result<HashMap<Uuid, (user::Model, UserDetails)>> {
     if user_ids.is_empty() {
         return Ok(HashMap::new());
     }
     let txn = db.begin().await?;
-    let details = load_details(&txn, tenant_id, user_ids).await?;
+    let (users, memberships): (Vec<user::Model>, Vec<Vec<tenant_membership::Model>>) = user::Entity::find()
+        .filter(user::Column::Id.is_in(user_ids.to_vec()))
+        .find_with_related(tenant_membership::Entity)
+        .all(&txn)
+        .await?
+        .into_iter()
+        .unzip();
+    let found: Vec<Uuid> = users.iter().map(|user| user.id).collect();
+    let mut details = if found.is_empty() {
+        HashMap::new()
+    } else {
+        details_given_memberships(&txn, tenant_id, &found, memberships.into_iter().flatten().collect()).await?
+    };
     txn.commit().await?;
-    Ok(details)
+    Ok(users
+        .into_iter()
+        .filter_map(|user| details.remove(&user.id).map(|details| (user.id, (user, details))))
+        .collect())
 }
 
 /// Loads the details of many users with one query per kind of detail.
