@@ -633,7 +633,8 @@ pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Pag
         return Ok(page.map(|user| UserRecord { user, details: None }));
     }
     let mut records = app.user_records.records_of(app, caller.tenant_id, &page.items).await?;
-    // A user deleted since the listing keeps its listed row, without details.
+    // A user deleted since the listing keeps its listed row, with no roles,
+    // groups, devices or grants.
     Ok(page.map(|user| match records.remove(&user.id) {
         Some(record) => Arc::unwrap_or_clone(record),
         None => UserRecord {
