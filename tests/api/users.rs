@@ -1056,3 +1056,126 @@ async fn the_full_view_in_a_tenant_names_that_tenants_roles_and_global_ones_only
         assert_eq!(names, wanted, "ListUsers FULL");
     }
 }
+
+/// Reads racing writes never leave a stale record in the cache: while an
+/// administrator renames users, GetUser and ListUsers (FULL) read them
+/// over and over, filling the record cache; each rename shows in the
+/// administrator's next read, and once the renames are done every reader
+/// sees the last name.
+#[tokio::test]
+async fn reads_racing_renames_never_keep_a_stale_record() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let drafts = (0..30)
+        .map(|i| active_draft(&format!("racer{i}@example.com")))
+        .collect();
+    let ids: Vec<String> = app.create_users(drafts).await.into_iter().map(|u| u.id).collect();
+    let done = Arc::new(AtomicBool::new(false));
+
+    let mut readers = Vec::new();
+    for reader in 0..4 {
+        let (mut users, admin, ids, done) = (app.users(), admin.clone(), ids.clone(), done.clone());
+        readers.push(tokio::spawn(async move {
+            let mut round = 0;
+            while !done.load(Ordering::Acquire) {
+                if reader % 2 == 0 {
+                    users
+                        .list_users(authed(
+                            pb::ListUsersRequest {
+                                view: pb::UserView::Full as i32,
+                                limit: 100,
+                                ..Default::default()
+                            },
+                            &admin,
+                        ))
+                        .await
+                        .expect("list users");
+                } else {
+                    let id = ids[round % ids.len()].clone();
+                    users
+                        .get_user(authed(GetUserRequest { id }, &admin))
+                        .await
+                        .expect("get user");
+                }
+                round += 1;
+            }
+        }));
+    }
+    // A change to the tenant's roles outdates every record there without
+    // reading any again, so the readers' next reads load them, racing the
+    // rename that follows.
+    let mut role = crate::roles::create_role(&app, &admin, "racing", &[]).await;
+    let mut users = app.users();
+    for round in 0..3 {
+        for id in &ids {
+            role = app
+                .roles()
+                .update_role(authed(
+                    pb::UpdateRoleRequest {
+                        id: role.id.clone(),
+                        version: role.version,
+                        description: Some(format!("{round} {id}")),
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await
+                .expect("describe the role")
+                .into_inner();
+            users
+                .update_user(authed(
+                    UpdateUserRequest {
+                        id: id.clone(),
+                        first_name: format!("Round{round}"),
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await
+                .expect("rename");
+            let read = users
+                .get_user(authed(GetUserRequest { id: id.clone() }, &admin))
+                .await
+                .expect("get user")
+                .into_inner();
+            assert_eq!(
+                read.first_name,
+                format!("Round{round}"),
+                "GetUser of {id} after its rename"
+            );
+        }
+    }
+    done.store(true, Ordering::Release);
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+
+    let listed = users
+        .list_users(authed(
+            pb::ListUsersRequest {
+                view: pb::UserView::Full as i32,
+                limit: 100,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("list users")
+        .into_inner()
+        .users;
+    for id in &ids {
+        let read = users
+            .get_user(authed(GetUserRequest { id: id.clone() }, &admin))
+            .await
+            .expect("get user")
+            .into_inner();
+        assert_eq!(read.first_name, "Round2", "GetUser of {id}");
+        let listed = listed.iter().find(|u| &u.id == id).expect("listed");
+        assert_eq!(listed.first_name, "Round2", "ListUsers of {id}");
+    }
+}
