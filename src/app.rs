@@ -150,7 +150,7 @@ impl App {
 fn outdate(freshness: &Freshness, change: Change) {
     match change {
         Change::Directory => freshness.invalidate_all(),
-        Change::Tenant(tenant_id) => freshness.invalidate_tenant(tenant_id),
+        Change::Role(id) | Change::Group(id) => freshness.invalidate_role_or_group(id),
         Change::Access(user_id) => freshness.invalidate_access(user_id),
         Change::Record(user_id) => freshness.invalidate_user(user_id),
     }

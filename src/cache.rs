@@ -8,13 +8,21 @@
 //! never keeps a stale entry, since whatever it stores carries the stamp from
 //! before the bump.
 //!
-//! Four scopes: the whole directory (global roles, tenants, the permission
-//! catalog); one tenant's roles and groups, which outdates what every user
-//! may do in that tenant and their records as seen from it; what one user
-//! may do (its status, memberships and grants), which also outdates its
-//! records; and one user's records alone (a login's `last_connection`, the
-//! user's devices). Users and tenants map onto fixed arrays of counters; two
-//! sharing one only cost each other a cache miss.
+//! Four scopes: the whole directory (tenants, the permission catalog); one
+//! role or group, which outdates the entries read from it (what its holders
+//! may do, their records); what one user may do (its status, memberships
+//! and grants), which also outdates its records; and one user's records
+//! alone (a login's `last_connection`, the user's devices). Users, roles and
+//! groups map onto fixed arrays of counters; two sharing one only cost each
+//! other a cache miss.
+//!
+//! An entry learns which roles and groups it rests on only from its query,
+//! after the stamp was taken. So roles and groups are not counted but
+//! sequenced: every change to one takes the next number of one sequence and
+//! leaves it on the role's or group's counter, and the stamp keeps the
+//! sequence as it was before the query. An entry is current while none of
+//! the roles and groups it was read from carries a later number: a change
+//! that committed after the query began carries one.
 
 use std::{
     hash::Hash,
@@ -30,9 +38,9 @@ use uuid::Uuid;
 /// miss each time, so there are many.
 const USER_SHARDS: usize = 8192;
 
-/// Counters for per-tenant invalidation (8 KiB): a tenant's roles and groups
-/// change rarely.
-const TENANT_SHARDS: usize = 1024;
+/// Counters of roles and groups (32 KiB): they change rarely, and an entry
+/// rests on a few of them.
+const ROLE_AND_GROUP_SHARDS: usize = 4096;
 
 #[derive(Debug)]
 pub struct Freshness {
@@ -40,8 +48,10 @@ pub struct Freshness {
     /// Set while invalidations from other replicas may be missed (the
     /// PostgreSQL listener is disconnected): no stamp is current.
     bypass: AtomicBool,
-    /// Per-tenant counters of roles and groups.
-    tenants: Box<[AtomicU64]>,
+    /// The number of the latest change to any role or group.
+    role_and_group_changes: AtomicU64,
+    /// Per role or group: the number of its latest change.
+    roles_and_groups: Box<[AtomicU64]>,
     /// Per-user counters of records (what GetUser shows).
     users: Box<[AtomicU64]>,
     /// Per-user counters of access (what a user may do). Separate from the
@@ -56,17 +66,17 @@ pub enum Subject {
     /// Shared by every tenant (a tenant's id by its slug): only a change to
     /// the whole directory.
     Directory,
-    /// A user's record as seen from a tenant.
-    Record { tenant_id: Uuid, user_id: Uuid },
-    /// What a user may do in a tenant.
-    Access { tenant_id: Uuid, user_id: Uuid },
+    /// A user's record (as seen from some tenant).
+    Record(Uuid),
+    /// What a user may do (in some tenant).
+    Access(Uuid),
 }
 
 /// The counters an entry was read under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     epoch: u64,
-    tenant: u64,
+    role_and_group_changes: u64,
     user: u64,
 }
 
@@ -86,7 +96,8 @@ impl Default for Freshness {
         Self {
             epoch: AtomicU64::new(0),
             bypass: AtomicBool::new(false),
-            tenants: counters(TENANT_SHARDS),
+            role_and_group_changes: AtomicU64::new(0),
+            roles_and_groups: counters(ROLE_AND_GROUP_SHARDS),
             users: counters(USER_SHARDS),
             access: counters(USER_SHARDS),
         }
@@ -97,30 +108,31 @@ impl Freshness {
     /// The stamp to store with an entry about `subject`, read before the
     /// entry's query.
     pub fn stamp(&self, subject: Subject) -> Stamp {
-        let load = |counters: &[AtomicU64], id| counter_of(counters, id).load(Ordering::Acquire);
-        let epoch = self.epoch.load(Ordering::Acquire);
-        match subject {
-            Subject::Directory => Stamp {
-                epoch,
-                tenant: 0,
-                user: 0,
-            },
-            Subject::Record { tenant_id, user_id } => Stamp {
-                epoch,
-                tenant: load(&self.tenants, tenant_id),
-                user: load(&self.users, user_id),
-            },
-            Subject::Access { tenant_id, user_id } => Stamp {
-                epoch,
-                tenant: load(&self.tenants, tenant_id),
-                user: load(&self.access, user_id),
-            },
+        Stamp {
+            epoch: self.epoch.load(Ordering::Acquire),
+            role_and_group_changes: self.role_and_group_changes.load(Ordering::Acquire),
+            user: self.user_counter(subject),
         }
     }
 
-    /// Whether an entry about `subject` read under `stamp` may still be used.
-    pub fn is_current(&self, stamp: Stamp, subject: Subject) -> bool {
-        !self.bypass.load(Ordering::Acquire) && stamp == self.stamp(subject)
+    fn user_counter(&self, subject: Subject) -> u64 {
+        match subject {
+            Subject::Directory => 0,
+            Subject::Record(user_id) => counter_of(&self.users, user_id).load(Ordering::Acquire),
+            Subject::Access(user_id) => counter_of(&self.access, user_id).load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether an entry about `subject`, read under `stamp` from these roles
+    /// and groups (by id: every one the query came across, including those
+    /// that grant nothing), may still be used.
+    pub fn is_current(&self, stamp: Stamp, subject: Subject, read_from: impl IntoIterator<Item = Uuid>) -> bool {
+        !self.bypass.load(Ordering::Acquire)
+            && stamp.epoch == self.epoch.load(Ordering::Acquire)
+            && stamp.user == self.user_counter(subject)
+            && read_from.into_iter().all(|id| {
+                counter_of(&self.roles_and_groups, id).load(Ordering::Acquire) <= stamp.role_and_group_changes
+            })
     }
 
     /// Outdates every entry. Call after committing a change that can affect
@@ -129,11 +141,12 @@ impl Freshness {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Outdates what every user may do in one tenant and their records as
-    /// seen from it. Call after committing a change to the tenant's own
-    /// roles or groups.
-    pub fn invalidate_tenant(&self, tenant_id: Uuid) {
-        counter_of(&self.tenants, tenant_id).fetch_add(1, Ordering::AcqRel);
+    /// Outdates the entries read from one role or group: what its holders
+    /// may do, and their records. Call after committing a change to it (its
+    /// fields, its permissions or roles, its deletion).
+    pub fn invalidate_role_or_group(&self, id: Uuid) {
+        let change = self.role_and_group_changes.fetch_add(1, Ordering::AcqRel) + 1;
+        counter_of(&self.roles_and_groups, id).fetch_max(change, Ordering::AcqRel);
     }
 
     /// Outdates the records of one user.
@@ -150,13 +163,18 @@ impl Freshness {
     }
 
     /// Outdates the records of one user, as [`Self::invalidate_user`] does,
-    /// after a commit whose change to its record as seen from `tenant_id` the
-    /// writer knows: returns the stamp under which that record, read under
-    /// `read`, may be stored again with the change applied. `None` when there
-    /// is no such entry or another write outdated it since it was read. (A
-    /// write that has committed but not yet invalidated outdates the stored
-    /// entry when it does.)
-    pub fn invalidate_user_after(&self, tenant_id: Uuid, user_id: Uuid, read: Option<Stamp>) -> Option<Stamp> {
+    /// after a commit whose change to one of its records the writer knows:
+    /// returns the stamp under which that record, read under `read` from
+    /// the roles and groups `read_from`, may be stored again with the change
+    /// applied. `None` when there is no such entry or another write outdated
+    /// it since it was read. (A write that has committed but not yet
+    /// invalidated outdates the stored entry when it does.)
+    pub fn invalidate_user_after(
+        &self,
+        user_id: Uuid,
+        read: Option<Stamp>,
+        read_from: impl IntoIterator<Item = Uuid>,
+    ) -> Option<Stamp> {
         let counter = counter_of(&self.users, user_id);
         let advance = |read: &Stamp| {
             counter
@@ -171,7 +189,7 @@ impl Freshness {
             user: read.user + 1,
             ..read
         };
-        self.is_current(updated, Subject::Record { tenant_id, user_id })
+        self.is_current(updated, Subject::Record(user_id), read_from)
             .then_some(updated)
     }
 
@@ -238,142 +256,166 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 mod tests {
     use super::*;
 
-    fn record(tenant_id: Uuid, user_id: Uuid) -> Subject {
-        Subject::Record { tenant_id, user_id }
-    }
-
-    fn access(tenant_id: Uuid, user_id: Uuid) -> Subject {
-        Subject::Access { tenant_id, user_id }
-    }
+    const NOTHING: [Uuid; 0] = [];
 
     #[test]
     fn stamps_expire_by_scope() {
         let freshness = Freshness::default();
-        let tenant = Uuid::now_v7();
         let alice_id = Uuid::now_v7();
-        let (alice, bob) = (record(tenant, alice_id), record(tenant, Uuid::now_v7()));
+        let (alice, bob) = (Subject::Record(alice_id), Subject::Record(Uuid::now_v7()));
         let of_alice = freshness.stamp(alice);
         let shared = freshness.stamp(Subject::Directory);
-        assert!(freshness.is_current(of_alice, alice));
+        assert!(freshness.is_current(of_alice, alice, NOTHING));
 
         freshness.invalidate_user(alice_id);
-        assert!(!freshness.is_current(of_alice, alice));
-        assert!(freshness.is_current(shared, Subject::Directory));
+        assert!(!freshness.is_current(of_alice, alice, NOTHING));
+        assert!(freshness.is_current(shared, Subject::Directory, NOTHING));
         let of_bob = freshness.stamp(bob);
-        assert!(freshness.is_current(of_bob, bob));
+        assert!(freshness.is_current(of_bob, bob, NOTHING));
 
         freshness.invalidate_all();
-        assert!(!freshness.is_current(of_bob, bob));
-        assert!(!freshness.is_current(shared, Subject::Directory));
+        assert!(!freshness.is_current(of_bob, bob, NOTHING));
+        assert!(!freshness.is_current(shared, Subject::Directory, NOTHING));
 
         let now = freshness.stamp(bob);
         freshness.set_bypass(true);
-        assert!(!freshness.is_current(freshness.stamp(bob), bob));
+        assert!(!freshness.is_current(freshness.stamp(bob), bob, NOTHING));
         freshness.set_bypass(false);
         assert!(
-            !freshness.is_current(now, bob),
+            !freshness.is_current(now, bob, NOTHING),
             "a bypass outdates what was read before it"
         );
-        assert!(freshness.is_current(freshness.stamp(bob), bob));
+        assert!(freshness.is_current(freshness.stamp(bob), bob, NOTHING));
     }
 
     #[test]
-    fn access_is_outdated_by_its_user_its_tenant_or_the_directory_not_by_a_record_change() {
+    fn access_is_outdated_by_its_user_or_the_directory_not_by_a_record_change() {
         let freshness = Freshness::default();
-        let tenant = Uuid::now_v7();
         let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let access_of_alice = freshness.stamp(access(tenant, alice));
-        let access_of_bob = freshness.stamp(access(tenant, bob));
-        let record_of_alice = freshness.stamp(record(tenant, alice));
+        let access_of_alice = freshness.stamp(Subject::Access(alice));
+        let access_of_bob = freshness.stamp(Subject::Access(bob));
+        let record_of_alice = freshness.stamp(Subject::Record(alice));
 
         // A login or a device: the record only.
         freshness.invalidate_user(alice);
-        assert!(freshness.is_current(access_of_alice, access(tenant, alice)));
-        assert!(!freshness.is_current(record_of_alice, record(tenant, alice)));
+        assert!(freshness.is_current(access_of_alice, Subject::Access(alice), NOTHING));
+        assert!(!freshness.is_current(record_of_alice, Subject::Record(alice), NOTHING));
 
         // Alice's status or grants: her access and her record, not Bob's.
-        let record_of_alice = freshness.stamp(record(tenant, alice));
-        let record_of_bob = freshness.stamp(record(tenant, bob));
+        let record_of_alice = freshness.stamp(Subject::Record(alice));
+        let record_of_bob = freshness.stamp(Subject::Record(bob));
         freshness.invalidate_access(alice);
-        assert!(!freshness.is_current(access_of_alice, access(tenant, alice)));
-        assert!(!freshness.is_current(record_of_alice, record(tenant, alice)));
-        assert!(freshness.is_current(access_of_bob, access(tenant, bob)));
-        assert!(freshness.is_current(record_of_bob, record(tenant, bob)));
+        assert!(!freshness.is_current(access_of_alice, Subject::Access(alice), NOTHING));
+        assert!(!freshness.is_current(record_of_alice, Subject::Record(alice), NOTHING));
+        assert!(freshness.is_current(access_of_bob, Subject::Access(bob), NOTHING));
+        assert!(freshness.is_current(record_of_bob, Subject::Record(bob), NOTHING));
 
         // The directory: everyone's.
         freshness.invalidate_all();
-        assert!(!freshness.is_current(access_of_bob, access(tenant, bob)));
-        let access_of_bob = freshness.stamp(access(tenant, bob));
+        assert!(!freshness.is_current(access_of_bob, Subject::Access(bob), NOTHING));
+        let access_of_bob = freshness.stamp(Subject::Access(bob));
         freshness.set_bypass(true);
-        assert!(!freshness.is_current(freshness.stamp(access(tenant, bob)), access(tenant, bob)));
+        assert!(!freshness.is_current(freshness.stamp(Subject::Access(bob)), Subject::Access(bob), NOTHING));
         freshness.set_bypass(false);
         assert!(
-            !freshness.is_current(access_of_bob, access(tenant, bob)),
+            !freshness.is_current(access_of_bob, Subject::Access(bob), NOTHING),
             "a bypass outdates it too"
         );
     }
 
     #[test]
-    fn a_tenants_roles_outdate_its_entries_only() {
+    fn a_role_or_group_outdates_the_entries_read_from_it_only() {
         let freshness = Freshness::default();
-        let (changed, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let (changed, other, group) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let user = Uuid::now_v7();
-        let subjects = [
-            access(changed, user),
-            record(changed, user),
-            access(other, user),
-            record(other, user),
-            Subject::Directory,
+        let entries = [
+            (Subject::Access(user), vec![changed, group]),
+            (Subject::Record(user), vec![group, changed]),
+            (Subject::Access(user), vec![other, group]),
+            (Subject::Record(user), vec![]),
+            (Subject::Directory, vec![]),
         ];
-        let stamps = subjects.map(|subject| freshness.stamp(subject));
-        freshness.invalidate_tenant(changed);
-        let current = std::array::from_fn::<_, 5, _>(|i| freshness.is_current(stamps[i], subjects[i]));
+        let stamps = entries.each_ref().map(|(subject, _)| freshness.stamp(*subject));
+        freshness.invalidate_role_or_group(changed);
+        let current = |stamps: &[Stamp; 5]| {
+            std::array::from_fn::<_, 5, _>(|i| {
+                let (subject, read_from) = &entries[i];
+                freshness.is_current(stamps[i], *subject, read_from.iter().copied())
+            })
+        };
         assert_eq!(
-            current,
+            current(&stamps),
             [false, false, true, true, true],
-            "the user's access and record in the changed tenant, nothing else"
+            "the entries read from the changed role, nothing else"
         );
+
+        // Read again after the change: current, until the next change.
+        let stamps = entries.each_ref().map(|(subject, _)| freshness.stamp(*subject));
+        assert_eq!(current(&stamps), [true; 5]);
+        freshness.invalidate_role_or_group(group);
+        assert_eq!(current(&stamps), [false, false, false, true, true]);
+    }
+
+    /// A change that commits while an entry is read carries a later number
+    /// than the entry's stamp, whichever roles it touched before: the
+    /// sequence, not a per-role count, is what the stamp keeps.
+    #[test]
+    fn a_change_during_the_read_outdates_the_entry_whatever_came_before() {
+        let freshness = Freshness::default();
+        let (role, elsewhere) = (Uuid::now_v7(), Uuid::now_v7());
+        freshness.invalidate_role_or_group(role);
+        freshness.invalidate_role_or_group(elsewhere);
+        freshness.invalidate_role_or_group(elsewhere);
+        // The reader takes its stamp, then its query races a change to the
+        // role it will find.
+        let stamp = freshness.stamp(Subject::Access(Uuid::nil()));
+        freshness.invalidate_role_or_group(role);
+        assert!(!freshness.is_current(stamp, Subject::Access(Uuid::nil()), [role]));
+        assert!(freshness.is_current(stamp, Subject::Access(Uuid::nil()), [elsewhere]));
     }
 
     #[test]
     fn a_writer_keeps_an_entry_only_if_nothing_else_outdated_it() {
         let freshness = Freshness::default();
-        let (tenant, alice) = (Uuid::now_v7(), Uuid::now_v7());
-        let subject = record(tenant, alice);
+        let (alice, role) = (Uuid::now_v7(), Uuid::now_v7());
+        let subject = Subject::Record(alice);
         let read = freshness.stamp(subject);
-        let kept = freshness.invalidate_user_after(tenant, alice, Some(read));
-        assert!(!freshness.is_current(read, subject), "the old stamp is outdated");
+        let kept = freshness.invalidate_user_after(alice, Some(read), [role]);
+        assert!(
+            !freshness.is_current(read, subject, [role]),
+            "the old stamp is outdated"
+        );
         let kept = kept.expect("nothing else wrote since the read");
-        assert!(freshness.is_current(kept, subject));
+        assert!(freshness.is_current(kept, subject, [role]));
 
         freshness.invalidate_user(alice);
         assert_eq!(
-            freshness.invalidate_user_after(tenant, alice, Some(kept)),
+            freshness.invalidate_user_after(alice, Some(kept), [role]),
             None,
             "another write came between"
         );
-        assert!(!freshness.is_current(kept, subject));
+        assert!(!freshness.is_current(kept, subject, [role]));
 
         for wider in [
             |f: &Freshness, _| f.invalidate_all(),
-            |f: &Freshness, t| f.invalidate_tenant(t),
+            |f: &Freshness, role| f.invalidate_role_or_group(role),
         ] {
             let read = freshness.stamp(subject);
-            wider(&freshness, tenant);
+            wider(&freshness, role);
             assert_eq!(
-                freshness.invalidate_user_after(tenant, alice, Some(read)),
+                freshness.invalidate_user_after(alice, Some(read), [role]),
                 None,
                 "outdated by a wider write"
             );
         }
         let read = freshness.stamp(subject);
         assert_eq!(
-            freshness.invalidate_user_after(tenant, alice, None),
+            freshness.invalidate_user_after(alice, None, [role]),
             None,
             "no entry to keep"
         );
         assert!(
-            !freshness.is_current(read, subject),
+            !freshness.is_current(read, subject, [role]),
             "yet the user's entries are outdated"
         );
     }

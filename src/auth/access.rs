@@ -3,9 +3,9 @@
 //! through `App::commit`, which outdates the entries its
 //! `store::invalidation::Change` names: one user's (`Access`: its status,
 //! deletion, tenant memberships, roles, groups and direct grants, a
-//! password change or reset, an accepted invitation), one tenant's
-//! (`Tenant`: its own roles' permissions, its groups' roles, a deleted role
-//! or group), or every entry (`Directory`: a global role, a tenant, the
+//! password change or reset, an accepted invitation), those read from one
+//! role or group (`Role`, `Group`: a role's permissions, a group's roles,
+//! a deleted role or group), or every entry (`Directory`: a tenant, the
 //! permission catalog). See [`crate::cache`] for why this is race-free.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -19,7 +19,7 @@ use crate::{
     error::Result,
     store::{
         self,
-        access::{Grant, GrantSource},
+        access::{Grant, GrantSource, UserGrants},
     },
 };
 
@@ -37,6 +37,9 @@ pub struct UserAccess {
     pub permissions: Arc<PermissionSet>,
     /// The same grants with their sources, for CheckPermission.
     pub grants: Arc<EffectiveGrants>,
+    /// The roles and groups the grants were read from (see
+    /// [`store::access::UserGrants::read_from`]).
+    pub read_from: Vec<Uuid>,
 }
 
 /// A user's grants in one tenant with their sources, indexed so that the
@@ -116,12 +119,14 @@ impl AccessCache {
         user_id: Uuid,
         tenant_id: Uuid,
     ) -> Result<Arc<UserAccess>> {
-        // A change to what this user may do, to the tenant's roles and
-        // groups, or to the whole directory, outdates the entry; a change to
-        // its record alone (a login, a device) leaves it current.
-        let subject = Subject::Access { tenant_id, user_id };
+        // A change to what this user may do, to a role or group it was
+        // read from, or to the whole directory, outdates the entry; a change
+        // to its record alone (a login, a device) leaves it current.
+        let subject = Subject::Access(user_id);
         if let Some((stamp, access)) = self.entries.get(&(user_id, tenant_id))
-            && self.freshness.is_current(stamp, subject)
+            && self
+                .freshness
+                .is_current(stamp, subject, access.read_from.iter().copied())
         {
             return Ok(access);
         }
@@ -134,7 +139,7 @@ impl AccessCache {
     /// The id of the tenant named by id or slug, if it exists.
     pub async fn tenant_id(&self, db: &DatabaseConnection, id_or_slug: &str) -> Result<Option<Uuid>> {
         if let Some((stamp, id)) = self.tenants.get(id_or_slug)
-            && self.freshness.is_current(stamp, Subject::Directory)
+            && self.freshness.is_current(stamp, Subject::Directory, [])
         {
             return Ok(id);
         }
@@ -166,9 +171,10 @@ async fn load_in<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> 
             password_change_required: false,
             permissions: Arc::default(),
             grants: Arc::default(),
+            read_from: Vec::new(),
         });
     };
-    let grants = store::access::effective_grants(db, user_id, tenant_id).await?;
+    let UserGrants { grants, read_from } = store::access::effective_grants(db, user_id, tenant_id).await?;
     Ok(UserAccess {
         active: state.active,
         member: state.member,
@@ -176,6 +182,7 @@ async fn load_in<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> 
         password_change_required: state.password_change_required,
         permissions: Arc::new(PermissionSet::new(grants.iter().map(|g| g.permission.as_str()))),
         grants: Arc::new(EffectiveGrants::new(grants)),
+        read_from,
     })
 }
 

@@ -209,7 +209,10 @@ pub async fn user_permissions(app: &App, caller: &Principal, id: &str) -> Result
     caller.require_target(id)?;
     users::member(app, caller, id).await?;
     let mut by_permission: BTreeMap<String, BTreeSet<GrantSource>> = BTreeMap::new();
-    for grant in store::access::effective_grants(&app.db, id, caller.tenant_id).await? {
+    for grant in store::access::effective_grants(&app.db, id, caller.tenant_id)
+        .await?
+        .grants
+    {
         by_permission.entry(grant.permission).or_default().insert(grant.source);
     }
     let permissions = by_permission

@@ -200,18 +200,18 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
     // The answer is what this transaction wrote, read on its connection.
     let answer = full_record(&txn, updated).await?;
     // Members' records show the group's name and description.
-    app.commit(txn, Change::Tenant(group.tenant_id)).await?;
+    app.commit(txn, Change::Group(id)).await?;
     Ok(answer)
 }
 
 /// Deletes the group; its members lose the roles it gave them at once.
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
-    let group = find(app, caller, id).await?;
+    find(app, caller, id).await?;
     let txn = app.writer.begin().await?;
     store::groups::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::Group(id), &[]).await?;
-    app.commit(txn, Change::Tenant(group.tenant_id)).await?;
+    app.commit(txn, Change::Group(id)).await?;
     Ok(())
 }
 

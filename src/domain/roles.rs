@@ -185,7 +185,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
         violations.add("remove_permissions", format!("{both} is both added and removed"));
     }
     violations.finish()?;
-    let role = writable(app, caller, id).await?;
+    writable(app, caller, id).await?;
     caller.require_all(&add)?;
     let mut fields = vec!["version"];
     if name.is_some() {
@@ -214,7 +214,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     // The answer is what this transaction wrote, read on its connection.
     let answer = with_permissions(&txn, updated).await?;
     // Holders' records show the role's name, description and permissions.
-    app.commit(txn, change_of(&role)).await?;
+    app.commit(txn, Change::Role(id)).await?;
     Ok(answer)
 }
 
@@ -222,7 +222,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
 /// FAILED_PRECONDITION unless `force`; with `force` the grants go with it.
 pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Result<()> {
     let id = validate::id("id", id)?;
-    let role = writable(app, caller, id).await?;
+    writable(app, caller, id).await?;
     let txn = app.writer.begin().await?;
     if !store::roles::delete(&txn, id, force).await? {
         return Err(Error::FailedPrecondition(
@@ -230,14 +230,8 @@ pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Res
         ));
     }
     audit::record(&txn, caller, Target::Role(id), &[]).await?;
-    app.commit(txn, change_of(&role)).await?;
+    app.commit(txn, Change::Role(id)).await?;
     Ok(())
-}
-
-/// What a change to `role` outdates: a tenant's role what holds in that
-/// tenant, a global role what holds in every tenant.
-fn change_of(role: &role::Model) -> Change {
-    role.tenant_id.map_or(Change::Directory, Change::Tenant)
 }
 
 /// The caller holds every permission of these roles (granting them is no escalation).

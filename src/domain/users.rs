@@ -65,6 +65,14 @@ impl UserRecord {
     fn is_member_of(&self, tenant_id: Uuid) -> bool {
         self.details.as_ref().is_some_and(|d| d.tenant_ids.contains(&tenant_id))
     }
+
+    /// The roles and groups the record shows, by id: a change to one of
+    /// them changes the record.
+    fn read_from(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.details
+            .iter()
+            .flat_map(|d| d.roles.iter().map(|r| r.role.id).chain(d.groups.iter().map(|g| g.id)))
+    }
 }
 
 /// FULL user records as seen from a tenant, read on the GetUser and WhoAmI
@@ -97,10 +105,12 @@ impl UserRecordCache {
 
     /// The cached record, while no write has outdated it.
     fn current(&self, tenant_id: Uuid, user_id: Uuid) -> Option<Arc<UserRecord>> {
-        let subject = Subject::Record { tenant_id, user_id };
         self.entries
             .get(&(tenant_id, user_id))
-            .filter(|(stamp, _)| self.freshness.is_current(*stamp, subject))
+            .filter(|(stamp, record)| {
+                self.freshness
+                    .is_current(*stamp, Subject::Record(user_id), record.read_from())
+            })
             .map(|(_, record)| record)
     }
 
@@ -110,7 +120,7 @@ impl UserRecordCache {
     async fn load(&self, app: &App, tenant_id: Uuid, user_ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<UserRecord>>> {
         let stamps: Vec<Stamp> = user_ids
             .iter()
-            .map(|&user_id| self.freshness.stamp(Subject::Record { tenant_id, user_id }))
+            .map(|&user_id| self.freshness.stamp(Subject::Record(user_id)))
             .collect();
         let mut loaded = store::users::load_records(&app.db, tenant_id, user_ids).await?;
         let mut records = HashMap::with_capacity(loaded.len());
@@ -135,9 +145,11 @@ impl UserRecordCache {
     pub fn connected(&self, tenant_id: Uuid, user_id: Uuid, at: DateTime<Utc>) {
         let key = (tenant_id, user_id);
         let cached = self.entries.get(&key);
-        let kept = self
-            .freshness
-            .invalidate_user_after(tenant_id, user_id, cached.as_ref().map(|(read, _)| *read));
+        let kept = self.freshness.invalidate_user_after(
+            user_id,
+            cached.as_ref().map(|(read, _)| *read),
+            cached.iter().flat_map(|(_, record)| record.read_from()),
+        );
         if let (Some(stamp), Some((_, record))) = (kept, cached) {
             let mut record = UserRecord::clone(&record);
             record.user.last_connection = Some(at);

@@ -88,26 +88,45 @@ pub async fn user_state<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uu
     }))
 }
 
-/// One row of [`effective_grants`]' union: no role for a direct grant, a
-/// group for a grant through a group's role.
+/// One row of [`effective_grants`]' union: a direct grant (no role, no
+/// group), a grant through a role or a group's role, or a role or group
+/// that grants nothing (no permission).
 #[derive(Debug, FromQueryResult)]
 struct GrantRow {
-    permission: String,
+    permission: Option<String>,
     role_id: Option<Uuid>,
     group_id: Option<Uuid>,
 }
 
-impl GrantRow {
-    fn into_grant(self) -> Grant {
-        let source = match (self.role_id, self.group_id) {
-            (Some(role_id), Some(group_id)) => GrantSource::Group { group_id, role_id },
-            (Some(role_id), None) => GrantSource::Role(role_id),
-            (None, _) => GrantSource::Direct,
-        };
-        Grant {
-            permission: self.permission,
-            source,
+/// A user's grants in a tenant, and what they were read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserGrants {
+    pub grants: Vec<Grant>,
+    /// Every role and group of the user in the tenant (sorted), including
+    /// those that grant nothing today (a role without permissions, a group
+    /// without roles): a change to any of them can change the grants.
+    pub read_from: Vec<Uuid>,
+}
+
+impl UserGrants {
+    fn from_rows(rows: Vec<GrantRow>) -> Self {
+        let mut read = Self::default();
+        for row in rows {
+            read.read_from.extend(row.role_id.into_iter().chain(row.group_id));
+            let source = match (row.role_id, row.group_id) {
+                (Some(role_id), Some(group_id)) => GrantSource::Group { group_id, role_id },
+                (Some(role_id), None) => GrantSource::Role(role_id),
+                (None, None) => GrantSource::Direct,
+                // A group without a role valid here grants nothing.
+                (None, Some(_)) => continue,
+            };
+            if let Some(permission) = row.permission {
+                read.grants.push(Grant { permission, source });
+            }
         }
+        read.read_from.sort_unstable();
+        read.read_from.dedup();
+        read
     }
 }
 
@@ -118,25 +137,24 @@ pub(crate) fn role_valid_in(tenant_id: Uuid) -> Condition {
         .add(Expr::col((role::Entity, role::Column::TenantId)).is_null())
 }
 
-fn role_permissions_query() -> SelectStatement {
-    Query::select()
-        .column((role_permission::Entity, role_permission::Column::Permission))
-        .column((role_permission::Entity, role_permission::Column::RoleId))
-        .from(role_permission::Entity)
-        .inner_join(
-            role::Entity,
-            Expr::col((role::Entity, role::Column::Id))
-                .equals((role_permission::Entity, role_permission::Column::RoleId)),
-        )
-        .to_owned()
+/// The permissions of the role joined before (none: one row of NULL).
+fn left_join_permissions(query: &mut SelectStatement) -> &mut SelectStatement {
+    query.left_join(
+        role_permission::Entity,
+        Expr::col((role_permission::Entity, role_permission::Column::RoleId)).equals((role::Entity, role::Column::Id)),
+    )
 }
 
 /// Every grant of the user in the tenant: direct grants, the permissions of
-/// its roles valid in the tenant, and those of the roles of its groups there.
-/// One statement, a `UNION ALL` of the three (the NULLs are typed
-/// parameters, so PostgreSQL matches them to the other branches' UUIDs).
-pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> Result<Vec<Grant>> {
+/// its roles valid in the tenant, and those of the roles of its groups
+/// there; with every such role and group, granting or not. One statement, a
+/// `UNION ALL` of the three, outer-joined so that a role without
+/// permissions and a group without roles still give a row (the NULLs are
+/// typed parameters, so PostgreSQL matches them to the other branches'
+/// UUIDs).
+pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> Result<UserGrants> {
     let no_id = || Expr::val(Option::<Uuid>::None);
+    let role_id = || Expr::col((role::Entity, role::Column::Id));
     let mut grants = Query::select()
         .column((user_permission::Entity, user_permission::Column::Permission))
         .expr_as(no_id(), "role_id")
@@ -146,41 +164,50 @@ pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_
         .and_where(Expr::col((user_permission::Entity, user_permission::Column::TenantId)).eq(tenant_id))
         .to_owned();
 
-    let by_role = role_permissions_query()
-        .expr_as(no_id(), "group_id")
-        .inner_join(
-            user_role::Entity,
-            Expr::col((user_role::Entity, user_role::Column::RoleId))
-                .equals((role_permission::Entity, role_permission::Column::RoleId)),
-        )
-        .and_where(Expr::col((user_role::Entity, user_role::Column::UserId)).eq(user_id))
-        .cond_where(role_valid_in(tenant_id))
-        .to_owned();
+    let by_role = left_join_permissions(
+        Query::select()
+            .column((role_permission::Entity, role_permission::Column::Permission))
+            .expr_as(role_id(), "role_id")
+            .expr_as(no_id(), "group_id")
+            .from(user_role::Entity)
+            .inner_join(
+                role::Entity,
+                role_id().equals((user_role::Entity, user_role::Column::RoleId)),
+            ),
+    )
+    .and_where(Expr::col((user_role::Entity, user_role::Column::UserId)).eq(user_id))
+    .cond_where(role_valid_in(tenant_id))
+    .to_owned();
 
-    let by_group = role_permissions_query()
-        .column((group_role::Entity, group_role::Column::GroupId))
-        .inner_join(
-            group_role::Entity,
-            Expr::col((group_role::Entity, group_role::Column::RoleId))
-                .equals((role_permission::Entity, role_permission::Column::RoleId)),
-        )
-        .inner_join(
-            group_member::Entity,
-            Expr::col((group_member::Entity, group_member::Column::GroupId))
-                .equals((group_role::Entity, group_role::Column::GroupId)),
-        )
-        .inner_join(
-            group::Entity,
-            Expr::col((group::Entity, group::Column::Id)).equals((group_role::Entity, group_role::Column::GroupId)),
-        )
-        .and_where(Expr::col((group_member::Entity, group_member::Column::UserId)).eq(user_id))
-        .and_where(Expr::col((group::Entity, group::Column::TenantId)).eq(tenant_id))
-        .cond_where(role_valid_in(tenant_id))
-        .to_owned();
+    let by_group = left_join_permissions(
+        Query::select()
+            .column((role_permission::Entity, role_permission::Column::Permission))
+            .expr_as(role_id(), "role_id")
+            .expr_as(Expr::col((group::Entity, group::Column::Id)), "group_id")
+            .from(group_member::Entity)
+            .inner_join(
+                group::Entity,
+                Expr::col((group::Entity, group::Column::Id))
+                    .equals((group_member::Entity, group_member::Column::GroupId)),
+            )
+            .left_join(
+                group_role::Entity,
+                Expr::col((group_role::Entity, group_role::Column::GroupId)).equals((group::Entity, group::Column::Id)),
+            )
+            .left_join(
+                role::Entity,
+                Condition::all()
+                    .add(role_id().equals((group_role::Entity, group_role::Column::RoleId)))
+                    .add(role_valid_in(tenant_id)),
+            ),
+    )
+    .and_where(Expr::col((group_member::Entity, group_member::Column::UserId)).eq(user_id))
+    .and_where(Expr::col((group::Entity, group::Column::TenantId)).eq(tenant_id))
+    .to_owned();
 
     grants.unions([(UnionType::All, by_role), (UnionType::All, by_group)]);
     let rows = GrantRow::find_by_statement(db.get_database_backend().build(&grants))
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(GrantRow::into_grant).collect())
+    Ok(UserGrants::from_rows(rows))
 }

@@ -16,18 +16,23 @@ use crate::error::Result;
 
 const CHANNEL: &str = "castellan_access";
 
-const TENANT_PREFIX: &str = "tenant:";
+const ROLE_PREFIX: &str = "role:";
+const GROUP_PREFIX: &str = "group:";
 const RECORD_PREFIX: &str = "record:";
 
 /// What a write changed, and so which cached entries it outdates; the
 /// replicas tell each other as much.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Anything shared between tenants: a global role, a tenant, the
-    /// permission catalog (payload: empty).
+    /// Anything shared between tenants: a tenant, the permission catalog
+    /// (payload: empty).
     Directory,
-    /// One tenant's own roles or groups (payload: `tenant:` and its id).
-    Tenant(Uuid),
+    /// One role, global or a tenant's: its fields, its permissions, its
+    /// deletion (payload: `role:` and its id).
+    Role(Uuid),
+    /// One group: its fields, its roles, its deletion (payload: `group:`
+    /// and its id).
+    Group(Uuid),
     /// What one user may do, and nothing any other user may do or shows:
     /// its status, tenant memberships, roles, groups or direct grants, its
     /// password's state, its deletion (payload: its id).
@@ -41,17 +46,20 @@ impl Change {
     fn describe(self) -> String {
         match self {
             Self::Directory => String::new(),
-            Self::Tenant(id) => format!("{TENANT_PREFIX}{id}"),
+            Self::Role(id) => format!("{ROLE_PREFIX}{id}"),
+            Self::Group(id) => format!("{GROUP_PREFIX}{id}"),
             Self::Access(id) => id.to_string(),
             Self::Record(id) => format!("{RECORD_PREFIX}{id}"),
         }
     }
 
-    /// Anything not understood (a newer replica's payload, say) outdates
-    /// everything.
+    /// Anything not understood (a newer replica's payload, or an older
+    /// one's `tenant:` change, say) outdates everything.
     fn parse(payload: &str) -> Self {
-        let parsed = if let Some(tenant) = payload.strip_prefix(TENANT_PREFIX) {
-            tenant.parse().map(Self::Tenant)
+        let parsed = if let Some(role) = payload.strip_prefix(ROLE_PREFIX) {
+            role.parse().map(Self::Role)
+        } else if let Some(group) = payload.strip_prefix(GROUP_PREFIX) {
+            group.parse().map(Self::Group)
         } else if let Some(user) = payload.strip_prefix(RECORD_PREFIX) {
             user.parse().map(Self::Record)
         } else {
@@ -144,10 +152,11 @@ mod tests {
 
     #[test]
     fn payloads_say_who_sent_them_and_what_changed_and_anything_else_outdates_everything() {
-        let (sender, tenant, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (sender, role, group, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         for change in [
             Change::Directory,
-            Change::Tenant(tenant),
+            Change::Role(role),
+            Change::Group(group),
             Change::Access(user),
             Change::Record(user),
         ] {
@@ -155,7 +164,15 @@ mod tests {
             // As a replica that does not say who it is sends it.
             assert_eq!(parse_payload(&change.describe()), (None, change));
         }
-        for unknown in ["tenant:", "record:x", "group:0190c3a4-0000-7000-8000-000000000000", "?"] {
+        // The second: a change to a tenant's roles from a replica that
+        // counted them by tenant.
+        for unknown in [
+            "role:",
+            "tenant:0190c3a4-0000-7000-8000-000000000000",
+            "record:x",
+            "group:x",
+            "?",
+        ] {
             assert_eq!(parse_payload(unknown), (None, Change::Directory), "{unknown}");
             assert_eq!(
                 parse_payload(&format!("{sender} {unknown}")),

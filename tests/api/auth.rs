@@ -900,8 +900,8 @@ async fn role_and_group_changes_take_effect_on_the_next_call() {
 }
 
 /// A global role's change reaches every tenant it is used in, not only the
-/// tenant of whoever changed it; a tenant's roles and groups outdate that
-/// tenant's entries only (the cache's own tests hold the scopes apart).
+/// tenant of whoever changed it (the cache's own tests hold the scopes
+/// apart: a role or group outdates the entries read from it only).
 #[tokio::test]
 async fn a_global_roles_change_takes_effect_in_every_tenant_at_once() {
     let app = TestApp::spawn().await;

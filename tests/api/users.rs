@@ -1071,8 +1071,15 @@ async fn reads_racing_renames_never_keep_a_stale_record() {
 
     let app = TestApp::spawn().await;
     let admin = app.token(&["*"]);
+    // A change to a role the users hold outdates all their records without
+    // reading any again, so the readers' next reads load them, racing the
+    // rename that follows.
+    let mut role = crate::roles::create_role(&app, &admin, "racing", &[]).await;
     let drafts = (0..30)
-        .map(|i| active_draft(&format!("racer{i}@example.com")))
+        .map(|i| UserDraft {
+            role_ids: vec![role.id.clone()],
+            ..active_draft(&format!("racer{i}@example.com"))
+        })
         .collect();
     let ids: Vec<String> = app.create_users(drafts).await.into_iter().map(|u| u.id).collect();
     let done = Arc::new(AtomicBool::new(false));
@@ -1106,10 +1113,6 @@ async fn reads_racing_renames_never_keep_a_stale_record() {
             }
         }));
     }
-    // A change to the tenant's roles outdates every record there without
-    // reading any again, so the readers' next reads load them, racing the
-    // rename that follows.
-    let mut role = crate::roles::create_role(&app, &admin, "racing", &[]).await;
     let mut users = app.users();
     for round in 0..3 {
         for id in &ids {

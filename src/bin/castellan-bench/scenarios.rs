@@ -25,7 +25,7 @@ use tonic::{
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::seed::{Neighbour, authed, authed_in};
+use crate::seed::authed;
 
 /// One call of a load: the channel to use and the call's sequence number.
 pub type Call = Arc<dyn Fn(Channel, u64) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send>> + Send + Sync>;
@@ -69,8 +69,9 @@ pub struct Fixture {
     pub logins: Vec<(String, String)>,
     /// Users to read (members of the tenant, with a role and a group).
     pub user_ids: Vec<String>,
-    /// Another tenant, whose role `get-user-beside-role-edits` edits.
-    pub neighbour: Neighbour,
+    /// A role of the readers' tenant that none of them holds, which
+    /// `get-user-beside-role-edits` edits.
+    pub unheld_role_id: String,
     /// A `page_token` starting the page after `deep_offset`.
     pub deep_page_token: String,
     pub deep_offset: i32,
@@ -151,8 +152,9 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "get-user-beside-role-edits",
-        about: "get-user while an administrator edits a role of another tenant (UpdateRole of its description, 100 \
-                a second): what a change to one tenant's roles costs the reads in another",
+        about: "get-user while an administrator edits a role of the readers' tenant that none of them holds \
+                (UpdateRole of its description, 100 a second): what a change to one role costs the reads of users \
+                without it",
         loads: get_user_beside_role_edits,
         compared_with_health: true,
     },
@@ -371,16 +373,14 @@ fn get_user_beside_role_edits(f: &Arc<Fixture>) -> Vec<Load> {
             "get-user-beside-role-edits/update-role",
             1,
             call(move |channel, seq| {
-                let Neighbour { tenant, role_id } = &fixture.neighbour;
-                let request = authed_in(
+                let request = authed(
                     UpdateRoleRequest {
-                        id: role_id.clone(),
+                        id: fixture.unheld_role_id.clone(),
                         version: version.load(Ordering::Acquire),
                         description: Some(format!("Edited {seq}")),
                         ..Default::default()
                     },
                     &fixture.admin_token,
-                    tenant,
                 );
                 let version = version.clone();
                 async move {

@@ -6,10 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use castellan::{
     pb::{
-        CreateGroupRequest, CreateRoleRequest, CreateTenantRequest, CreateUsersRequest, ListUsersRequest, LoginRequest,
-        UserDraft, UserView, auth_service_client::AuthServiceClient, group_service_client::GroupServiceClient,
-        role_service_client::RoleServiceClient, tenant_service_client::TenantServiceClient,
-        user_service_client::UserServiceClient,
+        CreateGroupRequest, CreateRoleRequest, CreateUsersRequest, ListUsersRequest, LoginRequest, UserDraft, UserView,
+        auth_service_client::AuthServiceClient, group_service_client::GroupServiceClient,
+        role_service_client::RoleServiceClient, user_service_client::UserServiceClient,
     },
     store::{self, PoolSettings, entity::user},
 };
@@ -39,16 +38,8 @@ pub struct SeedPlan {
 pub struct Seeded {
     pub logins: Vec<(String, String)>,
     pub user_ids: Vec<String>,
-    pub neighbour: Neighbour,
-}
-
-/// A second tenant with a role of its own, which the readers of the
-/// seeded tenant neither hold nor see.
-#[derive(Debug, Clone)]
-pub struct Neighbour {
-    /// The `x-tenant-id` value that acts in it.
-    pub tenant: MetadataValue<Ascii>,
-    pub role_id: String,
+    /// A role of the seeded tenant that no seeded user holds.
+    pub unheld_role_id: String,
 }
 
 pub fn bearer(token: &str) -> Result<MetadataValue<Ascii>, String> {
@@ -61,13 +52,6 @@ pub fn bearer(token: &str) -> Result<MetadataValue<Ascii>, String> {
 pub fn authed<T>(message: T, bearer: &MetadataValue<Ascii>) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("authorization", bearer.clone());
-    request
-}
-
-/// A request of a global caller acting in `tenant`.
-pub fn authed_in<T>(message: T, bearer: &MetadataValue<Ascii>, tenant: &MetadataValue<Ascii>) -> Request<T> {
-    let mut request = authed(message, bearer);
-    request.metadata_mut().insert("x-tenant-id", tenant.clone());
     request
 }
 
@@ -185,46 +169,22 @@ pub async fn seed(channel: &Channel, admin: &MetadataValue<Ascii>, plan: &SeedPl
             }
         }
     }
-    let neighbour = neighbour(channel, admin, &plan.run_id).await?;
+    let unheld = RoleServiceClient::new(channel.clone())
+        .create_role(authed(
+            CreateRoleRequest {
+                name: format!("bench-unheld-{}", plan.run_id),
+                description: "held by nobody, edited beside the reads".into(),
+                ..Default::default()
+            },
+            admin,
+        ))
+        .await
+        .map_err(status("CreateRole (unheld)"))?
+        .into_inner();
     Ok(Seeded {
         logins,
         user_ids,
-        neighbour,
-    })
-}
-
-/// Creates the neighbour tenant and its role (the administrator holds a
-/// global role, so it acts in any tenant).
-async fn neighbour(channel: &Channel, admin: &MetadataValue<Ascii>, run_id: &str) -> Result<Neighbour, String> {
-    let tenant = TenantServiceClient::new(channel.clone())
-        .create_tenant(authed(
-            CreateTenantRequest {
-                name: format!("Bench neighbour {run_id}"),
-                slug: format!("bench-{run_id}"),
-                ..Default::default()
-            },
-            admin,
-        ))
-        .await
-        .map_err(status("CreateTenant"))?
-        .into_inner();
-    let tenant: MetadataValue<Ascii> = tenant.id.parse().map_err(|_| "a tenant id is not ASCII")?;
-    let role = RoleServiceClient::new(channel.clone())
-        .create_role(authed_in(
-            CreateRoleRequest {
-                name: "neighbours".into(),
-                description: "edited beside the reads of the seeded tenant".into(),
-                ..Default::default()
-            },
-            admin,
-            &tenant,
-        ))
-        .await
-        .map_err(status("CreateRole (neighbour)"))?
-        .into_inner();
-    Ok(Neighbour {
-        tenant,
-        role_id: role.id,
+        unheld_role_id: unheld.id,
     })
 }
 
@@ -349,7 +309,7 @@ pub async fn fixture(
         admin_token: admin.clone(),
         logins: seeded.logins,
         user_ids: seeded.user_ids,
-        neighbour: seeded.neighbour,
+        unheld_role_id: seeded.unheld_role_id,
         deep_page_token: deep.next_page_token,
         deep_offset,
         streams,
