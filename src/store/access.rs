@@ -211,3 +211,52 @@ pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_
         .await?;
     Ok(UserGrants::from_rows(rows))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(permission: Option<&str>, role_id: Option<Uuid>, group_id: Option<Uuid>) -> GrantRow {
+        GrantRow {
+            permission: permission.map(str::to_owned),
+            role_id,
+            group_id,
+        }
+    }
+
+    #[test]
+    fn grants_keep_their_sources_and_every_role_and_group_counts_as_read() {
+        let (granting, empty_role, group_role) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (group, empty_group) = (Uuid::now_v7(), Uuid::now_v7());
+        let read = UserGrants::from_rows(vec![
+            row(Some("users:read"), None, None),
+            row(Some("users:list"), Some(granting), None),
+            row(None, Some(empty_role), None),
+            row(Some("roles:read"), Some(group_role), Some(group)),
+            row(None, None, Some(empty_group)),
+            row(Some("users:read"), Some(granting), None),
+        ]);
+        let grant = |permission: &str, source| Grant {
+            permission: permission.to_owned(),
+            source,
+        };
+        assert_eq!(
+            read.grants,
+            vec![
+                grant("users:read", GrantSource::Direct),
+                grant("users:list", GrantSource::Role(granting)),
+                grant(
+                    "roles:read",
+                    GrantSource::Group {
+                        group_id: group,
+                        role_id: group_role
+                    }
+                ),
+                grant("users:read", GrantSource::Role(granting)),
+            ]
+        );
+        let mut expected = vec![granting, empty_role, group_role, group, empty_group];
+        expected.sort_unstable();
+        assert_eq!(read.read_from, expected, "sorted, once each, granting or not");
+    }
+}
