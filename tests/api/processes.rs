@@ -202,8 +202,9 @@ async fn two_replicas_agree_on_revocations_at_once() {
         );
     }
 
-    // The role's permissions changed on A (a notice about the tenant):
-    // honoured by B on the next call.
+    // The role's permissions changed on A (a notice about the role):
+    // honoured by B on the next call, also once the role grants nothing
+    // and is widened again.
     users_a.update_user_roles(roles(true)).await.expect("grant");
     once_the_notice_arrives(&users_b, get_target, Result::is_ok)
         .await
