@@ -12,8 +12,8 @@ use std::{
 use castellan::{
     auth::token::{SubjectKind, TokenKeys, TokenRequest},
     pb::{
-        self, device_service_client::DeviceServiceClient, role_service_client::RoleServiceClient,
-        user_service_client::UserServiceClient,
+        self, device_service_client::DeviceServiceClient, group_service_client::GroupServiceClient,
+        role_service_client::RoleServiceClient, user_service_client::UserServiceClient,
     },
 };
 use ed25519_dalek::pkcs8::{EncodePrivateKey, spki::der::pem::LineEnding};
@@ -235,6 +235,66 @@ async fn two_replicas_agree_on_revocations_at_once() {
     once_the_notice_arrives(&users_b, get_target, Result::is_ok)
         .await
         .expect("allowed again");
+
+    // The role through a group instead: the group's roles changed on A (a
+    // notice about the group), honoured by B, also once the group carries
+    // no role and gets it back.
+    let mut groups_a = GroupServiceClient::new(a.channel().await);
+    let group = groups_a
+        .create_group(authed(
+            pb::CreateGroupRequest {
+                name: "readers".into(),
+                role_ids: vec![role.id.clone()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("group")
+        .into_inner();
+    users_a
+        .add_user_to_group(authed(
+            pb::AddUserToGroupRequest {
+                user_id: reader.clone(),
+                group_id: group.id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("join");
+    users_a
+        .update_user_roles(roles(false))
+        .await
+        .expect("revoke the direct grant");
+    once_the_notice_arrives(&users_b, get_target, Result::is_ok)
+        .await
+        .expect("allowed through the group");
+    let group_roles = |role_ids: Vec<String>| {
+        authed(
+            pb::UpdateGroupRequest {
+                id: group.id.clone(),
+                role_ids,
+                replace_role_ids: true,
+                ..Default::default()
+            },
+            &admin,
+        )
+    };
+    groups_a
+        .update_group(group_roles(Vec::new()))
+        .await
+        .expect("strip the group");
+    expect_code(
+        once_the_notice_arrives(&users_b, get_target, refused_with(Code::PermissionDenied)).await,
+        Code::PermissionDenied,
+    );
+    groups_a
+        .update_group(group_roles(vec![role.id.clone()]))
+        .await
+        .expect("restore the group");
+    once_the_notice_arrives(&users_b, get_target, Result::is_ok)
+        .await
+        .expect("allowed through the group again");
 
     // A device registered on A (a notice about one user's record alone):
     // B's cached record of that user shows it on the next read.
