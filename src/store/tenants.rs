@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -72,15 +72,35 @@ pub async fn add_to_user_count<C: ConnectionTrait>(db: &C, tenant_id: Uuid, delt
     Ok(())
 }
 
-/// The tenant's member count (0 for an unknown tenant).
-pub async fn user_count<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<u64> {
-    let count: Option<i64> = tenant::Entity::find_by_id(tenant_id)
+/// A tenant's member count (0 for an unknown tenant), and the memberships
+/// of every tenant together (a user in two tenants counts twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCounts {
+    pub members: u64,
+    pub all_memberships: u64,
+}
+
+/// The tenant's [`MemberCounts`], in one statement (the sum over every
+/// tenant as a subquery, cast back to BIGINT since PostgreSQL sums BIGINTs
+/// into NUMERIC).
+pub async fn member_counts<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<MemberCounts> {
+    let every_tenant = Query::select()
+        .expr(Expr::col(tenant::Column::UserCount).sum().cast_as("BIGINT"))
+        .from(tenant::Entity)
+        .to_owned();
+    let counts: Option<(i64, Option<i64>)> = tenant::Entity::find_by_id(tenant_id)
         .select_only()
         .column(tenant::Column::UserCount)
+        .column_as(Expr::SubQuery(None, Box::new(every_tenant.into())), "all_memberships")
         .into_tuple()
         .one(db)
         .await?;
-    Ok(u64::try_from(count.unwrap_or(0)).unwrap_or(0))
+    let (members, all_memberships) = counts.unwrap_or((0, None));
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(MemberCounts {
+        members: count(members),
+        all_memberships: count(all_memberships.unwrap_or(0)),
+    })
 }
 
 fn column_of(field: &str) -> tenant::Column {

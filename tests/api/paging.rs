@@ -361,7 +361,8 @@ async fn filters_and_views() {
 
 /// A tenant past the large-tenant threshold (5,000 members) is paged from
 /// the users' indexes: the same pages by token and by offset, in order,
-/// without other tenants' users, in both directions.
+/// without other tenants' users, in both directions. A small tenant beside
+/// it (a sliver of all memberships) is paged by joining its members.
 #[tokio::test]
 async fn a_large_tenant_pages_like_a_small_one() {
     use castellan::store::{self, entity::user};
@@ -454,4 +455,23 @@ async fn a_large_tenant_pages_like_a_small_one() {
     .collect();
     assert_eq!(descending.len(), 5_050);
     assert!(descending.windows(2).all(|w| w[0] > w[1]), "descending emails");
+
+    let neighbours = app.token_in(other, &["users:list"]);
+    let listed: Vec<String> = all_pages(
+        &app,
+        &neighbours,
+        ListUsersRequest {
+            limit: 2,
+            sort: vec!["email".into()],
+            view: pb::UserView::Basic as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|u| u.email)
+    .collect();
+    let mut outsider_emails: Vec<String> = outsiders.iter().map(|u| u.email.clone()).collect();
+    outsider_emails.sort();
+    assert_eq!(listed, outsider_emails, "the small tenant's members only, in order");
 }
