@@ -2,11 +2,26 @@
 //! identity services) and axum (liveness, readiness, JWKS), with a request id
 //! on every call and graceful shutdown that drains in-flight calls.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get, serve::ListenerExt};
-use tokio::net::TcpListener;
-use tonic::{server::NamedService, transport::server::TcpIncoming};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpListener,
+};
+use tokio_stream::StreamExt;
+use tonic::{
+    server::NamedService,
+    transport::server::{Connected, TcpConnectInfo, TcpIncoming},
+};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower_http::{
     classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier},
@@ -163,7 +178,9 @@ impl Application {
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY a reply written in more than one
                 // segment waits for the peer's delayed ACK (about 40 ms).
-                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                TcpIncoming::from(grpc)
+                    .with_nodelay(Some(true))
+                    .map(|accepted| accepted.map(BatchedWrites::new)),
                 stopped(stop_rx.clone()),
             );
 
@@ -313,6 +330,64 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A gRPC connection whose replies leave in as few writes as possible.
+///
+/// h2 writes a connection's frames when its task runs, and each reply wakes
+/// that task. Left alone, the task runs right after the first reply of a
+/// batch (tokio runs a woken task next) and writes it alone: one system call
+/// and one wake-up of the client for every reply. So the first write of each
+/// flush yields once, letting the other calls that are ready finish first;
+/// their replies then leave in the same write. And the stream does not
+/// advertise vectored writes, so h2 copies a DATA frame of less than 1 KiB
+/// into its write buffer (the limit is 256 bytes with vectored writes) instead
+/// of flushing before the next frame: most replies fit. Measured in
+/// BENCHMARKS.md ("Replies that leave together").
+struct BatchedWrites {
+    stream: tokio::net::TcpStream,
+    /// Whether this flush has already let the other ready tasks run.
+    yielded: bool,
+}
+
+impl BatchedWrites {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        Self { stream, yielded: false }
+    }
+}
+
+impl Connected for BatchedWrites {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for BatchedWrites {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BatchedWrites {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.yielded = false;
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tower_http::classify::{ClassifiedResponse, ClassifyResponse};
@@ -328,6 +403,49 @@ mod tests {
             ClassifiedResponse::Ready(result) => result.is_err(),
             ClassifiedResponse::RequiresEos(_) => panic!("a trailers-only answer is classified at once"),
         }
+    }
+
+    #[tokio::test]
+    async fn batched_writes_yield_once_a_flush_and_are_not_vectored() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use tokio::io::AsyncReadExt;
+
+        struct CountingWaker(AtomicUsize);
+        impl std::task::Wake for CountingWaker {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let mut stream = BatchedWrites::new(accepted);
+        assert!(!stream.is_write_vectored(), "h2 must copy small frames into its buffer");
+
+        let wakes = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let write =
+            |stream: &mut BatchedWrites, cx: &mut Context<'_>, bytes: &[u8]| Pin::new(stream).poll_write(cx, bytes);
+
+        // The first write of a flush lets the other ready tasks run first.
+        assert!(write(&mut stream, &mut cx, b"first").is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task is woken again at once");
+        assert!(matches!(write(&mut stream, &mut cx, b"first"), Poll::Ready(Ok(5))));
+        assert!(matches!(write(&mut stream, &mut cx, b" more"), Poll::Ready(Ok(5))));
+        assert!(Pin::new(&mut stream).poll_flush(&mut cx).is_ready());
+        // The next flush yields again, once.
+        assert!(write(&mut stream, &mut cx, b" again").is_pending());
+        assert!(matches!(write(&mut stream, &mut cx, b" again"), Poll::Ready(Ok(6))));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+
+        let mut received = [0u8; 16];
+        peer.read_exact(&mut received).await.expect("read");
+        assert_eq!(&received, b"first more again");
     }
 
     #[test]
