@@ -84,6 +84,12 @@ pub struct UserRecordCache {
     freshness: Arc<Freshness>,
     /// (tenant, user) → the record, with the stamp it was read under.
     entries: Cache<(Uuid, Uuid), (Stamp, Arc<UserRecord>)>,
+    /// Role → its sorted permissions, with the stamp they were read under:
+    /// a record read from the database takes the permissions of the roles
+    /// found here, and queries only the others. Roles are few and rarely
+    /// change; a change to one outdates its entry as it outdates the
+    /// records read from it.
+    role_permissions: Cache<Uuid, (Stamp, Vec<String>)>,
 }
 
 impl UserRecordCache {
@@ -91,7 +97,16 @@ impl UserRecordCache {
         Self {
             freshness,
             entries: Cache::new(20_000, Duration::from_secs(300)),
+            role_permissions: Cache::new(2_000, Duration::from_secs(300)),
         }
+    }
+
+    /// The cached permissions of a role, while no write has outdated them.
+    fn permissions_of_role(&self, role_id: Uuid) -> Option<Vec<String>> {
+        self.role_permissions
+            .get(&role_id)
+            .filter(|(stamp, _)| self.freshness.is_current(*stamp, Subject::Directory, [role_id]))
+            .map(|(_, permissions)| permissions)
     }
 
     /// The FULL record of a user (member of the tenant or not) as seen from
@@ -122,10 +137,15 @@ impl UserRecordCache {
             .iter()
             .map(|&user_id| self.freshness.stamp(Subject::Record(user_id)))
             .collect();
-        let mut loaded = store::users::load_records(&app.db, tenant_id, user_ids).await?;
-        let mut records = HashMap::with_capacity(loaded.len());
+        let roles_stamp = self.freshness.stamp(Subject::Directory);
+        let known = |role_id| self.permissions_of_role(role_id);
+        let mut loaded = store::users::load_records(&app.db, tenant_id, user_ids, &known).await?;
+        for (role_id, permissions) in loaded.permissions_read {
+            self.role_permissions.insert(role_id, (roles_stamp, permissions));
+        }
+        let mut records = HashMap::with_capacity(loaded.records.len());
         for (&user_id, stamp) in user_ids.iter().zip(stamps) {
-            if let Some((user, details)) = loaded.remove(&user_id) {
+            if let Some((user, details)) = loaded.records.remove(&user_id) {
                 let record = Arc::new(UserRecord {
                     user,
                     details: Some(details),

@@ -246,9 +246,11 @@ pub async fn load_records(
     db: &DatabaseConnection,
     tenant_id: Uuid,
     user_ids: &[Uuid],
-) -> Result<HashMap<Uuid, (user::Model, UserDetails)>> {
+    known: KnownPermissions<'_>,
+) -> Result<LoadedRecords> {
+    let mut loaded = LoadedRecords::default();
     if user_ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(loaded);
     }
     let txn = db.begin().await?;
     let (users, memberships): (Vec<user::Model>, Vec<Vec<tenant_membership::Model>>) = user::Entity::find()
@@ -262,13 +264,31 @@ pub async fn load_records(
     let mut details = if found.is_empty() {
         HashMap::new()
     } else {
-        details_given_memberships(&txn, tenant_id, &found, memberships.into_iter().flatten().collect()).await?
+        let memberships = memberships.into_iter().flatten().collect();
+        let (details, permissions) = details_given_memberships(&txn, tenant_id, &found, memberships, known).await?;
+        loaded.permissions_read = permissions;
+        details
     };
     txn.commit().await?;
-    Ok(users
+    loaded.records = users
         .into_iter()
         .filter_map(|user| details.remove(&user.id).map(|details| (user.id, (user, details))))
-        .collect())
+        .collect();
+    Ok(loaded)
+}
+
+/// The permissions of the roles a caller already knows, by role id: the
+/// record cache's roles, so that a cold read queries only the others.
+pub type KnownPermissions<'a> = &'a (dyn Fn(Uuid) -> Option<Vec<String>> + Sync);
+
+/// What [`load_records`] read.
+#[derive(Debug, Default)]
+pub struct LoadedRecords {
+    /// By user id: the users found, with their details.
+    pub records: HashMap<Uuid, (user::Model, UserDetails)>,
+    /// The permissions of every role it had to read (not known), by role
+    /// id; a role without permissions has an empty list.
+    pub permissions_read: HashMap<Uuid, Vec<String>>,
 }
 
 /// Loads the details of many users with one query per kind of detail.
@@ -284,16 +304,19 @@ pub async fn load_details<C: ConnectionTrait>(
         .filter(tenant_membership::Column::UserId.is_in(user_ids.to_vec()))
         .all(db)
         .await?;
-    details_given_memberships(db, tenant_id, user_ids, memberships).await
+    let (details, _) = details_given_memberships(db, tenant_id, user_ids, memberships, &|_| None).await?;
+    Ok(details)
 }
 
-/// The details of these users, given all their memberships.
+/// The details of these users, given all their memberships, and the
+/// permissions of the roles it read (those `known` did not give).
 async fn details_given_memberships<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
     user_ids: &[Uuid],
     memberships: Vec<tenant_membership::Model>,
-) -> Result<HashMap<Uuid, UserDetails>> {
+    known: KnownPermissions<'_>,
+) -> Result<(HashMap<Uuid, UserDetails>, HashMap<Uuid, Vec<String>>)> {
     let mut details: HashMap<Uuid, UserDetails> = user_ids.iter().map(|id| (*id, UserDetails::default())).collect();
     let ids = user_ids.to_vec();
     for membership in memberships {
@@ -318,10 +341,27 @@ async fn details_given_memberships<C: ConnectionTrait>(
     let mut role_ids: Vec<Uuid> = valid.iter().map(|(_, r)| r.id).collect();
     role_ids.sort_unstable();
     role_ids.dedup();
-    let permissions = permissions_of_roles(db, &role_ids).await?;
+    let mut permissions: HashMap<Uuid, Vec<String>> = HashMap::with_capacity(role_ids.len());
+    let mut unknown = Vec::new();
+    for role_id in role_ids {
+        match known(role_id) {
+            Some(known) => {
+                permissions.insert(role_id, known);
+            }
+            None => unknown.push(role_id),
+        }
+    }
+    let mut read = permissions_of_roles(db, &unknown).await?;
+    for role_id in unknown {
+        read.entry(role_id).or_default();
+    }
     for (user_id, role) in valid {
         if let Some(d) = details.get_mut(&user_id) {
-            let permissions = permissions.get(&role.id).cloned().unwrap_or_default();
+            let permissions = permissions
+                .get(&role.id)
+                .or_else(|| read.get(&role.id))
+                .cloned()
+                .unwrap_or_default();
             d.roles.push(RoleWithPermissions { role, permissions });
         }
     }
@@ -366,7 +406,7 @@ async fn details_given_memberships<C: ConnectionTrait>(
         d.devices.sort_by_key(|device| (device.registered_at, device.id));
         d.permissions.sort_unstable();
     }
-    Ok(details)
+    Ok((details, read))
 }
 
 /// The sorted permissions of each role.

@@ -643,7 +643,8 @@ async fn reads_follow_every_change_to_a_record_at_once() {
     assert_eq!(read().await.first_name, "Renamed");
     assert_eq!(whoami().await.first_name, "Renamed");
 
-    app.roles()
+    let renamed = app
+        .roles()
         .update_role(authed(
             UpdateRoleRequest {
                 id: role.id.clone(),
@@ -654,9 +655,27 @@ async fn reads_follow_every_change_to_a_record_at_once() {
             &admin,
         ))
         .await
-        .expect("rename role");
+        .expect("rename role")
+        .into_inner();
     assert_eq!(listed().await.roles[0].name, "reader");
     assert_eq!(read().await.roles[0].name, "reader");
+    // A role's permissions are kept apart from the records that show them.
+    app.roles()
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: role.id.clone(),
+                version: renamed.version,
+                add_permissions: vec!["groups:read".into()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("add a permission to the role");
+    let both = vec!["groups:read".to_owned(), "users:read".to_owned()];
+    assert_eq!(read().await.roles[0].permissions, both);
+    assert_eq!(listed().await.roles[0].permissions, both);
+    assert_eq!(whoami().await.roles[0].permissions, both);
 
     app.groups()
         .update_group(authed(
