@@ -35,6 +35,17 @@ async fn all_pages(app: &TestApp, token: &str, request: ListUsersRequest) -> Vec
     }
 }
 
+/// Every page of the BASIC view in this order, `limit` users a page.
+async fn every_basic_page(app: &TestApp, token: &str, limit: i32, sort: &str) -> Vec<pb::User> {
+    let request = ListUsersRequest {
+        limit,
+        sort: vec![sort.into()],
+        view: pb::UserView::Basic as i32,
+        ..Default::default()
+    };
+    all_pages(app, token, request).await
+}
+
 #[tokio::test]
 async fn an_empty_tenant_lists_nothing() {
     let app = TestApp::spawn().await;
@@ -406,20 +417,11 @@ async fn a_large_tenant_pages_like_a_small_one() {
         .expect("bulk insert");
     let token = app.token(&["users:list"]);
 
-    let by_token: Vec<String> = all_pages(
-        &app,
-        &token,
-        ListUsersRequest {
-            limit: 100,
-            sort: vec!["createdAt".into()],
-            view: pb::UserView::Basic as i32,
-            ..Default::default()
-        },
-    )
-    .await
-    .into_iter()
-    .map(|u| u.id)
-    .collect();
+    let by_token: Vec<String> = every_basic_page(&app, &token, 100, "createdAt")
+        .await
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
     assert_eq!(by_token, expected, "every member once, in (createdAt, id) order");
     assert!(outsiders.iter().all(|u| !by_token.contains(&u.id)));
 
@@ -439,38 +441,20 @@ async fn a_large_tenant_pages_like_a_small_one() {
     let ids: Vec<String> = deep.users.into_iter().map(|u| u.id).collect();
     assert_eq!(ids, expected[2_501..2_601], "offset paging agrees");
 
-    let descending: Vec<String> = all_pages(
-        &app,
-        &token,
-        ListUsersRequest {
-            limit: 1_000,
-            sort: vec!["-email".into()],
-            view: pb::UserView::Basic as i32,
-            ..Default::default()
-        },
-    )
-    .await
-    .into_iter()
-    .map(|u| u.email)
-    .collect();
+    let descending: Vec<String> = every_basic_page(&app, &token, 1_000, "-email")
+        .await
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
     assert_eq!(descending.len(), 5_050);
     assert!(descending.windows(2).all(|w| w[0] > w[1]), "descending emails");
 
     let neighbours = app.token_in(other, &["users:list"]);
-    let listed: Vec<String> = all_pages(
-        &app,
-        &neighbours,
-        ListUsersRequest {
-            limit: 2,
-            sort: vec!["email".into()],
-            view: pb::UserView::Basic as i32,
-            ..Default::default()
-        },
-    )
-    .await
-    .into_iter()
-    .map(|u| u.email)
-    .collect();
+    let listed: Vec<String> = every_basic_page(&app, &neighbours, 2, "email")
+        .await
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
     let mut outsider_emails: Vec<String> = outsiders.iter().map(|u| u.email.clone()).collect();
     outsider_emails.sort();
     assert_eq!(listed, outsider_emails, "the small tenant's members only, in order");
