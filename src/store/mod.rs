@@ -201,3 +201,31 @@ pub fn pool_stats(db: &DatabaseConnection) -> (usize, usize) {
 pub async fn ping(db: &DatabaseConnection) -> bool {
     db.ping().await.is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::Statement;
+
+    use super::*;
+
+    /// The build sets SQLite's query planner stability guarantee
+    /// (`.cargo/config.toml`): without it, every statement ending in
+    /// `LIMIT ?` is parsed and planned again on each execution.
+    #[tokio::test]
+    async fn sqlite_is_built_with_the_query_planner_stability_guarantee() {
+        let pool = PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let db = connect("sqlite::memory:", pool).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT sqlite_compileoption_used('ENABLE_QPSG') AS used",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i32>("", "used").unwrap(), 1);
+    }
+}
