@@ -341,7 +341,7 @@ pub async fn shutdown_signal() {
 /// advertise vectored writes, so h2 copies a DATA frame of less than 1 KiB
 /// into its write buffer (the limit is 256 bytes with vectored writes) instead
 /// of flushing before the next frame: most replies fit. Measured in
-/// BENCHMARKS.md ("Replies that leave together").
+/// docs/benchmarks-log.md ("Replies that leave together").
 struct BatchedWrites {
     stream: tokio::net::TcpStream,
     /// Whether this flush has already let the other ready tasks run.

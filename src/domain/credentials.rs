@@ -67,7 +67,7 @@ pub const DUMMY_PASSWORD_HASH: &str =
 /// memory: under a login flood both cores hash, and 7 MiB hashes gave about
 /// a quarter more logins a second than 19 MiB ones (m = 19 MiB, t = 2, this
 /// server's parameters until 2026-12-06) and 25 MB less resident memory;
-/// see BENCHMARKS.md. Hashes stored with other parameters still verify with
+/// see docs/benchmarks-log.md. Hashes stored with other parameters still verify with
 /// their own (the PHC string carries them).
 fn argon2() -> Result<Argon2<'static>> {
     let params = Params::new(7 * 1024, 5, 1, None).map_err(Error::internal)?;

@@ -133,7 +133,7 @@ const LARGE_TENANT: u64 = 5_000;
 /// for a large tenant, or one with at least a quarter of all memberships,
 /// where a page costs at most about four index probes a row. (A
 /// 1,000-member tenant holding every user: 1.3–1.9 × the pages a second of
-/// joining and sorting its members; BENCHMARKS.md, 2026-12-06.)
+/// joining and sorting its members; docs/benchmarks-log.md, 2026-12-06.)
 fn reads_the_users_index(counts: MemberCounts) -> bool {
     counts.members >= LARGE_TENANT || counts.members.saturating_mul(4) >= counts.all_memberships
 }
