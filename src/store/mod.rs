@@ -83,8 +83,20 @@ const INLINE_CHECKPOINT_PAGES: u32 = 10_000;
 /// PostgreSQL and a wake-up of the connection's thread on SQLite.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
 
-/// How often the SQLite WAL is checkpointed in the background.
+/// How often the SQLite WAL is checkpointed in the background while writes
+/// are light.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often it is checkpointed while the WAL grows by
+/// [`BUSY_WAL_FRAMES_PER_SECOND`] or more (bulk writes such as CreateUsers
+/// batches, some 500 frames each): the background then keeps pace, so the
+/// commit that reaches [`INLINE_CHECKPOINT_PAGES`] copies only what the last
+/// few commits wrote.
+const BUSY_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// WAL growth past which checkpoints run every [`BUSY_CHECKPOINT_INTERVAL`]:
+/// about 8 MB a second of 4 KiB pages.
+const BUSY_WAL_FRAMES_PER_SECOND: f64 = 2_000.0;
 
 /// Opens a pool; `inline_checkpoint_pages` sets SQLite's
 /// `wal_autocheckpoint` on each of its connections.
@@ -146,22 +158,64 @@ pub async fn connect_writer(url: &str, db: &DatabaseConnection, pool: PoolSettin
     open(url, pool, Some(INLINE_CHECKPOINT_PAGES)).await
 }
 
-/// On SQLite, copies the WAL into the database file every
-/// [`CHECKPOINT_INTERVAL`], on a pooled connection: a PASSIVE checkpoint
-/// neither waits for nor blocks readers and the writer, so no commit on a
-/// caller's path does that copy (and its fsync). Returns at once on
+/// On SQLite, copies the WAL into the database file in the background, every
+/// [`CHECKPOINT_INTERVAL`] or, while the WAL grows fast, every
+/// [`BUSY_CHECKPOINT_INTERVAL`], on a pooled connection: a PASSIVE checkpoint
+/// neither waits for nor blocks readers and the writer, so commits on a
+/// caller's path rarely do that copy (and its fsync). Returns at once on
 /// PostgreSQL.
 pub async fn checkpoint_continuously(db: DatabaseConnection) {
     if db.get_database_backend() != DbBackend::Sqlite {
         return;
     }
-    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut frames_before = 0;
+    let mut previous_start = tokio::time::Instant::now();
     loop {
-        interval.tick().await;
-        if let Err(error) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::debug!(%error, "WAL checkpoint failed; the next one retries");
-        }
+        let start = tokio::time::Instant::now();
+        let frames = match checkpoint(&db).await {
+            Ok(frames) => frames,
+            Err(error) => {
+                tracing::debug!(%error, "WAL checkpoint failed; the next one retries");
+                frames_before
+            }
+        };
+        // Counted from this checkpoint's start: while the WAL grows fast, the
+        // next one follows as soon as this one has taken its interval.
+        let interval = next_checkpoint_in(frames_before, frames, start - previous_start);
+        (frames_before, previous_start) = (frames, start);
+        tokio::time::sleep_until(start + interval).await;
+    }
+}
+
+/// One PASSIVE checkpoint; returns the frames in the WAL. The statement is
+/// not kept prepared: run as a cached prepared statement (sea-orm's
+/// `query_all_raw`), the same cadence no longer let the WAL restart from its
+/// first frame before the writer's own checkpoint, and CreateUsers' p99 was
+/// back at 51–64 ms (BENCHMARKS.md, "WAL checkpoints in the background").
+async fn checkpoint(db: &DatabaseConnection) -> Result<u64> {
+    use sea_orm::sqlx::{self, Row};
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .persistent(false)
+        .fetch_one(db.get_sqlite_connection_pool())
+        .await
+        .map_err(|e| Error::internal(format!("WAL checkpoint: {e}")))?;
+    let frames: i64 = row
+        .try_get("log")
+        .map_err(|e| Error::internal(format!("WAL checkpoint: {e}")))?;
+    Ok(u64::try_from(frames).unwrap_or(0))
+}
+
+/// The interval to the next checkpoint, from the frames in the WAL at the
+/// last two checkpoints, started `elapsed` apart. A WAL that holds fewer
+/// frames than before has restarted from its first frame: it was written to
+/// since, past a complete checkpoint, so writes go on.
+fn next_checkpoint_in(frames_before: u64, frames: u64, elapsed: Duration) -> Duration {
+    let restarted = frames < frames_before;
+    let per_second = frames.saturating_sub(frames_before) as f64 / elapsed.as_secs_f64().max(0.001);
+    if restarted || per_second >= BUSY_WAL_FRAMES_PER_SECOND {
+        BUSY_CHECKPOINT_INTERVAL
+    } else {
+        CHECKPOINT_INTERVAL
     }
 }
 
@@ -227,5 +281,60 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(row.try_get::<i32>("", "used").unwrap(), 1);
+    }
+
+    #[test]
+    fn checkpoints_follow_a_fast_growing_wal_and_slow_down_when_it_stops() {
+        let half_second = Duration::from_millis(500);
+        // Idle: nothing new since the last checkpoint.
+        assert_eq!(next_checkpoint_in(700, 700, half_second), CHECKPOINT_INTERVAL);
+        // A login's few frames.
+        assert_eq!(next_checkpoint_in(700, 760, half_second), CHECKPOINT_INTERVAL);
+        // Bulk writes: 2,500 frames in 500 ms, then 150 in the next 50 ms.
+        assert_eq!(next_checkpoint_in(700, 3_200, half_second), BUSY_CHECKPOINT_INTERVAL);
+        assert_eq!(
+            next_checkpoint_in(3_200, 3_350, BUSY_CHECKPOINT_INTERVAL),
+            BUSY_CHECKPOINT_INTERVAL
+        );
+        // The WAL restarted, and holds 400 or no new frames 50 ms later.
+        assert_eq!(
+            next_checkpoint_in(9_000, 400, BUSY_CHECKPOINT_INTERVAL),
+            BUSY_CHECKPOINT_INTERVAL
+        );
+        assert_eq!(
+            next_checkpoint_in(9_000, 0, BUSY_CHECKPOINT_INTERVAL),
+            BUSY_CHECKPOINT_INTERVAL
+        );
+        // The writes stopped.
+        assert_eq!(
+            next_checkpoint_in(3_350, 3_350, BUSY_CHECKPOINT_INTERVAL),
+            CHECKPOINT_INTERVAL
+        );
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_reports_the_frames_in_the_wal() {
+        let dir = std::env::temp_dir().join(format!("castellan-checkpoint-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/c.db?mode=rwc", dir.display());
+        let pool = PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let db = connect(&url, pool).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (v BLOB)").await.unwrap();
+        // 100 rows of 3,000 bytes: a page each at least.
+        db.execute_unprepared(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+             INSERT INTO t SELECT randomblob(3000) FROM n",
+        )
+        .await
+        .unwrap();
+        let frames = checkpoint(&db).await.unwrap();
+        // Nothing written since: the WAL holds the same frames.
+        let again = checkpoint(&db).await.unwrap();
+        db.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(frames >= 100, "{frames} frames in the WAL");
+        assert_eq!(again, frames);
     }
 }
