@@ -14,15 +14,28 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
 const BATCH: u64 = 20;
 
-/// Runs until aborted.
+/// Runs until aborted. A pass that found a full batch due is followed by the
+/// next one at once, so a backlog (the invitations of a bulk CreateUsers)
+/// drains at the mailer's pace rather than a batch an interval.
 pub async fn run(app: Arc<App>) {
     let interval: Duration = app.config.outbox_interval.into();
     loop {
-        if let Err(error) = deliver_due(&app, interval).await {
-            tracing::warn!(%error, "mail outbox pass failed");
+        match deliver_due(&app, interval).await {
+            Ok(Pass::FullBatch) => continue,
+            Ok(Pass::Drained) => {}
+            Err(error) => tracing::warn!(%error, "mail outbox pass failed"),
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// What one pass over the due mails found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// A full batch: more may be due.
+    FullBatch,
+    /// Fewer than a batch: nothing else is due.
+    Drained,
 }
 
 fn backoff(base: Duration, attempts: i32) -> Duration {
@@ -31,10 +44,17 @@ fn backoff(base: Duration, attempts: i32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// One pass over the due mails.
-pub async fn deliver_due(app: &App, base_backoff: Duration) -> crate::error::Result<()> {
+/// One pass over the due mails. Each due mail is sent or given a later
+/// attempt, so passes in a row never meet the same mail.
+pub async fn deliver_due(app: &App, base_backoff: Duration) -> crate::error::Result<Pass> {
     let started = now();
-    for mail in store::outbox::due(&app.db, started, BATCH).await? {
+    let due = store::outbox::due(&app.db, started, BATCH).await?;
+    let pass = if due.len() as u64 == BATCH {
+        Pass::FullBatch
+    } else {
+        Pass::Drained
+    };
+    for mail in due {
         let lease = started + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
         if !store::outbox::claim(&app.writer, &mail, lease).await? {
             continue;
@@ -54,5 +74,5 @@ pub async fn deliver_due(app: &App, base_backoff: Duration) -> crate::error::Res
             }
         }
     }
-    Ok(())
+    Ok(pass)
 }

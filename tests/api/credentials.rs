@@ -382,6 +382,42 @@ async fn administrators_reset_passwords() {
     );
 }
 
+/// The outbox sends 20 mails a pass; a pass that finds 20 due is followed by
+/// the next at once, so a bulk import's invitations leave together instead
+/// of 20 an interval.
+#[tokio::test]
+async fn a_backlog_of_invitations_leaves_without_waiting_an_interval_a_batch() {
+    let sink = SmtpSink::start(0).await;
+    let port = sink.port.to_string();
+    let app = TestApp::spawn_with(&[
+        "--mailer",
+        "smtp",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &port,
+        "--smtp-tls",
+        "none",
+        "--outbox-interval",
+        "6s",
+    ])
+    .await;
+    let drafts = (0..45).map(|i| draft(&format!("backlog{i}@example.com"))).collect();
+    app.create_users(drafts).await;
+    let created = Instant::now();
+    // The next pass comes within one interval (6 s) and sends all three
+    // batches; 20 a pass would take two intervals more (12 s or later).
+    while sink.messages().len() < 45 {
+        assert!(
+            created.elapsed() < Duration::from_secs(11),
+            "{} of 45 mails after {:?}",
+            sink.messages().len(),
+            created.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_invited_user_receives_a_mail_and_accepts_once() {
     let sink = SmtpSink::start(0).await;
