@@ -388,20 +388,7 @@ async fn administrators_reset_passwords() {
 #[tokio::test]
 async fn a_backlog_of_invitations_leaves_without_waiting_an_interval_a_batch() {
     let sink = SmtpSink::start(0).await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        "--mailer",
-        "smtp",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &port,
-        "--smtp-tls",
-        "none",
-        "--outbox-interval",
-        "6s",
-    ])
-    .await;
+    let app = TestApp::spawn_mailing_to(&sink, "6s", &[]).await;
     let drafts = (0..45).map(|i| draft(&format!("backlog{i}@example.com"))).collect();
     app.create_users(drafts).await;
     let created = Instant::now();
@@ -421,22 +408,7 @@ async fn a_backlog_of_invitations_leaves_without_waiting_an_interval_a_batch() {
 #[tokio::test]
 async fn an_invited_user_receives_a_mail_and_accepts_once() {
     let sink = SmtpSink::start(0).await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        "--mailer",
-        "smtp",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &port,
-        "--smtp-tls",
-        "none",
-        "--outbox-interval",
-        "100ms",
-        "--public-url",
-        "https://id.example.com/",
-    ])
-    .await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &["--public-url", "https://id.example.com/"]).await;
     let invited = app.create_users(vec![draft("invited@example.com")]).await.remove(0);
     assert_eq!(invited.status, pb::UserStatus::Pending as i32);
     let mails = sink.wait_for(1).await;
@@ -506,20 +478,7 @@ async fn an_invited_user_receives_a_mail_and_accepts_once() {
 #[tokio::test]
 async fn an_smtp_outage_delays_mail_but_loses_none() {
     let sink = SmtpSink::start(2).await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        "--mailer",
-        "smtp",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &port,
-        "--smtp-tls",
-        "none",
-        "--outbox-interval",
-        "100ms",
-    ])
-    .await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
     app.create_users(vec![draft("patient@example.com")]).await;
     let mails = sink.wait_for(1).await;
     assert!(mails[0].contains("patient@example.com"));

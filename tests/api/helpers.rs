@@ -149,6 +149,30 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
+    /// Boots with its outbox sending to `sink` over plain SMTP, polled every
+    /// `outbox_interval`, and extra command-line flags.
+    pub async fn spawn_mailing_to(
+        sink: &crate::smtp_sink::SmtpSink,
+        outbox_interval: &str,
+        extra_args: &[&str],
+    ) -> Self {
+        let port = sink.port.to_string();
+        let mut args = vec![
+            "--mailer",
+            "smtp",
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &port,
+            "--smtp-tls",
+            "none",
+            "--outbox-interval",
+            outbox_interval,
+        ];
+        args.extend_from_slice(extra_args);
+        Self::spawn_with(&args).await
+    }
+
     /// Boots with extra command-line flags (e.g. the bootstrap admin).
     pub async fn spawn_with(extra_args: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");

@@ -274,20 +274,7 @@ async fn the_pages_log_no_token_and_no_password() {
     // The test's runtime runs the server's tasks on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
     let sink = SmtpSink::start(0).await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        "--mailer",
-        "smtp",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &port,
-        "--smtp-tls",
-        "none",
-        "--outbox-interval",
-        "100ms",
-    ])
-    .await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
     // Other tests' threads register callsites concurrently; one registered
     // while this subscriber was being added may have cached "not wanted".
     tracing::callsite::rebuild_interest_cache();
@@ -541,22 +528,7 @@ async fn an_invited_person_sets_up_the_account_in_a_browser() {
         return;
     };
     let sink = SmtpSink::start(0).await;
-    let port = sink.port.to_string();
-    let app = TestApp::spawn_with(&[
-        "--mailer",
-        "smtp",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &port,
-        "--smtp-tls",
-        "none",
-        "--outbox-interval",
-        "100ms",
-        "--public-url",
-        "http://127.0.0.1:1",
-    ])
-    .await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &["--public-url", "http://127.0.0.1:1"]).await;
     app.create_users(vec![UserDraft {
         first_name: "Ada".into(),
         last_name: "Byron".into(),
