@@ -285,31 +285,29 @@ mod tests {
 
     #[test]
     fn checkpoints_follow_a_fast_growing_wal_and_slow_down_when_it_stops() {
-        let half_second = Duration::from_millis(500);
-        // Idle: nothing new since the last checkpoint.
-        assert_eq!(next_checkpoint_in(700, 700, half_second), CHECKPOINT_INTERVAL);
-        // A login's few frames.
-        assert_eq!(next_checkpoint_in(700, 760, half_second), CHECKPOINT_INTERVAL);
-        // Bulk writes: 2,500 frames in 500 ms, then 150 in the next 50 ms.
-        assert_eq!(next_checkpoint_in(700, 3_200, half_second), BUSY_CHECKPOINT_INTERVAL);
-        assert_eq!(
-            next_checkpoint_in(3_200, 3_350, BUSY_CHECKPOINT_INTERVAL),
-            BUSY_CHECKPOINT_INTERVAL
-        );
-        // The WAL restarted, and holds 400 or no new frames 50 ms later.
-        assert_eq!(
-            next_checkpoint_in(9_000, 400, BUSY_CHECKPOINT_INTERVAL),
-            BUSY_CHECKPOINT_INTERVAL
-        );
-        assert_eq!(
-            next_checkpoint_in(9_000, 0, BUSY_CHECKPOINT_INTERVAL),
-            BUSY_CHECKPOINT_INTERVAL
-        );
-        // The writes stopped.
-        assert_eq!(
-            next_checkpoint_in(3_350, 3_350, BUSY_CHECKPOINT_INTERVAL),
-            CHECKPOINT_INTERVAL
-        );
+        let (slow, busy) = (CHECKPOINT_INTERVAL, BUSY_CHECKPOINT_INTERVAL);
+        // (frames before, frames now, time between the two, next interval)
+        let cases = [
+            // Idle: nothing new since the last checkpoint.
+            (700, 700, slow, slow),
+            // A login's few frames.
+            (700, 760, slow, slow),
+            // Bulk writes: 2,500 frames in 500 ms, then 150 in the next 50 ms.
+            (700, 3_200, slow, busy),
+            (3_200, 3_350, busy, busy),
+            // The WAL restarted, and holds 400 or no new frames 50 ms later.
+            (9_000, 400, busy, busy),
+            (9_000, 0, busy, busy),
+            // The writes stopped.
+            (3_350, 3_350, busy, slow),
+        ];
+        for (before, frames, elapsed, expected) in cases {
+            assert_eq!(
+                next_checkpoint_in(before, frames, elapsed),
+                expected,
+                "{before} → {frames} frames in {elapsed:?}"
+            );
+        }
     }
 
     #[tokio::test]
