@@ -30,7 +30,7 @@ pub async fn run(app: Arc<App>) {
 }
 
 /// What one pass over the due mails found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Pass {
     /// A full batch: more may be due.
     FullBatch,
