@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use castellan::pb::{
-    self, AcceptInvitationRequest, ChangePasswordRequest, LoginRequest, LoginResponse, ResetUserPasswordRequest,
-    UserDraft, auth_service_client::AuthServiceClient,
+    self, AcceptInvitationRequest, ChangePasswordRequest, LoginRequest, ResetUserPasswordRequest, UserDraft,
+    auth_service_client::AuthServiceClient,
 };
 use sea_orm::EntityTrait;
 use tonic::{Code, Request, Status};
@@ -27,17 +27,6 @@ fn with_password(email: &str, temporary: bool) -> UserDraft {
     }
 }
 
-async fn login(app: &TestApp, username: &str, password: &str) -> Result<LoginResponse, Status> {
-    AuthServiceClient::new(app.channel.clone())
-        .login(Request::new(LoginRequest {
-            username: username.into(),
-            password: password.into(),
-            tenant_id: String::new(),
-        }))
-        .await
-        .map(|r| r.into_inner())
-}
-
 fn reason(status: &Status) -> String {
     status
         .get_details_error_info()
@@ -53,7 +42,7 @@ async fn login_issues_a_token_that_works_and_records_the_connection() {
         .await
         .remove(0);
     assert!(user.last_connection.is_none());
-    let grant = login(&app, "JANE@example.com", PASSWORD).await.expect("login");
+    let grant = app.login("JANE@example.com", PASSWORD).await.expect("login");
     assert_eq!(grant.token_type, "Bearer");
     assert_eq!(grant.expires_in, 3600);
     assert!(!grant.password_change_required);
@@ -125,7 +114,7 @@ async fn every_login_failure_answers_alike_and_in_about_the_same_time() {
         ("pending@example.com", PASSWORD),
         ("inactive@example.com", PASSWORD),
     ] {
-        let status = expect_code(login(&app, username, password).await, Code::Unauthenticated);
+        let status = expect_code(app.login(username, password).await, Code::Unauthenticated);
         assert_eq!(status.message(), "invalid credentials", "{username}");
         assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{username}");
     }
@@ -142,7 +131,7 @@ async fn every_login_failure_answers_alike_and_in_about_the_same_time() {
     for _ in 0..9 {
         for (username, fastest) in [("nobody@example.com", &mut unknown), ("active@example.com", &mut known)] {
             let started = Instant::now();
-            let _ = login(&app, username, "wrong password!").await;
+            let _ = app.login(username, "wrong password!").await;
             *fastest = (*fastest).min(started.elapsed());
         }
     }
@@ -150,7 +139,7 @@ async fn every_login_failure_answers_alike_and_in_about_the_same_time() {
         unknown * 4 >= known && known * 4 >= unknown,
         "unknown user {unknown:?} vs wrong password {known:?}"
     );
-    let empty = expect_code(login(&app, "", "").await, Code::InvalidArgument);
+    let empty = expect_code(app.login("", "").await, Code::InvalidArgument);
     assert_eq!(violated_fields(&empty), ["username", "password"]);
 }
 
@@ -186,21 +175,18 @@ async fn concurrent_wrong_passwords_never_exceed_the_limit_and_lock_for_a_while(
     assert_eq!((evaluated, throttled), (5, 15), "exactly the limit is evaluated");
 
     // The right password is refused until the wait passes, then works and resets the count.
-    expect_code(
-        login(&app, "target@example.com", PASSWORD).await,
-        Code::ResourceExhausted,
-    );
+    expect_code(app.login("target@example.com", PASSWORD).await, Code::ResourceExhausted);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    login(&app, "target@example.com", PASSWORD)
+    app.login("target@example.com", PASSWORD)
         .await
         .expect("after the lockout");
     for _ in 0..4 {
         expect_code(
-            login(&app, "target@example.com", "wrong password!").await,
+            app.login("target@example.com", "wrong password!").await,
             Code::Unauthenticated,
         );
     }
-    login(&app, "target@example.com", PASSWORD)
+    app.login("target@example.com", PASSWORD)
         .await
         .expect("the count was reset by the success");
 }
@@ -237,7 +223,7 @@ async fn consecutive_lockouts_grow() {
 async fn failures_count_only_within_their_window() {
     let app = TestApp::spawn_with(&["--login-max-failures", "2", "--login-failure-window", "1s"]).await;
     app.create_users(vec![with_password("window@example.com", false)]).await;
-    let wrong = || login(&app, "window@example.com", "wrong password!");
+    let wrong = || app.login("window@example.com", "wrong password!");
     expect_code(wrong().await, Code::Unauthenticated);
     expect_code(wrong().await, Code::Unauthenticated);
     // The window has passed: its two failures no longer count, and the new
@@ -247,10 +233,7 @@ async fn failures_count_only_within_their_window() {
     expect_code(wrong().await, Code::Unauthenticated);
     // Within this window the limit is reached: locked, even for the right password.
     expect_code(wrong().await, Code::ResourceExhausted);
-    expect_code(
-        login(&app, "window@example.com", PASSWORD).await,
-        Code::ResourceExhausted,
-    );
+    expect_code(app.login("window@example.com", PASSWORD).await, Code::ResourceExhausted);
 }
 
 #[tokio::test]
@@ -260,7 +243,7 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
         .create_users(vec![with_password("temp@example.com", true)])
         .await
         .remove(0);
-    let grant = login(&app, "temp@example.com", PASSWORD).await.expect("login");
+    let grant = app.login("temp@example.com", PASSWORD).await.expect("login");
     assert!(grant.password_change_required);
     let token = grant.access_token;
     let mut users = app.users();
@@ -300,8 +283,9 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
         .get_user(authed(pb::GetUserRequest { id: user.id.clone() }, &token))
         .await
         .expect("the same token works once the password is changed");
-    expect_code(login(&app, "temp@example.com", PASSWORD).await, Code::Unauthenticated);
-    let grant = login(&app, "temp@example.com", "a brand new secret")
+    expect_code(app.login("temp@example.com", PASSWORD).await, Code::Unauthenticated);
+    let grant = app
+        .login("temp@example.com", "a brand new secret")
         .await
         .expect("new password");
     assert!(!grant.password_change_required);
@@ -328,7 +312,8 @@ async fn administrators_reset_passwords() {
         .reset_user_password(authed(reset(&pending.id, "reset secret 1", None), &admin))
         .await
         .expect("reset");
-    let grant = login(&app, "pending@example.com", "reset secret 1")
+    let grant = app
+        .login("pending@example.com", "reset secret 1")
         .await
         .expect("a reset activates a pending user");
     assert!(grant.password_change_required, "temporary by default");
@@ -336,9 +321,7 @@ async fn administrators_reset_passwords() {
         .reset_user_password(authed(reset(&pending.id, "reset secret 2", Some(false)), &admin))
         .await
         .expect("reset");
-    let grant = login(&app, "pending@example.com", "reset secret 2")
-        .await
-        .expect("login");
+    let grant = app.login("pending@example.com", "reset secret 2").await.expect("login");
     assert!(!grant.password_change_required);
     // A temporary reset gates the user's live token at once (the user's
     // cached access is outdated, not only its record).
@@ -454,7 +437,7 @@ async fn an_invited_user_receives_a_mail_and_accepts_once() {
         .who_am_i(authed(pb::WhoAmIRequest {}, &user_token))
         .await
         .expect("the accepted user's token works at once");
-    login(&app, "invited@example.com", PASSWORD)
+    app.login("invited@example.com", PASSWORD)
         .await
         .expect("login after accepting");
     expect_code(

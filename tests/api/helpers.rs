@@ -10,9 +10,9 @@ use castellan::{
     auth::token::{SubjectKind, TokenRequest},
     config::Cli,
     pb::{
-        CreateUsersRequest, User, UserDraft, group_service_client::GroupServiceClient,
-        role_service_client::RoleServiceClient, tenant_service_client::TenantServiceClient,
-        user_service_client::UserServiceClient,
+        CreateUsersRequest, LoginRequest, LoginResponse, User, UserDraft, auth_service_client::AuthServiceClient,
+        group_service_client::GroupServiceClient, role_service_client::RoleServiceClient,
+        tenant_service_client::TenantServiceClient, user_service_client::UserServiceClient,
     },
     server::Application,
 };
@@ -241,6 +241,18 @@ impl TestApp {
             _database: database,
             stop: Some(stop),
         }
+    }
+
+    /// A password login with no tenant named (the user's own).
+    pub async fn login(&self, username: &str, password: &str) -> Result<LoginResponse, Status> {
+        AuthServiceClient::new(self.channel.clone())
+            .login(Request::new(LoginRequest {
+                username: username.into(),
+                password: password.into(),
+                tenant_id: String::new(),
+            }))
+            .await
+            .map(|r| r.into_inner())
     }
 
     pub fn users(&self) -> UserServiceClient<Channel> {

@@ -12,15 +12,19 @@ use std::{
     os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::LazyLock,
+    sync::{
+        LazyLock, Mutex, Once,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use castellan::pb::{LoginRequest, LoginResponse, UserDraft, auth_service_client::AuthServiceClient};
+use castellan::pb::UserDraft;
 use fantoccini::{Client, Locator, wd::Capabilities};
 use reqwest::{StatusCode, header};
 use sea_orm::EntityTrait;
-use tonic::{Code, Request, Status};
+use tonic::Code;
+use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{
     helpers::{TestApp, draft, expect_code},
@@ -29,17 +33,6 @@ use crate::{
 
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "staple battery horse";
-
-async fn login(app: &TestApp, username: &str, password: &str) -> Result<LoginResponse, Status> {
-    AuthServiceClient::new(app.channel.clone())
-        .login(Request::new(LoginRequest {
-            username: username.into(),
-            password: password.into(),
-            tenant_id: String::new(),
-        }))
-        .await
-        .map(|r| r.into_inner())
-}
 
 fn temporary_user(email: &str) -> UserDraft {
     UserDraft {
@@ -174,14 +167,14 @@ async fn cross_site_and_oversized_posts_are_refused_and_change_nothing() {
     let big = "x".repeat(64 * 1024);
     let response = post_form(&app, "/password/change", &[("username", &big)], "same-origin").await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    login(&app, "target@example.com", PASSWORD)
+    app.login("target@example.com", PASSWORD)
         .await
         .expect("the password is unchanged");
 
     // The configured public origin (behind a proxy) is this site.
     let response = send(&[("origin", "https://id.example.com")]).await.expect("post");
     assert_eq!(response.status(), StatusCode::OK);
-    login(&app, "target@example.com", NEW_PASSWORD)
+    app.login("target@example.com", NEW_PASSWORD)
         .await
         .expect("changed from the public origin");
 }
@@ -239,18 +232,26 @@ async fn a_wrong_current_password_counts_like_a_failed_login() {
     assert!(locked.headers().contains_key(header::RETRY_AFTER));
     assert!(locked.text().await.expect("body").contains("Too many attempts"));
     expect_code(
-        login(&app, "guessed@example.com", PASSWORD).await,
+        app.login("guessed@example.com", PASSWORD).await,
         Code::ResourceExhausted,
     );
 }
 
-/// Log lines written while a test runs on its (current-thread) runtime.
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+/// Every thread's log events, down to TRACE, while one lives: the test
+/// binary's global subscriber, installed on the first capture, formats events
+/// only then. A scoped subscriber (`set_default`) would see its own thread
+/// only, and a callsite first hit on another thread meanwhile would cache
+/// "never" and stay silent.
+struct LogCapture;
 
-impl std::io::Write for CapturedLogs {
+static CAPTURING: AtomicBool = AtomicBool::new(false);
+static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct CapturedWriter;
+
+impl std::io::Write for CapturedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
+        CAPTURED.lock().expect("lock").extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -259,25 +260,43 @@ impl std::io::Write for CapturedLogs {
     }
 }
 
-/// Everything the server logs, down to TRACE, while a person accepts an
+impl LogCapture {
+    fn start() -> Self {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| CapturedWriter)
+                .with_filter(filter::filter_fn(|_| CAPTURING.load(Ordering::Acquire)));
+            tracing_subscriber::registry()
+                .with(layer)
+                .try_init()
+                .expect("the only global subscriber (TEST_LOG installs its own)");
+        });
+        CAPTURED.lock().expect("lock").clear();
+        CAPTURING.store(true, Ordering::Release);
+        Self
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&CAPTURED.lock().expect("lock")).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURING.store(false, Ordering::Release);
+    }
+}
+
+/// Everything any thread logs, down to TRACE, while a person accepts an
 /// invitation and changes a password on the pages: never the token, never a
 /// password.
 #[tokio::test]
 async fn the_pages_log_no_token_and_no_password() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // The test's runtime runs the server's tasks on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = LogCapture::start();
     let sink = SmtpSink::start(0).await;
     let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
-    // Other tests' threads register callsites concurrently; one registered
-    // while this subscriber was being added may have cached "not wanted".
-    tracing::callsite::rebuild_interest_cache();
     app.create_users(vec![draft("quiet@example.com")]).await;
     let token = invitation_token(&sink.wait_for(1).await[0]);
     let page = reqwest::get(format!("http://{}/invitations/accept?token={token}", app.http_addr))
@@ -311,10 +330,10 @@ async fn the_pages_log_no_token_and_no_password() {
         )
         .await;
     }
-    login(&app, "quiet@example.com", NEW_PASSWORD)
+    app.login("quiet@example.com", NEW_PASSWORD)
         .await
         .expect("both forms went through");
-    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    let logs = capture.text();
     assert!(
         logs.contains("castellan::"),
         "the server's own logs are captured: {logs}"
@@ -609,7 +628,7 @@ async fn an_invited_person_sets_up_the_account_in_a_browser() {
     assert!(!browser.has_form().await);
     browser.screenshot("invitation-ready").await;
 
-    let grant = login(&app, "ada@example.com", PASSWORD).await.expect("login over gRPC");
+    let grant = app.login("ada@example.com", PASSWORD).await.expect("login over gRPC");
     assert!(!grant.password_change_required);
     let user = app
         .users()
@@ -669,7 +688,7 @@ async fn expired_and_forged_links_show_no_form() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    expect_code(login(&app, "late@example.com", PASSWORD).await, Code::Unauthenticated);
+    expect_code(app.login("late@example.com", PASSWORD).await, Code::Unauthenticated);
 }
 
 #[tokio::test]
@@ -681,7 +700,7 @@ async fn a_person_with_a_temporary_password_changes_it_in_a_browser() {
     let app = TestApp::spawn().await;
     app.create_users(vec![temporary_user("temp@example.com")]).await;
     assert!(
-        login(&app, "temp@example.com", PASSWORD)
+        app.login("temp@example.com", PASSWORD)
             .await
             .expect("login")
             .password_change_required
@@ -733,7 +752,7 @@ async fn a_person_with_a_temporary_password_changes_it_in_a_browser() {
     assert_eq!(browser.text("h1").await, "Your password is changed");
     assert!(!browser.has_form().await);
     browser.screenshot("password-changed").await;
-    let grant = login(&app, "temp@example.com", NEW_PASSWORD).await.expect("login");
+    let grant = app.login("temp@example.com", NEW_PASSWORD).await.expect("login");
     assert!(!grant.password_change_required, "no change required any more");
 
     // The same form posted from another site (a page with no origin) is refused.
@@ -748,7 +767,7 @@ async fn a_person_with_a_temporary_password_changes_it_in_a_browser() {
     browser.goto(&forged.replace(' ', "%20")).await;
     browser.submit().await;
     assert_eq!(browser.text("h1").await, "Form refused");
-    login(&app, "temp@example.com", NEW_PASSWORD)
+    app.login("temp@example.com", NEW_PASSWORD)
         .await
         .expect("the password is still the person's");
 }
