@@ -28,7 +28,7 @@ pub struct TestApp {
     pub channel: Channel,
     /// The tenant `default` created by the bootstrap.
     pub tenant_id: Uuid,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
     _database: Option<PostgresDatabase>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -237,10 +237,15 @@ impl TestApp {
             http_addr,
             channel,
             tenant_id,
-            _data_dir: data_dir,
+            data_dir,
             _database: database,
             stop: Some(stop),
         }
+    }
+
+    /// The server's `--data-dir` (its signing key lives there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     /// A password login with no tenant named (the user's own).
