@@ -7,10 +7,8 @@
 
 use std::process::Command;
 
-use castellan::pb::{
-    DeleteUserRequest, ListUsersRequest, LoginRequest, UpdateUserTenantsRequest, auth_service_client::AuthServiceClient,
-};
-use tonic::{Code, Request};
+use castellan::pb::{DeleteUserRequest, ListUsersRequest, UpdateUserTenantsRequest};
+use tonic::Code;
 
 use crate::helpers::{TestApp, active_draft, authed, authed_in, draft, expect_code, test_database};
 
@@ -284,25 +282,15 @@ async fn list_totals_follow_every_membership_change() {
 async fn successful_logins_never_lock_out_their_address() {
     let app = TestApp::spawn_with(&["--login-max-failures-per-address", "3"]).await;
     app.create_users(vec![active_draft("busy@example.com")]).await;
-    let mut auth = AuthServiceClient::new(app.channel.clone());
-    let attempt = |password: &str| {
-        Request::new(LoginRequest {
-            username: "busy@example.com".into(),
-            password: password.into(),
-            tenant_id: String::new(),
-        })
-    };
+    let attempt = |password| app.login("busy@example.com", password);
     for _ in 0..6 {
-        auth.login(attempt("correct horse battery"))
+        attempt("correct horse battery")
             .await
             .expect("a success does not count toward the address limit");
     }
     // Failures still do: the fourth attempt within the window is refused.
     for _ in 0..3 {
-        expect_code(auth.login(attempt("wrong horse battery")).await, Code::Unauthenticated);
+        expect_code(attempt("wrong horse battery").await, Code::Unauthenticated);
     }
-    expect_code(
-        auth.login(attempt("correct horse battery")).await,
-        Code::ResourceExhausted,
-    );
+    expect_code(attempt("correct horse battery").await, Code::ResourceExhausted);
 }

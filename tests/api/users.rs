@@ -536,9 +536,9 @@ async fn a_retried_create_with_the_same_request_id_creates_nothing_twice() {
 #[tokio::test]
 async fn reads_follow_every_change_to_a_record_at_once() {
     use castellan::pb::{
-        CreateGroupRequest, CreateRoleRequest, DeactivateUserRequest, DeleteUserRequest, LoginRequest,
-        RegisterDeviceRequest, RevokeDeviceRequest, UpdateGroupRequest, UpdateRoleRequest, UpdateUserTenantsRequest,
-        WhoAmIRequest, auth_service_client::AuthServiceClient, device_service_client::DeviceServiceClient,
+        CreateGroupRequest, CreateRoleRequest, DeactivateUserRequest, DeleteUserRequest, RegisterDeviceRequest,
+        RevokeDeviceRequest, UpdateGroupRequest, UpdateRoleRequest, UpdateUserTenantsRequest, WhoAmIRequest,
+        device_service_client::DeviceServiceClient,
     };
 
     let app = TestApp::spawn().await;
@@ -724,17 +724,10 @@ async fn reads_follow_every_change_to_a_record_at_once() {
     );
     assert!(whoami().await.last_connection.is_none());
     assert!(read().await.last_connection.is_none());
-    let login = || {
-        let mut auth = AuthServiceClient::new(app.channel.clone());
-        async move {
-            auth.login(LoginRequest {
-                username: "cached@example.com".into(),
-                password: "correct horse battery".into(),
-                tenant_id: String::new(),
-            })
+    let login = || async {
+        app.login("cached@example.com", "correct horse battery")
             .await
             .expect("login")
-        }
     };
     login().await;
     let first = whoami()
