@@ -56,6 +56,28 @@ impl Verdict {
         self.note = note;
         self
     }
+
+    /// A figure measured over failed calls proves nothing: a target whose
+    /// loads had errors is not met, and its note says how many failed.
+    fn over<'a>(mut self, loads: impl IntoIterator<Item = &'a LoadResult>) -> Self {
+        let (mut failed, mut first) = (0, None);
+        for load in loads {
+            failed += load.errors;
+            first = first.or(load.first_error.as_deref());
+        }
+        if failed > 0 {
+            self.met = false;
+            let failure = match first {
+                Some(error) => format!("{failed} calls failed, the first with {error}"),
+                None => format!("{failed} calls failed"),
+            };
+            self.note = Some(match self.note.take() {
+                Some(note) => format!("{note}; {failure}"),
+                None => failure,
+            });
+        }
+        self
+    }
 }
 
 /// The streams the targets are stated at.
@@ -66,51 +88,43 @@ const TARGET_LIST_USERS: u64 = 1_000_000;
 pub fn judge(report: &Report) -> Vec<Verdict> {
     let scenario = |name: &str| report.scenarios.iter().find(|s| s.name == name);
     let load = |label: &str| report.load(label);
-    let ratio = |name: &str| scenario(name).map(|s| s.ratio_to_health);
+    // A ratio rests on the scenario's calls and on health's.
+    let against_health = |target: &'static str, name: &str, bound: f64| {
+        scenario(name).map(|s| {
+            Verdict::new(target, s.ratio_to_health, "× health", Limit::AtLeast(bound))
+                .over(s.loads.iter().chain(load("health")))
+        })
+    };
     let streams_note = |load: &LoadResult| {
         (load.streams != TARGET_STREAMS).then(|| format!("at {} streams, the target at {TARGET_STREAMS}", load.streams))
     };
     let mut verdicts = Vec::new();
 
     if report.database == "postgres" {
-        if let Some(r) = ratio("get-user") {
-            verdicts.push(Verdict::new(
-                "PostgreSQL: get-user ≥ 0.25 × health",
-                r,
-                "× health",
-                Limit::AtLeast(0.25),
-            ));
-        }
+        verdicts.extend(against_health("PostgreSQL: get-user ≥ 0.25 × health", "get-user", 0.25));
         return verdicts;
     }
 
-    for (target, name) in [
-        ("get-user ≥ 0.5 × health", "get-user"),
-        ("whoami ≥ 0.5 × health", "whoami"),
-    ] {
-        if let Some(r) = ratio(name) {
-            verdicts.push(Verdict::new(target, r, "× health", Limit::AtLeast(0.5)));
-        }
-    }
+    verdicts.extend(against_health("get-user ≥ 0.5 × health", "get-user", 0.5));
+    verdicts.extend(against_health("whoami ≥ 0.5 × health", "whoami", 0.5));
     for (target, name) in [
         ("get-user p99 ≤ 2 ms at 64 streams", "get-user"),
         ("whoami p99 ≤ 2 ms at 64 streams", "whoami"),
     ] {
         if let Some(l) = load(name) {
-            verdicts.push(Verdict::new(target, l.p99_ms, "ms", Limit::AtMost(2.0)).noting(streams_note(l)));
+            verdicts.push(
+                Verdict::new(target, l.p99_ms, "ms", Limit::AtMost(2.0))
+                    .noting(streams_note(l))
+                    .over([l]),
+            );
         }
     }
-    if let Some(r) = ratio("check") {
-        verdicts.push(Verdict::new("check ≥ 0.9 × health", r, "× health", Limit::AtLeast(0.9)));
-    }
-    if let Some(r) = ratio("check-permission") {
-        verdicts.push(Verdict::new(
-            "check-permission ≥ 0.8 × health (issue 11)",
-            r,
-            "× health",
-            Limit::AtLeast(0.8),
-        ));
-    }
+    verdicts.extend(against_health("check ≥ 0.9 × health", "check", 0.9));
+    verdicts.extend(against_health(
+        "check-permission ≥ 0.8 × health (issue 11)",
+        "check-permission",
+        0.8,
+    ));
     if let (Some(first), Some(deep)) = (load("list-users"), load("list-users-deep-token"))
         && deep.requests_per_second > 0.0
     {
@@ -123,16 +137,20 @@ pub fn judge(report: &Report) -> Vec<Verdict> {
                 "× the first page",
                 Limit::AtMost(1.5),
             )
-            .noting(users_note),
+            .noting(users_note)
+            .over([first, deep]),
         );
     }
     if let Some(l) = load("create-users") {
-        verdicts.push(Verdict::new(
-            "create-users, 100 a batch: p50 ≤ 20 ms",
-            l.p50_ms,
-            "ms",
-            Limit::AtMost(20.0),
-        ));
+        verdicts.push(
+            Verdict::new(
+                "create-users, 100 a batch: p50 ≤ 20 ms",
+                l.p50_ms,
+                "ms",
+                Limit::AtMost(20.0),
+            )
+            .over([l]),
+        );
     }
     if let Some(l) = load("login") {
         // What the hashes cost during the flood itself, beside the timed
@@ -154,18 +172,22 @@ pub fn judge(report: &Report) -> Vec<Verdict> {
                 "logins/s",
                 Limit::AtLeast(report.login_target_per_second),
             )
-            .noting(hashing_note),
+            .noting(hashing_note)
+            .over([l]),
         );
     }
     if let (Some(alone), Some(flooded)) = (load("get-user-probe"), load("login/get-user-probe"))
         && alone.p99_ms > 0.0
     {
-        verdicts.push(Verdict::new(
-            "get-user p99 during a login flood ≤ 2 × without",
-            flooded.p99_ms / alone.p99_ms,
-            "× without",
-            Limit::AtMost(2.0),
-        ));
+        verdicts.push(
+            Verdict::new(
+                "get-user p99 during a login flood ≤ 2 × without",
+                flooded.p99_ms / alone.p99_ms,
+                "× without",
+                Limit::AtMost(2.0),
+            )
+            .over([alone, flooded]),
+        );
     }
     if let Some(mb) = report.idle_rss_mb {
         verdicts.push(Verdict::new("idle RSS ≤ 20 MB", mb, "MB", Limit::AtMost(20.0)));
@@ -178,7 +200,8 @@ pub fn judge(report: &Report) -> Vec<Verdict> {
                 "MB",
                 Limit::AtMost(64.0),
             )
-            .noting(streams_note(l)),
+            .noting(streams_note(l))
+            .over([l]),
         );
     }
     if let Some(ms) = report.start_to_serving_ms {
@@ -224,6 +247,38 @@ mod tests {
         assert!(!Limit::AtLeast(0.5).holds_for(0.49));
         assert!(Limit::AtMost(2.0).holds_for(2.0));
         assert!(!Limit::AtMost(2.0).holds_for(2.01));
+    }
+
+    fn load(errors: u64, first_error: Option<&str>) -> LoadResult {
+        LoadResult {
+            label: "login".into(),
+            streams: 64,
+            requests: 1_000,
+            errors,
+            first_error: first_error.map(str::to_owned),
+            requests_per_second: 200.0,
+            p50_ms: 1.0,
+            p90_ms: 1.0,
+            p99_ms: 1.0,
+            max_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_figure_over_failed_calls_meets_no_target() {
+        let clean = load(0, None);
+        let failing = load(7, Some("ResourceExhausted: too many attempts"));
+        let held = Verdict::new("login", 200.0, "logins/s", Limit::AtLeast(100.0));
+        assert!(held.over([&clean]).met);
+
+        let spoiled = Verdict::new("login", 200.0, "logins/s", Limit::AtLeast(100.0))
+            .noting(Some("hashing threads 1.50 cores".into()))
+            .over([&clean, &failing]);
+        assert!(!spoiled.met);
+        assert_eq!(
+            spoiled.note.as_deref(),
+            Some("hashing threads 1.50 cores; 7 calls failed, the first with ResourceExhausted: too many attempts")
+        );
     }
 
     #[test]
