@@ -86,13 +86,14 @@ type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
 /// The hashing threads, one a core, started on first use. They run under
 /// Linux's `SCHED_IDLE` policy: with spare CPU a login flood uses every core,
-/// and an async worker that wakes preempts the hashing at once, so a flood
-/// barely moves the latency of other calls. (At nice 10 a woken worker could
-/// wait out the hashing thread's time slice: the probe's p99 beside a flood
-/// was 2.3–3.1 × its value alone, 1.5–1.8 × under `SCHED_IDLE`; see
-/// BENCHMARKS.md.) The price: on a machine kept fully busy by other work,
-/// hashes get only what is left, so logins slow down first. Queued hashes
-/// wait in the channel (each holds 7 MiB only while it runs).
+/// and an async worker that wakes preempts the hashing (see also
+/// [`YIELD_INTERVAL`]), so a flood barely moves the latency of other calls.
+/// (At nice 10 a woken worker could wait out the hashing thread's time
+/// slice: the probe's p99 beside a flood was 2.3–3.1 × its value alone,
+/// 1.5–1.8 × under `SCHED_IDLE`; see BENCHMARKS.md.) The price: on a machine
+/// kept fully busy by other work, hashes get only what is left, so logins
+/// slow down first. Queued hashes wait in the channel (each holds 7 MiB only
+/// while it runs).
 static HASHING_THREADS: LazyLock<std::io::Result<Sender<Job>>> = LazyLock::new(start_hashing_threads);
 
 /// How long a hashing thread keeps its working memory without work: through
@@ -111,6 +112,7 @@ fn start_hashing_threads() -> std::io::Result<Sender<Job>> {
             .name(format!("castellan-hash-{i}"))
             .spawn(move || {
                 lower_priority();
+                let mut yield_timer = YieldTimer::for_this_thread();
                 let mut memory = Memory::new();
                 loop {
                     // The lock is held while waiting for a job, not while
@@ -118,6 +120,7 @@ fn start_hashing_threads() -> std::io::Result<Sender<Job>> {
                     // in turn sees an idle queue.
                     match receiver.lock().map(|jobs| jobs.recv_timeout(MEMORY_KEPT_WHILE_IDLE)) {
                         Ok(Ok(job)) => {
+                            let _yielding = yield_timer.as_mut().map(YieldTimer::arm);
                             // A panicking job drops its reply (the caller
                             // sees an internal error); the thread goes on.
                             let _ = catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
@@ -145,6 +148,108 @@ fn lower_priority() {
 
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
+
+/// How often a hashing thread gives up its CPU while it hashes. A thread
+/// woken onto a CPU that a hashing thread holds should preempt it at once
+/// (`SCHED_IDLE`), and mostly does; but on the VMs of BENCHMARKS.md it
+/// sometimes ran only once that CPU next rescheduled, up to a scheduler tick
+/// (4 ms) later, and the get-user probe's p99 beside a login flood was
+/// 3.2–4.5 × its value alone. An interrupt alone does not end such a wait
+/// (a signal with an empty handler every 500 µs changed nothing); a
+/// reschedule does. So a busy hashing thread yields every half millisecond,
+/// from a timer's signal: the probe's p99 beside the flood fell to
+/// 1.6–2.0 ×, logins a second unchanged (BENCHMARKS.md, "Hashing threads
+/// that yield").
+#[cfg(target_os = "linux")]
+const YIELD_INTERVAL: Duration = Duration::from_micros(500);
+
+/// A timer that makes the calling thread yield its CPU every
+/// [`YIELD_INTERVAL`] while armed.
+#[cfg(target_os = "linux")]
+struct YieldTimer(nix::sys::timer::Timer);
+
+#[cfg(target_os = "linux")]
+impl YieldTimer {
+    /// SIGURG, the signal Go's runtime preempts goroutines with, for the same
+    /// reasons: nothing else in the process uses it, it is ignored by
+    /// default, and one more or fewer does no harm.
+    const SIGNAL: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGURG;
+
+    /// The calling thread's timer, disarmed; none (logged) where the system
+    /// refuses one, and the thread then hashes without yielding.
+    fn for_this_thread() -> Option<Self> {
+        use nix::sys::signal::{SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, sigaction};
+        let handler = SigAction::new(SigHandler::Handler(yield_cpu), SaFlags::SA_RESTART, SigSet::empty());
+        // SAFETY: the handler is async-signal-safe (see `yield_cpu`), and
+        // SA_RESTART resumes the system calls the signal interrupts.
+        let created = unsafe { sigaction(Self::SIGNAL, &handler) }.and_then(|_| {
+            nix::sys::timer::Timer::new(
+                nix::time::ClockId::CLOCK_MONOTONIC,
+                SigEvent::new(SigevNotify::SigevThreadId {
+                    signal: Self::SIGNAL,
+                    thread_id: nix::unistd::gettid().as_raw(),
+                    si_value: 0,
+                }),
+            )
+        });
+        match created {
+            Ok(timer) => Some(Self(timer)),
+            Err(error) => {
+                tracing::debug!(%error, "the hashing threads will not yield");
+                None
+            }
+        }
+    }
+
+    /// Arms the timer until the guard is dropped.
+    fn arm(&mut self) -> ArmedYieldTimer<'_> {
+        self.set(nix::sys::timer::Expiration::Interval(YIELD_INTERVAL.into()));
+        ArmedYieldTimer(self)
+    }
+
+    fn set(&mut self, expiration: nix::sys::timer::Expiration) {
+        if let Err(error) = self.0.set(expiration, nix::sys::timer::TimerSetTimeFlags::empty()) {
+            tracing::debug!(%error, "could not set a hashing thread's yield timer");
+        }
+    }
+}
+
+/// The yield timer's signal handler.
+#[cfg(target_os = "linux")]
+extern "C" fn yield_cpu(_signal: libc::c_int) {
+    #[cfg(test)]
+    tests::YIELDS.set(tests::YIELDS.get() + 1);
+    // SAFETY: sched_yield is a bare system call that takes nothing, holds
+    // no lock and always succeeds on Linux (so errno is left as it was).
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+/// Disarms the yield timer when dropped.
+#[cfg(target_os = "linux")]
+struct ArmedYieldTimer<'a>(&'a mut YieldTimer);
+
+#[cfg(target_os = "linux")]
+impl Drop for ArmedYieldTimer<'_> {
+    fn drop(&mut self) {
+        // A zero expiration disarms a timer.
+        self.0.set(nix::sys::timer::Expiration::OneShot(Duration::ZERO.into()));
+    }
+}
+
+/// Elsewhere the hashing threads do not yield.
+#[cfg(not(target_os = "linux"))]
+struct YieldTimer;
+
+#[cfg(not(target_os = "linux"))]
+impl YieldTimer {
+    fn for_this_thread() -> Option<Self> {
+        None
+    }
+
+    fn arm(&mut self) {}
+}
 
 /// Runs argon2 work on the hashing threads.
 async fn on_hashing_pool<T: Send + 'static>(work: impl FnOnce(&mut Memory) -> Result<T> + Send + 'static) -> Result<T> {
@@ -236,6 +341,35 @@ fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    thread_local! {
+        /// The yield timer's signals each thread took.
+        pub(super) static YIELDS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_hashing_thread_yields_while_its_timer_is_armed_and_only_then() {
+        fn spin(time: Duration) {
+            let start = std::time::Instant::now();
+            while start.elapsed() < time {
+                std::hint::spin_loop();
+            }
+        }
+        let mut timer = YieldTimer::for_this_thread().expect("a yield timer");
+        spin(Duration::from_millis(10));
+        assert_eq!(YIELDS.get(), 0, "no yields before the timer is armed");
+        {
+            let _armed = timer.arm();
+            spin(Duration::from_millis(50));
+        }
+        let armed = YIELDS.get();
+        // Every 0.5 ms: about 100, fewer if the thread was kept off its CPU.
+        assert!(armed >= 5, "{armed} yields in 50 ms");
+        spin(Duration::from_millis(10));
+        assert_eq!(YIELDS.get(), armed, "no yields once disarmed");
+    }
 
     #[test]
     fn the_dummy_hash_costs_what_a_real_one_does() {
