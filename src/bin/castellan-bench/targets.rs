@@ -25,6 +25,22 @@ impl Limit {
             Limit::AtMost(bound) => measured <= bound,
         }
     }
+
+    fn bound(self) -> f64 {
+        match self {
+            Limit::AtLeast(bound) | Limit::AtMost(bound) => bound,
+        }
+    }
+}
+
+/// A figure to two decimals, or to as many more (up to four) as it takes
+/// not to print a figure that differs from its bound as the bound itself:
+/// 0.8956 against 0.9 is "0.896", not a "0.90" that missed "≥ 0.90".
+fn shown(measured: f64, bound: f64) -> String {
+    (2..=4)
+        .map(|decimals| (format!("{measured:.decimals$}"), format!("{bound:.decimals$}")))
+        .find(|(text, bound_text)| measured == bound || text != bound_text)
+        .map_or_else(|| measured.to_string(), |(text, _)| text)
 }
 
 /// One target against what this run measured.
@@ -226,10 +242,10 @@ pub fn lines(verdicts: &[Verdict]) -> Vec<String> {
             };
             let note = v.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
             format!(
-                "  {:<8} {:<68} {:>9.2} {} ({bound}{note})",
+                "  {:<8} {:<68} {:>9} {} ({bound}{note})",
                 if v.met { "met" } else { "NOT MET" },
                 v.target,
-                v.measured,
+                shown(v.measured, v.limit.bound()),
                 v.unit,
             )
         })
@@ -239,6 +255,15 @@ pub fn lines(verdicts: &[Verdict]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_figure_that_misses_its_bound_never_prints_as_the_bound() {
+        assert_eq!(shown(0.8956, 0.9), "0.896");
+        assert_eq!(shown(0.79951, 0.8), "0.7995");
+        assert_eq!(shown(0.9, 0.9), "0.90");
+        assert_eq!(shown(0.75, 0.5), "0.75");
+        assert_eq!(shown(2.004, 2.0), "2.004");
+    }
 
     #[test]
     fn a_limit_holds_at_its_bound_and_on_its_side_only() {
