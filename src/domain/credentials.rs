@@ -154,12 +154,13 @@ fn lower_priority() {}
 /// (`SCHED_IDLE`), and mostly does; but on the VMs of BENCHMARKS.md it
 /// sometimes ran only once that CPU next rescheduled, up to a scheduler tick
 /// (4 ms) later, and the get-user probe's p99 beside a login flood was
-/// 3.2–4.5 × its value alone. An interrupt alone does not end such a wait
+/// 2.7–6.9 × its value alone. An interrupt alone does not end such a wait
 /// (a signal with an empty handler every 500 µs changed nothing); a
 /// reschedule does. So a busy hashing thread yields every half millisecond,
 /// from a timer's signal: the probe's p99 beside the flood fell to
-/// 1.6–2.0 ×, logins a second unchanged (BENCHMARKS.md, "Hashing threads
-/// that yield").
+/// 1.3–2.2 ×, for about 5 % fewer logins a second (the signals' cost).
+/// Every quarter millisecond did better for the probe but cost 12 % of the
+/// logins (BENCHMARKS.md, "Hashing threads that yield").
 #[cfg(target_os = "linux")]
 const YIELD_INTERVAL: Duration = Duration::from_micros(500);
 
