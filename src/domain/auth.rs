@@ -72,29 +72,17 @@ fn address_key(address: IpAddr) -> String {
 }
 
 /// Counts one attempt against the account and the client address before the
-/// password is evaluated (one transaction); refuses with the wait when either
-/// is locked.
+/// password is evaluated (one statement, unless one of them is locked or used
+/// up); refuses with the wait when either is locked.
 async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> Result<()> {
     let now = now();
-    let txn = app.writer.begin().await?;
-    let mut locked_until = store::credentials::reserve_attempt(
-        &txn,
-        &account_key(username),
-        limits(app, app.config.login_max_failures),
-        now,
-    )
-    .await?;
-    if let Some(address) = client {
-        let address_lock = store::credentials::reserve_attempt(
-            &txn,
-            &address_key(address),
-            limits(app, app.config.login_max_failures_per_address),
-            now,
-        )
-        .await?;
-        locked_until = locked_until.max(address_lock);
+    let account = account_key(username);
+    let address = client.map(address_key);
+    let mut counters = vec![(account.as_str(), limits(app, app.config.login_max_failures))];
+    if let Some(address) = &address {
+        counters.push((address.as_str(), limits(app, app.config.login_max_failures_per_address)));
     }
-    txn.commit().await?;
+    let locked_until = store::credentials::reserve_attempts(&app.writer, &counters, now).await?;
     let Some(until) = locked_until else {
         return Ok(());
     };

@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IdenStatic, QueryFilter, QueryOrder,
+    QueryTrait, TransactionTrait,
+    sea_query::{CaseStatement, Expr, ExprTrait, InsertStatement, OnConflict},
 };
 use uuid::Uuid;
 
@@ -80,53 +81,114 @@ fn not_locked(now: DateTime<Utc>) -> sea_orm::Condition {
         .add(login_failure::Column::LockedUntil.lte(now))
 }
 
+/// Reserves one attempt under each of `counters` (a key and its limits):
+/// `Ok(None)` when the attempt may be evaluated, `Ok(Some(until))` when a
+/// key is locked until then (the latest such time). The usual case, no key
+/// locked or used up, is one statement that counts them all. A key it did
+/// not count goes through [`reserve_attempt`] in a transaction of its own,
+/// which counts it if it has freed up meanwhile and otherwise decides its
+/// lock.
+pub async fn reserve_attempts(
+    db: &DatabaseConnection,
+    counters: &[(&str, ThrottleLimits)],
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let counted = count_attempts(db, counters, now).await?;
+    let mut locked_until = None;
+    for (key, limits) in counters.iter().filter(|(key, _)| !counted.iter().any(|c| c == key)) {
+        let txn = db.begin().await?;
+        let lock = reserve_attempt(&txn, key, *limits, now).await?;
+        txn.commit().await?;
+        locked_until = std::cmp::max(locked_until, lock);
+    }
+    Ok(locked_until)
+}
+
+/// Counts one attempt under each of `counters` that is neither locked nor
+/// used up, in one statement, and names the keys it counted.
+async fn count_attempts<C: ConnectionTrait>(
+    db: &C,
+    counters: &[(&str, ThrottleLimits)],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let Some(statement) = count_statement(counters, now) else {
+        return Ok(Vec::new());
+    };
+    Ok(db
+        .query_all(&statement)
+        .await?
+        .iter()
+        .map(|row| row.try_get("", login_failure::Column::Key.as_str()))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The upsert of [`count_attempts`] (`None` for no counters): each
+/// counter's first attempt inserts it with itself counted; a later one counts
+/// itself, in a fresh window when the last one has passed, unless the key is
+/// locked or has used up its window's attempts (its own limits, chosen by
+/// key). `RETURNING key` names the counters it counted.
+fn count_statement(counters: &[(&str, ThrottleLimits)], now: DateTime<Utc>) -> Option<InsertStatement> {
+    if counters.is_empty() {
+        return None;
+    }
+    let by_key = |value: &dyn Fn(&ThrottleLimits) -> Expr| {
+        let mut case = CaseStatement::new();
+        for (key, limits) in counters {
+            case = case.case(
+                Expr::col((login_failure::Entity, login_failure::Column::Key)).eq(*key),
+                value(limits),
+            );
+        }
+        case
+    };
+    let window_started_at = Expr::col((login_failure::Entity, login_failure::Column::WindowStartedAt));
+    let failures = Expr::col((login_failure::Entity, login_failure::Column::Failures));
+    let window_passed = window_started_at
+        .clone()
+        .lt(by_key(&|limits| Expr::val(now - limits.window)));
+    let rows = counters.iter().map(|(key, _)| login_failure::ActiveModel {
+        key: Set((*key).to_owned()),
+        failures: Set(1),
+        window_started_at: Set(now),
+        locked_until: Set(None),
+        lockouts: Set(0),
+    });
+    let mut insert = login_failure::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(login_failure::Column::Key)
+                .value(
+                    login_failure::Column::Failures,
+                    Expr::case(window_passed.clone(), 1).finally(failures.clone().add(1)),
+                )
+                .value(
+                    login_failure::Column::WindowStartedAt,
+                    Expr::case(window_passed.clone(), now).finally(window_started_at),
+                )
+                .action_cond_where(
+                    Condition::all().add(not_locked(now)).add(
+                        Condition::any()
+                            .add(window_passed)
+                            .add(failures.lt(by_key(&|limits| Expr::val(limits.max_failures)))),
+                    ),
+                )
+                .to_owned(),
+        )
+        .into_query();
+    insert.returning_col(login_failure::Column::Key);
+    Some(insert)
+}
+
 /// Reserves one attempt under `key`, atomically: `Ok(None)` when the attempt
 /// may be evaluated, `Ok(Some(until))` when the key is locked until then.
 /// Attempts are counted before they are evaluated, so concurrent attempts can
 /// never evaluate more than `max_failures` passwords in a window.
-pub async fn reserve_attempt<C: ConnectionTrait>(
+async fn reserve_attempt<C: ConnectionTrait>(
     db: &C,
     key: &str,
     limits: ThrottleLimits,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>> {
-    // One statement (it was three): the first attempt under a key inserts
-    // its counter with itself counted; a later one counts itself, in a fresh
-    // window when the last one has passed, unless the key is locked or has
-    // used up its window's attempts: then nothing is written, and what
-    // follows decides the lock.
-    let window_passed = login_failure::Column::WindowStartedAt.lt(now - limits.window);
-    let failures = Expr::col((login_failure::Entity, login_failure::Column::Failures));
-    let window_started_at = Expr::col((login_failure::Entity, login_failure::Column::WindowStartedAt));
-    let reserved = login_failure::Entity::insert(login_failure::ActiveModel {
-        key: Set(key.to_owned()),
-        failures: Set(1),
-        window_started_at: Set(now),
-        locked_until: Set(None),
-        lockouts: Set(0),
-    })
-    .on_conflict(
-        OnConflict::column(login_failure::Column::Key)
-            .value(
-                login_failure::Column::Failures,
-                Expr::case(window_passed.clone(), 1).finally(failures.add(1)),
-            )
-            .value(
-                login_failure::Column::WindowStartedAt,
-                Expr::case(window_passed.clone(), now).finally(window_started_at),
-            )
-            .action_cond_where(
-                sea_orm::Condition::all().add(not_locked(now)).add(
-                    sea_orm::Condition::any()
-                        .add(window_passed)
-                        .add(login_failure::Column::Failures.lt(limits.max_failures)),
-                ),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    if reserved == 1 {
+    if !count_attempts(db, &[(key, limits)], now).await?.is_empty() {
         return Ok(None);
     }
     let Some(row) = login_failure::Entity::find_by_id(key).one(db).await? else {

@@ -192,6 +192,27 @@ async fn concurrent_wrong_passwords_never_exceed_the_limit_and_lock_for_a_while(
 }
 
 #[tokio::test]
+async fn failures_across_accounts_lock_their_address() {
+    let app = TestApp::spawn_with(&["--login-max-failures-per-address", "3", "--login-max-failures", "2"]).await;
+    let emails = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"];
+    app.create_users(emails.iter().map(|email| with_password(email, false)).collect())
+        .await;
+    // One failure an account (each within its own limit of two), each
+    // counted against the one address too.
+    for email in &emails[..3] {
+        expect_code(app.login(email, "wrong password!").await, Code::Unauthenticated);
+    }
+    // The address has used up its three: the next attempt is refused before
+    // its password is evaluated, even the right password of a fresh account.
+    let refused = expect_code(app.login(emails[3], PASSWORD).await, Code::ResourceExhausted);
+    assert!(
+        refused
+            .get_details_retry_info()
+            .is_some_and(|info| info.retry_delay.is_some())
+    );
+}
+
+#[tokio::test]
 async fn consecutive_lockouts_grow() {
     let app = TestApp::spawn_with(&["--login-max-failures", "2", "--login-lockout", "1s"]).await;
     let wait = |app: &TestApp| {
