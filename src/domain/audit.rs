@@ -216,7 +216,7 @@ pub async fn list(app: &App, caller: &Principal, query: EventQuery) -> Result<Pa
     };
     let params = ListParams::parse(&page, SORT_FIELDS, MAX_LIMIT, &scope)?;
     let (rows, total) = store::audit::list(&app.db, &filter, &params).await?;
-    Ok(params.page(rows, total, |event, _| (vec![event.occurred_at.into()], event.id)))
+    Ok(params.page(rows, total, |event| event.id, |event, _| event.occurred_at.into()))
 }
 
 #[cfg(test)]

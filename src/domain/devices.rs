@@ -190,16 +190,15 @@ pub async fn list(app: &App, caller: &Principal, user_id: &str, page: &PageReque
         .await?
         .ok_or(Error::NotFound("user"))?;
     let (rows, total) = store::devices::list(&app.db, user_id, &params).await?;
-    Ok(params.page(rows, total, |d, sort| {
-        let values = sort
-            .iter()
-            .map(|key| match key.field.name {
-                "name" => d.name.clone().into(),
-                _ => d.registered_at.into(),
-            })
-            .collect();
-        (values, d.id)
-    }))
+    Ok(params.page(
+        rows,
+        total,
+        |d| d.id,
+        |d, field| match field {
+            "name" => d.name.clone().into(),
+            _ => d.registered_at.into(),
+        },
+    ))
 }
 
 /// Renames a device or replaces its posture (a revoked device too: the

@@ -134,17 +134,16 @@ pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<GroupRecord>
 pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<Page<GroupRecord>> {
     let params = ListParams::parse(page, SORT_FIELDS, MAX_LIMIT, &format!("groups|{}", caller.tenant_id))?;
     let (rows, total) = store::groups::list(&app.db, caller.tenant_id, &params).await?;
-    let page = params.page(rows, total, |g, sort| {
-        let values = sort
-            .iter()
-            .map(|key| match key.field.name {
-                "updatedAt" => g.updated_at.into(),
-                "name" => g.name.clone().into(),
-                _ => g.created_at.into(),
-            })
-            .collect();
-        (values, g.id)
-    });
+    let page = params.page(
+        rows,
+        total,
+        |g| g.id,
+        |g, field| match field {
+            "updatedAt" => g.updated_at.into(),
+            "name" => g.name.clone().into(),
+            _ => g.created_at.into(),
+        },
+    );
     let ids: Vec<Uuid> = page.items.iter().map(|g| g.id).collect();
     let mut details = store::groups::load_details(&app.db, &ids).await?;
     Ok(page.map(|group| {

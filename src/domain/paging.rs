@@ -174,23 +174,24 @@ impl ListParams {
         self.after.as_ref().map_or(self.offset, |c| c.position)
     }
 
-    /// Builds the page from up to `limit + 1` fetched rows; `cursor_of` gives
-    /// a row's sort values (in `self.sort` order) and id.
+    /// Builds the page from up to `limit + 1` fetched rows; `id_of` gives a
+    /// row's id and `value_of` its value of a sort field (by name).
     pub fn page<T>(
         &self,
         mut rows: Vec<T>,
         total: u64,
-        cursor_of: impl Fn(&T, &[SortKey]) -> (Vec<CursorValue>, Uuid),
+        id_of: impl Fn(&T) -> Uuid,
+        value_of: impl Fn(&T, &str) -> CursorValue,
     ) -> Page<T> {
         let has_next = rows.len() as u64 > self.limit;
         rows.truncate(self.limit as usize);
         let position = self.position();
         let next_page_token = match rows.last() {
             Some(last) if has_next => {
-                let (values, id) = cursor_of(last, &self.sort);
+                let values = self.sort.iter().map(|key| value_of(last, key.field.name)).collect();
                 encode_cursor(&Cursor {
                     values,
-                    id,
+                    id: id_of(last),
                     position: position + self.limit,
                     fingerprint: self.fingerprint.clone(),
                 })
@@ -362,9 +363,7 @@ mod tests {
             limit: 2,
             ..params.clone()
         }
-        .page(rows, 3, |row, _| {
-            (vec![CursorValue::Text(row.to_string())], Uuid::nil())
-        });
+        .page(rows, 3, |_| Uuid::nil(), |row, _| CursorValue::Text(row.to_string()));
         assert!(page.has_next);
         let next = PageRequest {
             page_token: page.next_page_token.clone(),

@@ -145,17 +145,16 @@ pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<RoleWithPerm
 pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<Page<RoleWithPermissions>> {
     let params = ListParams::parse(page, SORT_FIELDS, MAX_LIMIT, &format!("roles|{}", caller.tenant_id))?;
     let (rows, total) = store::roles::list(&app.db, caller.tenant_id, &params).await?;
-    let page = params.page(rows, total, |r, sort| {
-        let values = sort
-            .iter()
-            .map(|key| match key.field.name {
-                "updatedAt" => r.updated_at.into(),
-                "name" => r.name.clone().into(),
-                _ => r.created_at.into(),
-            })
-            .collect();
-        (values, r.id)
-    });
+    let page = params.page(
+        rows,
+        total,
+        |r| r.id,
+        |r, field| match field {
+            "updatedAt" => r.updated_at.into(),
+            "name" => r.name.clone().into(),
+            _ => r.created_at.into(),
+        },
+    );
     let ids: Vec<Uuid> = page.items.iter().map(|r| r.id).collect();
     let mut permissions = store::users::permissions_of_roles(&app.db, &ids).await?;
     Ok(page.map(|role| RoleWithPermissions {

@@ -159,18 +159,17 @@ pub async fn get(app: &App, _caller: &Principal, id: &str) -> Result<tenant::Mod
 pub async fn list(app: &App, _caller: &Principal, page: &PageRequest) -> Result<Page<tenant::Model>> {
     let params = ListParams::parse(page, SORT_FIELDS, crate::domain::paging::MAX_LIMIT, "tenants")?;
     let (rows, total) = store::tenants::list(&app.db, &params).await?;
-    Ok(params.page(rows, total, |t, sort| {
-        let values = sort
-            .iter()
-            .map(|key| match key.field.name {
-                "updatedAt" => t.updated_at.into(),
-                "name" => t.name.clone().into(),
-                "slug" => t.slug.clone().into(),
-                _ => t.created_at.into(),
-            })
-            .collect();
-        (values, t.id)
-    }))
+    Ok(params.page(
+        rows,
+        total,
+        |t| t.id,
+        |t, field| match field {
+            "updatedAt" => t.updated_at.into(),
+            "name" => t.name.clone().into(),
+            "slug" => t.slug.clone().into(),
+            _ => t.created_at.into(),
+        },
+    ))
 }
 
 pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch) -> Result<tenant::Model> {

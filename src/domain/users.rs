@@ -646,21 +646,20 @@ pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Pag
     let max = if query.basic { MAX_BASIC_LIMIT } else { MAX_LIMIT };
     let params = ListParams::parse(&query.page, SORT_FIELDS, max, &scope)?;
     let (rows, total) = store::users::list(&app.db, caller.tenant_id, &filter, &params).await?;
-    let page = params.page(rows, total, |u, sort| {
-        let values = sort
-            .iter()
-            .map(|key| match key.field.name {
-                "updatedAt" => u.updated_at.into(),
-                "email" => u.email.clone().into(),
-                "username" => u.username.clone().into(),
-                "firstName" => u.first_name.clone().into(),
-                "lastName" => u.last_name.clone().into(),
-                "status" => u.status.clone().into(),
-                _ => u.created_at.into(),
-            })
-            .collect();
-        (values, u.id)
-    });
+    let page = params.page(
+        rows,
+        total,
+        |u| u.id,
+        |u, field| match field {
+            "updatedAt" => u.updated_at.into(),
+            "email" => u.email.clone().into(),
+            "username" => u.username.clone().into(),
+            "firstName" => u.first_name.clone().into(),
+            "lastName" => u.last_name.clone().into(),
+            "status" => u.status.clone().into(),
+            _ => u.created_at.into(),
+        },
+    );
     if query.basic {
         return Ok(page.map(|user| UserRecord { user, details: None }));
     }
