@@ -7,7 +7,11 @@ use tonic::{Request, Response, Status};
 use crate::{
     app::App,
     domain::devices::{self, DevicePatch, NewDevice, Posture},
-    grpc::{convert, principal, status::to_status},
+    grpc::{
+        convert::{self, list_response},
+        principal,
+        status::to_status,
+    },
     pb::{self, device_service_server::DeviceService},
     store::entity::device,
 };
@@ -74,16 +78,11 @@ impl DeviceService for DeviceApi {
         )
         .await
         .map_err(to_status)?;
-        Ok(Response::new(pb::ListDevicesResponse {
-            total: page.total as i64,
-            page: page.page as i32,
-            limit: page.limit as i32,
-            has_next: page.has_next,
-            has_previous: page.has_previous,
-            list_completed: !page.has_next,
-            next_page_token: page.next_page_token,
-            devices: page.items.iter().map(convert::device).collect(),
-        }))
+        Ok(Response::new(list_response!(
+            ListDevicesResponse { devices },
+            page,
+            |device| convert::device(&device)
+        )))
     }
 
     async fn update_device(&self, request: Request<pb::UpdateDeviceRequest>) -> Result<Response<pb::Device>, Status> {

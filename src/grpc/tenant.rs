@@ -7,7 +7,11 @@ use tonic::{Request, Response, Status};
 use crate::{
     app::App,
     domain::tenants::{self, NewTenant, TenantPatch},
-    grpc::{convert, mask_paths, principal, status::to_status},
+    grpc::{
+        convert::{self, list_response},
+        mask_paths, principal,
+        status::to_status,
+    },
     pb::{self, tenant_service_server::TenantService},
 };
 
@@ -51,16 +55,11 @@ impl TenantService for TenantApi {
         )
         .await
         .map_err(to_status)?;
-        Ok(Response::new(pb::ListTenantsResponse {
-            total: page.total as i64,
-            page: page.page as i32,
-            limit: page.limit as i32,
-            has_next: page.has_next,
-            has_previous: page.has_previous,
-            list_completed: !page.has_next,
-            next_page_token: page.next_page_token,
-            tenants: page.items.into_iter().map(convert::tenant).collect(),
-        }))
+        Ok(Response::new(list_response!(
+            ListTenantsResponse { tenants },
+            page,
+            convert::tenant
+        )))
     }
 
     async fn update_tenant(&self, request: Request<pb::UpdateTenantRequest>) -> Result<Response<pb::Tenant>, Status> {

@@ -8,10 +8,13 @@ use crate::{
     app::App,
     domain::{
         grants,
-        paging::Page,
         users::{self, UserDraft, UserPatch, UserQuery, UserRecord},
     },
-    grpc::{convert, mask_paths, principal, status::to_status},
+    grpc::{
+        convert::{self, list_response},
+        mask_paths, principal,
+        status::to_status,
+    },
     pb::{self, user_service_server::UserService},
 };
 
@@ -32,19 +35,6 @@ fn draft(d: pb::UserDraft) -> UserDraft {
         tenant_ids: d.tenant_ids,
         max_devices: d.max_devices,
         image: d.image,
-    }
-}
-
-fn list_response(page: Page<UserRecord>) -> pb::ListUsersResponse {
-    pb::ListUsersResponse {
-        total: page.total as i64,
-        page: page.page as i32,
-        limit: page.limit as i32,
-        has_next: page.has_next,
-        has_previous: page.has_previous,
-        list_completed: !page.has_next,
-        next_page_token: page.next_page_token,
-        users: page.items.iter().map(convert::user).collect(),
     }
 }
 
@@ -109,7 +99,11 @@ impl UserService for UserApi {
             page: convert::page_request(r.limit, r.offset, r.page_token, r.sort),
         };
         let page = users::list(&self.app, &caller, query).await.map_err(to_status)?;
-        Ok(Response::new(list_response(page)))
+        Ok(Response::new(list_response!(
+            ListUsersResponse { users },
+            page,
+            |user| convert::user(&user)
+        )))
     }
 
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
