@@ -224,3 +224,73 @@ async fn a_tenant_may_be_created_with_an_owner() {
     assert!(user.is_owner);
     assert_eq!(user.tenant_ids.len(), 2);
 }
+
+/// Pages every tenant by `page_token`, two at a time, in `sort` order.
+async fn every_tenant_slug(app: &TestApp, token: &str, sort: &[&str]) -> Vec<String> {
+    let mut slugs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .tenants()
+            .list_tenants(authed(
+                ListTenantsRequest {
+                    limit: 2,
+                    page_token: page_token.clone(),
+                    sort: sort.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(page.total, 6, "{sort:?}");
+        slugs.extend(page.tenants.into_iter().map(|t| t.slug));
+        if !page.has_next {
+            return slugs;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn tenants_page_by_token_in_every_sort_order() {
+    let app = TestApp::spawn().await;
+    let token = app.global_token(&["tenants:*"]);
+    // Created in this order; names sort differently from slugs.
+    for (slug, name) in [
+        ("echo", "Alpha"),
+        ("bravo", "Delta"),
+        ("delta", "Bravo"),
+        ("alpha", "Echo"),
+        ("charlie", "Charlie"),
+    ] {
+        app.tenants()
+            .create_tenant(authed(
+                CreateTenantRequest {
+                    name: name.into(),
+                    slug: slug.into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("create {slug}: {e}"));
+    }
+    let created = ["default", "echo", "bravo", "delta", "alpha", "charlie"];
+    assert_eq!(every_tenant_slug(&app, &token, &[]).await, created, "oldest first");
+    assert_eq!(every_tenant_slug(&app, &token, &["-createdAt"]).await, {
+        let mut newest_first = created;
+        newest_first.reverse();
+        newest_first
+    });
+    assert_eq!(
+        every_tenant_slug(&app, &token, &["-slug"]).await,
+        ["echo", "delta", "default", "charlie", "bravo", "alpha"]
+    );
+    // The default tenant's name is "Default".
+    assert_eq!(
+        every_tenant_slug(&app, &token, &["name"]).await,
+        ["echo", "delta", "charlie", "default", "bravo", "alpha"]
+    );
+}
