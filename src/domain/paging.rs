@@ -192,7 +192,8 @@ impl ListParams {
                 encode_cursor(&Cursor {
                     values,
                     id: id_of(last),
-                    position: position + self.limit,
+                    // A forged token may carry any position.
+                    position: position.saturating_add(self.limit),
                     fingerprint: self.fingerprint.clone(),
                 })
             }
@@ -378,5 +379,36 @@ mod tests {
             ..next
         };
         assert!(ListParams::parse(&resorted, FIELDS, 100, "status=1").is_err());
+    }
+
+    #[test]
+    fn a_forged_token_at_the_last_position_pages_without_overflowing() {
+        let params = ListParams::parse(&request(&["email"]), FIELDS, 100, "").unwrap();
+        let forged = encode_cursor(&Cursor {
+            values: vec![CursorValue::Text("a".into())],
+            id: Uuid::nil(),
+            position: u64::MAX,
+            fingerprint: params.fingerprint.clone(),
+        });
+        let next = PageRequest {
+            page_token: forged,
+            limit: 1,
+            sort: vec!["email".into()],
+            ..Default::default()
+        };
+        let params = ListParams::parse(&next, FIELDS, 100, "").unwrap();
+        let page = params.page(
+            vec!["b", "c"],
+            3,
+            |_| Uuid::nil(),
+            |row, _| CursorValue::Text(row.to_string()),
+        );
+        assert!(page.has_next);
+        let after = PageRequest {
+            page_token: page.next_page_token,
+            ..next
+        };
+        let parsed = ListParams::parse(&after, FIELDS, 100, "").unwrap();
+        assert_eq!(parsed.position(), u64::MAX);
     }
 }

@@ -62,13 +62,32 @@ fn valid_slug(slug: &str) -> bool {
 }
 
 /// Resolves a tenant by id or slug, or NOT_FOUND.
-pub async fn find(app: &App, id_or_slug: &str) -> Result<tenant::Model> {
+async fn find(app: &App, id_or_slug: &str) -> Result<tenant::Model> {
     store::tenants::resolve(&app.db, id_or_slug.trim())
         .await?
         .ok_or(Error::NotFound("tenant"))
 }
 
+/// The tenant named by `id_or_slug` as the caller sees it: a caller without
+/// a global role sees only the tenant in context; another is NOT_FOUND, as
+/// every resource of another tenant is.
+async fn visible(app: &App, caller: &Principal, id_or_slug: &str) -> Result<tenant::Model> {
+    let tenant = find(app, id_or_slug).await?;
+    if caller.global || tenant.id == caller.tenant_id {
+        Ok(tenant)
+    } else {
+        Err(Error::NotFound("tenant"))
+    }
+}
+
+/// Creates a tenant: only a global caller may (a tenant's own roles reach no
+/// further than the tenant).
 pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<tenant::Model> {
+    if !caller.global {
+        return Err(Error::PermissionDenied(
+            "only a caller with a global role may create tenants".into(),
+        ));
+    }
     let mut violations = Violations::new();
     let request_id = idempotency::request_id(&mut violations, &new.request_id);
     let name = validate::required_text(&mut violations, "name", &new.name, MAX_TEXT);
@@ -152,13 +171,19 @@ async fn insert_tenant(
     Ok(tenant)
 }
 
-pub async fn get(app: &App, _caller: &Principal, id: &str) -> Result<tenant::Model> {
-    find(app, id).await
+pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<tenant::Model> {
+    visible(app, caller, id).await
 }
 
-pub async fn list(app: &App, _caller: &Principal, page: &PageRequest) -> Result<Page<tenant::Model>> {
-    let params = ListParams::parse(page, SORT_FIELDS, crate::domain::paging::MAX_LIMIT, "tenants")?;
-    let (rows, total) = store::tenants::list(&app.db, &params).await?;
+/// Every tenant for a global caller; for others, the tenant in context.
+pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<Page<tenant::Model>> {
+    let only = (!caller.global).then_some(caller.tenant_id);
+    let scope = match only {
+        Some(id) => format!("tenants|{id}"),
+        None => "tenants".to_owned(),
+    };
+    let params = ListParams::parse(page, SORT_FIELDS, crate::domain::paging::MAX_LIMIT, &scope)?;
+    let (rows, total) = store::tenants::list(&app.db, &params, only).await?;
     Ok(params.page(
         rows,
         total,
@@ -184,7 +209,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
         violations.add("status", "must be ACTIVE or SUSPENDED");
     }
     violations.finish()?;
-    let tenant = find(app, id).await?;
+    let tenant = visible(app, caller, id).await?;
     let mut changed = Vec::new();
     let mut active: tenant::ActiveModel = tenant.into();
     if let Some(name) = name {
@@ -206,7 +231,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
 /// Deletes the tenant; memberships, roles, groups and direct grants go with it
 /// (foreign keys cascade).
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
-    let tenant = find(app, id).await?;
+    let tenant = visible(app, caller, id).await?;
     let txn = app.writer.begin().await?;
     tenant::Entity::delete_by_id(tenant.id).exec(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;

@@ -730,6 +730,9 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     violations.finish()?;
 
     let user = member(app, caller, id).await?;
+    if email.is_some() {
+        require_account_authority(app, caller, id, "change its e-mail").await?;
+    }
     if let Some(list) = &permissions {
         caller.require_all(list)?;
     }
@@ -787,6 +790,33 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     audit::record(&txn, caller, Target::User(id), &changed).await?;
     app.commit(txn, Change::Access(id)).await?;
     current_record(app, caller.tenant_id, id).await
+}
+
+/// A user's account (its password, status and e-mail, the user itself) is
+/// one for every tenant it belongs to. A caller without a global role
+/// changes it only for a user of the tenant in context alone who
+/// holds no global role: otherwise one tenant's administrator could take
+/// over an account that other tenants, or every tenant, rely on. `action`
+/// completes "only a caller with a global role may ...".
+pub(crate) async fn require_account_authority(app: &App, caller: &Principal, id: Uuid, action: &str) -> Result<()> {
+    if caller.global {
+        return Ok(());
+    }
+    let tenants = current_tenants(&app.db, id).await?;
+    if tenants.iter().any(|t| *t != caller.tenant_id) {
+        return Err(Error::FailedPrecondition(format!(
+            "the user also belongs to other tenants: only a caller with a global role may {action}"
+        )));
+    }
+    let holds_global_role = store::access::user_state(&app.db, id, caller.tenant_id)
+        .await?
+        .is_some_and(|state| state.has_global_role);
+    if holds_global_role {
+        return Err(Error::PermissionDenied(format!(
+            "the user holds a global role: only a caller with one may {action}"
+        )));
+    }
+    Ok(())
 }
 
 async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<Uuid>> {
@@ -852,6 +882,7 @@ pub async fn update_tenants(
 async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     let user = member(app, caller, id).await?;
+    require_account_authority(app, caller, id, "change its status").await?;
     if status == STATUS_ACTIVE && user.status == STATUS_PENDING {
         return Err(Error::FailedPrecondition(
             "a pending user becomes active by accepting its invitation".into(),
@@ -885,17 +916,19 @@ pub async fn reactivate(app: &App, caller: &Principal, id: &str) -> Result<UserR
 
 /// Deletes the user permanently: its devices are revoked first, then they,
 /// its grants and memberships go with it (foreign keys cascade).
-/// A user who also belongs to other tenants may only be deleted by a caller
-/// with a global role; others remove the membership instead.
+/// A user who also belongs to other tenants, or holds a global role, may only
+/// be deleted by a caller with a global role; others remove the membership
+/// instead (UpdateUserTenants).
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
     member(app, caller, id).await?;
-    let tenants = current_tenants(&app.db, id).await?;
-    if !caller.global && tenants.iter().any(|t| *t != caller.tenant_id) {
-        return Err(Error::FailedPrecondition(
-            "the user also belongs to other tenants: remove it from this tenant with UpdateUserTenants".into(),
-        ));
-    }
+    require_account_authority(
+        app,
+        caller,
+        id,
+        "delete it (UpdateUserTenants removes it from this tenant)",
+    )
+    .await?;
     let txn = app.writer.begin().await?;
     // The user's row first, then its devices (the lock order of domain::devices).
     store::users::lock(&txn, id).await?;

@@ -112,10 +112,19 @@ fn column_of(field: &str) -> tenant::Column {
     }
 }
 
-/// One page of tenants (up to `limit + 1` rows) and the total.
-pub async fn list<C: ConnectionTrait>(db: &C, params: &ListParams) -> Result<(Vec<tenant::Model>, u64)> {
-    let total = tenant::Entity::find().count(db).await?;
-    let rows = paging::apply(tenant::Entity::find(), params, column_of, tenant::Column::Id)
+/// One page of tenants (up to `limit + 1` rows) and the total: every
+/// tenant, or with `only` that one alone.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    params: &ListParams,
+    only: Option<Uuid>,
+) -> Result<(Vec<tenant::Model>, u64)> {
+    let find = || match only {
+        Some(id) => tenant::Entity::find().filter(tenant::Column::Id.eq(id)),
+        None => tenant::Entity::find(),
+    };
+    let total = find().count(db).await?;
+    let rows = paging::apply(find(), params, column_of, tenant::Column::Id)
         .all(db)
         .await?;
     Ok((rows, total))

@@ -594,7 +594,9 @@ pub async fn insert_members_in_bulk(
     Ok(())
 }
 
-/// Removes memberships, with the user's groups and direct grants in those tenants.
+/// Removes memberships, with the user's groups, direct grants and roles of
+/// those tenants (its global roles stay): nothing granted there waits to
+/// come back if the user joins again.
 pub async fn remove_memberships<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_ids: &[Uuid]) -> Result<()> {
     if tenant_ids.is_empty() {
         return Ok(());
@@ -621,6 +623,19 @@ pub async fn remove_memberships<C: ConnectionTrait>(db: &C, user_id: Uuid, tenan
                     .column(group::Column::Id)
                     .from(group::Entity)
                     .and_where(group::Column::TenantId.is_in(tenant_ids.to_vec()))
+                    .to_owned(),
+            ),
+        )
+        .exec(db)
+        .await?;
+    user_role::Entity::delete_many()
+        .filter(user_role::Column::UserId.eq(user_id))
+        .filter(
+            user_role::Column::RoleId.in_subquery(
+                Query::select()
+                    .column(role::Column::Id)
+                    .from(role::Entity)
+                    .and_where(role::Column::TenantId.is_in(tenant_ids.to_vec()))
                     .to_owned(),
             ),
         )

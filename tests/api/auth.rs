@@ -271,6 +271,133 @@ async fn the_bootstrap_admin_holds_every_permission_through_its_global_role() {
         .expect("global role crosses tenants");
 }
 
+/// A user's account (password, status, e-mail, the user itself) is one for
+/// every tenant it belongs to: a caller without a global role changes it only
+/// for a user of its tenant alone who holds no global role. Otherwise a
+/// tenant's administrator could reset the global admin's password and log in
+/// as it, or lock a user out of every other tenant.
+#[tokio::test]
+async fn only_a_global_caller_changes_the_account_of_a_global_admin_or_a_user_of_other_tenants() {
+    const ROOT_PASSWORD: &str = "correct horse battery staple";
+    let app = TestApp::spawn_with(&[
+        "--bootstrap-admin-email",
+        "root@example.com",
+        "--bootstrap-admin-password",
+        ROOT_PASSWORD,
+    ])
+    .await;
+    let root = castellan::store::users::find_by_username_in_tenant(&app.app.db, app.tenant_id, "root@example.com")
+        .await
+        .expect("query")
+        .expect("admin created")
+        .id
+        .to_string();
+    app.create_tenant("other").await;
+    let global = app.global_token(&["*"]);
+    let mut users = app.users();
+    let both = users
+        .create_users(authed(
+            pb::CreateUsersRequest {
+                users: vec![pb::UserDraft {
+                    tenant_ids: vec!["default".into(), "other".into()],
+                    ..crate::helpers::active_draft("both@example.com")
+                }],
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("create in two tenants")
+        .into_inner()
+        .users[0]
+        .id
+        .clone();
+    let alone = app
+        .create_users(vec![crate::helpers::active_draft("alone@example.com")])
+        .await[0]
+        .id
+        .clone();
+
+    let local = app.token(&["*"]);
+    let reset = |id: &str| {
+        authed(
+            pb::ResetUserPasswordRequest {
+                id: id.to_owned(),
+                password: "taken over at last".into(),
+                temporary: Some(false),
+            },
+            &local,
+        )
+    };
+    let new_email = |id: &str| {
+        authed(
+            pb::UpdateUserRequest {
+                id: id.to_owned(),
+                email: "new@example.com".into(),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["email".into()],
+                }),
+                ..Default::default()
+            },
+            &local,
+        )
+    };
+    for (target, code) in [(&root, Code::PermissionDenied), (&both, Code::FailedPrecondition)] {
+        let refusals = [
+            users.reset_user_password(reset(target)).await.map(|_| ()),
+            users
+                .deactivate_user(authed(pb::DeactivateUserRequest { id: target.clone() }, &local))
+                .await
+                .map(|_| ()),
+            users.update_user(new_email(target)).await.map(|_| ()),
+            users
+                .delete_user(authed(pb::DeleteUserRequest { id: target.clone() }, &local))
+                .await
+                .map(|_| ()),
+        ];
+        for (i, result) in refusals.into_iter().enumerate() {
+            assert_eq!(
+                result.map_or_else(|s| s.code(), |_| Code::Ok),
+                code,
+                "case {i} on {target}"
+            );
+        }
+    }
+    // Nothing changed: the admin logs in with its own password.
+    app.login("root@example.com", ROOT_PASSWORD)
+        .await
+        .expect("root's password kept");
+    expect_code(
+        app.login("root@example.com", "taken over at last").await,
+        Code::Unauthenticated,
+    );
+    let kept = users
+        .get_user(authed(GetUserRequest { id: both.clone() }, &global))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        (kept.email.as_str(), kept.status),
+        ("both@example.com", pb::UserStatus::Active as i32)
+    );
+
+    // A user of this tenant alone is the tenant's to manage; a global caller
+    // manages every account.
+    users
+        .reset_user_password(reset(&alone))
+        .await
+        .expect("reset a user of this tenant alone");
+    users.update_user(new_email(&alone)).await.expect("change its e-mail");
+    users
+        .deactivate_user(authed(pb::DeactivateUserRequest { id: alone }, &local))
+        .await
+        .expect("deactivate it");
+    users
+        .deactivate_user(authed(pb::DeactivateUserRequest { id: both }, &global))
+        .await
+        .expect("a global caller deactivates a user of two tenants");
+}
+
 /// (RPC, caller, same or other tenant) → expected code.
 #[tokio::test]
 async fn authorization_matrix() {

@@ -294,3 +294,91 @@ async fn tenants_page_by_token_in_every_sort_order() {
         ["echo", "delta", "charlie", "default", "bravo", "alpha"]
     );
 }
+
+/// A tenant's own roles reach no further than the tenant: a caller holding
+/// every permission there, but no global role, sees and manages only the
+/// tenant in context, as a realm's administrator in Keycloak does.
+#[tokio::test]
+async fn a_caller_without_a_global_role_reaches_only_the_tenant_in_context() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await.to_string();
+    let local = app.token(&["*"]);
+    let mut tenants = app.tenants();
+
+    for key in [other.clone(), "other".to_owned()] {
+        expect_code(
+            tenants.get_tenant(authed(GetTenantRequest { id: key }, &local)).await,
+            Code::NotFound,
+        );
+    }
+    expect_code(
+        tenants
+            .update_tenant(authed(
+                UpdateTenantRequest {
+                    id: other.clone(),
+                    name: "Taken".into(),
+                    ..Default::default()
+                },
+                &local,
+            ))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        tenants
+            .delete_tenant(authed(DeleteTenantRequest { id: other.clone() }, &local))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        tenants
+            .create_tenant(authed(
+                CreateTenantRequest {
+                    name: "Mine".into(),
+                    slug: "mine".into(),
+                    ..Default::default()
+                },
+                &local,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+
+    let listed = tenants
+        .list_tenants(authed(ListTenantsRequest::default(), &local))
+        .await
+        .expect("list")
+        .into_inner();
+    let slugs: Vec<&str> = listed.tenants.iter().map(|t| t.slug.as_str()).collect();
+    assert_eq!((slugs, listed.total), (vec!["default"], 1));
+
+    // Its own tenant it reads and renames.
+    let own = tenants
+        .update_tenant(authed(
+            UpdateTenantRequest {
+                id: "default".into(),
+                name: "Home".into(),
+                ..Default::default()
+            },
+            &local,
+        ))
+        .await
+        .expect("update own")
+        .into_inner();
+    assert_eq!(own.name, "Home");
+
+    // The other tenant is untouched, and a global caller still sees both.
+    let global = app.global_token(&["tenants:*"]);
+    let kept = tenants
+        .get_tenant(authed(GetTenantRequest { id: other }, &global))
+        .await
+        .expect("other kept")
+        .into_inner();
+    assert_eq!(kept.name, "OTHER");
+    let all = tenants
+        .list_tenants(authed(ListTenantsRequest::default(), &global))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(all.total, 2);
+}

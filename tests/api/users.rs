@@ -1194,3 +1194,85 @@ async fn reads_racing_renames_never_keep_a_stale_record() {
         assert_eq!(listed.first_name, "Round2", "ListUsers of {id}");
     }
 }
+
+/// Leaving a tenant takes the roles of that tenant with it (its direct grants
+/// and groups too): joining again starts from nothing that tenant granted
+/// before. Global roles stay.
+#[tokio::test]
+async fn leaving_a_tenant_drops_its_roles_and_joining_again_brings_none_back() {
+    let app = TestApp::spawn().await;
+    let second = app.create_tenant("second").await.to_string();
+    let global = app.global_token(&["*"]);
+    let user = app.create_users(vec![draft("member@example.com")]).await.remove(0);
+    let mut users = app.users();
+    let membership = |add: bool| {
+        let change = vec![second.clone()];
+        authed(
+            pb::UpdateUserTenantsRequest {
+                id: user.id.clone(),
+                add_tenant_ids: if add { change.clone() } else { Vec::new() },
+                remove_tenant_ids: if add { Vec::new() } else { change },
+            },
+            &global,
+        )
+    };
+    users.update_user_tenants(membership(true)).await.expect("join");
+    let role = app
+        .roles()
+        .create_role(authed_in(
+            pb::CreateRoleRequest {
+                name: "second-reader".into(),
+                permissions: vec!["users:read".into()],
+                ..Default::default()
+            },
+            &global,
+            &second,
+        ))
+        .await
+        .expect("role in second")
+        .into_inner();
+    let everywhere = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                name: "everywhere".into(),
+                permissions: vec!["users:list".into()],
+                global: true,
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("global role")
+        .into_inner();
+    users
+        .update_user_roles(authed_in(
+            pb::UpdateUserRolesRequest {
+                id: user.id.clone(),
+                add_role_ids: vec![role.id.clone(), everywhere.id.clone()],
+                ..Default::default()
+            },
+            &global,
+            &second,
+        ))
+        .await
+        .expect("grant");
+    let permissions_in_second = || authed_in(pb::GetUserPermissionsRequest { id: user.id.clone() }, &global, &second);
+    let granted = users
+        .get_user_permissions(permissions_in_second())
+        .await
+        .expect("permissions")
+        .into_inner();
+    let names: Vec<&str> = granted.permissions.iter().map(|p| p.permission.as_str()).collect();
+    assert_eq!(names, ["users:list", "users:read"]);
+
+    users.update_user_tenants(membership(false)).await.expect("leave");
+    users.update_user_tenants(membership(true)).await.expect("join again");
+    let again = users
+        .get_user_permissions(permissions_in_second())
+        .await
+        .expect("permissions")
+        .into_inner();
+    let names: Vec<&str> = again.permissions.iter().map(|p| p.permission.as_str()).collect();
+    assert_eq!(names, ["users:list"], "only the global role is still granted");
+}
