@@ -194,10 +194,12 @@ impl Freshness {
     }
 
     /// Turns the caches off (`true`) while other replicas' invalidations may
-    /// be missed, and back on once they are heard again.
+    /// be missed, and back on once they are heard again. Everything is
+    /// outdated first: a reader that sees the caches on again finds no entry
+    /// read while notices were missed.
     pub fn set_bypass(&self, bypass: bool) {
-        self.bypass.store(bypass, Ordering::Release);
         self.invalidate_all();
+        self.bypass.store(bypass, Ordering::Release);
     }
 }
 

@@ -148,6 +148,16 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The tenant an `x-tenant-id` header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Requested {
+    /// No header, or the token's own tenant.
+    TokenTenant,
+    Other(Uuid),
+    /// A key that names no tenant.
+    Unknown,
+}
+
 /// The caller, and whether it must change its password before anything else.
 async fn principal_for(
     app: &App,
@@ -157,28 +167,37 @@ async fn principal_for(
     let claims = &verified.claims;
     let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
     let token_tenant: Uuid = claims.tid.parse().map_err(|_| invalid())?;
-    let requested_tenant = match tenant_header {
-        None => None,
+    let requested = match tenant_header {
+        None => Requested::TokenTenant,
         Some(value) => {
             let key = value
                 .to_str()
                 .map_err(|_| Error::invalid(TENANT_HEADER, "must be a tenant id or slug"))?
                 .trim();
-            let id = app
-                .access
-                .tenant_id(&app.db, key)
-                .await?
-                .ok_or(Error::NotFound("tenant"))?;
-            (id != token_tenant).then_some(id)
+            match app.access.tenant_id(&app.db, key).await? {
+                Some(id) if id == token_tenant => Requested::TokenTenant,
+                Some(id) => Requested::Other(id),
+                None => Requested::Unknown,
+            }
         }
     };
-    let tenant_id = requested_tenant.unwrap_or(token_tenant);
+    // An unknown tenant is NOT_FOUND only to a caller who may name tenants
+    // and is still valid: to others it answers as a known one does, so no
+    // token, dead or alive, tells which tenants exist.
+    let tenant_id = match requested {
+        Requested::Other(id) => id,
+        Requested::TokenTenant | Requested::Unknown => token_tenant,
+    };
+    let crosses = requested != Requested::TokenTenant;
     match claims.kind {
         SubjectKind::Service => {
-            if requested_tenant.is_some() && !claims.global {
+            if crosses && !claims.global {
                 return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global token")));
             }
-            if requested_tenant.is_none() && app.access.tenant_id(&app.db, &claims.tid).await?.is_none() {
+            if requested == Requested::Unknown {
+                return Err(Error::NotFound("tenant"));
+            }
+            if !crosses && app.access.tenant_id(&app.db, &claims.tid).await?.is_none() {
                 return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
             }
             let principal = Principal {
@@ -197,8 +216,11 @@ async fn principal_for(
             if !access.active {
                 return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
             }
-            if requested_tenant.is_some() && !access.global {
+            if crosses && !access.global {
                 return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global role")));
+            }
+            if requested == Requested::Unknown {
+                return Err(Error::NotFound("tenant"));
             }
             if !access.member && !access.global {
                 return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));

@@ -173,14 +173,6 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     })
 }
 
-/// Hashes a new password after checking the policy against `field`.
-async fn new_password_hash(app: &App, field: &str, password: &str) -> Result<String> {
-    let mut violations = Violations::new();
-    credentials::check_policy(&mut violations, field, password, app.config.password_min_length);
-    violations.finish()?;
-    credentials::hash_password(password.to_owned()).await
-}
-
 /// The caller changes its own password; a wrong current password answers and
 /// counts exactly like a failed login.
 pub async fn change_password(
@@ -197,26 +189,35 @@ pub async fn change_password(
         .one(&app.db)
         .await?
         .ok_or(Error::NotFound("user"))?;
-    change_password_as(app, Some(caller), &user.username, current, new, client).await
+    change_password_as(app, ChangedBy::Caller(caller), &user.username, current, new, client).await
 }
 
-/// Changes a password given the username and the current password (also the
-/// HTML page's way in).
+/// Changes a password given the username and the current password: the HTML
+/// page's way in. `call` is the page's, under the RPC's name.
 pub async fn change_password_of(
     app: &App,
     username: &str,
     current: &str,
     new: &str,
     client: Option<IpAddr>,
+    call: Call,
 ) -> Result<()> {
-    change_password_as(app, None, username, current, new, client).await
+    change_password_as(app, ChangedBy::Page(call), username, current, new, client).await
+}
+
+/// Who changes a password: a caller with its token, or the HTML page.
+enum ChangedBy<'a> {
+    Caller(&'a Principal),
+    Page(Call),
 }
 
 /// Changes a password; the audit event names the caller's tenant and call,
-/// or without a caller (the HTML page) the user's first tenant.
+/// or for the HTML page the user's first tenant and the page's call. The new
+/// password is hashed only once the current one is checked, so a throttled
+/// or wrong attempt costs no more than a login.
 async fn change_password_as(
     app: &App,
-    caller: Option<&Principal>,
+    by: ChangedBy<'_>,
     username: &str,
     current: &str,
     new: &str,
@@ -229,25 +230,18 @@ async fn change_password_as(
     if current.is_empty() {
         violations.add("current_password", "is required");
     }
+    credentials::check_policy(&mut violations, "new_password", new, app.config.password_min_length);
     violations.finish()?;
-    let hash = new_password_hash(app, "new_password", new).await?;
     reserve_attempt(app, username, client).await?;
     let user = check_password(app, username, current)
         .await?
         .filter(|user| user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
     store::credentials::clear_attempts(&app.writer, &account_key(username)).await?;
-    let origin = match caller {
-        Some(caller) => Origin::from(caller),
-        // The same operation as the RPC, so the same action.
-        None => Origin::user(
-            user.id,
-            store::credentials::first_tenant(&app.db, user.id).await?,
-            Call {
-                action: "identity.v1.AuthService/ChangePassword",
-                request_id: String::new(),
-            },
-        ),
+    let hash = credentials::hash_password(new.to_owned()).await?;
+    let origin = match by {
+        ChangedBy::Caller(caller) => Origin::from(caller),
+        ChangedBy::Page(call) => Origin::user(user.id, store::credentials::first_tenant(&app.db, user.id).await?, call),
     };
     let now = now();
     let txn = app.writer.begin().await?;
@@ -374,11 +368,14 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
 /// A PENDING user becomes ACTIVE (its invitation is then useless).
 pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &str, temporary: bool) -> Result<()> {
     let id: Uuid = validate::id("id", id)?;
-    let hash = new_password_hash(app, "password", password).await?;
+    let mut violations = Violations::new();
+    credentials::check_policy(&mut violations, "password", password, app.config.password_min_length);
+    violations.finish()?;
     let user = store::users::find_in_tenant(&app.db, caller.tenant_id, id)
         .await?
         .ok_or(Error::NotFound("user"))?;
     users::require_account_authority(app, caller, id, "reset its password").await?;
+    let hash = credentials::hash_password(password.to_owned()).await?;
     let now = now();
     let txn = app.writer.begin().await?;
     store::credentials::set_password_hash(&txn, id, hash, now).await?;

@@ -15,7 +15,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::{FormErrors, MessagePage, Page, PasswordPolicy, client_address, decode_form, error_page, status_of};
-use crate::{app::App, domain::auth, error::Error};
+use crate::{app::App, auth::Call, domain::auth, error::Error};
 
 /// The form's fields under their domain names, with their labels.
 const LABELS: &[(&str, &str)] = &[
@@ -78,6 +78,8 @@ pub async fn change(
             &form.current_password,
             &form.new_password,
             client_address(connect_info),
+            // The same operation as the RPC, so the same audit action.
+            Call::new("/identity.v1.AuthService/ChangePassword", &headers),
         )
         .await
     };

@@ -148,6 +148,37 @@ async fn x_tenant_id_needs_a_global_caller() {
             .await,
         Code::NotFound,
     );
+
+    // To any other token an unknown tenant answers as a known one does, so
+    // no token, dead or alive, tells which tenants exist.
+    expect_code(
+        users
+            .list_users(authed_in(ListUsersRequest::default(), &local, "no-such-tenant"))
+            .await,
+        Code::PermissionDenied,
+    );
+    let person = app
+        .create_users(vec![crate::helpers::active_draft("person@example.com")])
+        .await[0]
+        .id
+        .clone();
+    let token = app.user_token(&person, app.tenant_id);
+    for tenant in ["acme", "no-such-tenant"] {
+        expect_code(
+            users.who_am_i(authed_in(WhoAmIRequest {}, &token, tenant)).await,
+            Code::PermissionDenied,
+        );
+    }
+    users
+        .deactivate_user(authed(pb::DeactivateUserRequest { id: person }, &local))
+        .await
+        .expect("deactivate");
+    for tenant in ["acme", "no-such-tenant"] {
+        expect_code(
+            users.who_am_i(authed_in(WhoAmIRequest {}, &token, tenant)).await,
+            Code::Unauthenticated,
+        );
+    }
 }
 
 #[tokio::test]

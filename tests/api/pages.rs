@@ -172,11 +172,24 @@ async fn cross_site_and_oversized_posts_are_refused_and_change_nothing() {
         .expect("the password is unchanged");
 
     // The configured public origin (behind a proxy) is this site.
-    let response = send(&[("origin", "https://id.example.com")]).await.expect("post");
+    let response = send(&[("origin", "https://id.example.com"), ("x-request-id", "page-change")])
+        .await
+        .expect("post");
     assert_eq!(response.status(), StatusCode::OK);
     app.login("target@example.com", NEW_PASSWORD)
         .await
         .expect("changed from the public origin");
+    // Its audit event carries the page's request id, as an RPC's does.
+    let events = castellan::store::entity::audit_event::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query");
+    let changed: Vec<&str> = events
+        .iter()
+        .filter(|e| e.request_id == "page-change")
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(changed, ["identity.v1.AuthService/ChangePassword"]);
 }
 
 #[tokio::test]
