@@ -152,12 +152,7 @@ impl Application {
             .layer(
                 TraceLayer::new(SharedClassifier::new(caller_errors_are_answers())).make_span_with(
                     |request: &http::Request<_>| {
-                        let request_id = request
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default();
-                        tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id)
+                        tracing::info_span!("rpc", path = %request.uri().path(), request_id = %request_id_of(request))
                     },
                 ),
             )
@@ -278,10 +273,29 @@ fn http_router(app: Arc<App>) -> Router {
         .merge(crate::pages::router(app.clone()))
         .merge(crate::rest::router(app))
         // Like gRPC: every call gets an x-request-id (kept if sent), which
-        // the audit trail records, and it is returned in the response.
+        // the audit trail records, the log's span of the call names (a 5xx
+        // is logged there), and the response returns. The span has the path
+        // without its query: the invitation page's token is never logged.
         .layer(axum::middleware::from_fn(crate::telemetry::metrics::track_http))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<_>| {
+            tracing::info_span!(
+                "http",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = %request_id_of(request)
+            )
+        }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The call's `x-request-id` (set by `SetRequestIdLayer` when absent).
+fn request_id_of<B>(request: &http::Request<B>) -> &str {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {

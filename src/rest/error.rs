@@ -128,8 +128,15 @@ impl IntoResponse for RestError {
     }
 }
 
-/// The answer to a panicking handler (the server stays up).
-pub fn panic_response() -> Response {
+/// The answer to a panicking handler (the server stays up); the panic's
+/// message goes to the log, in the call's span with its request id.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = message, "a REST handler panicked");
     let body = ErrorBody {
         code: ErrorReason::InternalError.as_str_name().to_owned(),
         message: "internal error".to_owned(),

@@ -88,7 +88,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { RestError::from(Error::NotFound("route")) })
         .layer(middleware::from_fn_with_state(app.clone(), record_refusals))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(|_| error::panic_response()))
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(app)
 }
 

@@ -369,3 +369,62 @@ impl TestApp {
         tenant.id.parse().expect("uuid")
     }
 }
+
+/// Every thread's log events, down to TRACE, while one lives: the test
+/// binary's global subscriber, installed on the first capture, formats events
+/// only then. A scoped subscriber (`set_default`) would see its own thread
+/// only, and a callsite first hit on another thread meanwhile would cache
+/// "never" and stay silent. One capture at a time: a second waits.
+pub struct LogCapture {
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
+}
+
+static CAPTURING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CAPTURED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+static CAPTURE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct CapturedWriter;
+
+impl std::io::Write for CapturedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    pub async fn start() -> Self {
+        use std::sync::{Once, atomic::Ordering};
+        use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
+
+        let turn = CAPTURE_TURN.lock().await;
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| CapturedWriter)
+                .with_filter(filter::filter_fn(|_| CAPTURING.load(Ordering::Acquire)));
+            tracing_subscriber::registry()
+                .with(layer)
+                .try_init()
+                .expect("the only global subscriber (TEST_LOG installs its own)");
+        });
+        CAPTURED.lock().expect("lock").clear();
+        CAPTURING.store(true, Ordering::Release);
+        Self { _one_at_a_time: turn }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&CAPTURED.lock().expect("lock")).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURING.store(false, std::sync::atomic::Ordering::Release);
+    }
+}

@@ -12,10 +12,7 @@ use std::{
     os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{
-        LazyLock, Mutex, Once,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::LazyLock,
     time::Duration,
 };
 
@@ -24,10 +21,9 @@ use fantoccini::{Client, Locator, wd::Capabilities};
 use reqwest::{StatusCode, header};
 use sea_orm::EntityTrait;
 use tonic::Code;
-use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{
-    helpers::{TestApp, draft, expect_code},
+    helpers::{LogCapture, TestApp, draft, expect_code},
     smtp_sink::{SmtpSink, invitation_token},
 };
 
@@ -250,64 +246,12 @@ async fn a_wrong_current_password_counts_like_a_failed_login() {
     );
 }
 
-/// Every thread's log events, down to TRACE, while one lives: the test
-/// binary's global subscriber, installed on the first capture, formats events
-/// only then. A scoped subscriber (`set_default`) would see its own thread
-/// only, and a callsite first hit on another thread meanwhile would cache
-/// "never" and stay silent.
-struct LogCapture;
-
-static CAPTURING: AtomicBool = AtomicBool::new(false);
-static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct CapturedWriter;
-
-impl std::io::Write for CapturedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURED.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogCapture {
-    fn start() -> Self {
-        static INSTALL: Once = Once::new();
-        INSTALL.call_once(|| {
-            let layer = tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(|| CapturedWriter)
-                .with_filter(filter::filter_fn(|_| CAPTURING.load(Ordering::Acquire)));
-            tracing_subscriber::registry()
-                .with(layer)
-                .try_init()
-                .expect("the only global subscriber (TEST_LOG installs its own)");
-        });
-        CAPTURED.lock().expect("lock").clear();
-        CAPTURING.store(true, Ordering::Release);
-        Self
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&CAPTURED.lock().expect("lock")).into_owned()
-    }
-}
-
-impl Drop for LogCapture {
-    fn drop(&mut self) {
-        CAPTURING.store(false, Ordering::Release);
-    }
-}
-
 /// Everything any thread logs, down to TRACE, while a person accepts an
 /// invitation and changes a password on the pages: never the token, never a
 /// password.
 #[tokio::test]
 async fn the_pages_log_no_token_and_no_password() {
-    let capture = LogCapture::start();
+    let capture = LogCapture::start().await;
     let sink = SmtpSink::start(0).await;
     let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
     app.create_users(vec![draft("quiet@example.com")]).await;

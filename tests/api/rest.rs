@@ -989,3 +989,37 @@ async fn openapi_documents_exactly_the_routes() {
     let (status, _) = rest.call(Method::PUT, "/tenants/users", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// A REST call that fails inside the server answers 500 with nothing of the
+/// cause, which goes to the log, in the call's span with its request id
+/// (API.md: "details only in the server log with the request id").
+#[tokio::test]
+async fn an_internal_error_is_logged_with_the_request_id_and_answered_without_details() {
+    use sea_orm::ConnectionTrait;
+
+    let capture = crate::helpers::LogCapture::start().await;
+    let app = TestApp::spawn().await;
+    let token = app.token(&["*"]);
+    app.app
+        .writer
+        .execute_unprepared("ALTER TABLE tenant_memberships RENAME TO tenant_memberships_gone")
+        .await
+        .expect("rename");
+    let response = Client::new()
+        .get(format!("http://{}/tenants/users", app.http_addr))
+        .bearer_auth(&token)
+        .header("x-request-id", "rest-500")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.headers()["x-request-id"], "rest-500");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["message"], "internal error", "{body}");
+    let logged = capture.text();
+    let line = logged
+        .lines()
+        .find(|line| line.contains("tenant_memberships") && line.contains("ERROR"))
+        .unwrap_or_else(|| panic!("the cause is logged: {logged}"));
+    assert!(line.contains("request_id=rest-500"), "{line}");
+}
