@@ -32,6 +32,9 @@ pub struct UserAccess {
     pub member: bool,
     /// The user holds at least one global role (may act in any tenant).
     pub global: bool,
+    /// The permissions of those global roles: all it may do beyond the
+    /// tenant (see [`crate::auth::Principal::holds_globally`]).
+    pub global_permissions: Arc<PermissionSet>,
     /// The user's password is temporary: only ChangePassword and WhoAmI work.
     pub password_change_required: bool,
     pub permissions: Arc<PermissionSet>,
@@ -168,17 +171,23 @@ async fn load_in<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> 
             active: false,
             member: false,
             global: false,
+            global_permissions: Arc::default(),
             password_change_required: false,
             permissions: Arc::default(),
             grants: Arc::default(),
             read_from: Vec::new(),
         });
     };
-    let UserGrants { grants, read_from } = store::access::effective_grants(db, user_id, tenant_id).await?;
+    let UserGrants {
+        grants,
+        global,
+        read_from,
+    } = store::access::effective_grants(db, user_id, tenant_id).await?;
     Ok(UserAccess {
         active: state.active,
         member: state.member,
         global: state.has_global_role,
+        global_permissions: Arc::new(PermissionSet::new(global)),
         password_change_required: state.password_change_required,
         permissions: Arc::new(PermissionSet::new(grants.iter().map(|g| g.permission.as_str()))),
         grants: Arc::new(EffectiveGrants::new(grants)),

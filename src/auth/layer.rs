@@ -205,6 +205,11 @@ async fn principal_for(
                 tenant_id,
                 permissions: verified.permissions.clone(),
                 global: claims.global,
+                global_permissions: if claims.global {
+                    verified.permissions.clone()
+                } else {
+                    Arc::default()
+                },
                 authorization: Authorization::Granted,
                 call: Call::default(),
             };
@@ -230,6 +235,7 @@ async fn principal_for(
                 tenant_id,
                 permissions: access.permissions.clone(),
                 global: access.global,
+                global_permissions: access.global_permissions.clone(),
                 authorization: Authorization::Granted,
                 call: Call::default(),
             };

@@ -113,6 +113,11 @@ pub struct Principal {
     /// May act in other tenants (`x-tenant-id`): a global service token, or a
     /// user holding a global role.
     pub global: bool,
+    /// What it may do beyond the tenant in context: a global service token's
+    /// permissions, or those of the global roles a user holds; empty for
+    /// everyone else. A user's permissions from the tenant's own roles are
+    /// not among them, so they cannot be carried to every tenant.
+    pub global_permissions: Arc<PermissionSet>,
     pub authorization: Authorization,
     /// The call being authorized (for the audit trail).
     pub call: Call,
@@ -157,6 +162,25 @@ impl Principal {
             None => Ok(()),
             Some(p) => Err(Error::PermissionDenied(format!(
                 "cannot grant {p}: the caller does not hold it"
+            ))),
+        }
+    }
+
+    /// Whether the caller holds `permission` beyond the tenant in context
+    /// (see [`Self::global_permissions`]): what an act that reaches other
+    /// tenants (a tenant, a global role, the catalog, an account shared by
+    /// tenants) needs.
+    pub fn holds_globally(&self, permission: &str) -> bool {
+        self.global_permissions.allows(permission)
+    }
+
+    /// No escalation across tenants: every permission granted with a global
+    /// reach (in a global role) must be held globally.
+    pub fn require_all_globally(&self, permissions: &[String]) -> Result<()> {
+        match permissions.iter().find(|p| !self.holds_globally(p)) {
+            None => Ok(()),
+            Some(p) => Err(Error::PermissionDenied(format!(
+                "cannot grant {p} in every tenant: the caller does not hold it through a global role"
             ))),
         }
     }

@@ -183,8 +183,9 @@ pub struct EventQuery {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// The events of the tenant in context (a global caller also sees those
-/// recorded without a tenant), newest first, paged and filtered.
+/// The events of the tenant in context (a caller holding `audit:read`
+/// through a global role also sees those recorded without a tenant), newest
+/// first, paged and filtered.
 pub async fn list(app: &App, caller: &Principal, query: EventQuery) -> Result<Page<audit_event::Model>> {
     let mut violations = Violations::new();
     let mut filter_text = |field: &str, value: &str| {
@@ -202,7 +203,7 @@ pub async fn list(app: &App, caller: &Principal, query: EventQuery) -> Result<Pa
     violations.finish()?;
     let filter = EventFilter {
         tenant_id: caller.tenant_id,
-        with_global: caller.global,
+        with_global: caller.holds_globally("audit:read"),
         actor,
         target,
         action,

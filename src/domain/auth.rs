@@ -374,7 +374,7 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     let user = store::users::find_in_tenant(&app.db, caller.tenant_id, id)
         .await?
         .ok_or(Error::NotFound("user"))?;
-    users::require_account_authority(app, caller, id, "reset its password").await?;
+    users::require_account_authority(app, caller, "users:password-reset", id, "reset its password").await?;
     let hash = credentials::hash_password(password.to_owned()).await?;
     let now = now();
     let txn = app.writer.begin().await?;

@@ -126,13 +126,14 @@ fn parse<'a>(
     })
 }
 
-/// A caller that is not global checks only in its own tenant; a global one
-/// only in a tenant that exists.
+/// A caller checks in its own tenant; in another only with
+/// `permissions:check` through a global role, and only in a tenant that
+/// exists.
 async fn require_scope(app: &App, caller: &Principal, tenant_id: Uuid) -> Result<()> {
     if tenant_id == caller.tenant_id {
         return Ok(());
     }
-    if !caller.global {
+    if !caller.holds_globally("permissions:check") {
         return Err(Error::PermissionDenied(
             "only a global caller may check in another tenant".into(),
         ));

@@ -47,14 +47,26 @@ pub struct EffectivePermission {
     pub sources: Vec<GrantSource>,
 }
 
-fn require_global_for(caller: &Principal, roles: &[role::Model]) -> Result<()> {
-    if caller.global || roles.iter().all(|r| r.tenant_id.is_some()) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(
-            "only a caller with a global role may grant or revoke global roles".into(),
-        ))
+/// Global roles among `roles` are granted or revoked only by a global caller
+/// holding each of their permissions through a global role of its own: a
+/// global role acts in every tenant, so what the caller holds in the tenant
+/// in context is not enough.
+async fn require_global_for<C: ConnectionTrait>(db: &C, caller: &Principal, roles: &[role::Model]) -> Result<()> {
+    let global: Vec<Uuid> = roles.iter().filter(|r| r.tenant_id.is_none()).map(|r| r.id).collect();
+    if global.is_empty() {
+        return Ok(());
     }
+    if !caller.global {
+        return Err(Error::PermissionDenied(
+            "only a caller with a global role may grant or revoke global roles".into(),
+        ));
+    }
+    let permissions: Vec<String> = store::users::permissions_of_roles(db, &global)
+        .await?
+        .into_values()
+        .flatten()
+        .collect();
+    caller.require_all_globally(&permissions)
 }
 
 /// Roles to grant a user: valid in the tenant in context (else
@@ -67,7 +79,7 @@ pub async fn check_role_grants<C: ConnectionTrait>(
     role_ids: &[Uuid],
 ) -> Result<()> {
     let granted = roles::require_grantable(db, caller, field, role_ids).await?;
-    require_global_for(caller, &granted)
+    require_global_for(db, caller, &granted).await
 }
 
 /// Checks a change of a user's direct roles. Removals are limited to roles
@@ -85,7 +97,7 @@ pub async fn check_role_change<C: ConnectionTrait>(
     } else {
         store::users::roles_valid_in(db, caller.tenant_id, remove).await?
     };
-    require_global_for(caller, &revoked)?;
+    require_global_for(db, caller, &revoked).await?;
     Ok(RoleChange {
         add,
         remove: revoked.into_iter().map(|r| r.id).collect(),

@@ -217,13 +217,15 @@ fn registered_info(p: registered_permission::Model) -> PermissionInfo {
     }
 }
 
-/// The catalog is shared by every tenant: only global callers change it.
+/// The catalog is shared by every tenant: only callers holding
+/// `permissions:register` through a global role change it.
 fn require_global(caller: &Principal) -> Result<()> {
-    if caller.global {
+    if caller.holds_globally("permissions:register") {
         Ok(())
     } else {
         Err(Error::PermissionDenied(
-            "only a global caller may register or unregister permissions".into(),
+            "only a caller holding permissions:register through a global role may register or unregister permissions"
+                .into(),
         ))
     }
 }

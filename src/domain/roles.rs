@@ -52,9 +52,9 @@ pub struct RolePatch {
 }
 
 pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleWithPermissions> {
-    if new.global && !caller.global {
+    if new.global && !caller.holds_globally("roles:create") {
         return Err(Error::PermissionDenied(
-            "only a caller with a global role may create global roles".into(),
+            "only a caller holding roles:create through a global role may create global roles".into(),
         ));
     }
     let mut violations = Violations::new();
@@ -63,7 +63,11 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
     let description = validate::text(&mut violations, "description", &new.description, MAX_DESCRIPTION);
     let permissions = permissions::check_catalog(&app.db, &mut violations, "permissions", &new.permissions).await?;
     violations.finish()?;
-    caller.require_all(&permissions)?;
+    if new.global {
+        caller.require_all_globally(&permissions)?;
+    } else {
+        caller.require_all(&permissions)?;
+    }
     let joined = permissions.join(",");
     let scope: &[u8] = if new.global { b"global" } else { b"tenant" };
     let body = [name.as_bytes(), description.as_bytes(), joined.as_bytes(), scope];
@@ -119,13 +123,14 @@ async fn visible(app: &App, caller: &Principal, id: Uuid) -> Result<role::Model>
         .ok_or(Error::NotFound("role"))
 }
 
-/// A role the caller may change: visible, and not global unless the caller is.
-async fn writable(app: &App, caller: &Principal, id: Uuid) -> Result<role::Model> {
+/// A role the caller may change with `permission`: visible, and not global
+/// unless the caller holds `permission` through a global role.
+async fn writable(app: &App, caller: &Principal, id: Uuid, permission: &str) -> Result<role::Model> {
     let role = visible(app, caller, id).await?;
-    if role.tenant_id.is_none() && !caller.global {
-        return Err(Error::PermissionDenied(
-            "global roles are read-only for callers without a global role".into(),
-        ));
+    if role.tenant_id.is_none() && !caller.holds_globally(permission) {
+        return Err(Error::PermissionDenied(format!(
+            "global roles are read-only for callers without {permission} through a global role"
+        )));
     }
     Ok(role)
 }
@@ -184,8 +189,12 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
         violations.add("remove_permissions", format!("{both} is both added and removed"));
     }
     violations.finish()?;
-    writable(app, caller, id).await?;
-    caller.require_all(&add)?;
+    let role = writable(app, caller, id, "roles:update").await?;
+    if role.tenant_id.is_none() {
+        caller.require_all_globally(&add)?;
+    } else {
+        caller.require_all(&add)?;
+    }
     let mut fields = vec!["version"];
     if name.is_some() {
         fields.push("name");
@@ -221,7 +230,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
 /// FAILED_PRECONDITION unless `force`; with `force` the grants go with it.
 pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Result<()> {
     let id = validate::id("id", id)?;
-    writable(app, caller, id).await?;
+    writable(app, caller, id, "roles:delete").await?;
     let txn = app.writer.begin().await?;
     if !store::roles::delete(&txn, id, force).await? {
         return Err(Error::FailedPrecondition(

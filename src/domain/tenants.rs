@@ -68,22 +68,23 @@ async fn find(app: &App, id_or_slug: &str) -> Result<tenant::Model> {
         .ok_or(Error::NotFound("tenant"))
 }
 
-/// The tenant named by `id_or_slug` as the caller sees it: a caller without
-/// a global role sees only the tenant in context; another is NOT_FOUND, as
-/// every resource of another tenant is.
-async fn visible(app: &App, caller: &Principal, id_or_slug: &str) -> Result<tenant::Model> {
+/// The tenant named by `id_or_slug` as the caller sees it: a caller that
+/// does not hold the RPC's `permission` through a global role sees only the
+/// tenant in context; another is NOT_FOUND, as every resource of another
+/// tenant is.
+async fn visible(app: &App, caller: &Principal, id_or_slug: &str, permission: &str) -> Result<tenant::Model> {
     let tenant = find(app, id_or_slug).await?;
-    if caller.global || tenant.id == caller.tenant_id {
+    if caller.holds_globally(permission) || tenant.id == caller.tenant_id {
         Ok(tenant)
     } else {
         Err(Error::NotFound("tenant"))
     }
 }
 
-/// Creates a tenant: only a global caller may (a tenant's own roles reach no
-/// further than the tenant).
+/// Creates a tenant: only a caller holding `tenants:create` through a global
+/// role may (a tenant's own roles reach no further than the tenant).
 pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<tenant::Model> {
-    if !caller.global {
+    if !caller.holds_globally("tenants:create") {
         return Err(Error::PermissionDenied(
             "only a caller with a global role may create tenants".into(),
         ));
@@ -172,12 +173,13 @@ async fn insert_tenant(
 }
 
 pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<tenant::Model> {
-    visible(app, caller, id).await
+    visible(app, caller, id, "tenants:read").await
 }
 
-/// Every tenant for a global caller; for others, the tenant in context.
+/// Every tenant for a caller holding `tenants:list` through a global role;
+/// for others, the tenant in context.
 pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<Page<tenant::Model>> {
-    let only = (!caller.global).then_some(caller.tenant_id);
+    let only = (!caller.holds_globally("tenants:list")).then_some(caller.tenant_id);
     let scope = match only {
         Some(id) => format!("tenants|{id}"),
         None => "tenants".to_owned(),
@@ -209,7 +211,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
         violations.add("status", "must be ACTIVE or SUSPENDED");
     }
     violations.finish()?;
-    let tenant = visible(app, caller, id).await?;
+    let tenant = visible(app, caller, id, "tenants:update").await?;
     let mut changed = Vec::new();
     let mut active: tenant::ActiveModel = tenant.into();
     if let Some(name) = name {
@@ -231,7 +233,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
 /// Deletes the tenant; memberships, roles, groups and direct grants go with it
 /// (foreign keys cascade).
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
-    let tenant = visible(app, caller, id).await?;
+    let tenant = visible(app, caller, id, "tenants:delete").await?;
     let txn = app.writer.begin().await?;
     tenant::Entity::delete_by_id(tenant.id).exec(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;

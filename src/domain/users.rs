@@ -297,14 +297,15 @@ fn resolve_tenants(
     ids
 }
 
-/// Memberships in tenants other than the one in context need a global caller.
-fn require_tenant_scope(caller: &Principal, tenant_ids: &[Uuid]) -> Result<()> {
-    if caller.global || tenant_ids.iter().all(|t| *t == caller.tenant_id) {
+/// Memberships in tenants other than the one in context need the RPC's
+/// `permission` through a global role.
+fn require_tenant_scope(caller: &Principal, permission: &str, tenant_ids: &[Uuid]) -> Result<()> {
+    if caller.holds_globally(permission) || tenant_ids.iter().all(|t| *t == caller.tenant_id) {
         Ok(())
     } else {
-        Err(Error::PermissionDenied(
-            "only a caller with a global role may manage other tenants' memberships".into(),
-        ))
+        Err(Error::PermissionDenied(format!(
+            "only a caller holding {permission} through a global role may manage other tenants' memberships"
+        )))
     }
 }
 
@@ -386,7 +387,7 @@ pub async fn create(
         return Err(Error::AlreadyExists { field });
     }
     for draft in &valid {
-        require_tenant_scope(caller, &draft.tenant_ids)?;
+        require_tenant_scope(caller, "users:create", &draft.tenant_ids)?;
     }
     check_grants(app, caller, &valid).await?;
     let body: Vec<String> = valid
@@ -731,7 +732,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
 
     let user = member(app, caller, id).await?;
     if email.is_some() {
-        require_account_authority(app, caller, id, "change its e-mail").await?;
+        require_account_authority(app, caller, "users:update", id, "change its e-mail").await?;
     }
     if let Some(list) = &permissions {
         caller.require_all(list)?;
@@ -785,7 +786,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         let current = current_tenants(&txn, id).await?;
         let add: Vec<Uuid> = wanted.iter().filter(|t| !current.contains(t)).copied().collect();
         let remove: Vec<Uuid> = current.iter().filter(|t| !wanted.contains(t)).copied().collect();
-        change_memberships(&txn, caller, id, &add, &remove, now).await?;
+        change_memberships(&txn, caller, "users:update", id, &add, &remove, now).await?;
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
     app.commit(txn, Change::Access(id)).await?;
@@ -793,13 +794,20 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
 }
 
 /// A user's account (its password, status and e-mail, the user itself) is
-/// one for every tenant it belongs to. A caller without a global role
-/// changes it only for a user of the tenant in context alone who
-/// holds no global role: otherwise one tenant's administrator could take
-/// over an account that other tenants, or every tenant, rely on. `action`
-/// completes "only a caller with a global role may ...".
-pub(crate) async fn require_account_authority(app: &App, caller: &Principal, id: Uuid, action: &str) -> Result<()> {
-    if caller.global {
+/// one for every tenant it belongs to. A caller without the RPC's
+/// `permission` through a global role changes it only for a user of the
+/// tenant in context alone who holds no global role: otherwise one tenant's
+/// administrator could take over an account that other tenants, or every
+/// tenant, rely on. `action` completes "only a caller with a global role
+/// may ...".
+pub(crate) async fn require_account_authority(
+    app: &App,
+    caller: &Principal,
+    permission: &str,
+    id: Uuid,
+    action: &str,
+) -> Result<()> {
+    if caller.holds_globally(permission) {
         return Ok(());
     }
     let tenants = current_tenants(&app.db, id).await?;
@@ -827,16 +835,18 @@ async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Ve
         .unwrap_or_default())
 }
 
+/// Adds and removes memberships for an RPC needing `permission`.
 async fn change_memberships<C: ConnectionTrait>(
     db: &C,
     caller: &Principal,
+    permission: &str,
     user_id: Uuid,
     add: &[Uuid],
     remove: &[Uuid],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
-    require_tenant_scope(caller, add)?;
-    require_tenant_scope(caller, remove)?;
+    require_tenant_scope(caller, permission, add)?;
+    require_tenant_scope(caller, permission, remove)?;
     let sole = store::users::tenants_solely_owned(db, user_id, remove).await?;
     if !sole.is_empty() {
         return Err(Error::FailedPrecondition(
@@ -873,7 +883,7 @@ pub async fn update_tenants(
     violations.finish()?;
     member(app, caller, id).await?;
     let txn = app.writer.begin().await?;
-    change_memberships(&txn, caller, id, &add, &remove, now()).await?;
+    change_memberships(&txn, caller, "users:tenants", id, &add, &remove, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;
     current_record(app, caller.tenant_id, id).await
@@ -882,7 +892,7 @@ pub async fn update_tenants(
 async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     let user = member(app, caller, id).await?;
-    require_account_authority(app, caller, id, "change its status").await?;
+    require_account_authority(app, caller, "users:deactivate", id, "change its status").await?;
     if status == STATUS_ACTIVE && user.status == STATUS_PENDING {
         return Err(Error::FailedPrecondition(
             "a pending user becomes active by accepting its invitation".into(),
@@ -925,6 +935,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     require_account_authority(
         app,
         caller,
+        "users:delete",
         id,
         "delete it (UpdateUserTenants removes it from this tenant)",
     )

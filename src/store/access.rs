@@ -96,12 +96,18 @@ struct GrantRow {
     permission: Option<String>,
     role_id: Option<Uuid>,
     group_id: Option<Uuid>,
+    /// Granted by a global role the user holds itself (not through a group).
+    by_global_role: bool,
 }
 
 /// A user's grants in a tenant, and what they were read from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserGrants {
     pub grants: Vec<Grant>,
+    /// The permissions of the global roles the user holds itself: what it
+    /// may do beyond the tenant (a tenant's roles, and a global role reached
+    /// through a tenant's group, reach no further than the tenant).
+    pub global: Vec<String>,
     /// Every role and group of the user in the tenant (sorted), including
     /// those that grant nothing today (a role without permissions, a group
     /// without roles): a change to any of them can change the grants.
@@ -121,6 +127,9 @@ impl UserGrants {
                 (None, Some(_)) => continue,
             };
             if let Some(permission) = row.permission {
+                if row.by_global_role {
+                    read.global.push(permission.clone());
+                }
                 read.grants.push(Grant { permission, source });
             }
         }
@@ -159,6 +168,7 @@ pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_
         .column((user_permission::Entity, user_permission::Column::Permission))
         .expr_as(no_id(), "role_id")
         .expr_as(no_id(), "group_id")
+        .expr_as(Expr::val(false), "by_global_role")
         .from(user_permission::Entity)
         .and_where(Expr::col((user_permission::Entity, user_permission::Column::UserId)).eq(user_id))
         .and_where(Expr::col((user_permission::Entity, user_permission::Column::TenantId)).eq(tenant_id))
@@ -169,6 +179,10 @@ pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_
             .column((role_permission::Entity, role_permission::Column::Permission))
             .expr_as(role_id(), "role_id")
             .expr_as(no_id(), "group_id")
+            .expr_as(
+                Expr::col((role::Entity, role::Column::TenantId)).is_null(),
+                "by_global_role",
+            )
             .from(user_role::Entity)
             .inner_join(
                 role::Entity,
@@ -184,6 +198,7 @@ pub async fn effective_grants<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_
             .column((role_permission::Entity, role_permission::Column::Permission))
             .expr_as(role_id(), "role_id")
             .expr_as(Expr::col((group::Entity, group::Column::Id)), "group_id")
+            .expr_as(Expr::val(false), "by_global_role")
             .from(group_member::Entity)
             .inner_join(
                 group::Entity,
@@ -221,6 +236,7 @@ mod tests {
             permission: permission.map(str::to_owned),
             role_id,
             group_id,
+            by_global_role: false,
         }
     }
 

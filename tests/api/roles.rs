@@ -681,3 +681,168 @@ async fn list_roles_pages_and_sorts() {
     );
     assert_eq!(violated_fields(&status), ["sort[0]"]);
 }
+
+/// What a user may do beyond the tenant comes from its global roles alone:
+/// holding `*` through a tenant's own role and `users:read` through a global
+/// one does not let it widen a global role, create one, grant one it does
+/// not hold globally, create tenants, register permissions, or reset the
+/// password of a user other tenants share.
+#[tokio::test]
+async fn a_tenants_own_roles_do_not_reach_beyond_it_for_a_holder_of_a_global_role() {
+    let app = TestApp::spawn().await;
+    let t2 = app.create_tenant("t2").await.to_string();
+    let root = app.global_token(&["*"]);
+    let mut roles = app.roles();
+    let global_role = |name: &str, permission: &str| CreateRoleRequest {
+        name: name.into(),
+        permissions: vec![permission.into()],
+        global: true,
+        ..Default::default()
+    };
+    let support = roles
+        .create_role(authed(global_role("support", "users:read"), &root))
+        .await
+        .expect("support")
+        .into_inner();
+    let everything = roles
+        .create_role(authed(global_role("everything", "*"), &root))
+        .await
+        .expect("everything")
+        .into_inner();
+    let t2_admin = roles
+        .create_role(crate::helpers::authed_in(
+            CreateRoleRequest {
+                name: "t2-admin".into(),
+                permissions: vec!["*".into()],
+                ..Default::default()
+            },
+            &root,
+            &t2,
+        ))
+        .await
+        .expect("t2-admin")
+        .into_inner();
+    let mut users = app.users();
+    let in_both = |email: &str| pb::UserDraft {
+        tenant_ids: vec!["default".into(), t2.clone()],
+        ..crate::helpers::active_draft(email)
+    };
+    let created = users
+        .create_users(authed(
+            pb::CreateUsersRequest {
+                users: vec![in_both("g@example.com"), in_both("h@example.com")],
+                ..Default::default()
+            },
+            &root,
+        ))
+        .await
+        .expect("users")
+        .into_inner()
+        .users;
+    let (g, h) = (created[0].id.clone(), created[1].id.clone());
+    users
+        .update_user_roles(crate::helpers::authed_in(
+            UpdateUserRolesRequest {
+                id: g.clone(),
+                add_role_ids: vec![support.id.clone(), t2_admin.id.clone()],
+                ..Default::default()
+            },
+            &root,
+            &t2,
+        ))
+        .await
+        .expect("grant");
+    let g_t2 = app.user_token(&g, t2.parse().expect("uuid"));
+
+    let widen = UpdateRoleRequest {
+        id: support.id.clone(),
+        version: support.version,
+        add_permissions: vec!["*".into()],
+        ..Default::default()
+    };
+    expect_code(roles.update_role(authed(widen, &g_t2)).await, Code::PermissionDenied);
+    expect_code(
+        roles.create_role(authed(global_role("mine", "*"), &g_t2)).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        users
+            .update_user_roles(authed(
+                UpdateUserRolesRequest {
+                    id: h.clone(),
+                    add_role_ids: vec![everything.id.clone()],
+                    ..Default::default()
+                },
+                &g_t2,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        app.tenants()
+            .create_tenant(authed(
+                pb::CreateTenantRequest {
+                    name: "Mine".into(),
+                    slug: "mine".into(),
+                    ..Default::default()
+                },
+                &g_t2,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        app.tenants()
+            .get_tenant(authed(pb::GetTenantRequest { id: "default".into() }, &g_t2))
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        pb::permission_service_client::PermissionServiceClient::new(app.channel.clone())
+            .register_permissions(authed(
+                pb::RegisterPermissionsRequest {
+                    namespace: "billing".into(),
+                    permissions: vec![pb::PermissionDefinition {
+                        name: "billing:read".into(),
+                        description: "Reads bills".into(),
+                    }],
+                },
+                &g_t2,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        users
+            .reset_user_password(authed(
+                pb::ResetUserPasswordRequest {
+                    id: h.clone(),
+                    password: "taken over at last".into(),
+                    temporary: Some(false),
+                },
+                &g_t2,
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+
+    // Within the tenant the tenant's role still counts, and what the global
+    // role holds it may grant anywhere.
+    users
+        .update_user_roles(authed(
+            UpdateUserRolesRequest {
+                id: h.clone(),
+                add_role_ids: vec![support.id.clone()],
+                ..Default::default()
+            },
+            &g_t2,
+        ))
+        .await
+        .expect("support is held globally");
+    let kept = roles
+        .get_role(authed(GetRoleRequest { id: support.id }, &root))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(kept.permissions, ["users:read"]);
+}
