@@ -764,18 +764,33 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     if let Some(v) = image {
         active.image = Set(v);
     }
-    if let Some(email) = email {
-        // A username that mirrored the e-mail follows it.
-        if user.username == user.email {
-            active.username = Set(email.clone());
+    let reinvite = match email {
+        Some(email) => {
+            // A username that mirrored the e-mail follows it.
+            if user.username == user.email {
+                active.username = Set(email.clone());
+            }
+            active.email = Set(email.clone());
+            (user.status == STATUS_PENDING).then_some(email)
         }
-        active.email = Set(email);
-    }
+        None => None,
+    };
     if let Some(v) = max_devices {
         active.max_devices = Set(v);
     }
     active.updated_at = Set(now);
     active.update(&txn).await?;
+    if let Some(email) = reinvite {
+        // The invitation went to the old address: its link stops working
+        // and the new address gets one of its own.
+        store::credentials::withdraw_invitations(&txn, id, now).await?;
+        let invitee = Invitee {
+            user_id: id,
+            email,
+            tenant_id: caller.tenant_id,
+        };
+        invitations::issue(&txn, app, &[invitee], now).await?;
+    }
     if let Some(list) = &permissions {
         store::users::replace_permissions(&txn, id, caller.tenant_id, list).await?;
     }
@@ -898,6 +913,14 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
             "a pending user becomes active by accepting its invitation".into(),
         ));
     }
+    // A user deactivated before it ever set a password goes back to
+    // PENDING: only a password (its invitation, or ResetUserPassword) makes
+    // a user ACTIVE.
+    let status = if status == STATUS_ACTIVE && store::credentials::credential_of(&app.db, id).await?.is_none() {
+        STATUS_PENDING
+    } else {
+        status
+    };
     let now = now();
     let txn = app.writer.begin().await?;
     let mut active: user::ActiveModel = user.into();

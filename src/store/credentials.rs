@@ -269,6 +269,18 @@ pub async fn open_invitation<C: ConnectionTrait>(
         .await?)
 }
 
+/// Ends the user's open invitations now (their links stop working).
+pub async fn withdraw_invitations<C: ConnectionTrait>(db: &C, user_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    invitation::Entity::update_many()
+        .col_expr(invitation::Column::ExpiresAt, Expr::value(now))
+        .filter(invitation::Column::UserId.eq(user_id))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Marks the invitation used; `false` when another request used it first.
 pub async fn use_invitation<C: ConnectionTrait>(db: &C, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
     let result = invitation::Entity::update_many()

@@ -574,3 +574,80 @@ async fn a_burst_of_logins_does_not_stall_other_calls() {
         "GetUser {get_user:?} should not queue behind logins ({login:?})"
     );
 }
+
+/// The invitation goes with the address: a new e-mail of a PENDING user ends
+/// the link mailed to the old one (which would otherwise let whoever reads
+/// that mailbox take the account) and mails the new address its own.
+#[tokio::test]
+async fn a_pending_users_new_email_ends_the_old_invitation_and_mails_a_new_one() {
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let invited = app.create_users(vec![draft("typo@exampel.com")]).await.remove(0);
+    let old_token = invitation_token(&sink.wait_for(1).await[0]);
+    let admin = app.token(&["*"]);
+    let mut users = app.users();
+    users
+        .update_user(authed(
+            pb::UpdateUserRequest {
+                id: invited.id.clone(),
+                email: "right@example.com".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("new e-mail");
+    let mails = sink.wait_for(2).await;
+    assert!(mails[1].contains("right@example.com"), "{}", mails[1]);
+    let new_token = invitation_token(&mails[1]);
+
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let accept = |token: &str| {
+        Request::new(AcceptInvitationRequest {
+            token: token.to_owned(),
+            password: PASSWORD.into(),
+            first_name: None,
+            last_name: None,
+        })
+    };
+    expect_code(auth.accept_invitation(accept(&old_token)).await, Code::NotFound);
+    let user = auth
+        .accept_invitation(accept(&new_token))
+        .await
+        .expect("the new address's link works")
+        .into_inner();
+    assert_eq!(user.email, "right@example.com");
+}
+
+/// Only a password makes a user ACTIVE: one deactivated while PENDING comes
+/// back PENDING, and its invitation works again.
+#[tokio::test]
+async fn a_user_deactivated_while_pending_is_reactivated_pending() {
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let invited = app.create_users(vec![draft("later@example.com")]).await.remove(0);
+    let token = invitation_token(&sink.wait_for(1).await[0]);
+    let admin = app.token(&["*"]);
+    let mut users = app.users();
+    users
+        .deactivate_user(authed(pb::DeactivateUserRequest { id: invited.id.clone() }, &admin))
+        .await
+        .expect("deactivate");
+    let back = users
+        .reactivate_user(authed(pb::ReactivateUserRequest { id: invited.id.clone() }, &admin))
+        .await
+        .expect("reactivate")
+        .into_inner();
+    assert_eq!(back.status, pb::UserStatus::Pending as i32);
+    let user = AuthServiceClient::new(app.channel.clone())
+        .accept_invitation(Request::new(AcceptInvitationRequest {
+            token,
+            password: PASSWORD.into(),
+            first_name: None,
+            last_name: None,
+        }))
+        .await
+        .expect("its invitation works again")
+        .into_inner();
+    assert_eq!(user.status, pb::UserStatus::Active as i32);
+}
