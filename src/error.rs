@@ -73,16 +73,24 @@ pub enum Error {
     PasswordChangeRequired,
 }
 
-/// `field: description; ...`, for messages.
+/// How many violations a message names; the rest are counted. A gRPC
+/// message travels in a header, and headers have a size limit.
+pub const VIOLATIONS_IN_MESSAGE: usize = 10;
+
+/// `field: description; ...`, for messages: the first
+/// [`VIOLATIONS_IN_MESSAGE`], then how many more.
 pub fn summary(violations: &[FieldViolation]) -> String {
     let mut summary = String::new();
-    for (i, violation) in violations.iter().enumerate() {
+    for (i, violation) in violations.iter().take(VIOLATIONS_IN_MESSAGE).enumerate() {
         if i > 0 {
             summary.push_str("; ");
         }
         summary.push_str(&violation.field);
         summary.push_str(": ");
         summary.push_str(&violation.description);
+    }
+    if let Some(more) = violations.len().checked_sub(VIOLATIONS_IN_MESSAGE).filter(|n| *n > 0) {
+        summary.push_str(&format!("; and {more} more"));
     }
     summary
 }
@@ -188,5 +196,16 @@ mod tests {
             Error::invalid("id", "must be a UUID").to_string(),
             "invalid request: id: must be a UUID"
         );
+    }
+
+    #[test]
+    fn a_message_names_ten_violations_and_counts_the_rest() {
+        let mut violations = Violations::new();
+        for i in 0..12 {
+            violations.add(format!("ids[{i}]"), "unknown");
+        }
+        let message = violations.finish().unwrap_err().to_string();
+        assert!(message.contains("ids[9]: unknown; and 2 more"), "{message}");
+        assert!(!message.contains("ids[10]"), "{message}");
     }
 }

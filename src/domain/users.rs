@@ -358,6 +358,18 @@ pub async fn create(
         } else {
             resolve_tenants(&known, &mut violations, &field("tenant_ids"), &draft.tenant_ids)
         };
+        // Roles and groups are those of the tenant in context: they are
+        // granted only to its members (leaving a tenant drops them too).
+        if !draft.tenant_ids.is_empty() && !tenant_ids.contains(&caller.tenant_id) {
+            for (name, ids) in [("role_ids", &role_ids), ("group_ids", &group_ids)] {
+                if !ids.is_empty() {
+                    violations.add(
+                        field(name),
+                        "are the tenant in context's: the user must be a member of it (add it to tenant_ids)",
+                    );
+                }
+            }
+        }
         let max_devices = max_devices(&mut violations, &field("max_devices"), draft.max_devices);
         let image = image(&mut violations, &field("image"), &draft.image);
         if let (Some(email), Some(username)) = (email, username) {
@@ -951,7 +963,8 @@ pub async fn reactivate(app: &App, caller: &Principal, id: &str) -> Result<UserR
 /// its grants and memberships go with it (foreign keys cascade).
 /// A user who also belongs to other tenants, or holds a global role, may only
 /// be deleted by a caller with a global role; others remove the membership
-/// instead (UpdateUserTenants).
+/// instead (UpdateUserTenants). The last owner of a tenant is not deleted
+/// (as UpdateUserTenants does not remove it).
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
     member(app, caller, id).await?;
@@ -963,6 +976,15 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
         "delete it (UpdateUserTenants removes it from this tenant)",
     )
     .await?;
+    let tenants = current_tenants(&app.db, id).await?;
+    if !store::users::tenants_solely_owned(&app.db, id, &tenants)
+        .await?
+        .is_empty()
+    {
+        return Err(Error::FailedPrecondition(
+            "cannot delete the last owner of a tenant".into(),
+        ));
+    }
     let txn = app.writer.begin().await?;
     // The user's row first, then its devices (the lock order of domain::devices).
     store::users::lock(&txn, id).await?;

@@ -82,13 +82,21 @@ pub fn classify(error: &Error) -> (Code, ErrorReason, String) {
     }
 }
 
+/// How many field violations a status lists in its `BadRequest`.
+const MAX_DETAILED_VIOLATIONS: usize = 100;
+
 pub fn to_status(error: Error) -> Status {
     let (code, reason, message) = classify(&error);
     let mut details = ErrorDetails::new();
     details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, HashMap::new());
     match error {
         Error::Invalid(violations) => {
-            for violation in violations {
+            // The details travel in a trailer, so they list the first
+            // hundred (the message names ten and counts the rest): a batch
+            // of 100 drafts can break many rules, and a trailer over
+            // HTTP/2's header limits would end the whole connection, not
+            // just this call.
+            for violation in violations.into_iter().take(MAX_DETAILED_VIOLATIONS) {
                 details.add_bad_request_violation(violation.field, violation.description);
             }
         }

@@ -35,15 +35,30 @@ pub async fn resolve<C: ConnectionTrait>(db: &C, id_or_slug: &str) -> Result<Opt
     Ok(tenant::Entity::find().filter(named_by(id_or_slug)).one(db).await?)
 }
 
-/// The tenants named by ids or slugs, in one query: each key that names a
-/// tenant → its id (unknown keys are absent).
+/// The tenants named by ids or slugs: each key that names a tenant → its id
+/// (unknown keys are absent). One query per 500 distinct keys, each an `IN`
+/// list of ids and one of slugs (a chain of `OR`s would hit SQLite's limit
+/// on expression depth at 1,000 keys).
 pub async fn resolve_all<C: ConnectionTrait>(db: &C, keys: &[&str]) -> Result<HashMap<String, Uuid>> {
-    let keys: BTreeSet<&str> = keys.iter().copied().collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
+    const KEYS_PER_QUERY: usize = 500;
+    let keys: Vec<&str> = keys.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let mut tenants = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let (ids, slugs): (Vec<Uuid>, Vec<String>) =
+            chunk
+                .iter()
+                .fold((Vec::new(), Vec::new()), |(mut ids, mut slugs), key| {
+                    match Uuid::parse_str(key) {
+                        Ok(id) => ids.push(id),
+                        Err(_) => slugs.push(key.to_ascii_lowercase()),
+                    }
+                    (ids, slugs)
+                });
+        let any = Condition::any()
+            .add(tenant::Column::Id.is_in(ids))
+            .add(tenant::Column::Slug.is_in(slugs));
+        tenants.extend(tenant::Entity::find().filter(any).all(db).await?);
     }
-    let any = keys.iter().fold(Condition::any(), |any, key| any.add(named_by(key)));
-    let tenants = tenant::Entity::find().filter(any).all(db).await?;
     Ok(keys
         .into_iter()
         .filter_map(|key| {

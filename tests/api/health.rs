@@ -112,7 +112,7 @@ async fn metrics_count_and_time_every_rpc_by_code() {
 #[tokio::test]
 async fn a_busy_pool_answers_unavailable_after_the_acquire_timeout() {
     use sea_orm::TransactionTrait;
-    let app = TestApp::spawn_with(&["--database-max-connections", "1", "--database-acquire-timeout", "300ms"]).await;
+    let app = TestApp::spawn_with(&["--database-max-connections", "1", "--database-acquire-timeout", "1s"]).await;
     let token = app.token(&["users:list"]);
     let mut users = app.users();
     users

@@ -449,13 +449,21 @@ async fn tenant_memberships_are_managed_and_the_last_owner_stays() {
         .expect("remove")
         .into_inner();
     assert!(!removed.tenant_ids.contains(&second.to_string()));
-    // A user in several tenants is deleted only by a global caller.
+    // A user in several tenants is deleted only by a global caller, and
+    // not while it is the last owner of one.
     expect_code(
         users
             .delete_user(authed(pb::DeleteUserRequest { id: user.id.clone() }, &local))
             .await,
         Code::FailedPrecondition,
     );
+    app.tenants()
+        .delete_tenant(authed(
+            pb::DeleteTenantRequest { id: owned.id.clone() },
+            &app.global_token(&["tenants:delete"]),
+        ))
+        .await
+        .expect("the owned tenant goes first");
     users
         .delete_user(authed(pb::DeleteUserRequest { id: user.id.clone() }, &global))
         .await
@@ -1275,4 +1283,96 @@ async fn leaving_a_tenant_drops_its_roles_and_joining_again_brings_none_back() {
         .into_inner();
     let names: Vec<&str> = again.permissions.iter().map(|p| p.permission.as_str()).collect();
     assert_eq!(names, ["users:list"], "only the global role is still granted");
+}
+
+/// A draft's roles and groups are the tenant in context's, so a draft that
+/// leaves that tenant out of its `tenant_ids` cannot carry them; a draft may
+/// name any number of tenants without the server failing.
+#[tokio::test]
+async fn create_users_checks_a_drafts_tenants_against_its_roles_and_scales_its_tenant_list() {
+    let app = TestApp::spawn().await;
+    app.create_tenant("second").await;
+    let global = app.global_token(&["*"]);
+    let role = crate::roles::create_role(&app, &global, "here", &["users:read"]).await;
+    let mut users = app.users();
+    let status = expect_code(
+        users
+            .create_users(create_request(
+                vec![UserDraft {
+                    tenant_ids: vec!["second".into()],
+                    role_ids: vec![role.id.clone()],
+                    ..draft("elsewhere@example.com")
+                }],
+                &global,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["users[0].role_ids"]);
+    users
+        .create_users(create_request(
+            vec![UserDraft {
+                tenant_ids: vec!["default".into(), "second".into()],
+                role_ids: vec![role.id],
+                ..draft("both@example.com")
+            }],
+            &global,
+        ))
+        .await
+        .expect("a member of the tenant in context takes its roles");
+
+    let many: Vec<String> = (0..1001).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let status = expect_code(
+        users
+            .create_users(create_request(
+                vec![UserDraft {
+                    tenant_ids: many,
+                    ..draft("many@example.com")
+                }],
+                &global,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    // The details list a hundred, the message names ten and counts the
+    // rest: an answer whose trailers outgrew HTTP/2's header limits would
+    // end the connection instead.
+    let fields = violated_fields(&status);
+    assert_eq!((fields.len(), fields[0].as_str()), (100, "users[0].tenant_ids[0]"));
+    assert!(status.message().ends_with("and 991 more"), "{}", status.message());
+}
+
+/// As UpdateUserTenants keeps the last owner of a tenant, DeleteUser does.
+#[tokio::test]
+async fn the_last_owner_of_a_tenant_is_not_deleted() {
+    let app = TestApp::spawn().await;
+    let global = app.global_token(&["*"]);
+    let owner = app.create_users(vec![draft("owner@example.com")]).await.remove(0);
+    app.tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Owned".into(),
+                slug: "owned".into(),
+                owner_user_id: owner.id.clone(),
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("tenant");
+    let mut users = app.users();
+    expect_code(
+        users
+            .delete_user(authed(pb::DeleteUserRequest { id: owner.id.clone() }, &global))
+            .await,
+        Code::FailedPrecondition,
+    );
+    app.tenants()
+        .delete_tenant(authed(pb::DeleteTenantRequest { id: "owned".into() }, &global))
+        .await
+        .expect("delete the tenant");
+    users
+        .delete_user(authed(pb::DeleteUserRequest { id: owner.id }, &global))
+        .await
+        .expect("no tenant left to own");
 }
