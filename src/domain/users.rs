@@ -874,6 +874,13 @@ async fn change_memberships<C: ConnectionTrait>(
 ) -> Result<()> {
     require_tenant_scope(caller, permission, add)?;
     require_tenant_scope(caller, permission, remove)?;
+    // The user's row, then the tenants' (the order of every writer that
+    // takes both), before the rules below read: concurrent changes of the
+    // same user, or of two owners of one tenant, then wait for each other.
+    store::users::lock(db, user_id).await?;
+    let mut touched = add.to_vec();
+    touched.extend_from_slice(remove);
+    store::tenants::lock(db, &touched).await?;
     let sole = store::users::tenants_solely_owned(db, user_id, remove).await?;
     if !sole.is_empty() {
         return Err(Error::FailedPrecondition(

@@ -68,6 +68,24 @@ pub async fn resolve_all<C: ConnectionTrait>(db: &C, keys: &[&str]) -> Result<Ha
         .collect())
 }
 
+/// Locks the tenants' rows until the transaction ends, one by one in id
+/// order (so two transactions locking overlapping sets cannot deadlock):
+/// membership rules that read other members (the last owner) then hold on
+/// PostgreSQL as on SQLite's single writer.
+pub async fn lock<C: ConnectionTrait>(db: &C, tenant_ids: &[Uuid]) -> Result<()> {
+    let mut ids = tenant_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        tenant::Entity::update_many()
+            .col_expr(tenant::Column::UserCount, Expr::col(tenant::Column::UserCount))
+            .filter(tenant::Column::Id.eq(id))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Adds `delta` (negative to subtract) to the tenant's member count. Call it
 /// in the transaction that adds or removes the memberships, so the count
 /// stays exact: ListUsers answers its unfiltered `total` from it instead of

@@ -1376,3 +1376,54 @@ async fn the_last_owner_of_a_tenant_is_not_deleted() {
         .await
         .expect("no tenant left to own");
 }
+
+/// Two removals at once cannot leave a user in no tenant: the second waits
+/// for the first (on PostgreSQL through the user's row lock) and then sees
+/// one tenant left.
+#[tokio::test]
+async fn concurrent_removals_leave_a_user_in_one_tenant() {
+    let app = TestApp::spawn().await;
+    for slug in ["aa", "bb"] {
+        app.create_tenant(slug).await;
+    }
+    let global = app.global_token(&["*"]);
+    let mut users = app.users();
+    let user = users
+        .create_users(create_request(
+            vec![UserDraft {
+                tenant_ids: vec!["aa".into(), "bb".into()],
+                ..draft("shared@example.com")
+            }],
+            &global,
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .users
+        .remove(0);
+    let remove = |slug: &str| {
+        let mut users = app.users();
+        let request = authed_in(
+            pb::UpdateUserTenantsRequest {
+                id: user.id.clone(),
+                remove_tenant_ids: vec![slug.to_owned()],
+                ..Default::default()
+            },
+            &global,
+            slug,
+        );
+        async move { users.update_user_tenants(request).await }
+    };
+    let (first, second) = tokio::join!(remove("aa"), remove("bb"));
+    let mut codes = [first, second].map(|r| r.map_or_else(|s| s.code(), |_| Code::Ok));
+    codes.sort_by_key(|c| *c as i32);
+    assert_eq!(codes, [Code::Ok, Code::FailedPrecondition]);
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let user_id: uuid::Uuid = user.id.parse().expect("uuid");
+    let left = castellan::store::entity::tenant_membership::Entity::find()
+        .filter(castellan::store::entity::tenant_membership::Column::UserId.eq(user_id))
+        .all(&app.app.db)
+        .await
+        .expect("memberships");
+    assert_eq!(left.len(), 1);
+}
