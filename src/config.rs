@@ -22,7 +22,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Print a signed access token for a service (`--subject`) or a user (`--user`).
+    /// Print an access token for a service (`--subject`) or a user (`--user`), signed
+    /// with the server's key, which must exist; reads only, never migrates.
     Token(TokenArgs),
 }
 
