@@ -9,7 +9,8 @@ RENDERED.yaml is deploy/render.py's output for deploy/k8s/base. Checks:
      with no schema fails too, where the kubernetes-validate CLI only warns);
   2. what the schemas cannot see: CASTELLAN_* names against src/config.rs,
      gRPC probes on 50051, the security context, selectors against the pod
-     labels, the shutdown timing, the signing key mount, the network policy,
+     labels, the shutdown timing, the signing key mount, the network policy
+     (egress to the SMTP port the server is configured with included),
      resources; deploy/compose.yaml and deploy/Dockerfile against the same
      configuration names.
 Prints every failure and exits 1 if there is any.
@@ -314,7 +315,7 @@ def check_job(job: dict, container: dict) -> None:
 # --- 2. the objects around the server ----------------------------------------------
 
 
-def check_selectors(documents: list[dict], server: dict, others: list[dict]) -> None:
+def check_selectors(documents: list[dict], server: dict, others: list[dict], smtp: int | None) -> None:
     server_labels = pod_template(server).get("metadata", {}).get("labels") or {}
     other_labels = [(kn(o), pod_template(o).get("metadata", {}).get("labels") or {}) for o in others]
     seen = set()
@@ -357,7 +358,7 @@ def check_selectors(documents: list[dict], server: dict, others: list[dict]) -> 
             selector = doc["spec"].get("podSelector")
             if not selects(selector, server_labels):
                 fail(kn(doc), f"podSelector {selector} does not select the pods of {kn(server)}")
-            check_network_policy(doc)
+            check_network_policy(doc, smtp)
             seen.add(kind)
         elif kind == "HorizontalPodAutoscaler":
             target = doc["spec"].get("scaleTargetRef") or {}
@@ -384,7 +385,27 @@ def rule_ports(rules: list[dict]) -> set[tuple[int, str]]:
     return ports
 
 
-def check_network_policy(doc: dict) -> None:
+def smtp_port(env: dict) -> int | None:
+    """The SMTP port the server delivers mail to, None with the log mailer.
+
+    CASTELLAN_SMTP_PORT, or its default in src/config.rs when not set."""
+    if env.get("CASTELLAN_MAILER") != "smtp":
+        return None
+    port = env.get("CASTELLAN_SMTP_PORT")
+    if port is None:
+        match = re.search(r'env\s*=\s*"CASTELLAN_SMTP_PORT",\s*default_value_t\s*=\s*(\d+)', CONFIG_RS.read_text())
+        if not match:
+            raise SystemExit(f"check_manifests.py: no default for CASTELLAN_SMTP_PORT found in {CONFIG_RS}")
+        return int(match.group(1))
+    if not str(port).isdigit():
+        fail("server", f"CASTELLAN_SMTP_PORT {port!r} is not a port number")
+        return None
+    return int(port)
+
+
+def check_network_policy(doc: dict, smtp: int | None) -> None:
+    """Ingress to gRPC and HTTP only; egress to PostgreSQL, DNS and, when the
+    server sends mail over SMTP, the SMTP port it is configured with, only."""
     where = kn(doc)
     spec = doc["spec"]
     if set(spec.get("policyTypes") or []) != {"Ingress", "Egress"}:
@@ -393,9 +414,15 @@ def check_network_policy(doc: dict) -> None:
     if ingress != {(GRPC_PORT, "TCP"), (HTTP_PORT, "TCP")}:
         fail(where, f"ingress must allow exactly TCP {GRPC_PORT} and {HTTP_PORT}, found {sorted(ingress)}")
     egress = rule_ports(spec.get("egress"))
-    allowed = {(POSTGRES_PORT, "TCP"), (DNS_PORT, "UDP"), (DNS_PORT, "TCP")}
-    if not egress <= allowed or not {(POSTGRES_PORT, "TCP"), (DNS_PORT, "UDP")} <= egress:
-        fail(where, f"egress must allow PostgreSQL (TCP {POSTGRES_PORT}) and DNS (53) only, found {sorted(egress)}")
+    required = {(POSTGRES_PORT, "TCP"), (DNS_PORT, "UDP")}
+    allowed = required | {(DNS_PORT, "TCP")}
+    needs = f"PostgreSQL (TCP {POSTGRES_PORT}) and DNS (53)"
+    if smtp is not None:
+        required.add((smtp, "TCP"))
+        allowed.add((smtp, "TCP"))
+        needs += f" and SMTP (TCP {smtp}, CASTELLAN_MAILER=smtp)"
+    if not egress <= allowed or not required <= egress:
+        fail(where, f"egress must allow {needs} only, found {sorted(egress)}")
 
 
 def check_kubernetes(documents: list[dict], known: set[str]) -> None:
@@ -420,6 +447,7 @@ def check_kubernetes(documents: list[dict], known: set[str]) -> None:
         return
     if len(jobs) != 1:
         fail("base", f"expected one migration Job, found {len(jobs)}")
+    smtp = None
     for workload in deployments + jobs:
         pod_spec = pod_template(workload).get("spec") or {}
         for container in (pod_spec.get("initContainers") or []) + (pod_spec.get("containers") or []):
@@ -430,9 +458,10 @@ def check_kubernetes(documents: list[dict], known: set[str]) -> None:
             check_resources(where, container)
             if workload["kind"] == "Deployment":
                 check_server(workload, env, container, pod_spec)
+                smtp = smtp or smtp_port(env)
             else:
                 check_job(workload, container)
-    check_selectors(documents, deployments[0], jobs)
+    check_selectors(documents, deployments[0], jobs, smtp)
 
 
 # --- 2. compose and Dockerfile ----------------------------------------------------

@@ -22,7 +22,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Print a signed access token for a service (`--subject`) or a user (`--user`).
+    /// Print an access token for a service (`--subject`) or a user (`--user`), signed
+    /// with the server's key, which must exist; reads only, never migrates.
     Token(TokenArgs),
 }
 
@@ -74,7 +75,8 @@ pub enum SmtpTls {
 #[derive(Clone, Args)]
 pub struct Config {
     /// Database URL (`sqlite://...` or `postgres://...`); default: SQLite in the data dir.
-    #[arg(long, env = "CASTELLAN_DATABASE_URL", global = true)]
+    // It may hold a password: `--help` names its variable, never its value.
+    #[arg(long, env = "CASTELLAN_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// Most database connections open at once (0 = 8 on SQLite, 32 on
     /// PostgreSQL); on SQLite, writes have one more of their own.
@@ -271,5 +273,45 @@ impl std::fmt::Debug for Config {
             .field("login_lockout", &self.login_lockout)
             .field("login_max_lockout", &self.login_max_lockout)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The variables that may hold a secret: a password, or a URL with one.
+    fn holds_a_secret(variable: &str) -> bool {
+        variable.ends_with("_PASSWORD") || (variable.ends_with("_URL") && variable != "CASTELLAN_PUBLIC_URL")
+    }
+
+    /// `--help` shows each variable's value (`[env: NAME=value]`) unless told
+    /// not to: every variable that may hold a secret is, on every
+    /// subcommand's help too (the arguments are global).
+    #[test]
+    fn help_never_shows_the_value_of_a_secret() {
+        let command = Cli::command();
+        let secret_args: Vec<_> = command
+            .get_arguments()
+            .filter(|arg| {
+                arg.get_env()
+                    .is_some_and(|variable| holds_a_secret(&variable.to_string_lossy()))
+            })
+            .collect();
+        let names: Vec<_> = secret_args.iter().map(|arg| arg.get_id().as_str()).collect();
+        assert_eq!(
+            names,
+            ["database_url", "bootstrap_admin_password", "smtp_password"],
+            "the arguments this test covers"
+        );
+        for arg in secret_args {
+            assert!(
+                arg.is_hide_env_values_set(),
+                "{} shows its value in --help",
+                arg.get_id()
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! tenant, no permissions; the server authorizes it with the user's live
 //! effective permissions).
 
+use migrations::{Migrator, sea_orm_migration::MigratorTrait};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -15,14 +16,17 @@ use crate::{
     store::{self, PoolSettings},
 };
 
+/// Mints the token. It only reads: it signs with the server's key, which
+/// must exist (a key of its own would sign tokens no server accepts), and
+/// reads the tenant and user from a database the server (or `castellan
+/// migrate`) has migrated, never migrating it itself.
 pub async fn run(config: &Config, args: &TokenArgs) -> Result<String> {
     if let Some(subject) = &args.subject {
         check_service_args(subject, args)?;
     }
+    let keys = server_keys(config)?;
     let db = store::connect(&config.database_url(), PoolSettings::from(config)).await?;
-    if !config.no_migrate {
-        store::migrate(&db).await?;
-    }
+    check_migrated(&db).await?;
     let tenant = store::tenants::resolve(&db, &args.tenant)
         .await?
         .ok_or_else(|| Error::invalid("--tenant", format!("no tenant {:?}", args.tenant)))?;
@@ -46,10 +50,41 @@ pub async fn run(config: &Config, args: &TokenArgs) -> Result<String> {
         },
         _ => return Err(Error::invalid("--user", "give exactly one of --subject and --user")),
     };
-    let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
-        .with_verification_keys(&config.verification_key_files)?;
     let (token, _) = keys.issue(&request)?;
     Ok(token)
+}
+
+/// The server's signing key; an error naming where it was looked for when
+/// there is none (the server generates it on its first start).
+fn server_keys(config: &Config) -> Result<TokenKeys> {
+    let path = config.signing_key_path();
+    if !path.exists() {
+        return Err(Error::invalid(
+            "--signing-key-file",
+            format!(
+                "no signing key at {}: start the server first (it generates one), or name its key with \
+                 --signing-key-file or --data-dir",
+                path.display()
+            ),
+        ));
+    }
+    TokenKeys::load(&path, &config.issuer, &config.audience)?.with_verification_keys(&config.verification_key_files)
+}
+
+/// Refuses a database with migrations not applied (an empty one among
+/// them), without applying them or creating the migrations table.
+async fn check_migrated(db: &DatabaseConnection) -> Result<()> {
+    let pending = Migrator::get_pending_migrations_read_only(db).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "--database-url",
+        format!(
+            "the database lacks {} migration(s): start the server or run `castellan migrate` on it first",
+            pending.len()
+        ),
+    ))
 }
 
 fn check_service_args(subject: &str, args: &TokenArgs) -> Result<()> {

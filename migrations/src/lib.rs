@@ -4,6 +4,10 @@
 //! same schema on SQLite and PostgreSQL. The application runs [`Migrator`] at
 //! startup and the tests run it on every fresh database; nothing creates tables
 //! from the entities.
+//!
+//! Every migration runs in a transaction on both databases
+//! (`use_transaction` answers `Some(true)`): SQLite's DDL is transactional,
+//! so a migration is applied whole or not at all there too.
 
 pub use sea_orm_migration;
 use sea_orm_migration::prelude::*;

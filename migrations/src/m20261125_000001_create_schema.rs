@@ -18,6 +18,14 @@ pub struct Migration;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// In a transaction on SQLite too (sea-orm-migration wraps only
+    /// PostgreSQL's by default): a migration that fails part-way, or a
+    /// process killed during one, leaves the schema as it was, and the next
+    /// start applies the migration whole.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         create_tenants_and_users(manager).await?;
         create_roles_and_groups(manager).await?;

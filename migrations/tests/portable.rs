@@ -125,6 +125,52 @@ async fn postgres_up_down_up() {
     }
 }
 
+/// Every migration asks for a transaction on every database, not only on
+/// PostgreSQL (sea-orm-migration's default).
+#[test]
+fn every_migration_runs_in_a_transaction() {
+    for migration in Migrator::migrations() {
+        assert_eq!(migration.use_transaction(), Some(true), "{}", migration.name());
+    }
+}
+
+/// A migration that fails part-way on SQLite leaves nothing of itself
+/// behind, so that once the cause is gone the next start applies it whole.
+/// The second migration creates `mail_outbox` and its index, then adds
+/// `login_failures.lockouts`: a column of that name added beforehand makes
+/// that last step fail.
+#[tokio::test]
+async fn sqlite_a_migration_failing_part_way_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("castellan.db").display());
+    let db = Database::connect(&url).await.expect("open SQLite");
+    Migrator::up(&db, Some(1)).await.expect("the first migration");
+    exec(&db, "ALTER TABLE login_failures ADD COLUMN lockouts INTEGER").await;
+
+    Migrator::up(&db, None)
+        .await
+        .expect_err("the second migration fails on the column already there");
+    assert!(
+        !tables(&db).await.contains(&"mail_outbox".to_owned()),
+        "half a migration stayed"
+    );
+    assert!(
+        !indexes(&db)
+            .await
+            .iter()
+            .any(|name| name.starts_with("idx_mail_outbox"))
+    );
+    let applied = Migrator::get_applied_migrations(&db).await.expect("applied");
+    assert_eq!(applied.len(), 1);
+
+    exec(&db, "ALTER TABLE login_failures DROP COLUMN lockouts").await;
+    Migrator::up(&db, None)
+        .await
+        .expect("the migrations, whole, once the cause is gone");
+    assert_schema_present(&db).await;
+    db.close().await.expect("close SQLite");
+}
+
 /// Up, check, down, check nothing is left, up again, check again.
 async fn exercise(db: &DatabaseConnection) {
     Migrator::up(db, None).await.expect("first up");

@@ -128,18 +128,24 @@ impl TokenKeys {
     /// Loads the PKCS#8 PEM key at `path`, generating it (mode 0600) when the
     /// file does not exist.
     pub fn load_or_generate(path: &Path, issuer: &str, audience: &str) -> Result<Self> {
-        let signing_key = if path.exists() {
-            let pem =
-                std::fs::read_to_string(path).map_err(|e| Error::internal(format!("reading signing key: {e}")))?;
-            SigningKey::from_pkcs8_pem(&pem)
-                .map_err(|_| Error::internal("the signing key file is not a PKCS#8 Ed25519 key"))?
-        } else {
-            let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-            write_private_key(path, &key)?;
-            tracing::info!(path = %path.display(), "generated a new token signing key");
-            key
-        };
-        Self::from_signing_key(&signing_key, issuer, audience)
+        if path.exists() {
+            return Self::load(path, issuer, audience);
+        }
+        let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        write_private_key(path, &key)?;
+        tracing::info!(path = %path.display(), "generated a new token signing key");
+        Self::from_signing_key(&key, issuer, audience)
+    }
+
+    /// Loads the PKCS#8 PEM key at `path`, which must exist: for those who
+    /// sign with the server's key (`castellan token`), where a key of their
+    /// own would sign tokens no server accepts.
+    pub fn load(path: &Path, issuer: &str, audience: &str) -> Result<Self> {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| Error::internal(format!("reading the signing key {}: {e}", path.display())))?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|_| Error::internal("the signing key file is not a PKCS#8 Ed25519 key"))?;
+        Self::from_signing_key(&key, issuer, audience)
     }
 
     /// Adds earlier keys that still verify (PKCS#8 private or SPKI public PEM files).

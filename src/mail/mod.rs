@@ -4,6 +4,8 @@
 
 pub mod outbox;
 
+use std::time::Duration;
+
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::Mailbox,
     transport::smtp::authentication::Credentials,
@@ -13,6 +15,21 @@ use crate::{
     config::{Config, MailerKind, SmtpTls},
     error::{Error, Result},
 };
+
+/// How long the SMTP server may take over one step of a delivery
+/// (connecting, or answering one command) before the attempt fails. Set
+/// explicitly rather than left to lettre's default (60 s a step), since the
+/// outbox's claim lease is derived from the whole delivery's bound below.
+pub const SMTP_COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest one delivery may take, all its steps together: past it the
+/// attempt is abandoned and the mail retried later. A delivery is some ten
+/// steps (connect, EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA, the
+/// message, QUIT), so [`SMTP_COMMAND_TIMEOUT`] alone would not bound it.
+/// The outbox's claim lease ([`outbox::CLAIM_LEASE`]) is twice this, so
+/// that no other replica claims a mail while an attempt at it may still be
+/// under way.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One mail to deliver.
 #[derive(Debug, Clone)]
@@ -46,7 +63,7 @@ impl Mailer {
                     SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
                         .map_err(|e| Error::internal(format!("SMTP relay {host}: {e}")))?,
                 };
-                let mut builder = builder.port(config.smtp_port);
+                let mut builder = builder.port(config.smtp_port).timeout(Some(SMTP_COMMAND_TIMEOUT));
                 if let (Some(username), Some(password)) = (&config.smtp_username, &config.smtp_password) {
                     builder = builder.credentials(Credentials::new(username.clone(), password.clone()));
                 }
@@ -62,8 +79,16 @@ impl Mailer {
         }
     }
 
-    /// Delivers one mail; the error text is kept in the outbox for operators.
+    /// Delivers one mail within [`SEND_TIMEOUT`]; the error text is kept in
+    /// the outbox for operators.
     pub async fn send(&self, mail: &Mail) -> std::result::Result<(), String> {
+        tokio::time::timeout(SEND_TIMEOUT, self.deliver(mail))
+            .await
+            .unwrap_or_else(|_| Err(format!("no delivery within {}s", SEND_TIMEOUT.as_secs())))
+    }
+
+    /// The delivery itself, with no bound on its whole: [`Self::send`] sets one.
+    async fn deliver(&self, mail: &Mail) -> std::result::Result<(), String> {
         match self {
             Mailer::Log => {
                 tracing::info!(to = %mail.to, subject = %mail.subject, body = %mail.body, "mail (log mailer)");

@@ -138,7 +138,10 @@ pub async fn listen(url: String, replica: Uuid, on_event: impl Fn(ListenerEvent)
                 }
                 tracing::warn!("access invalidation listener lost its connection; reconnecting");
             }
-            Err(error) => tracing::warn!(%error, "access invalidation listener cannot connect"),
+            Err(error) => tracing::warn!(
+                error = %super::database_url::scrub(&error.to_string(), &url),
+                "access invalidation listener cannot connect"
+            ),
         }
         on_event(ListenerEvent::Lost);
         tokio::time::sleep(backoff).await;

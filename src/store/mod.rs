@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod credentials;
+pub mod database_url;
 pub mod devices;
 pub mod entity;
 pub mod groups;
@@ -131,8 +132,14 @@ async fn open(url: &str, pool: PoolSettings, inline_checkpoint_pages: Option<u32
                 None => opts,
             }
         });
+    // The error may quote the URL, password included (sea-orm does for a URL
+    // it cannot parse): logged scrubbed, and not passed on.
     let db = Database::connect(options).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot connect to the database");
+        tracing::error!(
+            url = %database_url::redact(url),
+            error = %database_url::scrub(&e.to_string(), url),
+            "cannot connect to the database"
+        );
         Error::Unavailable
     })?;
     Ok(db)
@@ -281,6 +288,51 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(row.try_get::<i32>("", "used").unwrap(), 1);
+    }
+
+    /// What a test's subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A URL sea-orm cannot parse, or has no driver for, is quoted whole in
+    /// its error: neither what is logged nor what is returned holds the
+    /// password.
+    #[tokio::test]
+    async fn a_connection_error_never_shows_the_password() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // This test's thread only (the runtime is single-threaded).
+        let _subscriber = tracing::subscriber::set_default(subscriber);
+        let pool = PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        for url in [
+            "postgres://castellan:hunter2@db host/castellan",
+            "mysqlx://castellan:hunter2@db/castellan",
+        ] {
+            let error = connect(url, pool).await.unwrap_err();
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+        }
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged.matches("cannot connect to the database").count(), 2, "{logged}");
+        assert!(logged.contains("castellan:***@db"), "{logged}");
+        assert!(!logged.contains("hunter2"), "{logged}");
     }
 
     #[test]

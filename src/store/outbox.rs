@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -56,9 +56,25 @@ pub async fn due<C: ConnectionTrait>(db: &C, now: DateTime<Utc>, limit: u64) -> 
         .await?)
 }
 
-/// Claims a mail for one attempt by moving its next attempt to `lease_until`;
-/// `false` when another worker (replica) claimed it first.
-pub async fn claim<C: ConnectionTrait>(db: &C, mail: &mail_outbox::Model, lease_until: DateTime<Utc>) -> Result<bool> {
+/// A worker's claim on one mail: the lease it wrote into the mail's
+/// `next_attempt_at`. Only updates that match that lease record the
+/// attempt, so a worker whose claim lapsed (another worker claimed the mail
+/// since) cannot mark the other's attempt sent or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub id: Uuid,
+    pub lease_until: DateTime<Utc>,
+}
+
+/// Claims a mail for one attempt by moving its next attempt to `lease_until`
+/// (a time at the precision the databases store, see `domain::now`, so that
+/// it reads back equal); `None` when another worker (replica) claimed it
+/// first.
+pub async fn claim<C: ConnectionTrait>(
+    db: &C,
+    mail: &mail_outbox::Model,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<Claim>> {
     let result = mail_outbox::Entity::update_many()
         .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(lease_until))
         .filter(mail_outbox::Column::Id.eq(mail.id))
@@ -66,37 +82,55 @@ pub async fn claim<C: ConnectionTrait>(db: &C, mail: &mail_outbox::Model, lease_
         .filter(mail_outbox::Column::SentAt.is_null())
         .exec(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    Ok((result.rows_affected == 1).then_some(Claim {
+        id: mail.id,
+        lease_until,
+    }))
 }
 
-/// Marks a mail sent and wipes its body (it may hold a one-time link).
-pub async fn mark_sent<C: ConnectionTrait>(db: &C, id: Uuid, now: DateTime<Utc>) -> Result<()> {
-    mail_outbox::Entity::update_many()
+/// Marks a claimed mail sent and wipes its body (it may hold a one-time
+/// link); `false`, and nothing written, when the claim is no longer held.
+pub async fn mark_sent<C: ConnectionTrait>(db: &C, claim: &Claim, now: DateTime<Utc>) -> Result<bool> {
+    let result = mail_outbox::Entity::update_many()
         .col_expr(mail_outbox::Column::SentAt, Expr::value(now))
         .col_expr(mail_outbox::Column::Body, Expr::value(""))
         .col_expr(
             mail_outbox::Column::Attempts,
             Expr::col(mail_outbox::Column::Attempts).add(1),
         )
-        .filter(mail_outbox::Column::Id.eq(id))
+        .filter(held(claim))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(result.rows_affected == 1)
 }
 
-/// Records a failed attempt and when to try again.
-pub async fn mark_failed<C: ConnectionTrait>(db: &C, id: Uuid, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
-    mail_outbox::Entity::update_many()
+/// Records a failed attempt at a claimed mail and when to try again;
+/// `false`, and nothing written, when the claim is no longer held.
+pub async fn mark_failed<C: ConnectionTrait>(
+    db: &C,
+    claim: &Claim,
+    error: &str,
+    retry_at: DateTime<Utc>,
+) -> Result<bool> {
+    let result = mail_outbox::Entity::update_many()
         .col_expr(mail_outbox::Column::LastError, Expr::value(error))
         .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(retry_at))
         .col_expr(
             mail_outbox::Column::Attempts,
             Expr::col(mail_outbox::Column::Attempts).add(1),
         )
-        .filter(mail_outbox::Column::Id.eq(id))
+        .filter(held(claim))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(result.rows_affected == 1)
+}
+
+/// The mail of `claim`, while still unsent and under that claim's lease.
+fn held(claim: &Claim) -> Condition {
+    Condition::all()
+        .add(mail_outbox::Column::Id.eq(claim.id))
+        .add(mail_outbox::Column::NextAttemptAt.eq(claim.lease_until))
+        .add(mail_outbox::Column::SentAt.is_null())
 }
 
 /// Mails not sent yet.

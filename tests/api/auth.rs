@@ -7,6 +7,7 @@ use castellan::{
     store::invalidation::Change,
 };
 use clap::Parser;
+use migrations::{Migrator, sea_orm_migration::MigratorTrait};
 use prost::Message;
 use tonic::{Code, Request};
 
@@ -1390,14 +1391,63 @@ async fn effective_permissions_list_every_source() {
     assert_eq!(own.permissions, expected);
 }
 
+/// `castellan token ARGS` with the configuration of `app`'s server.
 async fn mint(app: &TestApp, args: &[&str]) -> Result<String, castellan::error::Error> {
+    let (_, args) = token_command(args);
+    castellan::token_cli::run(&app.app.config, &args).await
+}
+
+/// `castellan token ARGS`: the configuration and the command's arguments.
+fn token_command(args: &[&str]) -> (castellan::config::Config, castellan::config::TokenArgs) {
     let mut argv = vec!["castellan", "token"];
     argv.extend_from_slice(args);
     let cli = castellan::config::Cli::try_parse_from(argv).expect("valid arguments");
     let Some(castellan::config::Command::Token(args)) = cli.command else {
         panic!("not the token command");
     };
-    castellan::token_cli::run(&app.app.config, &args).await
+    (cli.config, args)
+}
+
+/// `castellan token` only reads. Without the server's signing key it fails
+/// (a key of its own would sign tokens no server accepts) and writes
+/// nothing; with it, on a database nobody migrated, it fails and leaves the
+/// database unmigrated.
+#[tokio::test]
+async fn the_token_command_needs_the_servers_key_and_a_migrated_database() {
+    let app = TestApp::spawn().await;
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(["token", "--subject", "ops", "--permission", "users:read", "--data-dir"])
+        .arg(empty.path())
+        .env_remove("CASTELLAN_DATABASE_URL")
+        .env_remove("CASTELLAN_SIGNING_KEY_FILE")
+        .output()
+        .expect("run castellan");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty(), "no token printed");
+    assert!(stderr.contains("--signing-key-file: no signing key at"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(empty.path()).expect("list").count(),
+        0,
+        "neither a key nor a database written"
+    );
+
+    let (database_url, _database) = crate::helpers::test_database(empty.path()).await;
+    let key = app.data_dir().join("signing-key.pem").display().to_string();
+    let (config, args) = token_command(&[
+        "--subject",
+        "ops",
+        "--database-url",
+        &database_url,
+        "--signing-key-file",
+        &key,
+    ]);
+    let error = castellan::token_cli::run(&config, &args).await.expect_err("refused");
+    assert!(error.to_string().contains("--database-url"), "{error}");
+    let db = sea_orm::Database::connect(&database_url).await.expect("connect");
+    let pending = Migrator::get_pending_migrations_read_only(&db).await.expect("status");
+    assert_eq!(pending.len(), Migrator::migrations().len(), "nothing migrated");
 }
 
 #[tokio::test]

@@ -7,12 +7,16 @@ use castellan::pb::{
     self, AcceptInvitationRequest, ChangePasswordRequest, LoginRequest, ResetUserPasswordRequest, UserDraft,
     auth_service_client::AuthServiceClient,
 };
+use castellan::store::{
+    entity::mail_outbox,
+    outbox::{self, NewMail},
+};
 use sea_orm::EntityTrait;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{TestApp, authed, draft, expect_code, violated_fields},
+    helpers::{TestApp, authed, build_app, draft, expect_code, violated_fields},
     smtp_sink::{SmtpSink, invitation_token},
 };
 
@@ -493,6 +497,127 @@ async fn an_smtp_outage_delays_mail_but_loses_none() {
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0].attempts, 3, "two refusals, then delivered");
     assert!(outbox[0].last_error.as_deref().is_some_and(|e| e.contains("451")));
+}
+
+/// A mail to queue in the outbox tests below.
+fn outbox_mail(recipient: &str) -> NewMail {
+    NewMail {
+        recipient: recipient.into(),
+        subject: "Hello".into(),
+        body: "a one-time link".into(),
+    }
+}
+
+async fn outbox_row(db: &sea_orm::DatabaseConnection, id: uuid::Uuid) -> mail_outbox::Model {
+    mail_outbox::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .expect("query")
+        .expect("the mail")
+}
+
+/// A claim lasts its lease: a leased mail is not claimed twice, and once the
+/// lease lapsed and another worker (replica) claimed the mail, the first
+/// worker's late outcome, sent or failed, records nothing over the second's.
+#[tokio::test]
+async fn a_lapsed_claim_cannot_record_its_attempt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Without the servers, so no outbox worker runs beside the test.
+    let (app, _database) = build_app(dir.path(), &[]).await;
+    let now = castellan::domain::now();
+    outbox::enqueue(&app.writer, vec![outbox_mail("lease@example.com")], now)
+        .await
+        .expect("enqueue");
+    let mail = outbox::due(&app.db, now, 10).await.expect("due").remove(0);
+    let lease = chrono::Duration::seconds(120);
+    let first = outbox::claim(&app.writer, &mail, now + lease)
+        .await
+        .expect("claim")
+        .expect("the first claim holds");
+    assert_eq!(
+        outbox::claim(&app.writer, &mail, now + lease * 2).await.expect("claim"),
+        None,
+        "a leased mail is not claimed again"
+    );
+
+    // The lease lapses; another worker finds the mail due and claims it.
+    let later = now + lease + chrono::Duration::seconds(1);
+    let lapsed = outbox::due(&app.db, later, 10).await.expect("due").remove(0);
+    let second = outbox::claim(&app.writer, &lapsed, later + lease)
+        .await
+        .expect("claim")
+        .expect("a lapsed lease is claimed again");
+    assert!(
+        !outbox::mark_failed(&app.writer, &first, "late", later)
+            .await
+            .expect("update")
+    );
+    assert!(!outbox::mark_sent(&app.writer, &first, later).await.expect("update"));
+    let untouched = outbox_row(&app.db, mail.id).await;
+    assert_eq!(
+        (untouched.sent_at, untouched.attempts, untouched.last_error.as_deref()),
+        (None, 0, None)
+    );
+    assert_eq!(untouched.next_attempt_at, second.lease_until);
+    assert_eq!(untouched.body, "a one-time link");
+
+    assert!(outbox::mark_sent(&app.writer, &second, later).await.expect("update"));
+    let sent = outbox_row(&app.db, mail.id).await;
+    assert_eq!((sent.sent_at, sent.attempts, sent.body.as_str()), (Some(later), 1, ""));
+    assert!(
+        !outbox::mark_sent(&app.writer, &second, later).await.expect("update"),
+        "sent once"
+    );
+}
+
+/// Each mail of a pass is leased from its own claim, not from the pass's
+/// start: a slow mailer does not eat into the leases of the mails after the
+/// first, which another replica would then claim (and send again) while
+/// this one still sends them.
+#[tokio::test]
+async fn each_mail_is_leased_from_its_own_claim() {
+    let delay = Duration::from_millis(300);
+    let sink = SmtpSink::start_slow(0, delay).await;
+    let port = sink.port.to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, _database) = build_app(
+        dir.path(),
+        &[
+            "--mailer",
+            "smtp",
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &port,
+            "--smtp-tls",
+            "none",
+        ],
+    )
+    .await;
+    let mails = (0..3).map(|i| outbox_mail(&format!("slow{i}@example.com"))).collect();
+    let started = castellan::domain::now();
+    outbox::enqueue(&app.writer, mails, started).await.expect("enqueue");
+    castellan::mail::outbox::deliver_due(&app, Duration::from_secs(1))
+        .await
+        .expect("pass");
+    assert_eq!(sink.messages().len(), 3);
+
+    let mut leases: Vec<_> = mail_outbox::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|mail| mail.next_attempt_at)
+        .collect();
+    leases.sort();
+    let lease = chrono::Duration::from_std(castellan::mail::outbox::CLAIM_LEASE).expect("lease");
+    assert!(leases[0] >= started + lease, "{leases:?}");
+    for pair in leases.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= chrono::Duration::from_std(delay).expect("delay"),
+            "each lease starts at its claim, after the slow send before it: {leases:?}"
+        );
+    }
 }
 
 #[tokio::test]

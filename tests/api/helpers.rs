@@ -90,6 +90,36 @@ pub async fn test_database(dir: &std::path::Path) -> (String, Option<PostgresDat
     }
 }
 
+/// The command line of a test server on `database_url` and `data_dir`
+/// (both listeners on port 0), with extra flags.
+fn test_cli(database_url: &str, data_dir: &std::path::Path, extra_args: &[&str]) -> Cli {
+    let data_dir_arg = data_dir.display().to_string();
+    let mut args = vec![
+        "castellan",
+        "--database-url",
+        database_url,
+        "--data-dir",
+        &data_dir_arg,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "5s",
+    ];
+    args.extend_from_slice(extra_args);
+    Cli::try_parse_from(args).expect("test configuration")
+}
+
+/// The application on a fresh database in `data_dir`, without its servers
+/// and background tasks (the mail outbox worker among them): for tests that
+/// drive those by hand. Keep the returned guard as long as the app.
+pub async fn build_app(data_dir: &std::path::Path, extra_args: &[&str]) -> (Arc<App>, Option<PostgresDatabase>) {
+    let (database_url, database) = test_database(data_dir).await;
+    let cli = test_cli(&database_url, data_dir, extra_args);
+    (App::build(cli.config).await.expect("build app"), database)
+}
+
 /// Adds the bearer token to a request.
 pub fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
@@ -196,22 +226,7 @@ impl TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             castellan::telemetry::init(castellan::config::LogFormat::Text);
         }
-        let data_dir_arg = data_dir.path().display().to_string();
-        let mut args = vec![
-            "castellan",
-            "--database-url",
-            database_url,
-            "--data-dir",
-            &data_dir_arg,
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--shutdown-grace",
-            "5s",
-        ];
-        args.extend_from_slice(extra_args);
-        let cli = Cli::try_parse_from(args).expect("test configuration");
+        let cli = test_cli(database_url, data_dir.path(), extra_args);
         let app = App::build(cli.config).await.expect("build app");
         let server = Application::build(app.clone()).await.expect("bind");
         let grpc_addr = server.grpc_addr();

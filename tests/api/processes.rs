@@ -1,6 +1,7 @@
 //! The real `castellan` binary as separate processes: two replicas on one
-//! PostgreSQL database agree on revocations at once, and SIGTERM drains
-//! in-flight calls.
+//! PostgreSQL database agree on revocations at once, SIGTERM drains
+//! in-flight calls, and neither `--help` nor a connection error shows a
+//! password from the environment.
 
 use std::{
     io::{BufRead, BufReader},
@@ -463,4 +464,65 @@ async fn sigterm_drains_in_flight_calls_and_exits() {
     .await
     .expect("join");
     assert!(exit.is_some_and(|status| status.success()), "exit: {exit:?}");
+}
+
+/// Secrets in the environment of the real binary, one a variable.
+const SECRET_ENV: [(&str, &str); 3] = [
+    (
+        "CASTELLAN_DATABASE_URL",
+        "postgres://castellan:hunter2@db host/castellan",
+    ),
+    ("CASTELLAN_SMTP_PASSWORD", "swordfish"),
+    ("CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD", "open sesame"),
+];
+
+/// Runs the binary with [`SECRET_ENV`] and returns its stdout and stderr.
+fn run_with_secrets(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(args)
+        .envs(SECRET_ENV)
+        .env("CASTELLAN_DATA_DIR", std::env::temp_dir())
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run castellan");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
+
+fn assert_no_secret(text: &str) {
+    for secret in ["hunter2", "swordfish", "open sesame"] {
+        assert!(!text.contains(secret), "{secret} shown:\n{text}");
+    }
+}
+
+/// clap shows `[env: NAME=value]` in `--help` for a variable set: the
+/// variables that hold secrets are named there, their values never.
+#[test]
+fn help_names_the_secret_variables_but_never_their_values() {
+    for args in [&["--help"][..], &["token", "--help"], &["migrate", "--help"]] {
+        let (status, help) = run_with_secrets(args);
+        assert!(status.success(), "{args:?}: {help}");
+        for (variable, _) in SECRET_ENV {
+            assert!(
+                help.contains(&format!("[env: {variable}]")),
+                "{args:?} does not name {variable}:\n{help}"
+            );
+        }
+        assert_no_secret(&help);
+    }
+}
+
+/// sea-orm quotes a URL it cannot parse whole in its error: the binary
+/// fails, and neither its log nor its message holds the password.
+#[test]
+fn a_database_url_that_does_not_parse_is_reported_without_its_password() {
+    let (status, output) = run_with_secrets(&["migrate"]);
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("cannot connect to the database"), "{output}");
+    assert!(output.contains("castellan:***@db host"), "{output}");
+    assert_no_secret(&output);
 }

@@ -2,9 +2,12 @@
 //! message, and can refuse the first N deliveries with a temporary error to
 //! exercise the outbox's retries.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use tokio::{
@@ -21,6 +24,12 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts the sink; the first `refuse_first` deliveries get `451`.
     pub async fn start(refuse_first: usize) -> Self {
+        Self::start_slow(refuse_first, Duration::ZERO).await
+    }
+
+    /// Starts a sink that takes `delay` to accept each message (after its
+    /// final `.`), like a slow server.
+    pub async fn start_slow(refuse_first: usize, delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP sink");
         let port = listener.local_addr().expect("addr").port();
         let messages = Arc::new(Mutex::new(Vec::new()));
@@ -40,6 +49,7 @@ impl SmtpSink {
                         if in_data {
                             if line == "." {
                                 in_data = false;
+                                tokio::time::sleep(delay).await;
                                 recorded.lock().expect("lock").push(std::mem::take(&mut message));
                                 let _ = write.write_all(b"250 OK queued\r\n").await;
                             } else {
