@@ -111,10 +111,17 @@ impl Error {
 
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
-        if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err() {
-            return Error::AlreadyExists {
-                field: unique_field(&message).to_owned(),
-            };
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(message)) => {
+                return Error::AlreadyExists {
+                    field: unique_field(&message).to_owned(),
+                };
+            }
+            // Every reference a write makes is checked before it; a foreign
+            // key that fails all the same names a row a concurrent call
+            // deleted in between (a role granted as it is deleted).
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => return Error::Aborted(CONCURRENT_CHANGE.into()),
+            _ => {}
         }
         match err {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable,
@@ -124,9 +131,26 @@ impl From<DbErr> for Error {
             {
                 Error::Unavailable
             }
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(ref e))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(ref e))
+                if is_concurrency_failure(e) =>
+            {
+                Error::Aborted(CONCURRENT_CHANGE.into())
+            }
             other => Error::Internal(other.to_string()),
         }
     }
+}
+
+/// What a call that met a concurrent one answers (ABORTED: retry it).
+const CONCURRENT_CHANGE: &str = "a concurrent change got in the way: read again and retry";
+
+/// PostgreSQL's deadlock (40P01) and serialization failure (40001): the
+/// database gave up on this transaction for another's sake.
+fn is_concurrency_failure(err: &sea_orm::sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
@@ -196,6 +220,25 @@ mod tests {
             Error::invalid("id", "must be a UUID").to_string(),
             "invalid request: id: must be a UUID"
         );
+    }
+
+    /// A reference to a row deleted meanwhile is a concurrent change
+    /// (ABORTED, retry), not a fault of the server.
+    #[tokio::test]
+    async fn a_broken_foreign_key_is_a_concurrent_change() {
+        use sea_orm::{ConnectionTrait, Database};
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.execute_unprepared(
+            "PRAGMA foreign_keys = ON; CREATE TABLE roles (id INTEGER PRIMARY KEY); \
+             CREATE TABLE grants (role_id INTEGER NOT NULL REFERENCES roles (id));",
+        )
+        .await
+        .unwrap();
+        let err = db
+            .execute_unprepared("INSERT INTO grants (role_id) VALUES (7)")
+            .await
+            .unwrap_err();
+        assert!(matches!(Error::from(err), Error::Aborted(_)));
     }
 
     #[test]
