@@ -580,20 +580,7 @@ async fn each_mail_is_leased_from_its_own_claim() {
     let sink = SmtpSink::start_slow(0, delay).await;
     let port = sink.port.to_string();
     let dir = tempfile::tempdir().expect("temp dir");
-    let (app, _database) = build_app(
-        dir.path(),
-        &[
-            "--mailer",
-            "smtp",
-            "--smtp-host",
-            "127.0.0.1",
-            "--smtp-port",
-            &port,
-            "--smtp-tls",
-            "none",
-        ],
-    )
-    .await;
+    let (app, _database) = build_app(dir.path(), &crate::helpers::smtp_to(&port)).await;
     let mails = (0..3).map(|i| outbox_mail(&format!("slow{i}@example.com"))).collect();
     let started = castellan::domain::now();
     outbox::enqueue(&app.writer, mails, started).await.expect("enqueue");

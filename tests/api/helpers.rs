@@ -174,6 +174,20 @@ pub fn active_draft(email: &str) -> UserDraft {
     }
 }
 
+/// The flags that send mail over plain SMTP to a sink on this `port`.
+pub fn smtp_to(port: &str) -> [&str; 8] {
+    [
+        "--mailer",
+        "smtp",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        port,
+        "--smtp-tls",
+        "none",
+    ]
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
@@ -187,18 +201,8 @@ impl TestApp {
         extra_args: &[&str],
     ) -> Self {
         let port = sink.port.to_string();
-        let mut args = vec![
-            "--mailer",
-            "smtp",
-            "--smtp-host",
-            "127.0.0.1",
-            "--smtp-port",
-            &port,
-            "--smtp-tls",
-            "none",
-            "--outbox-interval",
-            outbox_interval,
-        ];
+        let mut args = smtp_to(&port).to_vec();
+        args.extend_from_slice(&["--outbox-interval", outbox_interval]);
         args.extend_from_slice(extra_args);
         Self::spawn_with(&args).await
     }
