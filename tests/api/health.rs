@@ -154,7 +154,7 @@ async fn a_busy_pool_answers_unavailable_after_the_acquire_timeout() {
 #[tokio::test]
 async fn on_sqlite_a_write_in_progress_leaves_the_pool_to_reads() {
     use sea_orm::{DbBackend, TransactionTrait};
-    let app = TestApp::spawn_with(&["--database-max-connections", "1", "--database-acquire-timeout", "300ms"]).await;
+    let app = TestApp::spawn_with(&["--database-max-connections", "1", "--database-acquire-timeout", "1s"]).await;
     if app.app.db.get_database_backend() != DbBackend::Sqlite {
         return;
     }
