@@ -36,7 +36,7 @@ pub const BOOTSTRAP_ACTION: &str = "bootstrap";
 /// Their actor.
 pub const SYSTEM_ACTOR: &str = "system";
 
-/// Events are listed newest first.
+/// Events are listed by time, newest first unless the request sorts.
 const SORT_FIELDS: &[SortField] = &[SortField::time("occurredAt")];
 const NEWEST_FIRST: &str = "-occurredAt";
 
@@ -211,10 +211,10 @@ pub async fn list(app: &App, caller: &Principal, query: EventQuery) -> Result<Pa
         to: query.to,
     };
     let scope = format!("audit|{filter:?}");
-    let page = PageRequest {
-        sort: vec![NEWEST_FIRST.to_owned()],
-        ..query.page
-    };
+    let mut page = query.page;
+    if page.sort.is_empty() {
+        page.sort = vec![NEWEST_FIRST.to_owned()];
+    }
     let params = ListParams::parse(&page, SORT_FIELDS, MAX_LIMIT, &scope)?;
     let (rows, total) = store::audit::list(&app.db, &filter, &params).await?;
     Ok(params.page(rows, total, |event| event.id, |event, _| event.occurred_at.into()))

@@ -52,7 +52,7 @@ impl AuditService for AuditApi {
             actor: r.actor,
             target: r.target,
             action: r.action,
-            page: convert::page_request(r.limit, r.offset, r.page_token, Vec::new()),
+            page: convert::page_request(r.limit, r.offset, r.page_token, r.sort),
         };
         let page = audit::list(&self.app, &caller, query).await.map_err(to_status)?;
         Ok(Response::new(list_response!(

@@ -47,15 +47,22 @@ pub fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
     })
 }
 
-/// A proto timestamp as a time; out of range is INVALID_ARGUMENT naming `field`.
+/// The seconds of `google.protobuf.Timestamp`'s range: 0001-01-01T00:00:00Z
+/// to 9999-12-31T23:59:59Z, which every database we store in can hold.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// A proto timestamp as a time; outside the type's documented range (years
+/// 1 to 9999) or with nanos outside 0..1e9 it is INVALID_ARGUMENT naming
+/// `field`.
 pub fn time(field: &str, value: Option<Timestamp>) -> Result<Option<DateTime<Utc>>, Error> {
     match value {
         None => Ok(None),
         Some(t) => u32::try_from(t.nanos)
             .ok()
+            .filter(|&nanos| nanos < 1_000_000_000 && TIMESTAMP_SECONDS.contains(&t.seconds))
             .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
             .map(Some)
-            .ok_or_else(|| Error::invalid(field, "is not a valid timestamp")),
+            .ok_or_else(|| Error::invalid(field, "must be a timestamp between the years 1 and 9999")),
     }
 }
 

@@ -837,6 +837,20 @@ async fn events_are_listed_newest_first_filtered_and_paged() {
         "from inclusive, to exclusive"
     );
 
+    // Oldest first on request.
+    let oldest_first = list(
+        &app,
+        &reader,
+        ListAuditEventsRequest {
+            sort: vec!["occurredAt".into()],
+            ..filter.clone()
+        },
+    )
+    .await;
+    let mut expected = newest_first.clone();
+    expected.reverse();
+    assert_eq!(targets(&oldest_first.events), expected);
+
     // Bad input names the field.
     let status = expect_code(
         audit(&app)
@@ -852,6 +866,37 @@ async fn events_are_listed_newest_first_filtered_and_paged() {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), ["to"]);
+    // Before the year 1 (which PostgreSQL's timestamps cannot all hold), and
+    // an unknown sort key.
+    let status = expect_code(
+        audit(&app)
+            .list_audit_events(authed(
+                ListAuditEventsRequest {
+                    from: Some(prost_types::Timestamp {
+                        seconds: -300_000_000_000,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                &reader,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["from"]);
+    let status = expect_code(
+        audit(&app)
+            .list_audit_events(authed(
+                ListAuditEventsRequest {
+                    sort: vec!["actor".into()],
+                    ..Default::default()
+                },
+                &reader,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["sort[0]"]);
     let status = expect_code(
         audit(&app)
             .list_audit_events(authed(
