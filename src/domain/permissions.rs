@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 
 use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
 
 use crate::{
     app::App,
@@ -18,6 +19,7 @@ use crate::{
     domain::{
         audit::{self, Target},
         now,
+        paging::{CursorValue, ListParams, MAX_BASIC_LIMIT, Page, PageRequest, SortField},
         validate::{self, MAX_DESCRIPTION},
     },
     error::{Error, Result, Violations},
@@ -206,6 +208,37 @@ pub async fn list(app: &App, _caller: &Principal) -> Result<Vec<PermissionInfo>>
     catalog.sort_by(|a, b| a.name.cmp(&b.name));
     catalog.dedup_by(|a, b| a.name == b.name);
     Ok(catalog)
+}
+
+/// The catalog's one sort key; names are unique, so no tie is left to break.
+const SORT_FIELDS: &[SortField] = &[SortField::text("name")];
+
+/// One page of the catalog (ListPermissions), paged in memory: the catalog
+/// is read whole for every check of a grant anyway.
+pub async fn list_page(app: &App, caller: &Principal, request: &PageRequest) -> Result<Page<PermissionInfo>> {
+    let params = ListParams::parse(request, SORT_FIELDS, MAX_BASIC_LIMIT, "permissions")?;
+    let mut catalog = list(app, caller).await?;
+    let descending = params.sort.first().is_some_and(|key| key.descending);
+    if descending {
+        catalog.reverse();
+    }
+    let total = catalog.len() as u64;
+    let start = match params.after.as_ref().and_then(|cursor| cursor.values.first()) {
+        Some(CursorValue::Text(last)) => catalog.partition_point(|entry| {
+            if descending {
+                entry.name.as_str() >= last.as_str()
+            } else {
+                entry.name.as_str() <= last.as_str()
+            }
+        }),
+        _ => usize::try_from(params.offset).unwrap_or(usize::MAX),
+    };
+    let rows = catalog
+        .into_iter()
+        .skip(start)
+        .take(usize::try_from(params.limit).unwrap_or(usize::MAX).saturating_add(1))
+        .collect();
+    Ok(params.page(rows, total, |_| Uuid::nil(), |entry, _| entry.name.clone().into()))
 }
 
 fn registered_info(p: registered_permission::Model) -> PermissionInfo {

@@ -96,9 +96,15 @@ impl RoleService for RoleApi {
         request: Request<pb::ListPermissionsRequest>,
     ) -> Result<Response<pb::ListPermissionsResponse>, Status> {
         let caller = principal(&request)?;
-        let catalog = permissions::list(&self.app, &caller).await.map_err(to_status)?;
-        Ok(Response::new(pb::ListPermissionsResponse {
-            permissions: catalog.into_iter().map(convert::permission_info).collect(),
-        }))
+        let r = request.into_inner();
+        let page = convert::page_request(r.limit, r.offset, r.page_token, r.sort);
+        let page = permissions::list_page(&self.app, &caller, &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(list_response!(
+            ListPermissionsResponse { permissions },
+            page,
+            convert::permission_info
+        )))
     }
 }

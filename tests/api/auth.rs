@@ -692,7 +692,7 @@ impl Fixtures<'_> {
                 .await
                 .map(drop),
             Rpc::ListPermissions => roles
-                .list_permissions(authed(pb::ListPermissionsRequest {}, token))
+                .list_permissions(authed(pb::ListPermissionsRequest::default(), token))
                 .await
                 .map(drop),
             Rpc::CreateGroup => groups

@@ -122,7 +122,13 @@ fn direct_source() -> PermissionSource {
 
 async fn namespace_names(app: &TestApp) -> Vec<String> {
     app.roles()
-        .list_permissions(authed(pb::ListPermissionsRequest {}, &app.token(&["roles:read"])))
+        .list_permissions(authed(
+            pb::ListPermissionsRequest {
+                limit: 1000,
+                ..Default::default()
+            },
+            &app.token(&["roles:read"]),
+        ))
         .await
         .expect("list permissions")
         .into_inner()
@@ -203,7 +209,13 @@ async fn registration_is_idempotent_validated_and_for_global_callers_only() {
     // The catalog lists them with their namespace, beside the built-in ones.
     let catalog = app
         .roles()
-        .list_permissions(authed(pb::ListPermissionsRequest {}, &app.token(&["roles:read"])))
+        .list_permissions(authed(
+            pb::ListPermissionsRequest {
+                limit: 1000,
+                ..Default::default()
+            },
+            &app.token(&["roles:read"]),
+        ))
         .await
         .expect("catalog")
         .into_inner()

@@ -179,17 +179,95 @@ async fn permissions_must_be_in_the_catalog_and_wildcards_over_it() {
         ["*", "billing:*", "billing:invoices:*", "billing:invoices:read"]
     );
 
-    let catalog = roles
-        .list_permissions(authed(ListPermissionsRequest {}, &app.token(&["roles:read"])))
-        .await
-        .expect("catalog")
-        .into_inner()
-        .permissions;
+    let reader = app.token(&["roles:read"]);
+    let list = |request: ListPermissionsRequest| {
+        let mut roles = roles.clone();
+        let reader = reader.clone();
+        async move {
+            roles
+                .list_permissions(authed(request, &reader))
+                .await
+                .expect("catalog")
+                .into_inner()
+        }
+    };
+    let whole = list(ListPermissionsRequest {
+        limit: 1000,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((whole.total, whole.has_next), (35, false));
+    let catalog = whole.permissions;
     let names: Vec<&str> = catalog.iter().map(|p| p.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();
     assert_eq!(names, sorted, "sorted by name");
     assert_eq!(catalog.len(), 35);
+
+    // Paged like every List: 10 by default, by token or by offset, and
+    // either way round.
+    let mut by_token = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = list(ListPermissionsRequest {
+            page_token: page_token.clone(),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!((page.limit, page.total), (10, 35));
+        by_token.extend(page.permissions.into_iter().map(|p| p.name));
+        if !page.has_next {
+            assert!(page.list_completed);
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(by_token, names);
+    let fourth = list(ListPermissionsRequest {
+        offset: 30,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        (fourth.page, fourth.has_previous, fourth.permissions.len()),
+        (3, true, 5)
+    );
+    assert_eq!(fourth.permissions[0].name, names[30]);
+    let newest_name_first = list(ListPermissionsRequest {
+        limit: 3,
+        sort: vec!["-name".into()],
+        ..Default::default()
+    })
+    .await;
+    let next = list(ListPermissionsRequest {
+        limit: 3,
+        sort: vec!["-name".into()],
+        page_token: newest_name_first.next_page_token,
+        ..Default::default()
+    })
+    .await;
+    let descending: Vec<String> = newest_name_first
+        .permissions
+        .into_iter()
+        .chain(next.permissions)
+        .map(|p| p.name)
+        .collect();
+    let mut expected: Vec<String> = names.iter().rev().take(6).map(|name| name.to_string()).collect();
+    expected.truncate(6);
+    assert_eq!(descending, expected);
+    let status = roles
+        .clone()
+        .list_permissions(authed(
+            ListPermissionsRequest {
+                limit: 1001,
+                sort: vec!["namespace".into()],
+                ..Default::default()
+            },
+            &reader,
+        ))
+        .await
+        .expect_err("out of range");
+    assert_eq!(violated_fields(&status), ["limit", "sort[0]"]);
     assert!(catalog.iter().all(|p| !p.description.is_empty()));
     let billing = catalog
         .iter()
