@@ -851,65 +851,57 @@ async fn events_are_listed_newest_first_filtered_and_paged() {
     expected.reverse();
     assert_eq!(targets(&oldest_first.events), expected);
 
-    // Bad input names the field.
-    let status = expect_code(
-        audit(&app)
-            .list_audit_events(authed(
-                ListAuditEventsRequest {
-                    from: newest,
-                    to: oldest,
-                    ..Default::default()
-                },
-                &reader,
-            ))
-            .await,
-        Code::InvalidArgument,
-    );
-    assert_eq!(violated_fields(&status), ["to"]);
-    // Before the year 1 (which PostgreSQL's timestamps cannot all hold), and
-    // an unknown sort key.
-    let status = expect_code(
-        audit(&app)
-            .list_audit_events(authed(
-                ListAuditEventsRequest {
-                    from: Some(prost_types::Timestamp {
-                        seconds: -300_000_000_000,
-                        nanos: 0,
-                    }),
-                    ..Default::default()
-                },
-                &reader,
-            ))
-            .await,
-        Code::InvalidArgument,
-    );
-    assert_eq!(violated_fields(&status), ["from"]);
-    let status = expect_code(
-        audit(&app)
-            .list_audit_events(authed(
-                ListAuditEventsRequest {
-                    sort: vec!["actor".into()],
-                    ..Default::default()
-                },
-                &reader,
-            ))
-            .await,
-        Code::InvalidArgument,
-    );
-    assert_eq!(violated_fields(&status), ["sort[0]"]);
-    let status = expect_code(
-        audit(&app)
-            .list_audit_events(authed(
-                ListAuditEventsRequest {
-                    limit: 101,
-                    ..Default::default()
-                },
-                &reader,
-            ))
-            .await,
-        Code::InvalidArgument,
-    );
-    assert_eq!(violated_fields(&status), ["limit"]);
+    // Bad input names the field: a range that ends before it starts, a time
+    // before the year 1 (which PostgreSQL's timestamps cannot all hold), an
+    // unknown sort key, a page too large.
+    let refused = |request: ListAuditEventsRequest| {
+        let app = &app;
+        let reader = &reader;
+        async move {
+            let status = expect_code(
+                audit(app).list_audit_events(authed(request, reader)).await,
+                Code::InvalidArgument,
+            );
+            violated_fields(&status)
+        }
+    };
+    let before_the_year_1 = Some(prost_types::Timestamp {
+        seconds: -300_000_000_000,
+        nanos: 0,
+    });
+    for (request, field) in [
+        (
+            ListAuditEventsRequest {
+                from: newest,
+                to: oldest,
+                ..Default::default()
+            },
+            "to",
+        ),
+        (
+            ListAuditEventsRequest {
+                from: before_the_year_1,
+                ..Default::default()
+            },
+            "from",
+        ),
+        (
+            ListAuditEventsRequest {
+                sort: vec!["actor".into()],
+                ..Default::default()
+            },
+            "sort[0]",
+        ),
+        (
+            ListAuditEventsRequest {
+                limit: 101,
+                ..Default::default()
+            },
+            "limit",
+        ),
+    ] {
+        assert_eq!(refused(request).await, [field]);
+    }
 }
 
 #[tokio::test]
