@@ -59,6 +59,18 @@ impl RestError {
         }
     }
 
+    /// A method the path does not have (`PUT /tenants/users`): 405, with
+    /// the `Allow` header axum adds. The reason is RESOURCE_NOT_FOUND, as for
+    /// an unknown path: the route asked for does not exist (what gRPC
+    /// answers for an unknown method), and `ErrorReason` has no reason of
+    /// its own for it; FIELD_INVALID would promise field violations.
+    pub fn method_not_allowed() -> Self {
+        Self {
+            error: Error::NotFound("method for this path"),
+            status: Some(StatusCode::METHOD_NOT_ALLOWED),
+        }
+    }
+
     /// The domain error inside.
     pub fn error(&self) -> &Error {
         &self.error

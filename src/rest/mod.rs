@@ -73,7 +73,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The gateway's routes, `/openapi.json` included, with the body limit, a
-/// panic guard, and a JSON 404 for unknown paths.
+/// panic guard, a JSON 404 for unknown paths and a JSON 405 (with `Allow`)
+/// for a method a path does not have.
 pub fn router(app: Arc<App>) -> Router {
     let (routes, document) = parts();
     let document = Arc::new(document);
@@ -85,6 +86,8 @@ pub fn router(app: Arc<App>) -> Router {
                 async move { Json(document) }
             }),
         )
+        // After the last route: it applies to the routes added before it.
+        .method_not_allowed_fallback(|| async { RestError::method_not_allowed() })
         .fallback(|| async { RestError::from(Error::NotFound("route")) })
         .layer(middleware::from_fn_with_state(app.clone(), record_refusals))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

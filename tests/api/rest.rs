@@ -990,6 +990,43 @@ async fn openapi_documents_exactly_the_routes() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+/// A method a path does not have answers 405 in the gateway's JSON error
+/// shape, with the `Allow` header, also where a fixed path
+/// (`/auth/roles/permissions`) is matched before a `{locator}` one.
+#[tokio::test]
+async fn a_wrong_method_answers_a_json_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["*"]);
+    let client = Client::new();
+    for (method, path, token, allowed) in [
+        (Method::PUT, "/tenants/users", None, "POST"),
+        (Method::DELETE, "/auth/roles/permissions", Some(token.as_str()), "GET"),
+        (Method::POST, "/auth/users/whoami", Some(token.as_str()), "GET"),
+    ] {
+        let mut request = client.request(method.clone(), format!("http://{}{path}", app.http_addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let allow = response.headers()["allow"].to_str().expect("ascii").to_owned();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
+        assert!(!allow.contains(method.as_str()), "{method} {path}: Allow {allow}");
+        let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        let body: Value = response.json().await.expect("a JSON body");
+        let body = expect_error(
+            (StatusCode::METHOD_NOT_ALLOWED, body),
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        );
+        assert_eq!(body["code"], "RESOURCE_NOT_FOUND", "{method} {path}");
+    }
+}
+
 /// A REST call that fails inside the server answers 500 with nothing of the
 /// cause, which goes to the log, in the call's span with its request id
 /// (API.md: "details only in the server log with the request id").
