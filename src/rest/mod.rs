@@ -17,13 +17,16 @@ pub mod error;
 pub mod openapi;
 pub mod seed002;
 
-use std::{cell::Cell, sync::Arc};
+use std::{cell::Cell, convert::Infallible, sync::Arc};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, FromRequest, Request, State},
-    http::HeaderMap,
+    extract::{
+        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State, path::ErrorKind,
+        rejection::PathRejection,
+    },
+    http::{HeaderMap, request::Parts},
     middleware::{self, Next},
     response::Response,
     routing::get,
@@ -148,6 +151,45 @@ pub fn request_id(headers: &HeaderMap) -> Result<&str, RestError> {
             .to_str()
             .map_err(|_| Error::invalid(IDEMPOTENCY_KEY, "must be visible ASCII").into()),
     }
+}
+
+/// A route's path parameters (`{locator}`, `{id}`, `{groupId}`), decoded as
+/// axum's [`Path`] decodes them but answered through [`RestError`], and only
+/// when the handler asks, after [`caller`]: an anonymous caller gets 401
+/// whatever the path holds, and a refused mutation is audited. A parameter
+/// that is not UTF-8 once percent-decoded (`%FF`) is a 400 naming it by its
+/// name in the route, which is the dialect's name for it.
+pub struct PathParams<T>(Result<T, RestError>);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = Path::<T>::from_request_parts(parts, state).await;
+        Ok(Self(params.map(|Path(params)| params).map_err(path_error)))
+    }
+}
+
+impl<T> PathParams<T> {
+    /// The parameters, or the error naming the one that cannot be decoded.
+    pub fn get(self) -> Result<T, RestError> {
+        self.0
+    }
+}
+
+/// A path parameter that cannot be decoded: 400 naming it; anything else
+/// means a route and its handler disagree, an internal error.
+fn path_error(rejection: PathRejection) -> RestError {
+    if let PathRejection::FailedToDeserializePathParams(failure) = &rejection
+        && let ErrorKind::InvalidUtf8InPathParam { key } = failure.kind()
+    {
+        return Error::invalid(key.as_str(), "must be UTF-8 once percent-decoded").into();
+    }
+    Error::internal(format!("path parameters: {}", rejection.body_text())).into()
 }
 
 /// A request body, read up to [`MAX_BODY_BYTES`] (413 beyond) and decoded

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode},
 };
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use crate::{
     },
     error::Error,
     rest::{
-        Body, QueryPairs, RestResult, caller,
+        Body, PathParams, QueryPairs, RestResult, caller,
         error::{RestError, rename_path},
         request_id,
     },
@@ -252,9 +252,10 @@ async fn who_am_i(State(app): State<Arc<App>>, headers: HeaderMap) -> RestResult
 async fn users_by_name(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(username): Path<String>,
+    username: PathParams<String>,
 ) -> RestResult<Json<Vec<UserResponse>>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUserByUsername").await?;
+    let username = username.get()?;
     match users::get_by_username(&app, &caller, &username).await {
         Ok(user) => Ok(Json(vec![user.into()])),
         Err(Error::NotFound(_)) => Ok(Json(Vec::new())),
@@ -269,9 +270,10 @@ async fn users_by_name(
 async fn get_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUser").await?;
+    let locator = locator.get()?;
     let user = users::get(&app, &caller, &locator).await.map_err(fields)?;
     Ok(Json(Arc::unwrap_or_clone(user).into()))
 }
@@ -347,10 +349,11 @@ async fn list_basic_users(
 async fn update_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUser").await?;
+    let locator = locator.get()?;
     let request: UserUpdateRequest = body.json()?;
     let patch = UserPatch {
         first_name: request.first_name,
@@ -374,10 +377,11 @@ async fn update_user(
 async fn reset_password(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/ResetUserPassword").await?;
+    let locator = locator.get()?;
     let password: String = body.json()?;
     domain::auth::reset_password(&app, &caller, &locator, &password, true)
         .await
@@ -392,9 +396,10 @@ async fn reset_password(
 async fn delete_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/DeleteUser").await?;
+    let locator = locator.get()?;
     users::delete(&app, &caller, &locator).await.map_err(fields)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -407,10 +412,11 @@ async fn delete_user(
 async fn update_tenants(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUserTenants").await?;
+    let locator = locator.get()?;
     let request: UserTenantsAssignmentsUpdateRequest = body.json()?;
     let user = users::update_tenants(&app, &caller, &locator, &request.add_tenants, &request.remove_tenants)
         .await
@@ -437,10 +443,11 @@ pub struct UserRolesUpdateRequest {
 async fn update_user_roles(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUserRoles").await?;
+    let locator = locator.get()?;
     let request: UserRolesUpdateRequest = body.json()?;
     let user = grants::update_user_roles(&app, &caller, &locator, &request.add_roles, &request.remove_roles)
         .await
@@ -457,9 +464,10 @@ async fn update_user_roles(
 async fn user_permissions(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<Json<Vec<String>>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUserPermissions").await?;
+    let locator = locator.get()?;
     let effective = grants::user_permissions(&app, &caller, &locator)
         .await
         .map_err(fields)?;
@@ -565,9 +573,10 @@ async fn create_role(
 async fn get_role(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<Json<RoleResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.RoleService/GetRole").await?;
+    let locator = locator.get()?;
     let role = roles::get(&app, &caller, &locator).await.map_err(fields)?;
     Ok(Json(role.into()))
 }
@@ -579,10 +588,11 @@ async fn get_role(
 async fn update_role(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<RoleResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.RoleService/UpdateRole").await?;
+    let locator = locator.get()?;
     let request: RoleUpdateRequest = body.json()?;
     let patch = RolePatch {
         version: request.version,
@@ -605,10 +615,11 @@ async fn update_role(
 async fn delete_role(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     RawQuery(raw): RawQuery,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.RoleService/DeleteRole").await?;
+    let locator = locator.get()?;
     let force = QueryPairs::parse(raw.as_deref())?.bool("force")?.unwrap_or(false);
     roles::delete(&app, &caller, &locator, force).await.map_err(fields)?;
     Ok(StatusCode::NO_CONTENT)

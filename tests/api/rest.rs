@@ -1027,6 +1027,69 @@ async fn a_wrong_method_answers_a_json_405_with_allow() {
     }
 }
 
+/// A path parameter that is not UTF-8 once percent-decoded is refused as any
+/// bad field is: after authentication (an anonymous caller gets 401), as a
+/// JSON 400 naming the parameter by the dialect's name, and a refused
+/// mutation is audited like its gRPC twin's.
+#[tokio::test]
+async fn an_undecodable_path_parameter_is_a_json_400_after_authentication() {
+    use sea_orm::EntityTrait;
+
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let token = app.token(&["*"]);
+    let user = "0190a0a0-0000-7000-8000-000000000000";
+
+    let body = expect_error(
+        rest.call(Method::GET, "/tenants/users/%FF", None, None).await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
+    assert_eq!(body["code"], "TOKEN_MISSING");
+    for (method, path, field) in [
+        (Method::GET, "/tenants/users/%FF".to_owned(), "id"),
+        (Method::POST, "/tenants/users/%FF/deactivate".to_owned(), "id"),
+        (
+            Method::DELETE,
+            format!("/tenants/users/{user}/groups/%C3%28"),
+            "groupId",
+        ),
+        (Method::GET, "/auth/users/%FF".to_owned(), "locator"),
+        (Method::GET, "/auth/users/username/%FF".to_owned(), "username"),
+        (Method::DELETE, "/auth/roles/%FF".to_owned(), "locator"),
+    ] {
+        let body = expect_error(
+            rest.call(method.clone(), &path, Some(&token), None).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+        assert_eq!(body["code"], "FIELD_INVALID", "{method} {path}");
+    }
+
+    let response = rest
+        .client
+        .patch(format!("{}/tenants/users/%FF", rest.base))
+        .bearer_auth(&token)
+        .header("x-request-id", "rest-bad-path")
+        .json(&json!({"firstName": "X"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let events: Vec<_> = castellan::store::entity::audit_event::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query")
+        .into_iter()
+        .filter(|e| e.request_id == "rest-bad-path")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].action.as_str(), events[0].outcome.as_str()),
+        ("identity.v1.UserService/UpdateUser", "INVALID_ARGUMENT")
+    );
+}
+
 /// A REST call that fails inside the server answers 500 with nothing of the
 /// cause, which goes to the log, in the call's span with its request id
 /// (API.md: "details only in the server log with the request id").
