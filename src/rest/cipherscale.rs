@@ -383,8 +383,8 @@ async fn list_users(
     };
     let query = UserQuery {
         page: PageRequest {
-            limit: query.int("limit")?,
-            offset: query.int("offset")?,
+            limit: query.limit("limit")?,
+            offset: query.offset("offset")?,
             sort: query.list("sort"),
             ..Default::default()
         },

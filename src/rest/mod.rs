@@ -275,14 +275,33 @@ impl QueryPairs {
         self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
-    /// An integer parameter; 0 when absent (the domain's "default").
-    pub fn int(&self, name: &str) -> Result<i32, RestError> {
+    /// An integer parameter; `None` when absent (or empty).
+    pub fn int(&self, name: &str) -> Result<Option<i32>, RestError> {
         match self.last(name) {
-            None | Some("") => Ok(0),
+            None | Some("") => Ok(None),
             Some(value) => value
                 .trim()
                 .parse()
+                .map(Some)
                 .map_err(|_| RestError::from(Error::invalid(name, "must be an integer"))),
+        }
+    }
+
+    /// An offset parameter: 0 when absent.
+    pub fn offset(&self, name: &str) -> Result<i32, RestError> {
+        Ok(self.int(name)?.unwrap_or(0))
+    }
+
+    /// A page size parameter (`limit`, `count`) for the domain's
+    /// [`PageRequest`](crate::domain::paging::PageRequest): absent is 0, the
+    /// domain's "default"; 0 sent is out of range (API.md's Paging), said
+    /// here because only REST can tell it from absent. The domain checks
+    /// the other bounds.
+    pub fn limit(&self, name: &str) -> Result<i32, RestError> {
+        match self.int(name)? {
+            None => Ok(0),
+            Some(0) => Err(Error::invalid(name, "must be at least 1 (leave it out for the default)").into()),
+            Some(limit) => Ok(limit),
         }
     }
 
@@ -366,9 +385,21 @@ mod tests {
     fn query_lists_split_repeats_and_commas() {
         let query = QueryPairs::parse(Some("sort=-createdAt,email&sort=lastName&limit=5")).unwrap();
         assert_eq!(query.list("sort"), ["-createdAt", "email", "lastName"]);
-        assert_eq!(query.int("limit").unwrap(), 5);
-        assert!(query.int("offset").is_ok());
+        assert_eq!(query.int("limit").unwrap(), Some(5));
+        assert_eq!(query.int("offset").unwrap(), None);
         let bad = QueryPairs::parse(Some("limit=ten")).unwrap();
         assert!(bad.int("limit").is_err());
+    }
+
+    #[test]
+    fn a_page_size_of_zero_is_refused_and_absent_is_the_default() {
+        let query = QueryPairs::parse(Some("count=0&limit=&offset=0")).unwrap();
+        match query.limit("count").map_err(|e| e.error().to_string()) {
+            Err(message) => assert!(message.contains("count"), "{message}"),
+            Ok(limit) => panic!("count=0 gave {limit}"),
+        }
+        assert_eq!(query.limit("limit").unwrap(), 0, "empty is absent");
+        assert_eq!(query.limit("size").unwrap(), 0, "absent is the domain's default");
+        assert_eq!(query.offset("offset").unwrap(), 0);
     }
 }

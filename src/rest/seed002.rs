@@ -285,8 +285,8 @@ fn list_query(raw: Option<&str>, basic: bool) -> RestResult<UserQuery> {
     Ok(UserQuery {
         basic: basic || !extended,
         page: PageRequest {
-            limit: query.int("count")?,
-            offset: query.int("offset")?,
+            limit: query.limit("count")?,
+            offset: query.offset("offset")?,
             ..Default::default()
         },
         ..Default::default()
@@ -643,8 +643,8 @@ async fn list_roles(
     let query = QueryPairs::parse(raw.as_deref())?;
     query.bool("extended")?;
     let page = PageRequest {
-        limit: query.int("count")?,
-        offset: query.int("offset")?,
+        limit: query.limit("count")?,
+        offset: query.offset("offset")?,
         ..Default::default()
     };
     let page = roles::list(&app, &caller, &page).await.map_err(fields)?;

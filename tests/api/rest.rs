@@ -225,6 +225,9 @@ async fn seed002_lists_page_with_offset_and_count() {
 
     for (path, field) in [
         ("/auth/users/list?count=101", "count"),
+        // 0 is out of range, not "the default" (API.md's Paging).
+        ("/auth/users/list?count=0", "count"),
+        ("/auth/users/basic/list?count=0&offset=0", "count"),
         ("/auth/users/basic/list?count=1001", "count"),
         ("/auth/users/list?offset=-1", "offset"),
         ("/auth/users/list?count=many", "count"),
@@ -515,6 +518,11 @@ async fn cipherscale_lists_page_and_sort() {
     descending.sort_by(|a, b| b.cmp(a));
     assert_eq!(emails, descending);
 
+    let (status, first) = rest
+        .call(Method::GET, "/tenants/users?offset=0&limit=1", token, None)
+        .await;
+    assert_eq!((status, first["limit"].clone()), (StatusCode::OK, json!(1)), "{first}");
+
     let (status, pending) = rest
         .call(Method::GET, "/tenants/users?status=pending", token, None)
         .await;
@@ -525,6 +533,8 @@ async fn cipherscale_lists_page_and_sort() {
         ("/tenants/users?sort=password", "sort[0]"),
         ("/tenants/users?limit=0x10", "limit"),
         ("/tenants/users?limit=101", "limit"),
+        ("/tenants/users?limit=0", "limit"),
+        ("/tenants/users?limit=0&offset=0", "limit"),
         ("/tenants/users?status=sleeping", "status"),
     ] {
         expect_error(
@@ -657,6 +667,11 @@ async fn seed002_roles_and_permissions() {
 
     let (status, fetched) = rest.call(Method::GET, &role_path, admin, None).await;
     assert_eq!((status, fetched["name"].clone()), (StatusCode::OK, json!("readers")));
+    expect_error(
+        rest.call(Method::GET, "/auth/roles/list?count=0", admin, None).await,
+        StatusCode::BAD_REQUEST,
+        Some("count"),
+    );
     let (status, list) = rest.call(Method::GET, "/auth/roles/list?count=100", admin, None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["listCompleted"], true);
