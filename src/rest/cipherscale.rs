@@ -259,7 +259,7 @@ impl From<UserRecord> for User {
 /// One user to create. Without a password the user is `pending` and gets
 /// an invitation e-mail.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUser {
     pub email: String,
     /// Defaults to `email`.
@@ -324,7 +324,7 @@ pub enum CreatedUsers {
 
 /// Changes to a user; an absent field is left as it is.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUser {
     #[serde(default)]
     pub first_name: Option<String>,
@@ -522,7 +522,7 @@ async fn reactivate_user(
 
 /// Data for adding or removing roles from a user.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUserRoles {
     /// Role ids to add to the user.
     #[serde(default)]
@@ -534,7 +534,7 @@ pub struct UpdateUserRoles {
 
 /// The group to add the user to.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddUserToGroup {
     pub group_id: String,
 }

@@ -221,7 +221,9 @@ impl Body {
 }
 
 /// Decodes JSON, naming the path of the first offending value: 400 for
-/// malformed JSON, wrong types, missing fields and unknown enum values.
+/// malformed JSON, wrong types, missing fields, unknown fields (the request
+/// types deny them, so a misspelt field is refused rather than ignored) and
+/// unknown enum values.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RestError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
@@ -229,6 +231,8 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RestError> {
         let inner = e.into_inner();
         let message = inner.to_string();
         // Missing fields are reported at their parent: name the field itself.
+        // An unknown field's path already ends with it (its key is read
+        // before serde refuses it).
         let missing = message
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next());
@@ -348,7 +352,7 @@ mod tests {
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
     #[allow(dead_code)]
     struct Draft {
         email: String,
@@ -373,6 +377,7 @@ mod tests {
                 "[1].maxDevices",
             ),
             (r#"[{"maxDevices":1}]"#, "[0].email"),
+            (r#"[{"email":"a@b.c"},{"email":"x","maxdevices":1}]"#, "[1].maxdevices"),
             (r#"[{"email":"a@b.c"}"#, "body"),
             (r#"{"email":"a@b.c"}"#, "body"),
             (r#"[] []"#, "body"),

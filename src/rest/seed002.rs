@@ -75,7 +75,7 @@ fn fields(error: Error) -> RestError {
 
 /// UserCreateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserCreateRequest {
     pub first_name: String,
     pub last_name: String,
@@ -172,7 +172,7 @@ pub struct BasicUserListResponse {
 
 /// UserUpdateRequest: an absent field is left as it is.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserUpdateRequest {
     #[serde(default)]
     pub first_name: Option<String>,
@@ -193,7 +193,7 @@ pub struct UserUpdateRequest {
 
 /// UserTenantsAssignmentsUpdateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserTenantsAssignmentsUpdateRequest {
     /// Tenant ids or slugs to join.
     #[serde(default)]
@@ -426,7 +426,7 @@ async fn update_tenants(
 
 /// UserRolesUpdateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserRolesUpdateRequest {
     /// Role locators to grant.
     #[serde(default)]
@@ -476,7 +476,7 @@ async fn user_permissions(
 
 /// RoleCreateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleCreateRequest {
     pub name: String,
     #[serde(default)]
@@ -490,7 +490,7 @@ pub struct RoleCreateRequest {
 
 /// RoleUpdateRequest: `version` is the one read; absent fields are kept.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleUpdateRequest {
     #[serde(default)]
     pub name: Option<String>,

@@ -1105,6 +1105,166 @@ async fn an_undecodable_path_parameter_is_a_json_400_after_authentication() {
     );
 }
 
+/// A misspelt or unknown JSON field is refused naming it (it used to be
+/// ignored: a 200 that changed nothing), in both dialects; every field the
+/// seeds document still decodes.
+#[tokio::test]
+async fn unknown_fields_are_refused_and_the_seeds_fields_decode() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let admin = app.token(&["*"]);
+    let admin = Some(admin.as_str());
+    let tenant = app.tenant_id.to_string();
+
+    // Cipherscale, every documented field of a create and an update.
+    let (status, user) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            admin,
+            Some(json!({
+                "email": "every@example.com", "username": "every@example.com",
+                "firstName": "Eve", "lastName": "Ry", "password": PASSWORD,
+                "temporaryPassword": false, "roles": [], "groups": [], "tenants": [tenant],
+                "maxDevices": 2, "image": "https://example.com/eve.png",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().expect("id").to_owned();
+    let path = format!("/tenants/users/{id}");
+    let (status, updated) = rest
+        .call(
+            Method::PATCH,
+            &path,
+            admin,
+            Some(
+                json!({"firstName": "Eva", "lastName": "Ry", "image": "", "email": "eva@example.com", "maxDevices": 3}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let body = expect_error(
+        rest.call(Method::PATCH, &path, admin, Some(json!({"firstname": "x"})))
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("firstname"),
+    );
+    assert_eq!(body["code"], "FIELD_INVALID");
+    let (_, unchanged) = rest.call(Method::GET, &path, admin, None).await;
+    assert_eq!(unchanged["firstName"], "Eva", "the refused update changed nothing");
+    for (method, path, body, field) in [
+        (
+            Method::POST,
+            "/tenants/users".to_owned(),
+            json!([user_draft("ok@example.com"), {"email": "x@example.com", "nmae": "X"}]),
+            "[1].nmae",
+        ),
+        (
+            Method::POST,
+            "/tenants/users".to_owned(),
+            json!({"email": "x@example.com", "status": "active"}),
+            "status",
+        ),
+        (
+            Method::PATCH,
+            format!("{path}/roles"),
+            json!({"addedRoles": [], "removedRoles": [], "roles": []}),
+            "roles",
+        ),
+        (
+            Method::POST,
+            format!("{path}/groups"),
+            json!({"groupId": "0190a0a0-0000-7000-8000-000000000001", "group": "x"}),
+            "group",
+        ),
+    ] {
+        expect_error(
+            rest.call(method, &path, admin, Some(body)).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+    }
+
+    // Seed 002, every documented field of its bodies.
+    let mut create = create_request("every002@example.com");
+    create["email"] = json!("every002@example.com");
+    create["roles"] = json!([]);
+    create["tenants"] = json!([tenant]);
+    let (status, user) = rest.call(Method::POST, "/auth/users", admin, Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let locator = user["locator"].as_str().expect("locator").to_owned();
+    let path = format!("/auth/users/{locator}");
+    let (status, updated) = rest
+        .call(
+            Method::PATCH,
+            &path,
+            admin,
+            Some(json!({
+                "firstName": "Ada", "lastName": "King", "permissions": ["users:read"],
+                "roles": [], "tenants": [tenant], "email": "king@example.com",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["lastName"], "King");
+    let (status, role) = rest
+        .call(
+            Method::POST,
+            "/auth/roles",
+            admin,
+            Some(json!({"name": "every", "description": "All fields", "permissions": ["users:read"], "global": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{role}");
+    let role_path = format!("/auth/roles/{}", role["locator"].as_str().expect("locator"));
+    let (status, role) = rest
+        .call(
+            Method::PATCH,
+            &role_path,
+            admin,
+            Some(json!({
+                "name": "every", "description": "Still all", "version": 1,
+                "addPermissions": ["users:list"], "removePermissions": [],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{role}");
+    for (path, body, field) in [
+        (path.clone(), json!({"firstname": "x"}), "firstname"),
+        (
+            format!("{path}/roles"),
+            json!({"addRoles": [], "removeRoles": [], "roles": []}),
+            "roles",
+        ),
+        (
+            format!("{path}/tenants"),
+            json!({"addTenants": [], "removeTenants": [], "tenant": "x"}),
+            "tenant",
+        ),
+        (role_path.clone(), json!({"version": 2, "force": true}), "force"),
+    ] {
+        expect_error(
+            rest.call(Method::PATCH, &path, admin, Some(body)).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+    }
+    expect_error(
+        rest.call(
+            Method::POST,
+            "/auth/roles",
+            admin,
+            Some(json!({"name": "x", "permissions": [], "permission": []})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("permission"),
+    );
+    let (_, unchanged) = rest.call(Method::GET, &path, admin, None).await;
+    assert_eq!(unchanged["firstName"], "Ada", "{unchanged}");
+}
+
 /// A REST call that fails inside the server answers 500 with nothing of the
 /// cause, which goes to the log, in the call's span with its request id
 /// (API.md: "details only in the server log with the request id").
