@@ -14,7 +14,7 @@ use tonic::Code;
 use utoipa::ToSchema;
 
 use crate::{
-    error::{Error, FieldViolation},
+    error::{AuthFailure, Error, FieldViolation},
     grpc::status::classify,
     pb::ErrorReason,
 };
@@ -117,6 +117,7 @@ impl IntoResponse for RestError {
             Error::Throttled { retry_after } => Some(retry_after.as_secs().max(1)),
             _ => None,
         };
+        let challenge = (status == StatusCode::UNAUTHORIZED).then(|| bearer_challenge(&self.error));
         let details = match self.error {
             Error::Invalid(violations) => violations
                 .into_iter()
@@ -136,7 +137,25 @@ impl IntoResponse for RestError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         response
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3): the scheme, and
+/// `error="invalid_token"` when a token was sent and refused (malformed,
+/// expired, badly signed, or its subject no longer active); no error code
+/// when none was sent.
+fn bearer_challenge(error: &Error) -> &'static str {
+    match error {
+        Error::Unauthenticated(AuthFailure::Invalid | AuthFailure::SubjectInactive) => {
+            r#"Bearer error="invalid_token""#
+        }
+        _ => "Bearer",
     }
 }
 
@@ -222,6 +241,21 @@ mod tests {
         ] {
             assert_eq!(http_status(code).as_u16(), status, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_401_challenges_for_a_bearer_token() {
+        for (failure, challenge) in [
+            (AuthFailure::Missing, "Bearer"),
+            (AuthFailure::Invalid, r#"Bearer error="invalid_token""#),
+            (AuthFailure::SubjectInactive, r#"Bearer error="invalid_token""#),
+        ] {
+            let response = RestError::from(Error::Unauthenticated(failure)).into_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], challenge, "{failure:?}");
+        }
+        let response = RestError::from(Error::PermissionDenied("no".into())).into_response();
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 
     #[test]

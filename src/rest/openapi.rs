@@ -7,6 +7,7 @@ use utoipa::{
     Modify, OpenApi,
     openapi::{
         ContentBuilder, Ref, ResponseBuilder,
+        header::{Header, HeaderBuilder},
         path::{Operation, PathItem},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
@@ -52,7 +53,7 @@ impl Modify for Security {
 /// The error statuses every route may answer.
 const ERRORS: &[(&str, &str)] = &[
     ("400", "Malformed input; `details` names the fields"),
-    ("401", "Missing, invalid or expired token"),
+    ("401", "Missing, invalid or expired token; see WWW-Authenticate"),
     ("403", "Permission missing"),
     ("404", "Unknown id, or a resource of another tenant"),
     ("409", "Duplicate (e-mail, user name...)"),
@@ -70,12 +71,15 @@ pub fn add_error_responses(openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
             for operation in operations(item) {
                 for (status, description) in ERRORS {
-                    let response = ResponseBuilder::new().description(*description).content(
+                    let mut response = ResponseBuilder::new().description(*description).content(
                         "application/json",
                         ContentBuilder::new()
                             .schema(Some(Ref::from_schema_name("ErrorBody")))
                             .build(),
                     );
+                    if *status == "401" {
+                        response = response.header("WWW-Authenticate", challenge_header());
+                    }
                     operation
                         .responses
                         .responses
@@ -85,6 +89,15 @@ pub fn add_error_responses(openapi: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+}
+
+/// The `WWW-Authenticate` header of a 401.
+fn challenge_header() -> Header {
+    HeaderBuilder::new()
+        .description(Some(
+            "`Bearer`, with `error=\"invalid_token\"` when the token sent was refused (RFC 6750)",
+        ))
+        .build()
 }
 
 /// The operations of a path, with their HTTP methods.

@@ -1265,6 +1265,49 @@ async fn unknown_fields_are_refused_and_the_seeds_fields_decode() {
     assert_eq!(unchanged["firstName"], "Ada", "{unchanged}");
 }
 
+/// A 401 says which scheme to use (RFC 6750 §3): `Bearer`, with
+/// `error="invalid_token"` when the token sent was refused; a 403 has none.
+#[tokio::test]
+async fn a_401_carries_a_bearer_challenge() {
+    let app = TestApp::spawn().await;
+    let client = Client::new();
+    let nobody = app.user_token("0190a0a0-0000-7000-8000-000000000000", app.tenant_id);
+    let reader = app.token(&["users:read"]);
+    for (method, path) in [
+        (Method::GET, "/tenants/users"),
+        (Method::PATCH, "/auth/users/0190a0a0-0000-7000-8000-000000000000"),
+    ] {
+        for (token, status, challenge) in [
+            (None, StatusCode::UNAUTHORIZED, Some("Bearer")),
+            (
+                Some("not-a-jwt"),
+                StatusCode::UNAUTHORIZED,
+                Some(r#"Bearer error="invalid_token""#),
+            ),
+            (
+                Some(nobody.as_str()),
+                StatusCode::UNAUTHORIZED,
+                Some(r#"Bearer error="invalid_token""#),
+            ),
+            (Some(reader.as_str()), StatusCode::FORBIDDEN, None),
+        ] {
+            let mut request = client
+                .request(method.clone(), format!("http://{}{path}", app.http_addr))
+                .json(&json!({}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), status, "{method} {path} {token:?}");
+            let got = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            assert_eq!(got.as_deref(), challenge, "{method} {path} {token:?}");
+        }
+    }
+}
+
 /// A REST call that fails inside the server answers 500 with nothing of the
 /// cause, which goes to the log, in the call's span with its request id
 /// (API.md: "details only in the server log with the request id").
