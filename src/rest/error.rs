@@ -26,7 +26,7 @@ pub struct ErrorBody {
     pub code: String,
     /// A human-readable message; never SQL, hashes or tokens.
     pub message: String,
-    /// The invalid fields, for 400 (and 413) answers; empty otherwise.
+    /// The invalid fields, for 400 (and 413, 415) answers; empty otherwise.
     pub details: Vec<FieldViolationBody>,
 }
 
@@ -56,6 +56,24 @@ impl RestError {
         Self {
             error: Error::invalid("body", format!("larger than {limit} bytes")),
             status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+        }
+    }
+
+    /// A body that is not JSON by its `Content-Type`: 415, naming the header.
+    pub fn unsupported_media_type() -> Self {
+        Self {
+            error: Error::invalid("content-type", "must be application/json (or a +json type)"),
+            status: Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        }
+    }
+
+    /// A body that could not be read for another reason than its size (the
+    /// client broke off mid-body): `status` is the one axum gives, naming
+    /// `body`.
+    pub fn unreadable_body(status: StatusCode) -> Self {
+        Self {
+            error: Error::invalid("body", "could not be read"),
+            status: Some(status),
         }
     }
 

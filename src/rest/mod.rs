@@ -26,7 +26,7 @@ use axum::{
         DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State, path::ErrorKind,
         rejection::PathRejection,
     },
-    http::{HeaderMap, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::Response,
     routing::get,
@@ -194,29 +194,55 @@ fn path_error(rejection: PathRejection) -> RestError {
 
 /// A request body, read up to [`MAX_BODY_BYTES`] (413 beyond) and decoded
 /// only after the caller is authorized, so an anonymous caller gets 401
-/// whatever it sends.
-pub struct Body(Bytes);
+/// whatever it sends: a body that is not JSON by its `Content-Type` is
+/// refused (415) then too.
+pub struct Body {
+    bytes: Bytes,
+    /// Whether the `Content-Type` says JSON (see [`is_json`]).
+    json: bool,
+}
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = RestError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(request, state)
+        let json = is_json(request.headers());
+        let bytes = Bytes::from_request(request, state)
             .await
-            .map(Body)
-            .map_err(|_| RestError::too_large(MAX_BODY_BYTES))
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => RestError::too_large(MAX_BODY_BYTES),
+                status => RestError::unreadable_body(status),
+            })?;
+        Ok(Body { bytes, json })
     }
+}
+
+/// Whether a `Content-Type` is JSON: `application/json` whatever its
+/// parameters (`; charset=utf-8`), or a `+json` type
+/// (`application/merge-patch+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl Body {
     /// Whether the first non-blank byte is `byte` (`[` for a JSON array).
     pub fn starts_with(&self, byte: u8) -> bool {
-        self.0.iter().find(|b| !b.is_ascii_whitespace()) == Some(&byte)
+        self.bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&byte)
     }
 
     /// The body as JSON; errors name the offending field (see [`decode_json`]).
+    /// A body that is there but not JSON by its `Content-Type` is 415; an
+    /// empty one is decoded, so it is the 400 of a missing body whatever its
+    /// type.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, RestError> {
-        decode_json(&self.0)
+        if !self.json && !self.bytes.is_empty() {
+            return Err(RestError::unsupported_media_type());
+        }
+        decode_json(&self.bytes)
     }
 }
 
@@ -384,6 +410,46 @@ mod tests {
         ] {
             assert_eq!(field_of(json), field, "{json}");
         }
+    }
+
+    #[test]
+    fn json_content_types() {
+        for (content_type, json) in [
+            (Some("application/json"), true),
+            (Some("application/json; charset=utf-8"), true),
+            (Some("Application/JSON ; charset=UTF-8"), true),
+            (Some("application/merge-patch+json"), true),
+            (Some("application/problem+json; charset=utf-8"), true),
+            (Some("text/plain"), false),
+            (Some("application/x-www-form-urlencoded"), false),
+            (Some("text/json+xml"), false),
+            (Some("application/jsonp"), false),
+            (None, false),
+        ] {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = content_type {
+                headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            }
+            assert_eq!(is_json(&headers), json, "{content_type:?}");
+        }
+    }
+
+    /// A body the client breaks off answers the rejection's own status,
+    /// not 413 (which is for bodies over the limit).
+    #[tokio::test]
+    async fn a_body_broken_off_is_not_too_large() {
+        use axum::response::IntoResponse;
+
+        let broken = tokio_stream::once(Err::<Bytes, _>(std::io::Error::other("connection reset")));
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from_stream(broken))
+            .unwrap();
+        let Err(error) = Body::from_request(request, &()).await else {
+            panic!("a broken body was read");
+        };
+        assert_eq!(error.into_response().status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -64,28 +64,34 @@ const ERRORS: &[(&str, &str)] = &[
     ("503", "Storage unavailable"),
 ];
 
-/// Adds the error answers to every operation; called once the routes are
-/// merged in (a modifier of [`ApiDoc`] would run before there are any).
+/// The error of an operation with a body whose `Content-Type` is not JSON.
+const NOT_JSON: (&str, &str) = (
+    "415",
+    "The body is not JSON by its Content-Type (application/json or a +json type)",
+);
+
+/// Adds the error answers to every operation (415 to those with a body);
+/// called once the routes are merged in (a modifier of [`ApiDoc`] would run
+/// before there are any).
 pub fn add_error_responses(openapi: &mut utoipa::openapi::OpenApi) {
-    {
-        for item in openapi.paths.paths.values_mut() {
-            for operation in operations(item) {
-                for (status, description) in ERRORS {
-                    let mut response = ResponseBuilder::new().description(*description).content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    );
-                    if *status == "401" {
-                        response = response.header("WWW-Authenticate", challenge_header());
-                    }
-                    operation
-                        .responses
-                        .responses
-                        .entry((*status).to_owned())
-                        .or_insert_with(|| response.into());
+    for item in openapi.paths.paths.values_mut() {
+        for operation in operations(item) {
+            let with_body = operation.request_body.is_some().then_some(&NOT_JSON);
+            for (status, description) in ERRORS.iter().chain(with_body) {
+                let mut response = ResponseBuilder::new().description(*description).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                );
+                if *status == "401" {
+                    response = response.header("WWW-Authenticate", challenge_header());
                 }
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| response.into());
             }
         }
     }

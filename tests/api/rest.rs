@@ -982,6 +982,17 @@ async fn openapi_documents_exactly_the_routes() {
                 "{method} {path}: no {status}"
             );
         }
+        assert_eq!(
+            operation["responses"].get("415").is_some(),
+            operation.get("requestBody").is_some(),
+            "{method} {path}: 415 exactly where there is a body"
+        );
+        assert!(
+            operation["responses"]["401"]["headers"]
+                .get("WWW-Authenticate")
+                .is_some(),
+            "{method} {path}: 401 without its challenge"
+        );
         let concrete = path
             .replace("{locator}", "0190a0a0-0000-7000-8000-000000000000")
             .replace("{id}", "0190a0a0-0000-7000-8000-000000000000")
@@ -1306,6 +1317,59 @@ async fn a_401_carries_a_bearer_challenge() {
             assert_eq!(got.as_deref(), challenge, "{method} {path} {token:?}");
         }
     }
+}
+
+/// A body is JSON by its Content-Type (`application/json` with any
+/// parameters, or a `+json` type); any other is 415 in the JSON error shape,
+/// after authentication, and creates nothing.
+#[tokio::test]
+async fn a_body_that_is_not_json_by_its_content_type_is_415() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:*"]);
+    let url = format!("http://{}/tenants/users", app.http_addr);
+    let body = user_draft("typed@example.com").to_string();
+    let post = |content_type: Option<&str>, token: Option<&str>| {
+        let mut request = Client::new().post(&url).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status();
+        (status, response.json::<Value>().await.expect("a JSON body"))
+    };
+
+    let response = post(Some("text/plain"), None).await.expect("request");
+    expect_error(answer(response).await, StatusCode::UNAUTHORIZED, None);
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let response = post(content_type, Some(&token)).await.expect("request");
+        let body = expect_error(
+            answer(response).await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("content-type"),
+        );
+        assert_eq!(body["code"], "FIELD_INVALID", "{content_type:?}");
+    }
+    // Nothing was created: the first JSON post creates the user.
+    let response = post(Some("application/json; charset=utf-8"), Some(&token))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (_, user) = answer(response).await;
+    let response = Client::new()
+        .patch(format!("{url}/{}", user["id"].as_str().expect("id")))
+        .bearer_auth(&token)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"firstName": "Typed"}"#)
+        .send()
+        .await
+        .expect("request");
+    let (status, updated) = answer(response).await;
+    assert_eq!((status, updated["firstName"].clone()), (StatusCode::OK, json!("Typed")));
 }
 
 /// A REST call that fails inside the server answers 500 with nothing of the
