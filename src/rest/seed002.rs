@@ -96,7 +96,9 @@ pub struct UserCreateRequest {
     pub tenants: Option<Vec<String>>,
 }
 
-/// UserResponse.
+/// UserResponse. The seed marks `permissions` and `roles` optional: they are
+/// left out of the users of `GET /auth/users/list?extended=false`, and there
+/// only; `tenants` is required, so it is always there.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserResponse {
@@ -107,10 +109,27 @@ pub struct UserResponse {
     /// Tenant ids the user belongs to.
     pub tenants: Vec<String>,
     pub email: Option<String>,
-    /// Direct permission grants.
-    pub permissions: Vec<String>,
-    /// Locators of the roles granted directly in the tenant in context.
-    pub roles: Vec<String>,
+    /// Direct permission grants; absent from a list that is not extended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub permissions: Option<Vec<String>>,
+    /// Locators of the roles granted directly in the tenant in context;
+    /// absent from a list that is not extended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub roles: Option<Vec<String>>,
+}
+
+impl UserResponse {
+    /// The user of a list that is not extended: the seed's optional
+    /// `permissions` and `roles` left out.
+    fn unextended(self) -> Self {
+        Self {
+            permissions: None,
+            roles: None,
+            ..self
+        }
+    }
 }
 
 impl From<UserRecord> for UserResponse {
@@ -124,8 +143,8 @@ impl From<UserRecord> for UserResponse {
             user_name: u.username,
             tenants: details.tenant_ids.iter().map(ToString::to_string).collect(),
             email: Some(u.email),
-            permissions: details.permissions,
-            roles: details.roles.iter().map(|r| r.role.id.to_string()).collect(),
+            permissions: Some(details.permissions),
+            roles: Some(details.roles.iter().map(|r| r.role.id.to_string()).collect()),
         }
     }
 }
@@ -278,12 +297,10 @@ async fn get_user(
     Ok(Json(Arc::unwrap_or_clone(user).into()))
 }
 
-/// Paging of the seed's lists: `offset`, `count`, `extended`.
-fn list_query(raw: Option<&str>, basic: bool) -> RestResult<UserQuery> {
-    let query = QueryPairs::parse(raw)?;
-    let extended = query.bool("extended")?.unwrap_or(!basic);
+/// Paging of the seed's user lists: `offset` and `count`.
+fn list_query(query: &QueryPairs, basic: bool) -> RestResult<UserQuery> {
     Ok(UserQuery {
-        basic: basic || !extended,
+        basic,
         page: PageRequest {
             limit: query.limit("count")?,
             offset: query.offset("offset")?,
@@ -293,14 +310,17 @@ fn list_query(raw: Option<&str>, basic: bool) -> RestResult<UserQuery> {
     })
 }
 
-/// Fetch multiple users (fetchMultipleUsers): FULL users, `count` up to 100
-/// (up to 1000 with `extended=false`, which leaves tenants, roles and
-/// permissions out).
+/// Fetch multiple users (fetchMultipleUsers): `count` up to 100.
+/// `extended=false` leaves out what the seed's UserResponse marks optional,
+/// `roles` and `permissions`. Its `tenants` is required, so it is filled
+/// (an empty list would read as "in no tenant"), which takes the FULL
+/// records: the count stays 1 to 100, the seed giving the higher limit to
+/// `/auth/users/basic/list` alone.
 #[utoipa::path(get, path = "/auth/users/list", tag = TAG,
     params(
         ("offset" = Option<i32>, Query, minimum = 0, description = "Users to skip"),
         ("count" = Option<i32>, Query, minimum = 1, maximum = 100, description = "Users to return: 1 to 100, default 10"),
-        ("extended" = Option<bool>, Query, description = "Include tenants, roles and permissions (default true)"),
+        ("extended" = Option<bool>, Query, description = "Include roles and permissions (default true); tenants are always there"),
     ),
     responses((status = 200, description = "A page of users", body = UserListResponse)))]
 async fn list_users(
@@ -309,12 +329,19 @@ async fn list_users(
     RawQuery(raw): RawQuery,
 ) -> RestResult<Json<UserListResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/ListUsers").await?;
-    let page = users::list(&app, &caller, list_query(raw.as_deref(), false)?)
+    let query = QueryPairs::parse(raw.as_deref())?;
+    let extended = query.bool("extended")?.unwrap_or(true);
+    let page = users::list(&app, &caller, list_query(&query, false)?)
         .await
         .map_err(fields)?;
     Ok(Json(UserListResponse {
         list_completed: !page.has_next,
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(UserResponse::from)
+            .map(|user| if extended { user } else { user.unextended() })
+            .collect(),
     }))
 }
 
@@ -332,7 +359,9 @@ async fn list_basic_users(
     RawQuery(raw): RawQuery,
 ) -> RestResult<Json<BasicUserListResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/ListUsers").await?;
-    let page = users::list(&app, &caller, list_query(raw.as_deref(), true)?)
+    let query = QueryPairs::parse(raw.as_deref())?;
+    query.bool("extended")?;
+    let page = users::list(&app, &caller, list_query(&query, true)?)
         .await
         .map_err(fields)?;
     Ok(Json(BasicUserListResponse {

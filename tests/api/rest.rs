@@ -206,7 +206,25 @@ async fn seed002_lists_page_with_offset_and_count() {
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["listCompleted"], false);
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
-    assert!(page["items"][0]["tenants"].is_array());
+    let first = &page["items"][0];
+    assert_eq!(first["tenants"], json!([app.tenant_id.to_string()]), "{first}");
+    assert!(first["roles"].is_array() && first["permissions"].is_array(), "{first}");
+
+    // Not extended: the seed's optional roles and permissions are left out,
+    // its required tenants are there (not an empty list).
+    let (status, page) = rest
+        .call(Method::GET, "/auth/users/list?extended=false&count=100", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(5), "{page}");
+    for user in page["items"].as_array().into_iter().flatten() {
+        assert_eq!(user["tenants"], json!([app.tenant_id.to_string()]), "{user}");
+        assert!(
+            user.get("roles").is_none() && user.get("permissions").is_none(),
+            "{user}"
+        );
+        assert!(user["locator"].is_string() && user["userName"].is_string(), "{user}");
+    }
 
     let (status, page) = rest
         .call(Method::GET, "/auth/users/list?offset=4&count=2", token, None)
@@ -225,6 +243,7 @@ async fn seed002_lists_page_with_offset_and_count() {
 
     for (path, field) in [
         ("/auth/users/list?count=101", "count"),
+        ("/auth/users/list?count=101&extended=false", "count"),
         // 0 is out of range, not "the default" (API.md's Paging).
         ("/auth/users/list?count=0", "count"),
         ("/auth/users/basic/list?count=0&offset=0", "count"),
