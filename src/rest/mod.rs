@@ -26,13 +26,14 @@ use axum::{
         DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State, path::ErrorKind,
         rejection::PathRejection,
     },
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::Response,
     routing::get,
 };
 use serde::de::DeserializeOwned;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::ServiceBuilder;
+use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -77,7 +78,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The gateway's routes, `/openapi.json` included, with the body limit, a
 /// panic guard, a JSON 404 for unknown paths and a JSON 405 (with `Allow`)
-/// for a method a path does not have.
+/// for a method a path does not have. Every answer, errors and panics
+/// included, is `Cache-Control: no-store` (users, tokens' subjects and
+/// permissions are no cache's business) and `X-Content-Type-Options:
+/// nosniff` (JSON is never to be read as anything else).
 pub fn router(app: Arc<App>) -> Router {
     let (routes, document) = parts();
     let document = Arc::new(document);
@@ -95,6 +99,17 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), record_refusals))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                )),
+        )
         .with_state(app)
 }
 

@@ -1391,6 +1391,38 @@ async fn a_body_that_is_not_json_by_its_content_type_is_415() {
     assert_eq!((status, updated["firstName"].clone()), (StatusCode::OK, json!("Typed")));
 }
 
+/// Every answer of the gateway, errors included, is for no cache and for no
+/// content sniffing.
+#[tokio::test]
+async fn gateway_answers_are_neither_cached_nor_sniffed() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:*"]);
+    let client = Client::new();
+    for (method, path, token, status) in [
+        (Method::GET, "/tenants/users", Some(token.as_str()), StatusCode::OK),
+        (Method::GET, "/auth/users/whoami", None, StatusCode::UNAUTHORIZED),
+        (
+            Method::GET,
+            "/auth/users/not-a-uuid",
+            Some(token.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, "/auth/users/x/unknown", None, StatusCode::NOT_FOUND),
+        (Method::PUT, "/tenants/users", None, StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "/openapi.json", None, StatusCode::OK),
+    ] {
+        let mut request = client.request(method.clone(), format!("http://{}{path}", app.http_addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), status, "{method} {path}");
+        let headers = response.headers();
+        assert_eq!(headers["cache-control"], "no-store", "{method} {path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{method} {path}");
+    }
+}
+
 /// A REST call that fails inside the server answers 500 with nothing of the
 /// cause, which goes to the log, in the call's span with its request id
 /// (API.md: "details only in the server log with the request id").
