@@ -6,9 +6,8 @@
 //! mapping the REST gateway uses.
 //!
 //! Every answer carries a strict Content-Security-Policy, `no-store`,
-//! `no-referrer` (the invitation token is in the URL) and `nosniff`; posts
-//! from another site are refused (Sec-Fetch-Site, else Origin) and bodies
-//! are size-limited.
+//! `Referrer-Policy: same-origin` and `nosniff`; posts from another site are
+//! refused (Sec-Fetch-Site, else Origin) and bodies are size-limited.
 
 mod invitation;
 mod password;
@@ -51,7 +50,11 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
          frame-ancestors 'none'; base-uri 'none'",
     ),
-    (header::REFERRER_POLICY, "no-referrer"),
+    // The invitation token is in the URL: no other site may see it in a
+    // Referer. Not `no-referrer`: under it a browser sends `Origin: null` on
+    // the page's own form post, which [`same_origin`] must refuse when
+    // `Sec-Fetch-Site` is missing.
+    (header::REFERRER_POLICY, "same-origin"),
     (header::CACHE_CONTROL, "no-store"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -242,8 +245,10 @@ fn error_page(error: &Error) -> Page {
 /// Refuses a form posted from another site (CSRF): modern browsers send
 /// `Sec-Fetch-Site` on every request; older ones send `Origin` on posts,
 /// which must then be this server's (the `Host` it was sent to, or the
-/// configured public URL). A request with neither did not come from a
-/// browser that would carry a victim's session, and the forms have none.
+/// configured public URL); `Origin: null` (an opaque origin: a sandboxed
+/// frame, a redirect from elsewhere) is not. A request with neither did not
+/// come from a browser that would carry a victim's session, and the forms
+/// have none.
 fn same_origin(app: &App, headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return site == "same-origin";

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode},
 };
 use chrono::{DateTime, Utc};
@@ -26,7 +26,7 @@ use crate::{
     },
     error::Error,
     rest::{
-        Body, QueryPairs, RestResult, caller, decode_json,
+        Body, PathParams, QueryPairs, RestResult, caller, decode_json,
         error::{RestError, rename_path},
         request_id,
     },
@@ -259,7 +259,7 @@ impl From<UserRecord> for User {
 /// One user to create. Without a password the user is `pending` and gets
 /// an invitation e-mail.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUser {
     pub email: String,
     /// Defaults to `email`.
@@ -324,7 +324,7 @@ pub enum CreatedUsers {
 
 /// Changes to a user; an absent field is left as it is.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUser {
     #[serde(default)]
     pub first_name: Option<String>,
@@ -383,8 +383,8 @@ async fn list_users(
     };
     let query = UserQuery {
         page: PageRequest {
-            limit: query.int("limit")?,
-            offset: query.int("offset")?,
+            limit: query.limit("limit")?,
+            offset: query.offset("offset")?,
             sort: query.list("sort"),
             ..Default::default()
         },
@@ -443,8 +443,9 @@ async fn create_users(
 #[utoipa::path(get, path = "/tenants/users/{id}", tag = TAG,
     params(("id" = Uuid, Path, description = "The user's id")),
     responses((status = 200, description = "Successfully retrieved the user", body = User)))]
-async fn get_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> RestResult<Json<User>> {
+async fn get_user(State(app): State<Arc<App>>, headers: HeaderMap, id: PathParams<String>) -> RestResult<Json<User>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUser").await?;
+    let id = id.get()?;
     let user = users::get(&app, &caller, &id).await.map_err(fields)?;
     Ok(Json(Arc::unwrap_or_clone(user).into()))
 }
@@ -456,10 +457,11 @@ async fn get_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
 async fn update_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<User>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUser").await?;
+    let id = id.get()?;
     let request: UpdateUser = body.json()?;
     let patch = UserPatch {
         first_name: request.first_name,
@@ -480,9 +482,10 @@ async fn update_user(
 async fn delete_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: PathParams<String>,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/DeleteUser").await?;
+    let id = id.get()?;
     users::delete(&app, &caller, &id).await.map_err(fields)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -494,9 +497,10 @@ async fn delete_user(
 async fn deactivate_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: PathParams<String>,
 ) -> RestResult<Json<User>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/DeactivateUser").await?;
+    let id = id.get()?;
     let user = users::deactivate(&app, &caller, &id).await.map_err(fields)?;
     Ok(Json(user.into()))
 }
@@ -508,16 +512,17 @@ async fn deactivate_user(
 async fn reactivate_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: PathParams<String>,
 ) -> RestResult<Json<User>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/ReactivateUser").await?;
+    let id = id.get()?;
     let user = users::reactivate(&app, &caller, &id).await.map_err(fields)?;
     Ok(Json(user.into()))
 }
 
 /// Data for adding or removing roles from a user.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUserRoles {
     /// Role ids to add to the user.
     #[serde(default)]
@@ -529,7 +534,7 @@ pub struct UpdateUserRoles {
 
 /// The group to add the user to.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddUserToGroup {
     pub group_id: String,
 }
@@ -541,10 +546,11 @@ pub struct AddUserToGroup {
 async fn update_user_roles(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<User>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUserRoles").await?;
+    let id = id.get()?;
     let request: UpdateUserRoles = body.json()?;
     let user = grants::update_user_roles(&app, &caller, &id, &request.added_roles, &request.removed_roles)
         .await
@@ -559,10 +565,11 @@ async fn update_user_roles(
 async fn add_user_to_group(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: PathParams<String>,
     body: Body,
 ) -> RestResult<(StatusCode, Json<User>)> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/AddUserToGroup").await?;
+    let id = id.get()?;
     let request: AddUserToGroup = body.json()?;
     let user = grants::add_user_to_group(&app, &caller, &id, &request.group_id)
         .await
@@ -580,9 +587,10 @@ async fn add_user_to_group(
 async fn remove_user_from_group(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path((id, group_id)): Path<(String, String)>,
+    params: PathParams<(String, String)>,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/RemoveUserFromGroup").await?;
+    let (id, group_id) = params.get()?;
     grants::remove_user_from_group(&app, &caller, &id, &group_id)
         .await
         .map_err(fields)?;

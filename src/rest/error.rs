@@ -14,7 +14,7 @@ use tonic::Code;
 use utoipa::ToSchema;
 
 use crate::{
-    error::{Error, FieldViolation},
+    error::{AuthFailure, Error, FieldViolation},
     grpc::status::classify,
     pb::ErrorReason,
 };
@@ -26,7 +26,7 @@ pub struct ErrorBody {
     pub code: String,
     /// A human-readable message; never SQL, hashes or tokens.
     pub message: String,
-    /// The invalid fields, for 400 (and 413) answers; empty otherwise.
+    /// The invalid fields, for 400 (and 413, 415) answers; empty otherwise.
     pub details: Vec<FieldViolationBody>,
 }
 
@@ -56,6 +56,36 @@ impl RestError {
         Self {
             error: Error::invalid("body", format!("larger than {limit} bytes")),
             status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+        }
+    }
+
+    /// A body that is not JSON by its `Content-Type`: 415, naming the header.
+    pub fn unsupported_media_type() -> Self {
+        Self {
+            error: Error::invalid("content-type", "must be application/json (or a +json type)"),
+            status: Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        }
+    }
+
+    /// A body that could not be read for another reason than its size (the
+    /// client broke off mid-body): `status` is the one axum gives, naming
+    /// `body`.
+    pub fn unreadable_body(status: StatusCode) -> Self {
+        Self {
+            error: Error::invalid("body", "could not be read"),
+            status: Some(status),
+        }
+    }
+
+    /// A method the path does not have (`PUT /tenants/users`): 405, with
+    /// the `Allow` header axum adds. The reason is RESOURCE_NOT_FOUND, as for
+    /// an unknown path: the route asked for does not exist (what gRPC
+    /// answers for an unknown method), and `ErrorReason` has no reason of
+    /// its own for it; FIELD_INVALID would promise field violations.
+    pub fn method_not_allowed() -> Self {
+        Self {
+            error: Error::NotFound("method for this path"),
+            status: Some(StatusCode::METHOD_NOT_ALLOWED),
         }
     }
 
@@ -105,6 +135,7 @@ impl IntoResponse for RestError {
             Error::Throttled { retry_after } => Some(retry_after.as_secs().max(1)),
             _ => None,
         };
+        let challenge = (status == StatusCode::UNAUTHORIZED).then(|| bearer_challenge(&self.error));
         let details = match self.error {
             Error::Invalid(violations) => violations
                 .into_iter()
@@ -124,7 +155,25 @@ impl IntoResponse for RestError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         response
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3): the scheme, and
+/// `error="invalid_token"` when a token was sent and refused (malformed,
+/// expired, badly signed, or its subject no longer active); no error code
+/// when none was sent.
+fn bearer_challenge(error: &Error) -> &'static str {
+    match error {
+        Error::Unauthenticated(AuthFailure::Invalid | AuthFailure::SubjectInactive) => {
+            r#"Bearer error="invalid_token""#
+        }
+        _ => "Bearer",
     }
 }
 
@@ -210,6 +259,21 @@ mod tests {
         ] {
             assert_eq!(http_status(code).as_u16(), status, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_401_challenges_for_a_bearer_token() {
+        for (failure, challenge) in [
+            (AuthFailure::Missing, "Bearer"),
+            (AuthFailure::Invalid, r#"Bearer error="invalid_token""#),
+            (AuthFailure::SubjectInactive, r#"Bearer error="invalid_token""#),
+        ] {
+            let response = RestError::from(Error::Unauthenticated(failure)).into_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], challenge, "{failure:?}");
+        }
+        let response = RestError::from(Error::PermissionDenied("no".into())).into_response();
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 
     #[test]

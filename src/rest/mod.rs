@@ -17,19 +17,23 @@ pub mod error;
 pub mod openapi;
 pub mod seed002;
 
-use std::{cell::Cell, sync::Arc};
+use std::{cell::Cell, convert::Infallible, sync::Arc};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, FromRequest, Request, State},
-    http::HeaderMap,
+    extract::{
+        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State, path::ErrorKind,
+        rejection::PathRejection,
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::Response,
     routing::get,
 };
 use serde::de::DeserializeOwned;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::ServiceBuilder;
+use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -73,7 +77,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The gateway's routes, `/openapi.json` included, with the body limit, a
-/// panic guard, and a JSON 404 for unknown paths.
+/// panic guard, a JSON 404 for unknown paths and a JSON 405 (with `Allow`)
+/// for a method a path does not have. Every answer, errors and panics
+/// included, is `Cache-Control: no-store` (users, tokens' subjects and
+/// permissions are no cache's business) and `X-Content-Type-Options:
+/// nosniff` (JSON is never to be read as anything else).
 pub fn router(app: Arc<App>) -> Router {
     let (routes, document) = parts();
     let document = Arc::new(document);
@@ -85,10 +93,23 @@ pub fn router(app: Arc<App>) -> Router {
                 async move { Json(document) }
             }),
         )
+        // After the last route: it applies to the routes added before it.
+        .method_not_allowed_fallback(|| async { RestError::method_not_allowed() })
         .fallback(|| async { RestError::from(Error::NotFound("route")) })
         .layer(middleware::from_fn_with_state(app.clone(), record_refusals))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                )),
+        )
         .with_state(app)
 }
 
@@ -147,36 +168,103 @@ pub fn request_id(headers: &HeaderMap) -> Result<&str, RestError> {
     }
 }
 
+/// A route's path parameters (`{locator}`, `{id}`, `{groupId}`), decoded as
+/// axum's [`Path`] decodes them but answered through [`RestError`], and only
+/// when the handler asks, after [`caller`]: an anonymous caller gets 401
+/// whatever the path holds, and a refused mutation is audited. A parameter
+/// that is not UTF-8 once percent-decoded (`%FF`) is a 400 naming it by its
+/// name in the route, which is the dialect's name for it.
+pub struct PathParams<T>(Result<T, RestError>);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = Path::<T>::from_request_parts(parts, state).await;
+        Ok(Self(params.map(|Path(params)| params).map_err(path_error)))
+    }
+}
+
+impl<T> PathParams<T> {
+    /// The parameters, or the error naming the one that cannot be decoded.
+    pub fn get(self) -> Result<T, RestError> {
+        self.0
+    }
+}
+
+/// A path parameter that cannot be decoded: 400 naming it; anything else
+/// means a route and its handler disagree, an internal error.
+fn path_error(rejection: PathRejection) -> RestError {
+    if let PathRejection::FailedToDeserializePathParams(failure) = &rejection
+        && let ErrorKind::InvalidUtf8InPathParam { key } = failure.kind()
+    {
+        return Error::invalid(key.as_str(), "must be UTF-8 once percent-decoded").into();
+    }
+    Error::internal(format!("path parameters: {}", rejection.body_text())).into()
+}
+
 /// A request body, read up to [`MAX_BODY_BYTES`] (413 beyond) and decoded
 /// only after the caller is authorized, so an anonymous caller gets 401
-/// whatever it sends.
-pub struct Body(Bytes);
+/// whatever it sends: a body that is not JSON by its `Content-Type` is
+/// refused (415) then too.
+pub struct Body {
+    bytes: Bytes,
+    /// Whether the `Content-Type` says JSON (see [`is_json`]).
+    json: bool,
+}
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = RestError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(request, state)
+        let json = is_json(request.headers());
+        let bytes = Bytes::from_request(request, state)
             .await
-            .map(Body)
-            .map_err(|_| RestError::too_large(MAX_BODY_BYTES))
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => RestError::too_large(MAX_BODY_BYTES),
+                status => RestError::unreadable_body(status),
+            })?;
+        Ok(Body { bytes, json })
     }
+}
+
+/// Whether a `Content-Type` is JSON: `application/json` whatever its
+/// parameters (`; charset=utf-8`), or a `+json` type
+/// (`application/merge-patch+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl Body {
     /// Whether the first non-blank byte is `byte` (`[` for a JSON array).
     pub fn starts_with(&self, byte: u8) -> bool {
-        self.0.iter().find(|b| !b.is_ascii_whitespace()) == Some(&byte)
+        self.bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&byte)
     }
 
     /// The body as JSON; errors name the offending field (see [`decode_json`]).
+    /// A body that is there but not JSON by its `Content-Type` is 415; an
+    /// empty one is decoded, so it is the 400 of a missing body whatever its
+    /// type.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, RestError> {
-        decode_json(&self.0)
+        if !self.json && !self.bytes.is_empty() {
+            return Err(RestError::unsupported_media_type());
+        }
+        decode_json(&self.bytes)
     }
 }
 
 /// Decodes JSON, naming the path of the first offending value: 400 for
-/// malformed JSON, wrong types, missing fields and unknown enum values.
+/// malformed JSON, wrong types, missing fields, unknown fields (the request
+/// types deny them, so a misspelt field is refused rather than ignored) and
+/// unknown enum values.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RestError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
@@ -184,6 +272,8 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RestError> {
         let inner = e.into_inner();
         let message = inner.to_string();
         // Missing fields are reported at their parent: name the field itself.
+        // An unknown field's path already ends with it (its key is read
+        // before serde refuses it).
         let missing = message
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next());
@@ -230,14 +320,33 @@ impl QueryPairs {
         self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
-    /// An integer parameter; 0 when absent (the domain's "default").
-    pub fn int(&self, name: &str) -> Result<i32, RestError> {
+    /// An integer parameter; `None` when absent (or empty).
+    pub fn int(&self, name: &str) -> Result<Option<i32>, RestError> {
         match self.last(name) {
-            None | Some("") => Ok(0),
+            None | Some("") => Ok(None),
             Some(value) => value
                 .trim()
                 .parse()
+                .map(Some)
                 .map_err(|_| RestError::from(Error::invalid(name, "must be an integer"))),
+        }
+    }
+
+    /// An offset parameter: 0 when absent.
+    pub fn offset(&self, name: &str) -> Result<i32, RestError> {
+        Ok(self.int(name)?.unwrap_or(0))
+    }
+
+    /// A page size parameter (`limit`, `count`) for the domain's
+    /// [`PageRequest`](crate::domain::paging::PageRequest): absent is 0, the
+    /// domain's "default"; 0 sent is out of range (API.md's Paging), said
+    /// here because only REST can tell it from absent. The domain checks
+    /// the other bounds.
+    pub fn limit(&self, name: &str) -> Result<i32, RestError> {
+        match self.int(name)? {
+            None => Ok(0),
+            Some(0) => Err(Error::invalid(name, "must be at least 1 (leave it out for the default)").into()),
+            Some(limit) => Ok(limit),
         }
     }
 
@@ -284,7 +393,7 @@ mod tests {
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
     #[allow(dead_code)]
     struct Draft {
         email: String,
@@ -309,6 +418,7 @@ mod tests {
                 "[1].maxDevices",
             ),
             (r#"[{"maxDevices":1}]"#, "[0].email"),
+            (r#"[{"email":"a@b.c"},{"email":"x","maxdevices":1}]"#, "[1].maxdevices"),
             (r#"[{"email":"a@b.c"}"#, "body"),
             (r#"{"email":"a@b.c"}"#, "body"),
             (r#"[] []"#, "body"),
@@ -318,12 +428,64 @@ mod tests {
     }
 
     #[test]
+    fn json_content_types() {
+        for (content_type, json) in [
+            (Some("application/json"), true),
+            (Some("application/json; charset=utf-8"), true),
+            (Some("Application/JSON ; charset=UTF-8"), true),
+            (Some("application/merge-patch+json"), true),
+            (Some("application/problem+json; charset=utf-8"), true),
+            (Some("text/plain"), false),
+            (Some("application/x-www-form-urlencoded"), false),
+            (Some("text/json+xml"), false),
+            (Some("application/jsonp"), false),
+            (None, false),
+        ] {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = content_type {
+                headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            }
+            assert_eq!(is_json(&headers), json, "{content_type:?}");
+        }
+    }
+
+    /// A body the client breaks off answers the rejection's own status,
+    /// not 413 (which is for bodies over the limit).
+    #[tokio::test]
+    async fn a_body_broken_off_is_not_too_large() {
+        use axum::response::IntoResponse;
+
+        let broken = tokio_stream::once(Err::<Bytes, _>(std::io::Error::other("connection reset")));
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from_stream(broken))
+            .unwrap();
+        let Err(error) = Body::from_request(request, &()).await else {
+            panic!("a broken body was read");
+        };
+        assert_eq!(error.into_response().status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
     fn query_lists_split_repeats_and_commas() {
         let query = QueryPairs::parse(Some("sort=-createdAt,email&sort=lastName&limit=5")).unwrap();
         assert_eq!(query.list("sort"), ["-createdAt", "email", "lastName"]);
-        assert_eq!(query.int("limit").unwrap(), 5);
-        assert!(query.int("offset").is_ok());
+        assert_eq!(query.int("limit").unwrap(), Some(5));
+        assert_eq!(query.int("offset").unwrap(), None);
         let bad = QueryPairs::parse(Some("limit=ten")).unwrap();
         assert!(bad.int("limit").is_err());
+    }
+
+    #[test]
+    fn a_page_size_of_zero_is_refused_and_absent_is_the_default() {
+        let query = QueryPairs::parse(Some("count=0&limit=&offset=0")).unwrap();
+        match query.limit("count").map_err(|e| e.error().to_string()) {
+            Err(message) => assert!(message.contains("count"), "{message}"),
+            Ok(limit) => panic!("count=0 gave {limit}"),
+        }
+        assert_eq!(query.limit("limit").unwrap(), 0, "empty is absent");
+        assert_eq!(query.limit("size").unwrap(), 0, "absent is the domain's default");
+        assert_eq!(query.offset("offset").unwrap(), 0);
     }
 }

@@ -7,6 +7,7 @@ use utoipa::{
     Modify, OpenApi,
     openapi::{
         ContentBuilder, Ref, ResponseBuilder,
+        header::{Header, HeaderBuilder},
         path::{Operation, PathItem},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
@@ -52,7 +53,7 @@ impl Modify for Security {
 /// The error statuses every route may answer.
 const ERRORS: &[(&str, &str)] = &[
     ("400", "Malformed input; `details` names the fields"),
-    ("401", "Missing, invalid or expired token"),
+    ("401", "Missing, invalid or expired token; see WWW-Authenticate"),
     ("403", "Permission missing"),
     ("404", "Unknown id, or a resource of another tenant"),
     ("409", "Duplicate (e-mail, user name...)"),
@@ -63,28 +64,46 @@ const ERRORS: &[(&str, &str)] = &[
     ("503", "Storage unavailable"),
 ];
 
-/// Adds the error answers to every operation; called once the routes are
-/// merged in (a modifier of [`ApiDoc`] would run before there are any).
+/// The error of an operation with a body whose `Content-Type` is not JSON.
+const NOT_JSON: (&str, &str) = (
+    "415",
+    "The body is not JSON by its Content-Type (application/json or a +json type)",
+);
+
+/// Adds the error answers to every operation (415 to those with a body);
+/// called once the routes are merged in (a modifier of [`ApiDoc`] would run
+/// before there are any).
 pub fn add_error_responses(openapi: &mut utoipa::openapi::OpenApi) {
-    {
-        for item in openapi.paths.paths.values_mut() {
-            for operation in operations(item) {
-                for (status, description) in ERRORS {
-                    let response = ResponseBuilder::new().description(*description).content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    );
-                    operation
-                        .responses
-                        .responses
-                        .entry((*status).to_owned())
-                        .or_insert_with(|| response.into());
+    for item in openapi.paths.paths.values_mut() {
+        for operation in operations(item) {
+            let with_body = operation.request_body.is_some().then_some(&NOT_JSON);
+            for (status, description) in ERRORS.iter().chain(with_body) {
+                let mut response = ResponseBuilder::new().description(*description).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                );
+                if *status == "401" {
+                    response = response.header("WWW-Authenticate", challenge_header());
                 }
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| response.into());
             }
         }
     }
+}
+
+/// The `WWW-Authenticate` header of a 401.
+fn challenge_header() -> Header {
+    HeaderBuilder::new()
+        .description(Some(
+            "`Bearer`, with `error=\"invalid_token\"` when the token sent was refused (RFC 6750)",
+        ))
+        .build()
 }
 
 /// The operations of a path, with their HTTP methods.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode},
 };
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use crate::{
     },
     error::Error,
     rest::{
-        Body, QueryPairs, RestResult, caller,
+        Body, PathParams, QueryPairs, RestResult, caller,
         error::{RestError, rename_path},
         request_id,
     },
@@ -75,7 +75,7 @@ fn fields(error: Error) -> RestError {
 
 /// UserCreateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserCreateRequest {
     pub first_name: String,
     pub last_name: String,
@@ -96,7 +96,9 @@ pub struct UserCreateRequest {
     pub tenants: Option<Vec<String>>,
 }
 
-/// UserResponse.
+/// UserResponse. The seed marks `permissions` and `roles` optional: they are
+/// left out of the users of `GET /auth/users/list?extended=false`, and there
+/// only; `tenants` is required, so it is always there.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserResponse {
@@ -107,10 +109,27 @@ pub struct UserResponse {
     /// Tenant ids the user belongs to.
     pub tenants: Vec<String>,
     pub email: Option<String>,
-    /// Direct permission grants.
-    pub permissions: Vec<String>,
-    /// Locators of the roles granted directly in the tenant in context.
-    pub roles: Vec<String>,
+    /// Direct permission grants; absent from a list that is not extended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub permissions: Option<Vec<String>>,
+    /// Locators of the roles granted directly in the tenant in context;
+    /// absent from a list that is not extended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub roles: Option<Vec<String>>,
+}
+
+impl UserResponse {
+    /// The user of a list that is not extended: the seed's optional
+    /// `permissions` and `roles` left out.
+    fn unextended(self) -> Self {
+        Self {
+            permissions: None,
+            roles: None,
+            ..self
+        }
+    }
 }
 
 impl From<UserRecord> for UserResponse {
@@ -124,8 +143,8 @@ impl From<UserRecord> for UserResponse {
             user_name: u.username,
             tenants: details.tenant_ids.iter().map(ToString::to_string).collect(),
             email: Some(u.email),
-            permissions: details.permissions,
-            roles: details.roles.iter().map(|r| r.role.id.to_string()).collect(),
+            permissions: Some(details.permissions),
+            roles: Some(details.roles.iter().map(|r| r.role.id.to_string()).collect()),
         }
     }
 }
@@ -172,7 +191,7 @@ pub struct BasicUserListResponse {
 
 /// UserUpdateRequest: an absent field is left as it is.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserUpdateRequest {
     #[serde(default)]
     pub first_name: Option<String>,
@@ -193,7 +212,7 @@ pub struct UserUpdateRequest {
 
 /// UserTenantsAssignmentsUpdateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserTenantsAssignmentsUpdateRequest {
     /// Tenant ids or slugs to join.
     #[serde(default)]
@@ -252,9 +271,10 @@ async fn who_am_i(State(app): State<Arc<App>>, headers: HeaderMap) -> RestResult
 async fn users_by_name(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(username): Path<String>,
+    username: PathParams<String>,
 ) -> RestResult<Json<Vec<UserResponse>>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUserByUsername").await?;
+    let username = username.get()?;
     match users::get_by_username(&app, &caller, &username).await {
         Ok(user) => Ok(Json(vec![user.into()])),
         Err(Error::NotFound(_)) => Ok(Json(Vec::new())),
@@ -269,36 +289,38 @@ async fn users_by_name(
 async fn get_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUser").await?;
+    let locator = locator.get()?;
     let user = users::get(&app, &caller, &locator).await.map_err(fields)?;
     Ok(Json(Arc::unwrap_or_clone(user).into()))
 }
 
-/// Paging of the seed's lists: `offset`, `count`, `extended`.
-fn list_query(raw: Option<&str>, basic: bool) -> RestResult<UserQuery> {
-    let query = QueryPairs::parse(raw)?;
-    let extended = query.bool("extended")?.unwrap_or(!basic);
+/// Paging of the seed's user lists: `offset` and `count`.
+fn list_query(query: &QueryPairs, basic: bool) -> RestResult<UserQuery> {
     Ok(UserQuery {
-        basic: basic || !extended,
+        basic,
         page: PageRequest {
-            limit: query.int("count")?,
-            offset: query.int("offset")?,
+            limit: query.limit("count")?,
+            offset: query.offset("offset")?,
             ..Default::default()
         },
         ..Default::default()
     })
 }
 
-/// Fetch multiple users (fetchMultipleUsers): FULL users, `count` up to 100
-/// (up to 1000 with `extended=false`, which leaves tenants, roles and
-/// permissions out).
+/// Fetch multiple users (fetchMultipleUsers): `count` up to 100.
+/// `extended=false` leaves out what the seed's UserResponse marks optional,
+/// `roles` and `permissions`. Its `tenants` is required, so it is filled
+/// (an empty list would read as "in no tenant"), which takes the FULL
+/// records: the count stays 1 to 100, the seed giving the higher limit to
+/// `/auth/users/basic/list` alone.
 #[utoipa::path(get, path = "/auth/users/list", tag = TAG,
     params(
         ("offset" = Option<i32>, Query, minimum = 0, description = "Users to skip"),
         ("count" = Option<i32>, Query, minimum = 1, maximum = 100, description = "Users to return: 1 to 100, default 10"),
-        ("extended" = Option<bool>, Query, description = "Include tenants, roles and permissions (default true)"),
+        ("extended" = Option<bool>, Query, description = "Include roles and permissions (default true); tenants are always there"),
     ),
     responses((status = 200, description = "A page of users", body = UserListResponse)))]
 async fn list_users(
@@ -307,12 +329,19 @@ async fn list_users(
     RawQuery(raw): RawQuery,
 ) -> RestResult<Json<UserListResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/ListUsers").await?;
-    let page = users::list(&app, &caller, list_query(raw.as_deref(), false)?)
+    let query = QueryPairs::parse(raw.as_deref())?;
+    let extended = query.bool("extended")?.unwrap_or(true);
+    let page = users::list(&app, &caller, list_query(&query, false)?)
         .await
         .map_err(fields)?;
     Ok(Json(UserListResponse {
         list_completed: !page.has_next,
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(UserResponse::from)
+            .map(|user| if extended { user } else { user.unextended() })
+            .collect(),
     }))
 }
 
@@ -330,7 +359,9 @@ async fn list_basic_users(
     RawQuery(raw): RawQuery,
 ) -> RestResult<Json<BasicUserListResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/ListUsers").await?;
-    let page = users::list(&app, &caller, list_query(raw.as_deref(), true)?)
+    let query = QueryPairs::parse(raw.as_deref())?;
+    query.bool("extended")?;
+    let page = users::list(&app, &caller, list_query(&query, true)?)
         .await
         .map_err(fields)?;
     Ok(Json(BasicUserListResponse {
@@ -347,10 +378,11 @@ async fn list_basic_users(
 async fn update_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUser").await?;
+    let locator = locator.get()?;
     let request: UserUpdateRequest = body.json()?;
     let patch = UserPatch {
         first_name: request.first_name,
@@ -374,10 +406,11 @@ async fn update_user(
 async fn reset_password(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/ResetUserPassword").await?;
+    let locator = locator.get()?;
     let password: String = body.json()?;
     domain::auth::reset_password(&app, &caller, &locator, &password, true)
         .await
@@ -392,9 +425,10 @@ async fn reset_password(
 async fn delete_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/DeleteUser").await?;
+    let locator = locator.get()?;
     users::delete(&app, &caller, &locator).await.map_err(fields)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -407,10 +441,11 @@ async fn delete_user(
 async fn update_tenants(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUserTenants").await?;
+    let locator = locator.get()?;
     let request: UserTenantsAssignmentsUpdateRequest = body.json()?;
     let user = users::update_tenants(&app, &caller, &locator, &request.add_tenants, &request.remove_tenants)
         .await
@@ -420,7 +455,7 @@ async fn update_tenants(
 
 /// UserRolesUpdateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserRolesUpdateRequest {
     /// Role locators to grant.
     #[serde(default)]
@@ -437,10 +472,11 @@ pub struct UserRolesUpdateRequest {
 async fn update_user_roles(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<UserResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/UpdateUserRoles").await?;
+    let locator = locator.get()?;
     let request: UserRolesUpdateRequest = body.json()?;
     let user = grants::update_user_roles(&app, &caller, &locator, &request.add_roles, &request.remove_roles)
         .await
@@ -457,9 +493,10 @@ async fn update_user_roles(
 async fn user_permissions(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<Json<Vec<String>>> {
     let caller = caller(&app, &headers, "/identity.v1.UserService/GetUserPermissions").await?;
+    let locator = locator.get()?;
     let effective = grants::user_permissions(&app, &caller, &locator)
         .await
         .map_err(fields)?;
@@ -468,7 +505,7 @@ async fn user_permissions(
 
 /// RoleCreateRequest.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleCreateRequest {
     pub name: String,
     #[serde(default)]
@@ -482,7 +519,7 @@ pub struct RoleCreateRequest {
 
 /// RoleUpdateRequest: `version` is the one read; absent fields are kept.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleUpdateRequest {
     #[serde(default)]
     pub name: Option<String>,
@@ -565,9 +602,10 @@ async fn create_role(
 async fn get_role(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
 ) -> RestResult<Json<RoleResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.RoleService/GetRole").await?;
+    let locator = locator.get()?;
     let role = roles::get(&app, &caller, &locator).await.map_err(fields)?;
     Ok(Json(role.into()))
 }
@@ -579,10 +617,11 @@ async fn get_role(
 async fn update_role(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     body: Body,
 ) -> RestResult<Json<RoleResponse>> {
     let caller = caller(&app, &headers, "/identity.v1.RoleService/UpdateRole").await?;
+    let locator = locator.get()?;
     let request: RoleUpdateRequest = body.json()?;
     let patch = RolePatch {
         version: request.version,
@@ -605,10 +644,11 @@ async fn update_role(
 async fn delete_role(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(locator): Path<String>,
+    locator: PathParams<String>,
     RawQuery(raw): RawQuery,
 ) -> RestResult<StatusCode> {
     let caller = caller(&app, &headers, "/identity.v1.RoleService/DeleteRole").await?;
+    let locator = locator.get()?;
     let force = QueryPairs::parse(raw.as_deref())?.bool("force")?.unwrap_or(false);
     roles::delete(&app, &caller, &locator, force).await.map_err(fields)?;
     Ok(StatusCode::NO_CONTENT)
@@ -632,8 +672,8 @@ async fn list_roles(
     let query = QueryPairs::parse(raw.as_deref())?;
     query.bool("extended")?;
     let page = PageRequest {
-        limit: query.int("count")?,
-        offset: query.int("offset")?,
+        limit: query.limit("count")?,
+        offset: query.offset("offset")?,
         ..Default::default()
     };
     let page = roles::list(&app, &caller, &page).await.map_err(fields)?;

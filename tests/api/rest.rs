@@ -206,7 +206,25 @@ async fn seed002_lists_page_with_offset_and_count() {
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["listCompleted"], false);
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
-    assert!(page["items"][0]["tenants"].is_array());
+    let first = &page["items"][0];
+    assert_eq!(first["tenants"], json!([app.tenant_id.to_string()]), "{first}");
+    assert!(first["roles"].is_array() && first["permissions"].is_array(), "{first}");
+
+    // Not extended: the seed's optional roles and permissions are left out,
+    // its required tenants are there (not an empty list).
+    let (status, page) = rest
+        .call(Method::GET, "/auth/users/list?extended=false&count=100", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(5), "{page}");
+    for user in page["items"].as_array().into_iter().flatten() {
+        assert_eq!(user["tenants"], json!([app.tenant_id.to_string()]), "{user}");
+        assert!(
+            user.get("roles").is_none() && user.get("permissions").is_none(),
+            "{user}"
+        );
+        assert!(user["locator"].is_string() && user["userName"].is_string(), "{user}");
+    }
 
     let (status, page) = rest
         .call(Method::GET, "/auth/users/list?offset=4&count=2", token, None)
@@ -225,6 +243,10 @@ async fn seed002_lists_page_with_offset_and_count() {
 
     for (path, field) in [
         ("/auth/users/list?count=101", "count"),
+        ("/auth/users/list?count=101&extended=false", "count"),
+        // 0 is out of range, not "the default" (API.md's Paging).
+        ("/auth/users/list?count=0", "count"),
+        ("/auth/users/basic/list?count=0&offset=0", "count"),
         ("/auth/users/basic/list?count=1001", "count"),
         ("/auth/users/list?offset=-1", "offset"),
         ("/auth/users/list?count=many", "count"),
@@ -515,6 +537,11 @@ async fn cipherscale_lists_page_and_sort() {
     descending.sort_by(|a, b| b.cmp(a));
     assert_eq!(emails, descending);
 
+    let (status, first) = rest
+        .call(Method::GET, "/tenants/users?offset=0&limit=1", token, None)
+        .await;
+    assert_eq!((status, first["limit"].clone()), (StatusCode::OK, json!(1)), "{first}");
+
     let (status, pending) = rest
         .call(Method::GET, "/tenants/users?status=pending", token, None)
         .await;
@@ -525,6 +552,8 @@ async fn cipherscale_lists_page_and_sort() {
         ("/tenants/users?sort=password", "sort[0]"),
         ("/tenants/users?limit=0x10", "limit"),
         ("/tenants/users?limit=101", "limit"),
+        ("/tenants/users?limit=0", "limit"),
+        ("/tenants/users?limit=0&offset=0", "limit"),
         ("/tenants/users?status=sleeping", "status"),
     ] {
         expect_error(
@@ -657,6 +686,11 @@ async fn seed002_roles_and_permissions() {
 
     let (status, fetched) = rest.call(Method::GET, &role_path, admin, None).await;
     assert_eq!((status, fetched["name"].clone()), (StatusCode::OK, json!("readers")));
+    expect_error(
+        rest.call(Method::GET, "/auth/roles/list?count=0", admin, None).await,
+        StatusCode::BAD_REQUEST,
+        Some("count"),
+    );
     let (status, list) = rest.call(Method::GET, "/auth/roles/list?count=100", admin, None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["listCompleted"], true);
@@ -967,6 +1001,17 @@ async fn openapi_documents_exactly_the_routes() {
                 "{method} {path}: no {status}"
             );
         }
+        assert_eq!(
+            operation["responses"].get("415").is_some(),
+            operation.get("requestBody").is_some(),
+            "{method} {path}: 415 exactly where there is a body"
+        );
+        assert!(
+            operation["responses"]["401"]["headers"]
+                .get("WWW-Authenticate")
+                .is_some(),
+            "{method} {path}: 401 without its challenge"
+        );
         let concrete = path
             .replace("{locator}", "0190a0a0-0000-7000-8000-000000000000")
             .replace("{id}", "0190a0a0-0000-7000-8000-000000000000")
@@ -988,6 +1033,394 @@ async fn openapi_documents_exactly_the_routes() {
     );
     let (status, _) = rest.call(Method::PUT, "/tenants/users", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// A method a path does not have answers 405 in the gateway's JSON error
+/// shape, with the `Allow` header, also where a fixed path
+/// (`/auth/roles/permissions`) is matched before a `{locator}` one.
+#[tokio::test]
+async fn a_wrong_method_answers_a_json_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["*"]);
+    let client = Client::new();
+    for (method, path, token, allowed) in [
+        (Method::PUT, "/tenants/users", None, "POST"),
+        (Method::DELETE, "/auth/roles/permissions", Some(token.as_str()), "GET"),
+        (Method::POST, "/auth/users/whoami", Some(token.as_str()), "GET"),
+    ] {
+        let mut request = client.request(method.clone(), format!("http://{}{path}", app.http_addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let allow = response.headers()["allow"].to_str().expect("ascii").to_owned();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
+        assert!(!allow.contains(method.as_str()), "{method} {path}: Allow {allow}");
+        let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        let body: Value = response.json().await.expect("a JSON body");
+        let body = expect_error(
+            (StatusCode::METHOD_NOT_ALLOWED, body),
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        );
+        assert_eq!(body["code"], "RESOURCE_NOT_FOUND", "{method} {path}");
+    }
+}
+
+/// A path parameter that is not UTF-8 once percent-decoded is refused as any
+/// bad field is: after authentication (an anonymous caller gets 401), as a
+/// JSON 400 naming the parameter by the dialect's name, and a refused
+/// mutation is audited like its gRPC twin's.
+#[tokio::test]
+async fn an_undecodable_path_parameter_is_a_json_400_after_authentication() {
+    use sea_orm::EntityTrait;
+
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let token = app.token(&["*"]);
+    let user = "0190a0a0-0000-7000-8000-000000000000";
+
+    let body = expect_error(
+        rest.call(Method::GET, "/tenants/users/%FF", None, None).await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
+    assert_eq!(body["code"], "TOKEN_MISSING");
+    for (method, path, field) in [
+        (Method::GET, "/tenants/users/%FF".to_owned(), "id"),
+        (Method::POST, "/tenants/users/%FF/deactivate".to_owned(), "id"),
+        (
+            Method::DELETE,
+            format!("/tenants/users/{user}/groups/%C3%28"),
+            "groupId",
+        ),
+        (Method::GET, "/auth/users/%FF".to_owned(), "locator"),
+        (Method::GET, "/auth/users/username/%FF".to_owned(), "username"),
+        (Method::DELETE, "/auth/roles/%FF".to_owned(), "locator"),
+    ] {
+        let body = expect_error(
+            rest.call(method.clone(), &path, Some(&token), None).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+        assert_eq!(body["code"], "FIELD_INVALID", "{method} {path}");
+    }
+
+    let response = rest
+        .client
+        .patch(format!("{}/tenants/users/%FF", rest.base))
+        .bearer_auth(&token)
+        .header("x-request-id", "rest-bad-path")
+        .json(&json!({"firstName": "X"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let events: Vec<_> = castellan::store::entity::audit_event::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query")
+        .into_iter()
+        .filter(|e| e.request_id == "rest-bad-path")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].action.as_str(), events[0].outcome.as_str()),
+        ("identity.v1.UserService/UpdateUser", "INVALID_ARGUMENT")
+    );
+}
+
+/// A misspelt or unknown JSON field is refused naming it (it used to be
+/// ignored: a 200 that changed nothing), in both dialects; every field the
+/// seeds document still decodes.
+#[tokio::test]
+async fn unknown_fields_are_refused_and_the_seeds_fields_decode() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let admin = app.token(&["*"]);
+    let admin = Some(admin.as_str());
+    let tenant = app.tenant_id.to_string();
+
+    // Cipherscale, every documented field of a create and an update.
+    let (status, user) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            admin,
+            Some(json!({
+                "email": "every@example.com", "username": "every@example.com",
+                "firstName": "Eve", "lastName": "Ry", "password": PASSWORD,
+                "temporaryPassword": false, "roles": [], "groups": [], "tenants": [tenant],
+                "maxDevices": 2, "image": "https://example.com/eve.png",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().expect("id").to_owned();
+    let path = format!("/tenants/users/{id}");
+    let (status, updated) = rest
+        .call(
+            Method::PATCH,
+            &path,
+            admin,
+            Some(
+                json!({"firstName": "Eva", "lastName": "Ry", "image": "", "email": "eva@example.com", "maxDevices": 3}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let body = expect_error(
+        rest.call(Method::PATCH, &path, admin, Some(json!({"firstname": "x"})))
+            .await,
+        StatusCode::BAD_REQUEST,
+        Some("firstname"),
+    );
+    assert_eq!(body["code"], "FIELD_INVALID");
+    let (_, unchanged) = rest.call(Method::GET, &path, admin, None).await;
+    assert_eq!(unchanged["firstName"], "Eva", "the refused update changed nothing");
+    for (method, path, body, field) in [
+        (
+            Method::POST,
+            "/tenants/users".to_owned(),
+            json!([user_draft("ok@example.com"), {"email": "x@example.com", "nmae": "X"}]),
+            "[1].nmae",
+        ),
+        (
+            Method::POST,
+            "/tenants/users".to_owned(),
+            json!({"email": "x@example.com", "status": "active"}),
+            "status",
+        ),
+        (
+            Method::PATCH,
+            format!("{path}/roles"),
+            json!({"addedRoles": [], "removedRoles": [], "roles": []}),
+            "roles",
+        ),
+        (
+            Method::POST,
+            format!("{path}/groups"),
+            json!({"groupId": "0190a0a0-0000-7000-8000-000000000001", "group": "x"}),
+            "group",
+        ),
+    ] {
+        expect_error(
+            rest.call(method, &path, admin, Some(body)).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+    }
+
+    // Seed 002, every documented field of its bodies.
+    let mut create = create_request("every002@example.com");
+    create["email"] = json!("every002@example.com");
+    create["roles"] = json!([]);
+    create["tenants"] = json!([tenant]);
+    let (status, user) = rest.call(Method::POST, "/auth/users", admin, Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let locator = user["locator"].as_str().expect("locator").to_owned();
+    let path = format!("/auth/users/{locator}");
+    let (status, updated) = rest
+        .call(
+            Method::PATCH,
+            &path,
+            admin,
+            Some(json!({
+                "firstName": "Ada", "lastName": "King", "permissions": ["users:read"],
+                "roles": [], "tenants": [tenant], "email": "king@example.com",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["lastName"], "King");
+    let (status, role) = rest
+        .call(
+            Method::POST,
+            "/auth/roles",
+            admin,
+            Some(json!({"name": "every", "description": "All fields", "permissions": ["users:read"], "global": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{role}");
+    let role_path = format!("/auth/roles/{}", role["locator"].as_str().expect("locator"));
+    let (status, role) = rest
+        .call(
+            Method::PATCH,
+            &role_path,
+            admin,
+            Some(json!({
+                "name": "every", "description": "Still all", "version": 1,
+                "addPermissions": ["users:list"], "removePermissions": [],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{role}");
+    for (path, body, field) in [
+        (path.clone(), json!({"firstname": "x"}), "firstname"),
+        (
+            format!("{path}/roles"),
+            json!({"addRoles": [], "removeRoles": [], "roles": []}),
+            "roles",
+        ),
+        (
+            format!("{path}/tenants"),
+            json!({"addTenants": [], "removeTenants": [], "tenant": "x"}),
+            "tenant",
+        ),
+        (role_path.clone(), json!({"version": 2, "force": true}), "force"),
+    ] {
+        expect_error(
+            rest.call(Method::PATCH, &path, admin, Some(body)).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+    }
+    expect_error(
+        rest.call(
+            Method::POST,
+            "/auth/roles",
+            admin,
+            Some(json!({"name": "x", "permissions": [], "permission": []})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("permission"),
+    );
+    let (_, unchanged) = rest.call(Method::GET, &path, admin, None).await;
+    assert_eq!(unchanged["firstName"], "Ada", "{unchanged}");
+}
+
+/// A 401 says which scheme to use (RFC 6750 §3): `Bearer`, with
+/// `error="invalid_token"` when the token sent was refused; a 403 has none.
+#[tokio::test]
+async fn a_401_carries_a_bearer_challenge() {
+    let app = TestApp::spawn().await;
+    let client = Client::new();
+    let nobody = app.user_token("0190a0a0-0000-7000-8000-000000000000", app.tenant_id);
+    let reader = app.token(&["users:read"]);
+    for (method, path) in [
+        (Method::GET, "/tenants/users"),
+        (Method::PATCH, "/auth/users/0190a0a0-0000-7000-8000-000000000000"),
+    ] {
+        for (token, status, challenge) in [
+            (None, StatusCode::UNAUTHORIZED, Some("Bearer")),
+            (
+                Some("not-a-jwt"),
+                StatusCode::UNAUTHORIZED,
+                Some(r#"Bearer error="invalid_token""#),
+            ),
+            (
+                Some(nobody.as_str()),
+                StatusCode::UNAUTHORIZED,
+                Some(r#"Bearer error="invalid_token""#),
+            ),
+            (Some(reader.as_str()), StatusCode::FORBIDDEN, None),
+        ] {
+            let mut request = client
+                .request(method.clone(), format!("http://{}{path}", app.http_addr))
+                .json(&json!({}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), status, "{method} {path} {token:?}");
+            let got = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            assert_eq!(got.as_deref(), challenge, "{method} {path} {token:?}");
+        }
+    }
+}
+
+/// A body is JSON by its Content-Type (`application/json` with any
+/// parameters, or a `+json` type); any other is 415 in the JSON error shape,
+/// after authentication, and creates nothing.
+#[tokio::test]
+async fn a_body_that_is_not_json_by_its_content_type_is_415() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:*"]);
+    let url = format!("http://{}/tenants/users", app.http_addr);
+    let body = user_draft("typed@example.com").to_string();
+    let post = |content_type: Option<&str>, token: Option<&str>| {
+        let mut request = Client::new().post(&url).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status();
+        (status, response.json::<Value>().await.expect("a JSON body"))
+    };
+
+    let response = post(Some("text/plain"), None).await.expect("request");
+    expect_error(answer(response).await, StatusCode::UNAUTHORIZED, None);
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let response = post(content_type, Some(&token)).await.expect("request");
+        let body = expect_error(
+            answer(response).await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("content-type"),
+        );
+        assert_eq!(body["code"], "FIELD_INVALID", "{content_type:?}");
+    }
+    // Nothing was created: the first JSON post creates the user.
+    let response = post(Some("application/json; charset=utf-8"), Some(&token))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (_, user) = answer(response).await;
+    let response = Client::new()
+        .patch(format!("{url}/{}", user["id"].as_str().expect("id")))
+        .bearer_auth(&token)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"firstName": "Typed"}"#)
+        .send()
+        .await
+        .expect("request");
+    let (status, updated) = answer(response).await;
+    assert_eq!((status, updated["firstName"].clone()), (StatusCode::OK, json!("Typed")));
+}
+
+/// Every answer of the gateway, errors included, is for no cache and for no
+/// content sniffing.
+#[tokio::test]
+async fn gateway_answers_are_neither_cached_nor_sniffed() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:*"]);
+    let client = Client::new();
+    for (method, path, token, status) in [
+        (Method::GET, "/tenants/users", Some(token.as_str()), StatusCode::OK),
+        (Method::GET, "/auth/users/whoami", None, StatusCode::UNAUTHORIZED),
+        (
+            Method::GET,
+            "/auth/users/not-a-uuid",
+            Some(token.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, "/auth/users/x/unknown", None, StatusCode::NOT_FOUND),
+        (Method::PUT, "/tenants/users", None, StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "/openapi.json", None, StatusCode::OK),
+    ] {
+        let mut request = client.request(method.clone(), format!("http://{}{path}", app.http_addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), status, "{method} {path}");
+        let headers = response.headers();
+        assert_eq!(headers["cache-control"], "no-store", "{method} {path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{method} {path}");
+    }
 }
 
 /// A REST call that fails inside the server answers 500 with nothing of the
