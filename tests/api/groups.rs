@@ -499,3 +499,36 @@ async fn groups_never_hand_out_permissions_the_caller_lacks() {
         .into_inner();
     assert_eq!(listed.total, 2, "the refused group was not created");
 }
+
+/// A page of groups loads its roles' permissions at once: a role two groups
+/// share shows its permissions in each.
+#[tokio::test]
+async fn groups_sharing_a_role_each_show_its_permissions() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let shared = create_role(&app, &admin, "shared", &["users:read"]).await;
+    for name in ["first", "second"] {
+        create_group(&app, &admin, name, &[&shared.id]).await;
+    }
+    let listed = app
+        .groups()
+        .list_groups(authed(
+            ListGroupsRequest {
+                sort: vec!["name".into()],
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    let shown: Vec<(&str, Vec<&str>)> = listed
+        .groups
+        .iter()
+        .map(|g| {
+            let permissions = g.roles.iter().flat_map(|r| r.permissions.iter().map(String::as_str));
+            (g.name.as_str(), permissions.collect())
+        })
+        .collect();
+    assert_eq!(shown, [("first", vec!["users:read"]), ("second", vec!["users:read"])]);
+}
