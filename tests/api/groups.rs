@@ -28,6 +28,13 @@ pub async fn create_group(app: &TestApp, token: &str, name: &str, role_ids: &[&s
         .into_inner()
 }
 
+/// An update mask of these paths.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
 async fn join(app: &TestApp, token: &str, user_id: &str, group_id: &str) -> Result<pb::User, tonic::Status> {
     app.users()
         .add_user_to_group(authed(
@@ -77,7 +84,8 @@ async fn groups_carry_roles_and_member_counts_within_their_tenant() {
         .into_inner();
     assert_eq!(got.member_count, 2);
 
-    // Name, description, and roles replaced only when asked.
+    // Name and description; the roles stay when role_ids is neither sent
+    // nor in the mask.
     let updated = groups
         .update_group(authed(
             UpdateGroupRequest {
@@ -95,13 +103,13 @@ async fn groups_carry_roles_and_member_counts_within_their_tenant() {
         (updated.name.as_str(), updated.description.as_str()),
         ("crew", "The crew")
     );
-    assert_eq!(updated.roles.len(), 2, "roles kept without replace_role_ids");
+    assert_eq!(updated.roles.len(), 2, "roles kept");
+    // An empty mask means every field present: role_ids replaces the roles.
     let updated = groups
         .update_group(authed(
             UpdateGroupRequest {
                 id: team.id.clone(),
                 role_ids: vec![listers.id.clone()],
-                replace_role_ids: true,
                 ..Default::default()
             },
             &admin,
@@ -110,27 +118,49 @@ async fn groups_carry_roles_and_member_counts_within_their_tenant() {
         .expect("replace roles")
         .into_inner();
     assert_eq!(updated.role_ids, std::slice::from_ref(&listers.id));
-    let status = expect_code(
-        groups
-            .update_group(authed(
-                UpdateGroupRequest {
-                    id: team.id.clone(),
-                    role_ids: vec![readers.id.clone()],
-                    ..Default::default()
-                },
-                &admin,
-            ))
-            .await,
-        Code::InvalidArgument,
-    );
-    assert_eq!(violated_fields(&status), ["role_ids"]);
+    assert_eq!(updated.description, "The crew");
+    // A mask updates only its fields; one named but not sent is cleared.
+    let updated = groups
+        .update_group(authed(
+            UpdateGroupRequest {
+                id: team.id.clone(),
+                name: Some("ignored".into()),
+                role_ids: vec![readers.id.clone()],
+                update_mask: mask(&["description"]),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("clear the description")
+        .into_inner();
+    assert_eq!((updated.name.as_str(), updated.description.as_str()), ("crew", ""));
+    assert_eq!(updated.role_ids, std::slice::from_ref(&listers.id), "not in the mask");
+    for (update_mask, field) in [
+        (mask(&["role_ids", "replace_role_ids"]), "update_mask"),
+        (mask(&["name"]), "name"),
+    ] {
+        let status = expect_code(
+            groups
+                .update_group(authed(
+                    UpdateGroupRequest {
+                        id: team.id.clone(),
+                        update_mask,
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field]);
+    }
     let status = expect_code(
         groups
             .update_group(authed(
                 UpdateGroupRequest {
                     id: team.id.clone(),
                     role_ids: vec![foreign_role.id.clone()],
-                    replace_role_ids: true,
                     ..Default::default()
                 },
                 &admin,
@@ -143,11 +173,12 @@ async fn groups_carry_roles_and_member_counts_within_their_tenant() {
         ["role_ids"],
         "another tenant's role is unknown here"
     );
+    // role_ids in the mask with no ids removes every role.
     let emptied = groups
         .update_group(authed(
             UpdateGroupRequest {
                 id: team.id.clone(),
-                replace_role_ids: true,
+                update_mask: mask(&["role_ids"]),
                 ..Default::default()
             },
             &admin,
@@ -435,7 +466,6 @@ async fn groups_never_hand_out_permissions_the_caller_lacks() {
                 UpdateGroupRequest {
                     id: weak.id.clone(),
                     role_ids: vec![modest.id.clone(), powerful.id.clone()],
-                    replace_role_ids: true,
                     ..Default::default()
                 },
                 &limited,
@@ -449,7 +479,6 @@ async fn groups_never_hand_out_permissions_the_caller_lacks() {
             UpdateGroupRequest {
                 id: strong_group.id.clone(),
                 role_ids: vec![powerful.id.clone(), modest.id.clone()],
-                replace_role_ids: true,
                 ..Default::default()
             },
             &limited,
