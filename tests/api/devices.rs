@@ -188,6 +188,7 @@ async fn devices_are_registered_read_listed_updated_reported_and_revoked() {
                     os_up_to_date: true,
                     compliant: false,
                 }),
+                update_mask: None,
             },
             &admin,
         ))
@@ -202,6 +203,7 @@ async fn devices_are_registered_read_listed_updated_reported_and_revoked() {
                 id: laptop.id.clone(),
                 name: Some("Laptop".into()),
                 posture: None,
+                update_mask: None,
             },
             &admin,
         ))
@@ -209,6 +211,44 @@ async fn devices_are_registered_read_listed_updated_reported_and_revoked() {
         .expect("rename")
         .into_inner();
     assert!(renamed_only.posture.expect("posture").compliant, "posture kept");
+    // With an update mask, only its fields; one named but not sent is reset.
+    let update = |name: Option<&str>, posture: Option<DevicePosture>, paths: &[&str]| {
+        authed(
+            UpdateDeviceRequest {
+                id: laptop.id.clone(),
+                name: name.map(str::to_owned),
+                posture,
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| p.to_string()).collect(),
+                }),
+            },
+            &admin,
+        )
+    };
+    let masked = client
+        .update_device(update(Some("Old laptop"), Some(DevicePosture::default()), &["name"]))
+        .await
+        .expect("masked rename")
+        .into_inner();
+    assert_eq!(masked.name, "Old laptop");
+    assert!(masked.posture.expect("posture").compliant, "posture not in the mask");
+    let reset = client
+        .update_device(update(Some("Ignored"), None, &["posture"]))
+        .await
+        .expect("posture reset")
+        .into_inner();
+    assert_eq!(reset.name, "Old laptop");
+    assert_eq!(reset.posture, Some(DevicePosture::default()), "nothing reported");
+    for (paths, field) in [
+        (&["posture.disk_encrypted"][..], "update_mask"),
+        (&["name"][..], "name"),
+    ] {
+        let status = expect_code(
+            client.update_device(update(None, None, paths)).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field]);
+    }
 
     // ReportConnection: the device's state and the user's last connection.
     let connected = client
@@ -492,6 +532,7 @@ async fn a_user_acts_on_its_own_devices_only() {
                     id: mine.id.clone(),
                     name: Some("Renamed".into()),
                     posture: None,
+                    update_mask: None,
                 },
                 &own,
             ))
@@ -548,6 +589,7 @@ async fn devices_of_users_outside_the_tenant_are_not_found() {
                     id: id.clone(),
                     name: Some("X".into()),
                     posture: None,
+                    update_mask: None,
                 },
                 &admin,
             ))
@@ -699,6 +741,7 @@ async fn invalid_input_names_the_field() {
                     id: device.id.clone(),
                     name: Some(String::new()),
                     posture: None,
+                    update_mask: None,
                 },
                 &admin,
             ))
