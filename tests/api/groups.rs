@@ -561,3 +561,69 @@ async fn groups_sharing_a_role_each_show_its_permissions() {
         .collect();
     assert_eq!(shown, [("first", vec!["users:read"]), ("second", vec!["users:read"])]);
 }
+
+// Two workers so the updates really run at once; on SQLite and on
+// PostgreSQL (CASTELLAN_TEST_DATABASE_URL) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replacements_of_a_groups_roles_leave_exactly_one_list() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let old = create_role(&app, &admin, "old", &[]).await;
+    let mut roles = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        roles.push(create_role(&app, &admin, name, &["users:read"]).await.id);
+    }
+    roles.sort();
+    let group = create_group(&app, &admin, "contended", &[&old.id]).await;
+    let replace_all = |lists: Vec<Vec<String>>| {
+        let attempts: Vec<_> = lists
+            .into_iter()
+            .map(|role_ids| {
+                let mut groups = app.groups();
+                let request = authed(
+                    UpdateGroupRequest {
+                        id: group.id.clone(),
+                        role_ids: role_ids.clone(),
+                        ..Default::default()
+                    },
+                    &admin,
+                );
+                tokio::spawn(async move { (role_ids, groups.update_group(request).await) })
+            })
+            .collect();
+        async move {
+            for attempt in attempts {
+                let (mut wanted, answer) = attempt.await.expect("task");
+                let mut answered = answer.expect("every replacement succeeds").into_inner().role_ids;
+                wanted.sort();
+                answered.sort();
+                assert_eq!(answered, wanted, "each answer shows its own list");
+            }
+        }
+    };
+    let role_ids_now = || async {
+        let mut ids = app
+            .groups()
+            .get_group(authed(GetGroupRequest { id: group.id.clone() }, &admin))
+            .await
+            .expect("get")
+            .into_inner()
+            .role_ids;
+        ids.sort();
+        ids
+    };
+
+    // The same list ten times: each finds what it wants, or writes it.
+    replace_all(vec![roles[..3].to_vec(); 10]).await;
+    assert_eq!(role_ids_now().await, roles[..3]);
+    // Two lists: the last one wins whole, never a union of both.
+    let (first, second) = (roles[..2].to_vec(), roles[2..].to_vec());
+    replace_all(
+        (0..10)
+            .map(|i| if i % 2 == 0 { first.clone() } else { second.clone() })
+            .collect(),
+    )
+    .await;
+    let left = role_ids_now().await;
+    assert!(left == first || left == second, "one list, not a union: {left:?}");
+}
