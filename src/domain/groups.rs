@@ -21,6 +21,9 @@ use crate::{
     store::{self, entity::group, groups::GroupDetails, invalidation::Change, users::RoleWithPermissions},
 };
 
+/// Most roles a group gets in one request (CreateGroup, UpdateGroup).
+pub const MAX_ROLES: usize = 1000;
+
 const SORT_FIELDS: &[SortField] = &[
     SortField::time("createdAt"),
     SortField::time("updatedAt"),
@@ -81,7 +84,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
     let request_id = idempotency::request_id(&mut violations, &new.request_id);
     let name = validate::required_text(&mut violations, "name", &new.name, MAX_NAME);
     let description = validate::text(&mut violations, "description", &new.description, MAX_DESCRIPTION);
-    let role_ids = validate::uuids(&mut violations, "role_ids", &new.role_ids);
+    let role_ids = validate::bounded_uuids(&mut violations, "role_ids", &new.role_ids, MAX_ROLES);
     violations.finish()?;
     roles::require_grantable(&app.db, caller, "role_ids", &role_ids).await?;
     let roles_text = format!("{role_ids:?}");
@@ -171,7 +174,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
         .map(|d| validate::text(&mut violations, "description", &d, MAX_DESCRIPTION));
     let wanted = patch
         .role_ids
-        .map(|ids| validate::uuids(&mut violations, "role_ids", &ids));
+        .map(|ids| validate::bounded_uuids(&mut violations, "role_ids", &ids, MAX_ROLES));
     violations.finish()?;
     find(app, caller, id).await?;
     let mut fields = Vec::new();

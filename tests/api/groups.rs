@@ -627,3 +627,49 @@ async fn concurrent_replacements_of_a_groups_roles_leave_exactly_one_list() {
     let left = role_ids_now().await;
     assert!(left == first || left == second, "one list, not a union: {left:?}");
 }
+
+/// A group has at most 1000 roles a request: more is INVALID_ARGUMENT naming
+/// `role_ids` before any is looked up (70,000 ids once overflowed the
+/// database's bind parameters: INTERNAL, on SQLite and PostgreSQL alike).
+#[tokio::test]
+async fn role_ids_are_bounded() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let group = create_group(&app, &admin, "bounded", &[]).await;
+    let ids = |n: usize| -> Vec<String> { (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect() };
+    let mut groups = app.groups();
+    for (count, refusal) in [(1000, "unknown role"), (1001, "at most 1000"), (70_000, "at most 1000")] {
+        let create = groups
+            .create_group(authed(
+                CreateGroupRequest {
+                    name: format!("with {count}"),
+                    role_ids: ids(count),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await;
+        let update = groups
+            .update_group(authed(
+                UpdateGroupRequest {
+                    id: group.id.clone(),
+                    role_ids: ids(count),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await;
+        for answer in [create, update] {
+            let status = expect_code(answer, Code::InvalidArgument);
+            assert_eq!(violated_fields(&status), ["role_ids"], "{count} ids");
+            assert!(status.message().contains(refusal), "{count} ids: {}", status.message());
+        }
+    }
+    // A page of 100 groups may still name 100,000 roles: their permissions
+    // are read in chunks.
+    let many: Vec<uuid::Uuid> = (0..70_000).map(|_| uuid::Uuid::now_v7()).collect();
+    let read = castellan::store::users::permissions_of_roles(&app.app.db, &many)
+        .await
+        .expect("70,000 roles read");
+    assert!(read.is_empty());
+}
