@@ -446,6 +446,89 @@ async fn a_request_id_registers_once() {
     assert_eq!(rows(&app, &user_id).await.len(), 1);
 }
 
+// One request id sent for different users at once: each call locks its own
+// user, so only the request id can tell them apart. On PostgreSQL the race is
+// made certain: the key table is held in SHARE mode (reads pass, inserts
+// wait) until every call waits to record its key, all of them having found
+// none. SQLite runs one write transaction at a time, so there the calls meet
+// the first one's key when they look it up; the answers must be the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_raced_with_different_bodies_registers_once() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let users = app
+        .create_users((0..8).map(|i| draft(&format!("racer{i}@example.com"))).collect())
+        .await;
+    let admin = app.token(&["devices:register"]);
+    let db = &app.app.db;
+    let hold = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let txn = db.begin().await.expect("begin");
+            txn.execute_unprepared("LOCK TABLE idempotency_keys IN SHARE MODE")
+                .await
+                .expect("hold the key table");
+            Some(txn)
+        }
+        _ => None,
+    };
+    let attempts: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let mut client = devices(&app);
+            let request = RegisterDeviceRequest {
+                request_id: "shared".into(),
+                ..registration(&user.id, "Laptop")
+            };
+            let request = authed(request, &admin);
+            tokio::spawn(async move { client.register_device(request).await })
+        })
+        .collect();
+    if let Some(txn) = hold {
+        let waiting = Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'idempotency_keys' AND NOT l.granted \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let count = db
+                .query_one_raw(waiting.clone())
+                .await
+                .expect("count the waiting calls")
+                .expect("a row")
+                .try_get_by_index::<i64>(0)
+                .expect("a number");
+            if count == users.len() as i64 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} calls wait for the key table"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        txn.commit().await.expect("let them record");
+    }
+    let (mut registered, mut reused) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.expect("task") {
+            Ok(_) => registered += 1,
+            Err(status) if error_reason(&status) == "REQUEST_ID_REUSED" => {
+                assert_eq!(status.code(), Code::FailedPrecondition);
+                reused += 1;
+            }
+            Err(status) => panic!("unexpected status: {status:?}"),
+        }
+    }
+    assert_eq!((registered, reused), (1, users.len() - 1));
+    let mut rows_left = 0;
+    for user in &users {
+        rows_left += rows(&app, &user.id).await.len();
+    }
+    assert_eq!(rows_left, 1, "the others registered nothing");
+}
+
 #[tokio::test]
 async fn a_user_acts_on_its_own_devices_only() {
     let app = TestApp::spawn().await;
