@@ -231,21 +231,27 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
         return Ok(device);
     }
     let mut fields = Vec::new();
-    let mut active: device::ActiveModel = device.into();
+    let mut changes = device::ActiveModel {
+        updated_at: Set(now()),
+        ..Default::default()
+    };
     if let Some(name) = name {
-        active.name = Set(name);
+        changes.name = Set(name);
         fields.push("name");
     }
     if let Some(posture) = patch.posture {
         fields.push("posture");
-        active.disk_encrypted = Set(posture.disk_encrypted);
-        active.firewall_enabled = Set(posture.firewall_enabled);
-        active.screen_lock_enabled = Set(posture.screen_lock_enabled);
-        active.os_up_to_date = Set(posture.os_up_to_date);
+        changes.disk_encrypted = Set(posture.disk_encrypted);
+        changes.firewall_enabled = Set(posture.firewall_enabled);
+        changes.screen_lock_enabled = Set(posture.screen_lock_enabled);
+        changes.os_up_to_date = Set(posture.os_up_to_date);
     }
-    active.updated_at = Set(now());
     let txn = app.writer.begin().await?;
-    let device = active.update(&txn).await?;
+    // One statement that also tells whether the device is still there: one
+    // deleted since it was read (with its user) is NOT_FOUND.
+    let device = store::devices::update(&txn, id, changes)
+        .await?
+        .ok_or(Error::NotFound("device"))?;
     audit::record(&txn, caller, Target::Device(id), &fields).await?;
     app.commit(txn, Change::Record(device.user_id)).await?;
     Ok(device)

@@ -529,6 +529,64 @@ async fn a_request_id_raced_with_different_bodies_registers_once() {
     assert_eq!(rows_left, 1, "the others registered nothing");
 }
 
+// UpdateDevice finds the device, then writes it: a device deleted in between
+// (here by a transaction that holds the write while the call reads) is
+// NOT_FOUND, not a failed write (INTERNAL). On PostgreSQL the call is seen
+// waiting for the deleted row's lock before the deletion commits; SQLite
+// gives no sign that the call waits for its writer, so there it is given
+// 300 ms to get there (with less, the call finds no device, NOT_FOUND too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_deleted_while_it_is_updated_is_not_found() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let user_id = active_user(&app, "vanishing@example.com", None).await;
+    let admin = app.token(&["devices:*"]);
+    let device = register(&app, &admin, &user_id, "Laptop").await;
+    let device_id: Uuid = device.id.parse().expect("uuid");
+
+    let deletion = app.app.writer.begin().await.expect("begin");
+    device::Entity::delete_by_id(device_id)
+        .exec(&deletion)
+        .await
+        .expect("delete the device");
+    let mut client = devices(&app);
+    let request = authed(
+        UpdateDeviceRequest {
+            id: device.id.clone(),
+            name: Some("Renamed".into()),
+            ..Default::default()
+        },
+        &admin,
+    );
+    let update = tokio::spawn(async move { client.update_device(request).await });
+    if app.app.db.get_database_backend() == DbBackend::Postgres {
+        let waiting = Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while app
+            .app
+            .db
+            .query_one_raw(waiting.clone())
+            .await
+            .expect("count the waiting calls")
+            .expect("a row")
+            .try_get_by_index::<i64>(0)
+            .expect("a number")
+            == 0
+        {
+            assert!(tokio::time::Instant::now() < deadline, "the update never waited");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    } else {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    deletion.commit().await.expect("commit the deletion");
+    expect_code(update.await.expect("task"), Code::NotFound);
+}
+
 #[tokio::test]
 async fn a_user_acts_on_its_own_devices_only() {
     let app = TestApp::spawn().await;
