@@ -118,61 +118,76 @@ pub async fn register(app: &App, caller: &Principal, new: NewDevice) -> Result<d
         ],
     );
 
-    let now = now();
-    let txn = app.writer.begin().await?;
-    // First statement: the owner's row lock. Registrations of the same user
-    // run one after the other from here, so the count below still holds when
-    // the device is inserted (and a retry sees its first attempt's key).
-    if !store::users::lock(&txn, user_id).await? {
-        return Err(Error::NotFound("user"));
-    }
-    let user = store::users::find_in_tenant(&txn, caller.tenant_id, user_id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
-    if let Some(key) = &key
-        && let Some(response) = key.replay(&txn).await?
-    {
+    // A retry of the same user's registration waits for the first at the
+    // owner's lock below and replays it there. Calls naming different users
+    // lock different rows: of two that share a request id, the second meets
+    // the first's key when it records its own (ALREADY_EXISTS), and answers
+    // as a reused request id does.
+    let load = |response: Vec<u8>| async move {
         let id = Uuid::from_slice(&response).map_err(Error::internal)?;
-        return store::devices::find(&txn, id).await?.ok_or(Error::NotFound("device"));
-    }
-    if user.status == users::STATUS_INACTIVE {
-        return Err(Error::FailedPrecondition(
-            "the user is deactivated: reactivate it before registering devices".into(),
-        ));
-    }
-    if let Some(max) = user.max_devices {
-        let active = store::devices::count_active(&txn, user_id).await?;
-        if active >= u64::try_from(max).unwrap_or(0) {
-            return Err(Error::FailedPrecondition(format!(
-                "max_devices reached: the user has {active} active devices, at most {max} allowed"
-            )));
+        store::devices::find_in_tenant(&app.db, caller.tenant_id, id, None)
+            .await?
+            .ok_or(Error::NotFound("device"))
+    };
+    let registered: Result<device::Model> = async {
+        let now = now();
+        let txn = app.writer.begin().await?;
+        // First statement: the owner's row lock. Registrations of the same user
+        // run one after the other from here, so the count below still holds when
+        // the device is inserted (and a retry sees its first attempt's key).
+        if !store::users::lock(&txn, user_id).await? {
+            return Err(Error::NotFound("user"));
         }
+        let user = store::users::find_in_tenant(&txn, caller.tenant_id, user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        if let Some(key) = &key
+            && let Some(response) = key.replay(&txn).await?
+        {
+            let id = Uuid::from_slice(&response).map_err(Error::internal)?;
+            return store::devices::find(&txn, id).await?.ok_or(Error::NotFound("device"));
+        }
+        if user.status == users::STATUS_INACTIVE {
+            return Err(Error::FailedPrecondition(
+                "the user is deactivated: reactivate it before registering devices".into(),
+            ));
+        }
+        if let Some(max) = user.max_devices {
+            let active = store::devices::count_active(&txn, user_id).await?;
+            if active >= u64::try_from(max).unwrap_or(0) {
+                return Err(Error::FailedPrecondition(format!(
+                    "max_devices reached: the user has {active} active devices, at most {max} allowed"
+                )));
+            }
+        }
+        let device = device::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            name: Set(name),
+            platform: Set(platform),
+            os_version: Set(os_version),
+            status: Set(STATUS_ACTIVE.to_owned()),
+            connected: Set(false),
+            last_connection: Set(None),
+            disk_encrypted: Set(posture.disk_encrypted),
+            firewall_enabled: Set(posture.firewall_enabled),
+            screen_lock_enabled: Set(posture.screen_lock_enabled),
+            os_up_to_date: Set(posture.os_up_to_date),
+            registered_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        if let Some(key) = &key {
+            key.record(&txn, device.id.as_bytes().to_vec(), now).await?;
+        }
+        let fields = ["user_id", "name", "platform", "os_version", "posture"];
+        audit::record(&txn, caller, Target::Device(device.id), &fields).await?;
+        app.commit(txn, Change::Record(device.user_id)).await?;
+        Ok(device)
     }
-    let device = device::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(user_id),
-        name: Set(name),
-        platform: Set(platform),
-        os_version: Set(os_version),
-        status: Set(STATUS_ACTIVE.to_owned()),
-        connected: Set(false),
-        last_connection: Set(None),
-        disk_encrypted: Set(posture.disk_encrypted),
-        firewall_enabled: Set(posture.firewall_enabled),
-        screen_lock_enabled: Set(posture.screen_lock_enabled),
-        os_up_to_date: Set(posture.os_up_to_date),
-        registered_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    if let Some(key) = &key {
-        key.record(&txn, device.id.as_bytes().to_vec(), now).await?;
-    }
-    let fields = ["user_id", "name", "platform", "os_version", "posture"];
-    audit::record(&txn, caller, Target::Device(device.id), &fields).await?;
-    app.commit(txn, Change::Record(device.user_id)).await?;
-    Ok(device)
+    .await;
+    idempotency::replay_on_conflict(&app.db, key.as_ref(), load, registered).await
 }
 
 pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<device::Model> {
@@ -216,21 +231,27 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
         return Ok(device);
     }
     let mut fields = Vec::new();
-    let mut active: device::ActiveModel = device.into();
+    let mut changes = device::ActiveModel {
+        updated_at: Set(now()),
+        ..Default::default()
+    };
     if let Some(name) = name {
-        active.name = Set(name);
+        changes.name = Set(name);
         fields.push("name");
     }
     if let Some(posture) = patch.posture {
         fields.push("posture");
-        active.disk_encrypted = Set(posture.disk_encrypted);
-        active.firewall_enabled = Set(posture.firewall_enabled);
-        active.screen_lock_enabled = Set(posture.screen_lock_enabled);
-        active.os_up_to_date = Set(posture.os_up_to_date);
+        changes.disk_encrypted = Set(posture.disk_encrypted);
+        changes.firewall_enabled = Set(posture.firewall_enabled);
+        changes.screen_lock_enabled = Set(posture.screen_lock_enabled);
+        changes.os_up_to_date = Set(posture.os_up_to_date);
     }
-    active.updated_at = Set(now());
     let txn = app.writer.begin().await?;
-    let device = active.update(&txn).await?;
+    // One statement that also tells whether the device is still there: one
+    // deleted since it was read (with its user) is NOT_FOUND.
+    let device = store::devices::update(&txn, id, changes)
+        .await?
+        .ok_or(Error::NotFound("device"))?;
     audit::record(&txn, caller, Target::Device(id), &fields).await?;
     app.commit(txn, Change::Record(device.user_id)).await?;
     Ok(device)

@@ -21,6 +21,9 @@ use crate::{
     store::{self, entity::group, groups::GroupDetails, invalidation::Change, users::RoleWithPermissions},
 };
 
+/// Most roles a group gets in one request (CreateGroup, UpdateGroup).
+pub const MAX_ROLES: usize = 1000;
+
 const SORT_FIELDS: &[SortField] = &[
     SortField::time("createdAt"),
     SortField::time("updatedAt"),
@@ -81,7 +84,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
     let request_id = idempotency::request_id(&mut violations, &new.request_id);
     let name = validate::required_text(&mut violations, "name", &new.name, MAX_NAME);
     let description = validate::text(&mut violations, "description", &new.description, MAX_DESCRIPTION);
-    let role_ids = validate::uuids(&mut violations, "role_ids", &new.role_ids);
+    let role_ids = validate::bounded_uuids(&mut violations, "role_ids", &new.role_ids, MAX_ROLES);
     violations.finish()?;
     roles::require_grantable(&app.db, caller, "role_ids", &role_ids).await?;
     let roles_text = format!("{role_ids:?}");
@@ -154,6 +157,12 @@ pub async fn list(app: &App, caller: &Principal, page: &PageRequest) -> Result<P
 
 /// Updates name and description, and replaces the roles when `role_ids` is
 /// given (only the added roles must be grantable by the caller).
+///
+/// The group's row is written first in the transaction (a row lock on
+/// PostgreSQL, the write lock on SQLite), and the roles are read and
+/// compared after it: concurrent updates of one group run one after the
+/// other, each replacing what the previous one left, so each leaves exactly
+/// its list (never a union) and none trips over another's rows.
 pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) -> Result<GroupRecord> {
     let id = validate::id("id", id)?;
     let mut violations = Violations::new();
@@ -165,19 +174,9 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
         .map(|d| validate::text(&mut violations, "description", &d, MAX_DESCRIPTION));
     let wanted = patch
         .role_ids
-        .map(|ids| validate::uuids(&mut violations, "role_ids", &ids));
+        .map(|ids| validate::bounded_uuids(&mut violations, "role_ids", &ids, MAX_ROLES));
     violations.finish()?;
-    let group = find(app, caller, id).await?;
-    let change = match wanted {
-        Some(wanted) => {
-            let current = store::groups::role_ids_of(&app.db, &[group.id]).await?;
-            let add: Vec<Uuid> = wanted.iter().filter(|r| !current.contains(r)).copied().collect();
-            let remove: Vec<Uuid> = current.iter().filter(|r| !wanted.contains(r)).copied().collect();
-            roles::require_grantable(&app.db, caller, "role_ids", &add).await?;
-            Some((add, remove))
-        }
-        None => None,
-    };
+    find(app, caller, id).await?;
     let mut fields = Vec::new();
     if name.is_some() {
         fields.push("name");
@@ -185,15 +184,21 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
     if description.is_some() {
         fields.push("description");
     }
-    if change.is_some() {
+    if wanted.is_some() {
         fields.push("role_ids");
     }
     let txn = app.writer.begin().await?;
     let updated = store::groups::update(&txn, id, name, description, now())
         .await?
         .ok_or(Error::NotFound("group"))?;
-    if let Some((add, remove)) = &change {
-        store::groups::change_roles(&txn, id, add, remove).await?;
+    if let Some(wanted) = &wanted {
+        let current = store::groups::role_ids_of(&txn, &[id]).await?;
+        let add: Vec<Uuid> = wanted.iter().filter(|r| !current.contains(r)).copied().collect();
+        let remove: Vec<Uuid> = current.iter().filter(|r| !wanted.contains(r)).copied().collect();
+        // Checked against the roles the group has now: keeping a role is no
+        // escalation, giving one back that a concurrent update took is.
+        roles::require_grantable(&txn, caller, "role_ids", &add).await?;
+        store::groups::change_roles(&txn, id, &add, &remove).await?;
     }
     audit::record(&txn, caller, Target::Group(id), &fields).await?;
     // The answer is what this transaction wrote, read on its connection.

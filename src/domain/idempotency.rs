@@ -92,15 +92,31 @@ where
     {
         return load(response).await;
     }
-    match create.await {
-        Err(Error::AlreadyExists { field }) => match key {
-            Some(key) => match key.replay(db).await? {
-                Some(response) => load(response).await,
-                None => Err(Error::AlreadyExists { field }),
-            },
+    replay_on_conflict(db, key, load, create.await).await
+}
+
+/// The answer of a Create operation that ran under an optional request key:
+/// its own result, unless it lost a race to a concurrent request with the
+/// same key (ALREADY_EXISTS, the key's or a unique value's): then that
+/// request's result when the bodies match (through `load`), else
+/// REQUEST_ID_REUSED. [`once`] ends with it; an operation that looks its key
+/// up itself (inside its transaction, after the lock that serializes it)
+/// calls it on its result, for the races its lock does not cover.
+pub async fn replay_on_conflict<T, L>(
+    db: &sea_orm::DatabaseConnection,
+    key: Option<&RequestKey>,
+    load: impl FnOnce(Vec<u8>) -> L,
+    result: Result<T>,
+) -> Result<T>
+where
+    L: std::future::Future<Output = Result<T>>,
+{
+    match (result, key) {
+        (Err(Error::AlreadyExists { field }), Some(key)) => match key.replay(db).await? {
+            Some(response) => load(response).await,
             None => Err(Error::AlreadyExists { field }),
         },
-        other => other,
+        (result, _) => result,
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{
     domain::devices::{self, DevicePatch, NewDevice, Posture},
     grpc::{
         convert::{self, list_response},
-        principal,
+        mask_paths, principal,
         status::to_status,
     },
     pb::{self, device_service_server::DeviceService},
@@ -88,9 +88,16 @@ impl DeviceService for DeviceApi {
     async fn update_device(&self, request: Request<pb::UpdateDeviceRequest>) -> Result<Response<pb::Device>, Status> {
         let caller = principal(&request)?;
         let r = request.into_inner();
+        let paths = mask_paths(
+            r.update_mask.as_ref(),
+            &[("name", r.name.is_some()), ("posture", r.posture.is_some())],
+        )
+        .map_err(to_status)?;
+        let has = |name: &str| paths.iter().any(|p| p == name);
+        // A path named with its field unset means the field's empty value.
         let patch = DevicePatch {
-            name: r.name,
-            posture: r.posture.map(posture),
+            name: has("name").then(|| r.name.unwrap_or_default()),
+            posture: has("posture").then(|| r.posture.map(posture).unwrap_or_default()),
         };
         devices::update(&self.app, &caller, &r.id, patch)
             .await

@@ -7,10 +7,9 @@ use tonic::{Request, Response, Status};
 use crate::{
     app::App,
     domain::groups::{self, GroupPatch, NewGroup},
-    error::Error,
     grpc::{
         convert::{self, list_response},
-        principal,
+        mask_paths, principal,
         status::to_status,
     },
     pb::{self, group_service_server::GroupService},
@@ -66,16 +65,21 @@ impl GroupService for GroupApi {
     async fn update_group(&self, request: Request<pb::UpdateGroupRequest>) -> Result<Response<pb::Group>, Status> {
         let caller = principal(&request)?;
         let r = request.into_inner();
-        if !r.replace_role_ids && !r.role_ids.is_empty() {
-            return Err(to_status(Error::invalid(
-                "role_ids",
-                "replaces the roles only with replace_role_ids: true",
-            )));
-        }
+        let paths = mask_paths(
+            r.update_mask.as_ref(),
+            &[
+                ("name", r.name.is_some()),
+                ("description", r.description.is_some()),
+                ("role_ids", !r.role_ids.is_empty()),
+            ],
+        )
+        .map_err(to_status)?;
+        let has = |name: &str| paths.iter().any(|p| p == name);
+        // A path named with its field unset means the field's empty value.
         let patch = GroupPatch {
-            name: r.name,
-            description: r.description,
-            role_ids: r.replace_role_ids.then_some(r.role_ids),
+            name: has("name").then(|| r.name.unwrap_or_default()),
+            description: has("description").then(|| r.description.unwrap_or_default()),
+            role_ids: has("role_ids").then_some(r.role_ids),
         };
         let group = groups::update(&self.app, &caller, &r.id, patch)
             .await

@@ -1,7 +1,7 @@
 //! Device queries: lookups scoped to the tenant in context (through the
 //! owner's membership), the paged list of a user's devices, the active count
-//! that `max_devices` limits, and the conditional writes of connection state
-//! and revocation.
+//! that `max_devices` limits, and the conditional writes of updates,
+//! connection state and revocation.
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -73,6 +73,22 @@ pub async fn list<C: ConnectionTrait>(db: &C, user_id: Uuid, params: &ListParams
         .all(db)
         .await?;
     Ok((rows, total))
+}
+
+/// Writes the fields set in `changes` (and nothing else) to the device:
+/// the device as written, or `None` when there is no such device (deleted
+/// since it was read), decided by the same statement.
+pub async fn update<C: ConnectionTrait>(
+    db: &C,
+    device_id: Uuid,
+    changes: device::ActiveModel,
+) -> Result<Option<device::Model>> {
+    Ok(device::Entity::update_many()
+        .set(changes)
+        .filter(device::Column::Id.eq(device_id))
+        .exec_with_returning(db)
+        .await?
+        .pop())
 }
 
 /// Sets the connection state of an active device; `false` when the device is

@@ -29,14 +29,18 @@ pub async fn find_valid_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid
         .await?)
 }
 
-/// The roles with their sorted permissions, in the same order.
+/// The roles with their sorted permissions, in the same order. A role may
+/// come more than once (a page of groups sharing one): each copy gets its
+/// permissions.
 pub async fn with_permissions<C: ConnectionTrait>(db: &C, roles: Vec<role::Model>) -> Result<Vec<RoleWithPermissions>> {
-    let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
-    let mut permissions = permissions_of_roles(db, &ids).await?;
+    let mut ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let permissions = permissions_of_roles(db, &ids).await?;
     Ok(roles
         .into_iter()
         .map(|role| RoleWithPermissions {
-            permissions: permissions.remove(&role.id).unwrap_or_default(),
+            permissions: permissions.get(&role.id).cloned().unwrap_or_default(),
             role,
         })
         .collect())

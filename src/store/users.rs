@@ -411,16 +411,18 @@ async fn details_given_memberships<C: ConnectionTrait>(
 
 /// The sorted permissions of each role.
 pub async fn permissions_of_roles<C: ConnectionTrait>(db: &C, role_ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<String>>> {
+    // One query per chunk: a page of groups may name more roles than a
+    // statement binds parameters (some 32,000 on SQLite).
+    const ROLES_PER_QUERY: usize = 1000;
     let mut by_role: HashMap<Uuid, Vec<String>> = HashMap::new();
-    if role_ids.is_empty() {
-        return Ok(by_role);
-    }
-    for row in role_permission::Entity::find()
-        .filter(role_permission::Column::RoleId.is_in(role_ids.to_vec()))
-        .all(db)
-        .await?
-    {
-        by_role.entry(row.role_id).or_default().push(row.permission);
+    for chunk in role_ids.chunks(ROLES_PER_QUERY) {
+        for row in role_permission::Entity::find()
+            .filter(role_permission::Column::RoleId.is_in(chunk.to_vec()))
+            .all(db)
+            .await?
+        {
+            by_role.entry(row.role_id).or_default().push(row.permission);
+        }
     }
     for permissions in by_role.values_mut() {
         permissions.sort_unstable();

@@ -996,7 +996,9 @@ async fn role_and_group_changes_take_effect_on_the_next_call() {
     let replace = |role_ids: Vec<String>| pb::UpdateGroupRequest {
         id: group.id.clone(),
         role_ids,
-        replace_role_ids: true,
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["role_ids".into()],
+        }),
         ..Default::default()
     };
     groups

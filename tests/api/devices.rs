@@ -188,6 +188,7 @@ async fn devices_are_registered_read_listed_updated_reported_and_revoked() {
                     os_up_to_date: true,
                     compliant: false,
                 }),
+                update_mask: None,
             },
             &admin,
         ))
@@ -202,6 +203,7 @@ async fn devices_are_registered_read_listed_updated_reported_and_revoked() {
                 id: laptop.id.clone(),
                 name: Some("Laptop".into()),
                 posture: None,
+                update_mask: None,
             },
             &admin,
         ))
@@ -209,6 +211,44 @@ async fn devices_are_registered_read_listed_updated_reported_and_revoked() {
         .expect("rename")
         .into_inner();
     assert!(renamed_only.posture.expect("posture").compliant, "posture kept");
+    // With an update mask, only its fields; one named but not sent is reset.
+    let update = |name: Option<&str>, posture: Option<DevicePosture>, paths: &[&str]| {
+        authed(
+            UpdateDeviceRequest {
+                id: laptop.id.clone(),
+                name: name.map(str::to_owned),
+                posture,
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| p.to_string()).collect(),
+                }),
+            },
+            &admin,
+        )
+    };
+    let masked = client
+        .update_device(update(Some("Old laptop"), Some(DevicePosture::default()), &["name"]))
+        .await
+        .expect("masked rename")
+        .into_inner();
+    assert_eq!(masked.name, "Old laptop");
+    assert!(masked.posture.expect("posture").compliant, "posture not in the mask");
+    let reset = client
+        .update_device(update(Some("Ignored"), None, &["posture"]))
+        .await
+        .expect("posture reset")
+        .into_inner();
+    assert_eq!(reset.name, "Old laptop");
+    assert_eq!(reset.posture, Some(DevicePosture::default()), "nothing reported");
+    for (paths, field) in [
+        (&["posture.disk_encrypted"][..], "update_mask"),
+        (&["name"][..], "name"),
+    ] {
+        let status = expect_code(
+            client.update_device(update(None, None, paths)).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field]);
+    }
 
     // ReportConnection: the device's state and the user's last connection.
     let connected = client
@@ -406,6 +446,147 @@ async fn a_request_id_registers_once() {
     assert_eq!(rows(&app, &user_id).await.len(), 1);
 }
 
+// One request id sent for different users at once: each call locks its own
+// user, so only the request id can tell them apart. On PostgreSQL the race is
+// made certain: the key table is held in SHARE mode (reads pass, inserts
+// wait) until every call waits to record its key, all of them having found
+// none. SQLite runs one write transaction at a time, so there the calls meet
+// the first one's key when they look it up; the answers must be the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_raced_with_different_bodies_registers_once() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let users = app
+        .create_users((0..8).map(|i| draft(&format!("racer{i}@example.com"))).collect())
+        .await;
+    let admin = app.token(&["devices:register"]);
+    let db = &app.app.db;
+    let hold = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let txn = db.begin().await.expect("begin");
+            txn.execute_unprepared("LOCK TABLE idempotency_keys IN SHARE MODE")
+                .await
+                .expect("hold the key table");
+            Some(txn)
+        }
+        _ => None,
+    };
+    let attempts: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let mut client = devices(&app);
+            let request = RegisterDeviceRequest {
+                request_id: "shared".into(),
+                ..registration(&user.id, "Laptop")
+            };
+            let request = authed(request, &admin);
+            tokio::spawn(async move { client.register_device(request).await })
+        })
+        .collect();
+    if let Some(txn) = hold {
+        let waiting = Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'idempotency_keys' AND NOT l.granted \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let count = db
+                .query_one_raw(waiting.clone())
+                .await
+                .expect("count the waiting calls")
+                .expect("a row")
+                .try_get_by_index::<i64>(0)
+                .expect("a number");
+            if count == users.len() as i64 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} calls wait for the key table"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        txn.commit().await.expect("let them record");
+    }
+    let (mut registered, mut reused) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.expect("task") {
+            Ok(_) => registered += 1,
+            Err(status) if error_reason(&status) == "REQUEST_ID_REUSED" => {
+                assert_eq!(status.code(), Code::FailedPrecondition);
+                reused += 1;
+            }
+            Err(status) => panic!("unexpected status: {status:?}"),
+        }
+    }
+    assert_eq!((registered, reused), (1, users.len() - 1));
+    let mut rows_left = 0;
+    for user in &users {
+        rows_left += rows(&app, &user.id).await.len();
+    }
+    assert_eq!(rows_left, 1, "the others registered nothing");
+}
+
+// UpdateDevice finds the device, then writes it: a device deleted in between
+// (here by a transaction that holds the write while the call reads) is
+// NOT_FOUND, not a failed write (INTERNAL). On PostgreSQL the call is seen
+// waiting for the deleted row's lock before the deletion commits; SQLite
+// gives no sign that the call waits for its writer, so there it is given
+// 300 ms to get there (with less, the call finds no device, NOT_FOUND too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_deleted_while_it_is_updated_is_not_found() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let user_id = active_user(&app, "vanishing@example.com", None).await;
+    let admin = app.token(&["devices:*"]);
+    let device = register(&app, &admin, &user_id, "Laptop").await;
+    let device_id: Uuid = device.id.parse().expect("uuid");
+
+    let deletion = app.app.writer.begin().await.expect("begin");
+    device::Entity::delete_by_id(device_id)
+        .exec(&deletion)
+        .await
+        .expect("delete the device");
+    let mut client = devices(&app);
+    let request = authed(
+        UpdateDeviceRequest {
+            id: device.id.clone(),
+            name: Some("Renamed".into()),
+            ..Default::default()
+        },
+        &admin,
+    );
+    let update = tokio::spawn(async move { client.update_device(request).await });
+    if app.app.db.get_database_backend() == DbBackend::Postgres {
+        let waiting = Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while app
+            .app
+            .db
+            .query_one_raw(waiting.clone())
+            .await
+            .expect("count the waiting calls")
+            .expect("a row")
+            .try_get_by_index::<i64>(0)
+            .expect("a number")
+            == 0
+        {
+            assert!(tokio::time::Instant::now() < deadline, "the update never waited");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    } else {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    deletion.commit().await.expect("commit the deletion");
+    expect_code(update.await.expect("task"), Code::NotFound);
+}
+
 #[tokio::test]
 async fn a_user_acts_on_its_own_devices_only() {
     let app = TestApp::spawn().await;
@@ -492,6 +673,7 @@ async fn a_user_acts_on_its_own_devices_only() {
                     id: mine.id.clone(),
                     name: Some("Renamed".into()),
                     posture: None,
+                    update_mask: None,
                 },
                 &own,
             ))
@@ -548,6 +730,7 @@ async fn devices_of_users_outside_the_tenant_are_not_found() {
                     id: id.clone(),
                     name: Some("X".into()),
                     posture: None,
+                    update_mask: None,
                 },
                 &admin,
             ))
@@ -699,6 +882,7 @@ async fn invalid_input_names_the_field() {
                     id: device.id.clone(),
                     name: Some(String::new()),
                     posture: None,
+                    update_mask: None,
                 },
                 &admin,
             ))

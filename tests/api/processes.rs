@@ -275,7 +275,9 @@ async fn two_replicas_agree_on_revocations_at_once() {
             pb::UpdateGroupRequest {
                 id: group.id.clone(),
                 role_ids,
-                replace_role_ids: true,
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["role_ids".into()],
+                }),
                 ..Default::default()
             },
             &admin,
