@@ -108,6 +108,12 @@ pub async fn check_role_change<C: ConnectionTrait>(
 /// those valid in the tenant in context (UpdateUser `role_ids`). Only roles
 /// not held yet are granted, so a list that keeps a role the caller could not
 /// grant is accepted.
+///
+/// Call it in the transaction that applies the change, after locking the
+/// user's row ([`store::users::lock`]): the roles it compares with are then
+/// those the user holds when the change is written, so concurrent
+/// replacements run one after the other, each leaving exactly its list, and
+/// the checks apply to what this one really grants and revokes.
 pub async fn plan_role_replacement<C: ConnectionTrait>(
     db: &C,
     caller: &Principal,
@@ -154,6 +160,13 @@ pub async fn update_user_roles(
     users::member(app, caller, id).await?;
     let change = check_role_change(&app.db, caller, "add_role_ids", add, &remove).await?;
     let txn = app.writer.begin().await?;
+    // The user's row first: concurrent changes of its roles then run one
+    // after the other, each seeing the grants the previous one wrote (on
+    // PostgreSQL two grants of one role would both find none to keep, and
+    // the second insert would fail as ALREADY_EXISTS).
+    if !store::users::lock(&txn, id).await? {
+        return Err(Error::NotFound("user"));
+    }
     apply_role_change(&txn, id, &change, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;

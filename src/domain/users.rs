@@ -688,6 +688,9 @@ pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Pag
     }))
 }
 
+/// Updates a member of the tenant in context: the fields the patch sets,
+/// in one transaction that locks the user's row before it reads what the
+/// replacements (`role_ids`, `tenant_ids`) compare with.
 pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     caller.require_target(id)?;
@@ -749,10 +752,6 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     if let Some(list) = &permissions {
         caller.require_all(list)?;
     }
-    let role_change = match &role_ids {
-        Some(ids) => Some(grants::plan_role_replacement(&app.db, caller, id, ids).await?),
-        None => None,
-    };
     let changed = [
         ("first_name", first_name.is_some()),
         ("last_name", last_name.is_some()),
@@ -760,12 +759,24 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         ("email", email.is_some()),
         ("max_devices", max_devices.is_some()),
         ("permissions", permissions.is_some()),
-        ("role_ids", role_change.is_some()),
+        ("role_ids", role_ids.is_some()),
         ("tenant_ids", tenant_ids.is_some()),
     ];
     let changed: Vec<&str> = changed.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
     let now = now();
     let txn = app.writer.begin().await?;
+    // The user's row first (a row lock on PostgreSQL, the write lock on
+    // SQLite), then what the changes below compare with is read: concurrent
+    // updates of one user run one after the other, so a `role_ids`
+    // replacement leaves exactly its list (never a union with another's),
+    // and its checks apply to the roles it really grants and revokes.
+    if !store::users::lock(&txn, id).await? {
+        return Err(Error::NotFound("user"));
+    }
+    let role_change = match &role_ids {
+        Some(ids) => Some(grants::plan_role_replacement(&txn, caller, id, ids).await?),
+        None => None,
+    };
     let mut active: user::ActiveModel = user.clone().into();
     if let Some(v) = first_name {
         active.first_name = Set(v);

@@ -1427,3 +1427,119 @@ async fn concurrent_removals_leave_a_user_in_one_tenant() {
         .expect("memberships");
     assert_eq!(left.len(), 1);
 }
+
+/// A user granted these roles (by id) in the tenant in context.
+async fn user_with_roles(app: &TestApp, token: &str, email: &str, role_ids: &[String]) -> pb::User {
+    app.users()
+        .create_users(create_request(
+            vec![UserDraft {
+                role_ids: role_ids.to_vec(),
+                ..draft(email)
+            }],
+            token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create {email}: {e}"))
+        .into_inner()
+        .users
+        .remove(0)
+}
+
+/// The ids of the user's direct roles, sorted.
+async fn role_ids_of(app: &TestApp, token: &str, id: &str) -> Vec<String> {
+    let mut ids: Vec<String> = app
+        .users()
+        .get_user(authed(GetUserRequest { id: id.to_owned() }, token))
+        .await
+        .expect("get")
+        .into_inner()
+        .roles
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// UpdateUser's `role_ids` replacement compares with the roles read after
+/// the user's row is locked in its transaction: concurrent replacements
+/// all succeed and leave exactly one list (they answered ALREADY_EXISTS or
+/// left a union). Two workers so the updates really run at once; on SQLite
+/// and on PostgreSQL (CASTELLAN_TEST_DATABASE_URL) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replacements_of_a_users_roles_leave_exactly_one_list() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let old = crate::roles::create_role(&app, &admin, "old", &[]).await;
+    let mut roles = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        roles.push(crate::roles::create_role(&app, &admin, name, &["users:read"]).await.id);
+    }
+    roles.sort();
+    let user = user_with_roles(&app, &admin, "contended@example.com", &[old.id]).await;
+    let replace_all = |lists: Vec<Vec<String>>| {
+        let attempts: Vec<_> = lists
+            .into_iter()
+            .map(|role_ids| {
+                let mut users = app.users();
+                let request = authed(
+                    UpdateUserRequest {
+                        id: user.id.clone(),
+                        role_ids,
+                        ..Default::default()
+                    },
+                    &admin,
+                );
+                tokio::spawn(async move { users.update_user(request).await })
+            })
+            .collect();
+        async move {
+            for attempt in attempts {
+                attempt.await.expect("task").expect("every replacement succeeds");
+            }
+        }
+    };
+
+    // The same list ten times: each finds what it wants, or writes it.
+    replace_all(vec![roles[..3].to_vec(); 10]).await;
+    assert_eq!(role_ids_of(&app, &admin, &user.id).await, roles[..3]);
+    // Two lists: the last one wins whole, never a union of both.
+    let (first, second) = (roles[..2].to_vec(), roles[2..].to_vec());
+    replace_all(
+        (0..10)
+            .map(|i| if i % 2 == 0 { first.clone() } else { second.clone() })
+            .collect(),
+    )
+    .await;
+    let left = role_ids_of(&app, &admin, &user.id).await;
+    assert!(left == first || left == second, "one list, not a union: {left:?}");
+}
+
+/// UpdateUserRoles calls granting the same role at once all succeed (the
+/// grants are written after the user's row is locked, so none trips over
+/// another's row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_grants_of_one_role_all_succeed() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = crate::roles::create_role(&app, &admin, "shared", &["users:read"]).await;
+    let user = user_with_roles(&app, &admin, "granted@example.com", &[]).await;
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let mut users = app.users();
+            let request = authed(
+                pb::UpdateUserRolesRequest {
+                    id: user.id.clone(),
+                    add_role_ids: vec![role.id.clone()],
+                    ..Default::default()
+                },
+                &admin,
+            );
+            tokio::spawn(async move { users.update_user_roles(request).await })
+        })
+        .collect();
+    for attempt in attempts {
+        attempt.await.expect("task").expect("every grant succeeds");
+    }
+    assert_eq!(role_ids_of(&app, &admin, &user.id).await, [role.id]);
+}
