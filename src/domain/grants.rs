@@ -151,8 +151,8 @@ pub async fn update_user_roles(
 ) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     let mut violations = Violations::new();
-    let add = validate::uuids(&mut violations, "add_role_ids", add);
-    let remove = validate::uuids(&mut violations, "remove_role_ids", remove);
+    let add = validate::bounded_uuids(&mut violations, "add_role_ids", add, users::MAX_ROLES);
+    let remove = validate::bounded_uuids(&mut violations, "remove_role_ids", remove, users::MAX_ROLES);
     if let Some(both) = add.iter().find(|r| remove.contains(r)) {
         violations.add("remove_role_ids", format!("role {both} is both added and removed"));
     }

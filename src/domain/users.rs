@@ -43,6 +43,13 @@ pub const STATUS_LOCKED: &str = "locked";
 /// Most users one CreateUsers call may create.
 pub const MAX_BATCH: usize = 100;
 
+/// Most role ids one list of a request names for a user (UpdateUser
+/// `role_ids`, UpdateUserRoles' lists, a CreateUsers draft's `role_ids`).
+pub const MAX_ROLES: usize = 1000;
+
+/// Most group ids a CreateUsers draft names.
+pub const MAX_GROUPS: usize = 1000;
+
 const SORT_FIELDS: &[SortField] = &[
     SortField::time("createdAt"),
     SortField::time("updatedAt"),
@@ -351,8 +358,8 @@ pub async fn create(
         if draft.temporary_password && password.is_none() {
             violations.add(field("temporary_password"), "needs a password");
         }
-        let role_ids = validate::uuids(&mut violations, &field("role_ids"), &draft.role_ids);
-        let group_ids = validate::uuids(&mut violations, &field("group_ids"), &draft.group_ids);
+        let role_ids = validate::bounded_uuids(&mut violations, &field("role_ids"), &draft.role_ids, MAX_ROLES);
+        let group_ids = validate::bounded_uuids(&mut violations, &field("group_ids"), &draft.group_ids, MAX_GROUPS);
         let tenant_ids = if draft.tenant_ids.is_empty() {
             vec![caller.tenant_id]
         } else {
@@ -726,7 +733,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     let role_ids = patch
         .role_ids
         .as_ref()
-        .map(|ids| validate::uuids(&mut violations, "role_ids", ids));
+        .map(|ids| validate::bounded_uuids(&mut violations, "role_ids", ids, MAX_ROLES));
     let tenant_ids = match &patch.tenant_ids {
         Some(keys) => {
             let known = known_tenants(app, keys).await?;

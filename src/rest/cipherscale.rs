@@ -273,10 +273,10 @@ pub struct CreateUser {
     pub password: String,
     #[serde(default)]
     pub temporary_password: bool,
-    /// Role ids.
+    /// Role ids; at most 1000.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Group ids of the tenant.
+    /// Group ids of the tenant; at most 1000.
     #[serde(default)]
     pub groups: Vec<String>,
     /// Tenant ids or slugs; defaults to the tenant in context.
@@ -524,10 +524,10 @@ async fn reactivate_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUserRoles {
-    /// Role ids to add to the user.
+    /// Role ids to add to the user; at most 1000.
     #[serde(default)]
     pub added_roles: Vec<String>,
-    /// Role ids to remove from the user.
+    /// Role ids to remove from the user; at most 1000.
     #[serde(default)]
     pub removed_roles: Vec<String>,
 }

@@ -88,7 +88,7 @@ pub struct UserCreateRequest {
     /// Defaults to `userName`.
     #[serde(default)]
     pub email: Option<String>,
-    /// Role locators.
+    /// Role locators; at most 1000.
     #[serde(default)]
     pub roles: Option<Vec<String>>,
     /// Tenant ids or slugs; defaults to the tenant in context.
@@ -200,7 +200,7 @@ pub struct UserUpdateRequest {
     /// Direct grants, replaced (needs users:update).
     #[serde(default)]
     pub permissions: Option<Vec<String>>,
-    /// Role locators, replaced (needs users:update).
+    /// Role locators, replaced (needs users:update); at most 1000.
     #[serde(default)]
     pub roles: Option<Vec<String>>,
     /// Tenant ids or slugs, replaced (needs users:update).
@@ -457,10 +457,10 @@ async fn update_tenants(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserRolesUpdateRequest {
-    /// Role locators to grant.
+    /// Role locators to grant; at most 1000.
     #[serde(default)]
     pub add_roles: Vec<String>,
-    /// Role locators to revoke.
+    /// Role locators to revoke; at most 1000.
     #[serde(default)]
     pub remove_roles: Vec<String>,
 }

@@ -430,30 +430,47 @@ pub async fn permissions_of_roles<C: ConnectionTrait>(db: &C, role_ids: &[Uuid])
     Ok(by_role)
 }
 
+/// Ids looked up per query by [`roles_valid_in`] and [`groups_in`]: a
+/// CreateUsers batch checks all its drafts' ids at once, up to 100 drafts of
+/// 1,000, more than a statement binds parameters (some 32,000 on SQLite).
+const IDS_PER_QUERY: usize = 1000;
+
 /// Roles with these ids that are valid in the tenant (its own or global).
 pub async fn roles_valid_in<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
     role_ids: &[Uuid],
 ) -> Result<Vec<role::Model>> {
-    Ok(role::Entity::find()
-        .filter(role::Column::Id.is_in(role_ids.to_vec()))
-        .filter(
-            sea_orm::Condition::any()
-                .add(role::Column::TenantId.eq(tenant_id))
-                .add(role::Column::TenantId.is_null()),
-        )
-        .all(db)
-        .await?)
+    let mut roles = Vec::new();
+    for chunk in role_ids.chunks(IDS_PER_QUERY) {
+        roles.extend(
+            role::Entity::find()
+                .filter(role::Column::Id.is_in(chunk.to_vec()))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(role::Column::TenantId.eq(tenant_id))
+                        .add(role::Column::TenantId.is_null()),
+                )
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(roles)
 }
 
 /// Groups with these ids in the tenant.
 pub async fn groups_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, group_ids: &[Uuid]) -> Result<Vec<group::Model>> {
-    Ok(group::Entity::find()
-        .filter(group::Column::Id.is_in(group_ids.to_vec()))
-        .filter(group::Column::TenantId.eq(tenant_id))
-        .all(db)
-        .await?)
+    let mut groups = Vec::new();
+    for chunk in group_ids.chunks(IDS_PER_QUERY) {
+        groups.extend(
+            group::Entity::find()
+                .filter(group::Column::Id.is_in(chunk.to_vec()))
+                .filter(group::Column::TenantId.eq(tenant_id))
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(groups)
 }
 
 /// Adds memberships (ignoring ones that exist).

@@ -1456,3 +1456,88 @@ async fn an_internal_error_is_logged_with_the_request_id_and_answered_without_de
         .unwrap_or_else(|| panic!("the cause is logged: {logged}"));
     assert!(line.contains("request_id=rest-500"), "{line}");
 }
+
+/// The gateway reaches the domain's bounds on id lists (at most 1000 each)
+/// and names each dialect's field.
+#[tokio::test]
+async fn id_lists_over_the_bound_name_the_dialects_field() {
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app);
+    let admin_token = app.token(&["*"]);
+    let admin = Some(admin_token.as_str());
+    let ids: Vec<String> = (0..1001).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let (_, user) = rest
+        .call(
+            Method::POST,
+            "/tenants/users",
+            admin,
+            Some(user_draft("bounded@example.com")),
+        )
+        .await;
+    let id = user["id"].as_str().expect("id").to_owned();
+    let (_, seed002_user) = rest
+        .call(
+            Method::POST,
+            "/auth/users",
+            admin,
+            Some(create_request("bounded2@example.com")),
+        )
+        .await;
+    let locator = seed002_user["locator"].as_str().expect("locator").to_owned();
+
+    let mut draft = user_draft("many@example.com");
+    draft["roles"] = json!(ids);
+    let mut seed002_draft = create_request("many2@example.com");
+    seed002_draft["roles"] = json!(ids);
+    let cases = [
+        (
+            Method::PATCH,
+            format!("/tenants/users/{id}/roles"),
+            json!({"addedRoles": ids, "removedRoles": []}),
+            "addedRoles",
+        ),
+        (
+            Method::PATCH,
+            format!("/tenants/users/{id}/roles"),
+            json!({"addedRoles": [], "removedRoles": ids}),
+            "removedRoles",
+        ),
+        (Method::POST, "/tenants/users".to_owned(), draft.clone(), "roles"),
+        (
+            Method::POST,
+            "/tenants/users".to_owned(),
+            json!([user_draft("first@example.com"), draft]),
+            "[1].roles",
+        ),
+        (
+            Method::PATCH,
+            format!("/auth/users/{locator}/roles"),
+            json!({"addRoles": ids, "removeRoles": []}),
+            "addRoles",
+        ),
+        (
+            Method::PATCH,
+            format!("/auth/users/{locator}/roles"),
+            json!({"addRoles": [], "removeRoles": ids}),
+            "removeRoles",
+        ),
+        (Method::POST, "/auth/users".to_owned(), seed002_draft, "roles"),
+        (
+            Method::PATCH,
+            format!("/auth/users/{locator}"),
+            json!({"roles": ids}),
+            "roles",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let error = expect_error(
+            rest.call(method, &path, admin, Some(body)).await,
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        );
+        assert!(
+            error["message"].as_str().is_some_and(|m| m.contains("at most 1000")),
+            "{path}: {error}"
+        );
+    }
+}

@@ -1543,3 +1543,109 @@ async fn concurrent_grants_of_one_role_all_succeed() {
     }
     assert_eq!(role_ids_of(&app, &admin, &user.id).await, [role.id]);
 }
+
+fn random_ids(n: usize) -> Vec<String> {
+    (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect()
+}
+
+/// UpdateUser `role_ids` and UpdateUserRoles' lists hold at most 1000 ids:
+/// more is INVALID_ARGUMENT naming the list before any is looked up (70,000
+/// ids once overflowed the database's bind parameters: INTERNAL).
+#[tokio::test]
+async fn a_users_role_lists_are_bounded() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let user = user_with_roles(&app, &admin, "bounded@example.com", &[]).await;
+    let mut users = app.users();
+    for (count, refusal) in [(1000, "unknown role"), (1001, "at most 1000"), (70_000, "at most 1000")] {
+        let update = users
+            .update_user(authed(
+                UpdateUserRequest {
+                    id: user.id.clone(),
+                    role_ids: random_ids(count),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await;
+        let status = expect_code(update, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), ["role_ids"], "{count} ids");
+        assert!(status.message().contains(refusal), "{count} ids: {}", status.message());
+        let add = users
+            .update_user_roles(authed(
+                pb::UpdateUserRolesRequest {
+                    id: user.id.clone(),
+                    add_role_ids: random_ids(count),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await;
+        let status = expect_code(add, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), ["add_role_ids"], "{count} ids");
+        assert!(status.message().contains(refusal), "{count} ids: {}", status.message());
+        let remove = users
+            .update_user_roles(authed(
+                pb::UpdateUserRolesRequest {
+                    id: user.id.clone(),
+                    remove_role_ids: random_ids(count),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await;
+        if count <= 1000 {
+            remove.expect("removing roles the user does not hold changes nothing");
+        } else {
+            let status = expect_code(remove, Code::InvalidArgument);
+            assert_eq!(violated_fields(&status), ["remove_role_ids"], "{count} ids");
+            assert!(status.message().contains(refusal), "{count} ids: {}", status.message());
+        }
+    }
+}
+
+/// A CreateUsers draft's `role_ids` and `group_ids` hold at most 1000 ids
+/// each, named with the draft's index; and a batch whose drafts name tens
+/// of thousands of ids between them is still checked (INVALID_ARGUMENT for
+/// the unknown ones, not INTERNAL past the database's bind limit).
+#[tokio::test]
+async fn a_drafts_role_and_group_lists_are_bounded() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let mut users = app.users();
+    for field in ["role_ids", "group_ids"] {
+        for count in [1001, 70_000] {
+            let mut drafts = batch(4, &format!("{field}{count}-"));
+            match field {
+                "role_ids" => drafts[3].role_ids = random_ids(count),
+                _ => drafts[3].group_ids = random_ids(count),
+            }
+            let status = expect_code(
+                users.create_users(create_request(drafts, &admin)).await,
+                Code::InvalidArgument,
+            );
+            let named = format!("users[3].{field}");
+            assert_eq!(violated_fields(&status), [named.as_str()], "{count} ids");
+            assert!(
+                status.message().contains("at most 1000"),
+                "{count} ids: {}",
+                status.message()
+            );
+        }
+        // 40 drafts of 1000 ids each: 40,000 ids checked together.
+        let mut drafts = batch(40, &format!("{field}-many-"));
+        for draft in &mut drafts {
+            match field {
+                "role_ids" => draft.role_ids = random_ids(1000),
+                _ => draft.group_ids = random_ids(1000),
+            }
+        }
+        let status = expect_code(
+            users.create_users(create_request(drafts, &admin)).await,
+            Code::InvalidArgument,
+        );
+        let named = format!("users[0].{field}");
+        assert_eq!(violated_fields(&status), [named.as_str()], "{}", status.message());
+        assert!(status.message().contains("unknown"), "{}", status.message());
+    }
+}
