@@ -8,7 +8,7 @@ use castellan::pb::{
 use tonic::Code;
 
 use crate::{
-    helpers::{TestApp, authed, draft, expect_code, violated_fields},
+    helpers::{TestApp, authed, draft, expect_code, random_ids, violated_fields},
     roles::create_role,
 };
 
@@ -636,14 +636,13 @@ async fn role_ids_are_bounded() {
     let app = TestApp::spawn().await;
     let admin = app.token(&["*"]);
     let group = create_group(&app, &admin, "bounded", &[]).await;
-    let ids = |n: usize| -> Vec<String> { (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect() };
     let mut groups = app.groups();
     for (count, refusal) in [(1000, "unknown role"), (1001, "at most 1000"), (70_000, "at most 1000")] {
         let create = groups
             .create_group(authed(
                 CreateGroupRequest {
                     name: format!("with {count}"),
-                    role_ids: ids(count),
+                    role_ids: random_ids(count),
                     ..Default::default()
                 },
                 &admin,
@@ -653,7 +652,7 @@ async fn role_ids_are_bounded() {
             .update_group(authed(
                 UpdateGroupRequest {
                     id: group.id.clone(),
-                    role_ids: ids(count),
+                    role_ids: random_ids(count),
                     ..Default::default()
                 },
                 &admin,

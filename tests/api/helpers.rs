@@ -159,6 +159,11 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `n` ids that name nothing, for lists over a bound.
+pub fn random_ids(n: usize) -> Vec<String> {
+    (0..n).map(|_| Uuid::now_v7().to_string()).collect()
+}
+
 pub fn draft(email: &str) -> UserDraft {
     UserDraft {
         email: email.to_owned(),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, draft};
+use crate::helpers::{TestApp, draft, random_ids};
 
 const PASSWORD: &str = "Correct-Horse-Battery-9";
 
@@ -1465,7 +1465,7 @@ async fn id_lists_over_the_bound_name_the_dialects_field() {
     let rest = Rest::new(&app);
     let admin_token = app.token(&["*"]);
     let admin = Some(admin_token.as_str());
-    let ids: Vec<String> = (0..1001).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let ids = random_ids(1001);
     let (_, user) = rest
         .call(
             Method::POST,

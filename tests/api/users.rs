@@ -1,7 +1,7 @@
 use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserRequest, UpdateUserRequest, UserDraft};
 use tonic::Code;
 
-use crate::helpers::{TestApp, active_draft, authed, authed_in, draft, expect_code, violated_fields};
+use crate::helpers::{TestApp, active_draft, authed, authed_in, draft, expect_code, random_ids, violated_fields};
 
 fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
     (0..n).map(|i| draft(&format!("{prefix}{i:03}@example.com"))).collect()
@@ -1321,7 +1321,7 @@ async fn create_users_checks_a_drafts_tenants_against_its_roles_and_scales_its_t
         .await
         .expect("a member of the tenant in context takes its roles");
 
-    let many: Vec<String> = (0..1001).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let many = random_ids(1001);
     let status = expect_code(
         users
             .create_users(create_request(
@@ -1542,10 +1542,6 @@ async fn concurrent_grants_of_one_role_all_succeed() {
         attempt.await.expect("task").expect("every grant succeeds");
     }
     assert_eq!(role_ids_of(&app, &admin, &user.id).await, [role.id]);
-}
-
-fn random_ids(n: usize) -> Vec<String> {
-    (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect()
 }
 
 /// UpdateUser `role_ids` and UpdateUserRoles' lists hold at most 1000 ids:
