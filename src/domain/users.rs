@@ -752,7 +752,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     };
     violations.finish()?;
 
-    let user = member(app, caller, id).await?;
+    member(app, caller, id).await?;
     if email.is_some() {
         require_account_authority(app, caller, "users:update", id, "change its e-mail").await?;
     }
@@ -780,6 +780,13 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     if !store::users::lock(&txn, id).await? {
         return Err(Error::NotFound("user"));
     }
+    // Read again under the lock: whether a PENDING user is re-invited and
+    // whether its username follows the e-mail go by the row as it is now,
+    // not as it was before another call changed it (an invitation accepted
+    // meanwhile, say).
+    let user = store::users::find_in_tenant(&txn, caller.tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
     let role_change = match &role_ids {
         Some(ids) => Some(grants::plan_role_replacement(&txn, caller, id, ids).await?),
         None => None,

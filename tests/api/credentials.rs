@@ -16,7 +16,7 @@ use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{TestApp, authed, build_app, draft, expect_code, violated_fields},
+    helpers::{TestApp, authed, build_app, draft, expect_code, until_a_call_waits_for_a_lock, violated_fields},
     smtp_sink::{SmtpSink, invitation_token},
 };
 
@@ -729,6 +729,48 @@ async fn a_pending_users_new_email_ends_the_old_invitation_and_mails_a_new_one()
         .expect("the new address's link works")
         .into_inner();
     assert_eq!(user.email, "right@example.com");
+}
+
+/// Whether a new e-mail re-invites goes by the user as it is once the change
+/// holds its row: an invitation accepted meanwhile (here: the user made
+/// ACTIVE by a write the test holds open) means no new invitation.
+#[tokio::test]
+async fn a_new_email_re_invites_by_the_users_status_under_the_lock() {
+    use castellan::{
+        domain::users::STATUS_ACTIVE,
+        store::entity::{invitation, user},
+    };
+    use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let app = TestApp::spawn().await;
+    let invited = app.create_users(vec![draft("racing@example.com")]).await.remove(0);
+    let id: uuid::Uuid = invited.id.parse().expect("uuid");
+    let acceptance = app.app.writer.begin().await.expect("begin");
+    user::Entity::update_many()
+        .col_expr(user::Column::Status, Expr::value(STATUS_ACTIVE))
+        .filter(user::Column::Id.eq(id))
+        .exec(&acceptance)
+        .await
+        .expect("activate");
+    let mut users = app.users();
+    let request = authed(
+        pb::UpdateUserRequest {
+            id: invited.id.clone(),
+            email: "moved@example.com".into(),
+            ..Default::default()
+        },
+        &app.token(&["*"]),
+    );
+    let update = tokio::spawn(async move { users.update_user(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    acceptance.commit().await.expect("commit the activation");
+    let updated = update.await.expect("task").expect("new e-mail").into_inner();
+    assert_eq!(updated.email, "moved@example.com");
+    let invitations = invitation::Entity::find()
+        .filter(invitation::Column::UserId.eq(id))
+        .all(&app.app.db)
+        .await
+        .expect("invitations");
+    assert_eq!(invitations.len(), 1, "no invitation for an ACTIVE user");
 }
 
 /// Only a password makes a user ACTIVE: one deactivated while PENDING comes

@@ -16,7 +16,7 @@ use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+use crate::helpers::{TestApp, authed, draft, expect_code, until_a_call_waits_for_a_lock, violated_fields};
 
 fn devices(app: &TestApp) -> DeviceServiceClient<Channel> {
     DeviceServiceClient::new(app.channel.clone())
@@ -537,7 +537,7 @@ async fn a_request_id_raced_with_different_bodies_registers_once() {
 // 300 ms to get there (with less, the call finds no device, NOT_FOUND too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_deleted_while_it_is_updated_is_not_found() {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    use sea_orm::TransactionTrait;
     let app = TestApp::spawn().await;
     let user_id = active_user(&app, "vanishing@example.com", None).await;
     let admin = app.token(&["devices:*"]);
@@ -559,30 +559,7 @@ async fn a_device_deleted_while_it_is_updated_is_not_found() {
         &admin,
     );
     let update = tokio::spawn(async move { client.update_device(request).await });
-    if app.app.db.get_database_backend() == DbBackend::Postgres {
-        let waiting = Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        );
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while app
-            .app
-            .db
-            .query_one_raw(waiting.clone())
-            .await
-            .expect("count the waiting calls")
-            .expect("a row")
-            .try_get_by_index::<i64>(0)
-            .expect("a number")
-            == 0
-        {
-            assert!(tokio::time::Instant::now() < deadline, "the update never waited");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    } else {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    until_a_call_waits_for_a_lock(&app).await;
     deletion.commit().await.expect("commit the deletion");
     expect_code(update.await.expect("task"), Code::NotFound);
 }

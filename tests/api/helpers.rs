@@ -159,6 +159,39 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits until a call started by the test is blocked behind a write the
+/// test holds open: on PostgreSQL until a session waits for a lock; on
+/// SQLite, where nothing shows a call waiting for the one writer, 300 ms
+/// (enough for the call to read and reach the writer; a call that got there
+/// later would only read the held write's outcome, so a test using this
+/// never fails wrongly, it may only miss a regression now and then).
+pub async fn until_a_call_waits_for_a_lock(app: &TestApp) {
+    use sea_orm::{DbBackend, Statement};
+    if app.app.db.get_database_backend() != DbBackend::Postgres {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        return;
+    }
+    let waiting = Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = app
+            .app
+            .db
+            .query_one_raw(waiting.clone())
+            .await
+            .expect("count the waiting calls");
+        let count: i64 = row.expect("a row").try_get_by_index(0).expect("a number");
+        if count > 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no call ever waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// `n` ids that name nothing, for lists over a bound.
 pub fn random_ids(n: usize) -> Vec<String> {
     (0..n).map(|_| Uuid::now_v7().to_string()).collect()
