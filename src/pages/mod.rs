@@ -66,6 +66,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/invitations/accept", get(invitation::show).post(invitation::accept))
         .route("/password/change", get(password::show).post(password::change))
         .route(STYLESHEET_PATH, get(stylesheet))
+        // After the last route: it applies to the routes added before it.
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(map_response(with_security_headers))
         .with_state(app)
@@ -77,6 +79,16 @@ async fn with_security_headers(mut response: Response) -> Response {
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// A page asked for with a method it does not have: a page saying so, not
+/// an empty answer (axum keeps its `Allow` header).
+fn method_not_allowed() -> Page {
+    MessagePage {
+        title: "Not available this way",
+        paragraphs: vec!["This page cannot be requested like that. Open it from the link you received.".into()],
+    }
+    .page(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 async fn stylesheet() -> impl IntoResponse {

@@ -128,6 +128,18 @@ async fn every_page_carries_the_security_headers() {
         assert!(response.status().is_client_error(), "{path}");
         assert_page_headers(&response);
     }
+    // A method a page does not have: a page saying so, with Allow.
+    let response = reqwest::Client::new()
+        .delete(format!("{base}/password/change"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 405);
+    assert_page_headers(&response);
+    let allow = response.headers()[header::ALLOW].to_str().expect("ascii").to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let body = response.text().await.expect("body");
+    assert!(body.starts_with("<!DOCTYPE html>") && body.contains("Not available this way"));
 }
 
 #[tokio::test]
