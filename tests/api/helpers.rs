@@ -150,6 +150,13 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
     }
 }
 
+/// Expects INVALID_ARGUMENT naming `field` alone, its message saying `words`.
+pub fn expect_invalid_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str, words: &str) {
+    let status = expect_code(result, Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), [field], "{words}");
+    assert!(status.message().contains(words), "{field}: {}", status.message());
+}
+
 /// The field paths of a status's `BadRequest` violations.
 pub fn violated_fields(status: &Status) -> Vec<String> {
     use tonic_types::StatusExt;
