@@ -49,6 +49,25 @@ where
     Ok(())
 }
 
+/// Ids per statement of a lookup by many ids: a request may name up to
+/// 100 drafts × 1,000 ids, and a page of groups 100,000 roles, more than a
+/// statement binds (SQLite 32766, PostgreSQL 65535).
+const IDS_PER_QUERY: usize = 1000;
+
+/// The rows `query` finds for `ids`, asked [`IDS_PER_QUERY`] ids at a time.
+pub(crate) async fn find_by_ids<K, T, F, Fut>(ids: &[K], mut query: F) -> Result<Vec<T>>
+where
+    K: Clone,
+    F: FnMut(Vec<K>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Vec<T>, sea_orm::DbErr>>,
+{
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        rows.extend(query(chunk.to_vec()).await?);
+    }
+    Ok(rows)
+}
+
 /// How the connection pool behaves under load.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {

@@ -411,18 +411,15 @@ async fn details_given_memberships<C: ConnectionTrait>(
 
 /// The sorted permissions of each role.
 pub async fn permissions_of_roles<C: ConnectionTrait>(db: &C, role_ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<String>>> {
-    // One query per chunk: a page of groups may name more roles than a
-    // statement binds parameters (some 32,000 on SQLite).
-    const ROLES_PER_QUERY: usize = 1000;
-    let mut by_role: HashMap<Uuid, Vec<String>> = HashMap::new();
-    for chunk in role_ids.chunks(ROLES_PER_QUERY) {
-        for row in role_permission::Entity::find()
-            .filter(role_permission::Column::RoleId.is_in(chunk.to_vec()))
+    let rows = store::find_by_ids(role_ids, |chunk| {
+        role_permission::Entity::find()
+            .filter(role_permission::Column::RoleId.is_in(chunk))
             .all(db)
-            .await?
-        {
-            by_role.entry(row.role_id).or_default().push(row.permission);
-        }
+    })
+    .await?;
+    let mut by_role: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for row in rows {
+        by_role.entry(row.role_id).or_default().push(row.permission);
     }
     for permissions in by_role.values_mut() {
         permissions.sort_unstable();
@@ -430,47 +427,34 @@ pub async fn permissions_of_roles<C: ConnectionTrait>(db: &C, role_ids: &[Uuid])
     Ok(by_role)
 }
 
-/// Ids looked up per query by [`roles_valid_in`] and [`groups_in`]: a
-/// CreateUsers batch checks all its drafts' ids at once, up to 100 drafts of
-/// 1,000, more than a statement binds parameters (some 32,000 on SQLite).
-const IDS_PER_QUERY: usize = 1000;
-
 /// Roles with these ids that are valid in the tenant (its own or global).
 pub async fn roles_valid_in<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
     role_ids: &[Uuid],
 ) -> Result<Vec<role::Model>> {
-    let mut roles = Vec::new();
-    for chunk in role_ids.chunks(IDS_PER_QUERY) {
-        roles.extend(
-            role::Entity::find()
-                .filter(role::Column::Id.is_in(chunk.to_vec()))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(role::Column::TenantId.eq(tenant_id))
-                        .add(role::Column::TenantId.is_null()),
-                )
-                .all(db)
-                .await?,
-        );
-    }
-    Ok(roles)
+    store::find_by_ids(role_ids, |chunk| {
+        role::Entity::find()
+            .filter(role::Column::Id.is_in(chunk))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(role::Column::TenantId.eq(tenant_id))
+                    .add(role::Column::TenantId.is_null()),
+            )
+            .all(db)
+    })
+    .await
 }
 
 /// Groups with these ids in the tenant.
 pub async fn groups_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, group_ids: &[Uuid]) -> Result<Vec<group::Model>> {
-    let mut groups = Vec::new();
-    for chunk in group_ids.chunks(IDS_PER_QUERY) {
-        groups.extend(
-            group::Entity::find()
-                .filter(group::Column::Id.is_in(chunk.to_vec()))
-                .filter(group::Column::TenantId.eq(tenant_id))
-                .all(db)
-                .await?,
-        );
-    }
-    Ok(groups)
+    store::find_by_ids(group_ids, |chunk| {
+        group::Entity::find()
+            .filter(group::Column::Id.is_in(chunk))
+            .filter(group::Column::TenantId.eq(tenant_id))
+            .all(db)
+    })
+    .await
 }
 
 /// Adds memberships (ignoring ones that exist).
