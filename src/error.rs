@@ -17,6 +17,35 @@ pub struct FieldViolation {
     pub description: String,
 }
 
+/// The longest field path or description a violation keeps, in bytes: a
+/// description may quote the value it refuses (an unknown sort key, a
+/// permission), and a value of 20,000 characters quoted back would not fit
+/// the trailer a gRPC error travels in.
+pub const VIOLATION_TEXT_MAX: usize = 200;
+
+impl FieldViolation {
+    /// A violation; a field path or description longer than
+    /// [`VIOLATION_TEXT_MAX`] is cut there and ends with "…".
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: clipped(field.into()),
+            description: clipped(description.into()),
+        }
+    }
+}
+
+fn clipped(mut text: String) -> String {
+    if text.len() > VIOLATION_TEXT_MAX {
+        let mut end = VIOLATION_TEXT_MAX - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Why a caller is not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
@@ -73,24 +102,31 @@ pub enum Error {
     PasswordChangeRequired,
 }
 
-/// How many violations a message names; the rest are counted. A gRPC
-/// message travels in a header, and headers have a size limit.
+/// How many violations a message names, and after how many bytes it stops
+/// naming them; the rest are counted. A gRPC message travels in a header,
+/// and headers have a size limit.
 pub const VIOLATIONS_IN_MESSAGE: usize = 10;
+const SUMMARY_BYTES: usize = 1000;
 
 /// `field: description; ...`, for messages: the first
-/// [`VIOLATIONS_IN_MESSAGE`], then how many more.
+/// [`VIOLATIONS_IN_MESSAGE`] (fewer when they are long), then how many more.
 pub fn summary(violations: &[FieldViolation]) -> String {
     let mut summary = String::new();
-    for (i, violation) in violations.iter().take(VIOLATIONS_IN_MESSAGE).enumerate() {
-        if i > 0 {
+    let mut named = 0;
+    for violation in violations.iter().take(VIOLATIONS_IN_MESSAGE) {
+        if summary.len() >= SUMMARY_BYTES {
+            break;
+        }
+        if named > 0 {
             summary.push_str("; ");
         }
         summary.push_str(&violation.field);
         summary.push_str(": ");
         summary.push_str(&violation.description);
+        named += 1;
     }
-    if let Some(more) = violations.len().checked_sub(VIOLATIONS_IN_MESSAGE).filter(|n| *n > 0) {
-        summary.push_str(&format!("; and {more} more"));
+    if violations.len() > named {
+        summary.push_str(&format!("; and {} more", violations.len() - named));
     }
     summary
 }
@@ -98,10 +134,7 @@ pub fn summary(violations: &[FieldViolation]) -> String {
 impl Error {
     /// INVALID_ARGUMENT naming one field.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Error::Invalid(vec![FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        }])
+        Error::Invalid(vec![FieldViolation::new(field, description)])
     }
 
     pub fn internal(what: impl std::fmt::Display) -> Self {
@@ -182,10 +215,7 @@ impl Violations {
     }
 
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
+        self.0.push(FieldViolation::new(field, description));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -239,6 +269,21 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(Error::from(err), Error::Aborted(_)));
+    }
+
+    #[test]
+    fn a_long_quoted_value_is_cut_at_a_character_boundary() {
+        let long = format!("unknown sort key {}", "é".repeat(500));
+        let Error::Invalid(violations) = Error::invalid("sort[0]", long) else {
+            unreachable!("invalid makes Error::Invalid")
+        };
+        let description = &violations[0].description;
+        assert!(description.len() <= VIOLATION_TEXT_MAX, "{}", description.len());
+        assert!(description.starts_with("unknown sort key é") && description.ends_with('…'));
+        assert_eq!(
+            FieldViolation::new("id", "must be a UUID").description,
+            "must be a UUID"
+        );
     }
 
     #[test]

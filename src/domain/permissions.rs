@@ -95,7 +95,8 @@ pub fn is_reserved(namespace: &str) -> bool {
     BUILT_IN.iter().any(|(name, _)| namespace_of(name) == namespace)
 }
 
-/// Most permissions a Register or Unregister call names.
+/// Most permissions a call names: a Register or Unregister call, a role's
+/// or a user's list, an UpdateRole's additions or removals.
 pub const MAX_PER_CALL: usize = 1000;
 /// Longest namespace.
 pub const MAX_NAMESPACE: usize = 63;
@@ -143,7 +144,7 @@ pub async fn check_catalog<C: ConnectionTrait>(
     field: &str,
     list: &[String],
 ) -> Result<Vec<String>> {
-    if list.is_empty() {
+    if list.is_empty() || too_many(violations, field, list) {
         return Ok(Vec::new());
     }
     let catalog = Catalog::load(db).await?;
@@ -161,12 +162,24 @@ pub async fn check_catalog<C: ConnectionTrait>(
 /// Checks that every name of `list` is well formed (see [`well_formed`]),
 /// naming `field[i]`; returns the list sorted and without duplicates.
 pub fn check_format(violations: &mut Violations, field: &str, list: &[String]) -> Vec<String> {
+    if too_many(violations, field, list) {
+        return Vec::new();
+    }
     for (i, permission) in list.iter().enumerate() {
         if !well_formed(permission) {
             violations.add(format!("{field}[{i}]"), "must look like resource:action or *");
         }
     }
     sorted(list)
+}
+
+/// Refuses a list of more than [`MAX_PER_CALL`] permissions, naming `field`.
+fn too_many(violations: &mut Violations, field: &str, list: &[String]) -> bool {
+    let too_many = list.len() > MAX_PER_CALL;
+    if too_many {
+        violations.add(field, format!("at most {MAX_PER_CALL} permissions"));
+    }
+    too_many
 }
 
 fn sorted(list: &[String]) -> Vec<String> {

@@ -82,8 +82,11 @@ pub fn classify(error: &Error) -> (Code, ErrorReason, String) {
     }
 }
 
-/// How many field violations a status lists in its `BadRequest`.
+/// How many field violations a status lists in its `BadRequest`, and how
+/// many bytes of field paths and descriptions at most (base64 makes them a
+/// third longer in the trailer).
 const MAX_DETAILED_VIOLATIONS: usize = 100;
+const MAX_DETAILED_VIOLATION_BYTES: usize = 6 * 1024;
 
 pub fn to_status(error: Error) -> Status {
     let (code, reason, message) = classify(&error);
@@ -92,11 +95,16 @@ pub fn to_status(error: Error) -> Status {
     match error {
         Error::Invalid(violations) => {
             // The details travel in a trailer, so they list the first
-            // hundred (the message names ten and counts the rest): a batch
-            // of 100 drafts can break many rules, and a trailer over
-            // HTTP/2's header limits would end the whole connection, not
-            // just this call.
+            // violations that fit (the message names ten and counts the
+            // rest): a batch of 100 drafts can break many rules, and a
+            // trailer over HTTP/2's header limits would end the whole
+            // connection, not just this call.
+            let mut bytes = 0;
             for violation in violations.into_iter().take(MAX_DETAILED_VIOLATIONS) {
+                bytes += violation.field.len() + violation.description.len();
+                if bytes > MAX_DETAILED_VIOLATION_BYTES {
+                    break;
+                }
                 details.add_bad_request_violation(violation.field, violation.description);
             }
         }

@@ -459,3 +459,31 @@ async fn a_large_tenant_pages_like_a_small_one() {
     outsider_emails.sort();
     assert_eq!(listed, outsider_emails, "the small tenant's members only, in order");
 }
+
+/// An unknown sort key is quoted back cut short: quoted whole, a key of
+/// 20,000 characters made a trailer past HTTP/2's header limit, and the
+/// client saw the connection end (INTERNAL "h2 protocol error").
+#[tokio::test]
+async fn a_long_unknown_sort_key_is_named_and_cut_short() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:list"]);
+    let status = expect_code(
+        app.users()
+            .list_users(authed(
+                ListUsersRequest {
+                    sort: vec!["x".repeat(20_000)],
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["sort[0]"]);
+    assert!(status.message().len() < 1000, "{}", status.message().len());
+    assert!(
+        status.message().contains("unknown sort key \"xxx"),
+        "{}",
+        status.message()
+    );
+}

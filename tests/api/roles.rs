@@ -8,7 +8,7 @@ use castellan::pb::{
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use tonic::Code;
 
-use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+use crate::helpers::{TestApp, authed, draft, expect_code, expect_invalid_field, violated_fields};
 
 /// Creates a role of the token's tenant.
 pub async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> Role {
@@ -392,6 +392,92 @@ async fn updates_need_the_current_version_and_bump_it() {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), ["remove_permissions"]);
+}
+
+/// A permission list is bounded like every list of a request (70,000
+/// removals were one statement past the database's parameter limit:
+/// INTERNAL).
+#[tokio::test]
+async fn a_role_takes_at_most_a_thousand_permissions_a_call() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = create_role(&app, &admin, "bounded", &["users:read"]).await;
+    let names = |n: usize| (0..n).map(|i| format!("reports:export-{i}")).collect::<Vec<_>>();
+    let mut roles = app.roles();
+    expect_invalid_field(
+        roles
+            .update_role(authed(
+                UpdateRoleRequest {
+                    id: role.id.clone(),
+                    version: role.version,
+                    remove_permissions: names(1001),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        "remove_permissions",
+        "at most 1000",
+    );
+    expect_invalid_field(
+        roles
+            .create_role(authed(
+                CreateRoleRequest {
+                    name: "too-many".into(),
+                    permissions: names(1001),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        "permissions",
+        "at most 1000",
+    );
+    let removed = roles
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: role.id.clone(),
+                version: role.version,
+                remove_permissions: names(1000),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("a thousand removals")
+        .into_inner();
+    assert_eq!(removed.permissions, ["users:read"]);
+}
+
+/// A hundred long unknown permissions: an INVALID_ARGUMENT listing as many
+/// as fit its trailer, not a broken HTTP/2 stream (the trailer used to
+/// outgrow the client's 16 KiB header limit).
+#[tokio::test]
+async fn many_long_unknown_permissions_are_an_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let permissions: Vec<String> = (0..100)
+        .map(|i| format!("billing:invoices-of-the-northern-region-and-its-subsidiaries:export-{i:03}"))
+        .collect();
+    let status = expect_code(
+        app.roles()
+            .create_role(authed(
+                CreateRoleRequest {
+                    name: "many".into(),
+                    permissions,
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    let fields = violated_fields(&status);
+    assert!(
+        (10..100).contains(&fields.len()) && fields[0] == "permissions[0]",
+        "{fields:?}"
+    );
+    assert!(status.message().ends_with("more"), "{}", status.message());
 }
 
 /// Several updates carrying the same version, released at once, round after
