@@ -22,6 +22,7 @@ use crate::{
         self,
         entity::{credential, role, role_permission, tenant, tenant_membership, user, user_role},
         invalidation::Change,
+        tenants::Deletion,
     },
 };
 
@@ -230,14 +231,26 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
     Ok(tenant)
 }
 
-/// Deletes the tenant; memberships, roles, groups and direct grants go with it
-/// (foreign keys cascade).
+/// Deletes the tenant, and with it the users who belong to no other tenant
+/// (as a Keycloak realm's or a ZITADEL organisation's users go with it; kept,
+/// they would be out of every caller's reach with their e-mail taken for
+/// good), its memberships, roles, groups and direct grants.
+/// FAILED_PRECONDITION, deleting nothing, when one of those users holds a
+/// global role.
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let tenant = visible(app, caller, id, "tenants:delete").await?;
     let txn = app.writer.begin().await?;
-    tenant::Entity::delete_by_id(tenant.id).exec(&txn).await?;
+    let Deletion::Deleted { users } = store::tenants::delete(&txn, tenant.id).await? else {
+        return Err(Error::FailedPrecondition(
+            "a user who belongs to this tenant alone holds a global role: \
+             add it to another tenant (UpdateUserTenants) or revoke the role first"
+                .into(),
+        ));
+    };
     audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;
+    // Every cached entry: the tenant, and the deleted users' tokens.
     app.commit(txn, Change::Directory).await?;
+    tracing::info!(tenant = %tenant.id, users, "tenant deleted with the users it alone held");
     Ok(())
 }
 

@@ -3,15 +3,19 @@
 use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait, Query},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect,
+    RelationTrait,
+    sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement},
 };
 use uuid::Uuid;
 
 use crate::{
     domain::paging::ListParams,
     error::Result,
-    store::{entity::tenant, paging},
+    store::{
+        entity::{role, tenant, tenant_membership, user, user_role},
+        paging,
+    },
 };
 
 /// Which tenant a key (an id or a slug) names.
@@ -134,6 +138,62 @@ pub async fn member_counts<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Resul
         members: count(members),
         all_memberships: count(all_memberships.unwrap_or(0)),
     })
+}
+
+/// The ids of the tenant's members who belong to no other tenant.
+fn sole_members(tenant_id: Uuid) -> SelectStatement {
+    let other = Alias::new("other_membership");
+    let elsewhere = Query::select()
+        .expr(Expr::val(1))
+        .from_as(tenant_membership::Entity, other.clone())
+        .and_where(
+            Expr::col((other.clone(), tenant_membership::Column::UserId))
+                .equals((tenant_membership::Entity, tenant_membership::Column::UserId)),
+        )
+        .and_where(Expr::col((other, tenant_membership::Column::TenantId)).ne(tenant_id))
+        .to_owned();
+    Query::select()
+        .column((tenant_membership::Entity, tenant_membership::Column::UserId))
+        .from(tenant_membership::Entity)
+        .and_where(Expr::col((tenant_membership::Entity, tenant_membership::Column::TenantId)).eq(tenant_id))
+        .and_where(Expr::not_exists(elsewhere))
+        .to_owned()
+}
+
+/// What [`delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// The tenant is gone, with this many users who belonged to it alone.
+    Deleted { users: u64 },
+    /// Nothing was deleted: a user who belongs to this tenant alone holds a
+    /// global role.
+    SoleMemberHoldsGlobalRole,
+}
+
+/// Deletes the tenant with the users who belong to it alone (their grants,
+/// devices, credentials and invitations go with them) and its memberships,
+/// roles, groups and direct grants (foreign keys cascade). Locks the
+/// tenant's row first, as membership changes do. Deletes nothing when one
+/// of those users holds a global role: a platform operator is not removed as
+/// a tenant's side effect.
+pub async fn delete<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Deletion> {
+    lock(db, &[tenant_id]).await?;
+    let operator = user_role::Entity::find()
+        .join(JoinType::InnerJoin, user_role::Relation::Role.def())
+        .filter(role::Column::TenantId.is_null())
+        .filter(user_role::Column::UserId.in_subquery(sole_members(tenant_id)))
+        .one(db)
+        .await?;
+    if operator.is_some() {
+        return Ok(Deletion::SoleMemberHoldsGlobalRole);
+    }
+    let users = user::Entity::delete_many()
+        .filter(user::Column::Id.in_subquery(sole_members(tenant_id)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    tenant::Entity::delete_by_id(tenant_id).exec(db).await?;
+    Ok(Deletion::Deleted { users })
 }
 
 fn column_of(field: &str) -> tenant::Column {

@@ -3,7 +3,7 @@ use castellan::pb::{
 };
 use tonic::Code;
 
-use crate::helpers::{TestApp, authed, draft, expect_code, violated_fields};
+use crate::helpers::{TestApp, active_draft, authed, draft, expect_code, violated_fields};
 
 #[tokio::test]
 async fn tenants_are_created_read_listed_updated_and_deleted() {
@@ -110,7 +110,7 @@ async fn tenants_are_created_read_listed_updated_and_deleted() {
     );
     assert_eq!(violated_fields(&status), ["update_mask"]);
 
-    // Deleting removes its memberships; users stay.
+    // Deleting removes its memberships (and its users, see below).
     let member = app
         .create_users_in(created.id.parse().expect("uuid"), vec![draft("member@example.com")])
         .await;
@@ -381,4 +381,165 @@ async fn a_caller_without_a_global_role_reaches_only_the_tenant_in_context() {
         .expect("list")
         .into_inner();
     assert_eq!(all.total, 2);
+}
+
+/// DeleteTenant takes the users who belong to it alone with it: left, they
+/// were out of every caller's reach (NOT_FOUND even to a global `*`) with
+/// their e-mail taken for good. Users of other tenants stay there.
+#[tokio::test]
+async fn deleting_a_tenant_deletes_the_users_it_alone_held() {
+    use castellan::store::entity::user;
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn().await;
+    let closing = app.create_tenant("closing").await;
+    let global = app.global_token(&["*"]);
+    let alone = app
+        .create_users_in(closing, vec![active_draft("alone@example.com")])
+        .await
+        .remove(0);
+    let both = app
+        .users()
+        .create_users(authed(
+            pb::CreateUsersRequest {
+                users: vec![pb::UserDraft {
+                    tenant_ids: vec!["default".into(), "closing".into()],
+                    ..draft("both@example.com")
+                }],
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("a user of two tenants")
+        .into_inner()
+        .users
+        .remove(0);
+    let token = app
+        .login("alone@example.com", "correct horse battery")
+        .await
+        .expect("login")
+        .access_token;
+
+    app.tenants()
+        .delete_tenant(authed(DeleteTenantRequest { id: "closing".into() }, &global))
+        .await
+        .expect("delete");
+    let exists = |id: &str| {
+        let id: uuid::Uuid = id.parse().expect("uuid");
+        let db = app.app.db.clone();
+        async move { user::Entity::find_by_id(id).one(&db).await.expect("query").is_some() }
+    };
+    assert!(!exists(&alone.id).await, "the tenant's own user is deleted");
+    assert!(exists(&both.id).await, "a user of another tenant stays");
+    assert!(
+        castellan::store::users::find_in_tenant(&app.app.db, app.tenant_id, both.id.parse().expect("uuid"))
+            .await
+            .expect("query")
+            .is_some()
+    );
+    expect_code(
+        app.users().who_am_i(authed(pb::WhoAmIRequest {}, &token)).await,
+        Code::Unauthenticated,
+    );
+    app.create_users(vec![draft("alone@example.com")]).await;
+}
+
+/// A user held by the tenant alone who holds a global role (a platform
+/// operator) is not deleted as a side effect: DeleteTenant refuses and
+/// deletes nothing.
+#[tokio::test]
+async fn a_tenant_whose_own_user_holds_a_global_role_is_not_deleted() {
+    use castellan::store::entity::user_role;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let app = TestApp::spawn().await;
+    let home = app.create_tenant("home").await;
+    let global = app.global_token(&["*"]);
+    let operator = app
+        .create_users_in(home, vec![draft("operator@example.com")])
+        .await
+        .remove(0);
+    let role = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                name: "operators".into(),
+                permissions: vec!["tenants:read".into()],
+                global: true,
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("global role")
+        .into_inner();
+    user_role::ActiveModel {
+        user_id: Set(operator.id.parse().expect("uuid")),
+        role_id: Set(role.id.parse().expect("uuid")),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(&app.app.db)
+    .await
+    .expect("grant");
+
+    let status = expect_code(
+        app.tenants()
+            .delete_tenant(authed(DeleteTenantRequest { id: "home".into() }, &global))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(status.message().contains("global role"), "{}", status.message());
+    app.tenants()
+        .get_tenant(authed(GetTenantRequest { id: "home".into() }, &global))
+        .await
+        .expect("the tenant stays");
+    assert!(
+        castellan::store::users::find_in_tenant(&app.app.db, home, operator.id.parse().expect("uuid"))
+            .await
+            .expect("query")
+            .is_some(),
+        "its user stays"
+    );
+}
+
+/// UpdateTenant's status: UNSPECIFIED leaves it under an empty mask, and is
+/// INVALID_ARGUMENT naming `status` when the mask names it.
+#[tokio::test]
+async fn an_unspecified_status_is_left_alone_or_refused_by_the_mask() {
+    let app = TestApp::spawn().await;
+    app.create_tenant("masked").await;
+    let global = app.global_token(&["*"]);
+    let mut tenants = app.tenants();
+    let renamed = tenants
+        .update_tenant(authed(
+            UpdateTenantRequest {
+                id: "masked".into(),
+                name: "Renamed".into(),
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("rename")
+        .into_inner();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.status),
+        ("Renamed", pb::TenantStatus::Active as i32)
+    );
+    let status = expect_code(
+        tenants
+            .update_tenant(authed(
+                UpdateTenantRequest {
+                    id: "masked".into(),
+                    name: "Again".into(),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["name".into(), "status".into()],
+                    }),
+                    ..Default::default()
+                },
+                &global,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["status"]);
 }
