@@ -95,6 +95,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
             updated_at: now,
         };
         let txn = app.writer.begin().await?;
+        refuse_shadowing(&txn, role.tenant_id, &role.name, None).await?;
         store::roles::insert(&txn, &role, &permissions).await?;
         if let Some(key) = &key {
             key.record(&txn, idempotency::ids_to_bytes(&[role.id]), now).await?;
@@ -114,6 +115,23 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
         Ok(RoleWithPermissions { role, permissions })
     };
     idempotency::once(&app.db, key.as_ref(), load, create).await
+}
+
+/// ALREADY_EXISTS naming `name` when a global role and a tenant's role would
+/// share it: a tenant lists both, and a grant by name would be ambiguous.
+/// (Checked in the writing transaction: SQLite's one writer orders it; on
+/// PostgreSQL a global role and a tenant's created with one name in the
+/// same instant could still both land.)
+async fn refuse_shadowing<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Option<Uuid>,
+    name: &str,
+    except: Option<Uuid>,
+) -> Result<()> {
+    if store::roles::name_shadowed(db, tenant_id, name, except).await? {
+        return Err(Error::AlreadyExists { field: "name".into() });
+    }
+    Ok(())
 }
 
 /// The role if it is valid in the tenant in context, else NOT_FOUND.
@@ -217,6 +235,9 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
             patch.version
         )));
     };
+    if fields.contains(&"name") {
+        refuse_shadowing(&txn, updated.tenant_id, &updated.name, Some(id)).await?;
+    }
     store::roles::change_permissions(&txn, id, &add, &remove).await?;
     audit::record(&txn, caller, Target::Role(id), &fields).await?;
     // The answer is what this transaction wrote, read on its connection.

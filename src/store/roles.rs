@@ -29,6 +29,28 @@ pub async fn find_valid_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid
         .await?)
 }
 
+/// Whether another role holds `name` where it would shadow a role of
+/// `tenant_id` (`None`: a global role) or be shadowed by it: for a tenant's
+/// role, a global role of that name (the tenant's own are refused by the
+/// unique index); for a global role, a role of that name in any tenant.
+/// `except` is the role being renamed.
+pub async fn name_shadowed<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Option<Uuid>,
+    name: &str,
+    except: Option<Uuid>,
+) -> Result<bool> {
+    let mut find = role::Entity::find().filter(role::Column::Name.eq(name));
+    find = match tenant_id {
+        Some(_) => find.filter(role::Column::TenantId.is_null()),
+        None => find.filter(role::Column::TenantId.is_not_null()),
+    };
+    if let Some(id) = except {
+        find = find.filter(role::Column::Id.ne(id));
+    }
+    Ok(find.one(db).await?.is_some())
+}
+
 /// The roles with their sorted permissions, in the same order. A role may
 /// come more than once (a page of groups sharing one): each copy gets its
 /// permissions.

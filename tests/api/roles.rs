@@ -1010,3 +1010,64 @@ async fn a_tenants_own_roles_do_not_reach_beyond_it_for_a_holder_of_a_global_rol
         .into_inner();
     assert_eq!(kept.permissions, ["users:read"]);
 }
+
+/// A global role and a tenant's role never share a name: the tenant lists
+/// both, and a grant by name would be ambiguous. Either way round, and on
+/// rename, the second is ALREADY_EXISTS naming `name`.
+#[tokio::test]
+async fn a_global_role_and_a_tenants_role_do_not_share_a_name() {
+    let app = TestApp::spawn().await;
+    let global = app.global_token(&["*"]);
+    let local = app.token(&["*"]);
+    let mut roles = app.roles();
+    let create = |name: &str, is_global: bool| CreateRoleRequest {
+        name: name.into(),
+        permissions: vec!["users:read".into()],
+        global: is_global,
+        ..Default::default()
+    };
+    roles
+        .create_role(authed(create("ops", true), &global))
+        .await
+        .expect("global ops");
+    let status = expect_code(
+        roles.create_role(authed(create("ops", false), &local)).await,
+        Code::AlreadyExists,
+    );
+    assert!(status.message().contains("name"), "{}", status.message());
+
+    let support = create_role(&app, &local, "support", &["users:read"]).await;
+    expect_code(
+        roles.create_role(authed(create("support", true), &global)).await,
+        Code::AlreadyExists,
+    );
+    expect_code(
+        roles
+            .update_role(authed(
+                UpdateRoleRequest {
+                    id: support.id.clone(),
+                    version: support.version,
+                    name: Some("ops".into()),
+                    ..Default::default()
+                },
+                &local,
+            ))
+            .await,
+        Code::AlreadyExists,
+    );
+    let renamed = roles
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: support.id.clone(),
+                version: support.version,
+                name: Some("support".into()),
+                description: Some("unchanged name".into()),
+                ..Default::default()
+            },
+            &local,
+        ))
+        .await
+        .expect("keeping its own name is no clash")
+        .into_inner();
+    assert_eq!(renamed.version, support.version + 1);
+}
