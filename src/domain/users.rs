@@ -1008,18 +1008,21 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
         "delete it (UpdateUserTenants removes it from this tenant)",
     )
     .await?;
-    let tenants = current_tenants(&app.db, id).await?;
-    if !store::users::tenants_solely_owned(&app.db, id, &tenants)
-        .await?
-        .is_empty()
-    {
+    let txn = app.writer.begin().await?;
+    // The user's row, then its tenants' (the order of `change_memberships`),
+    // then its devices (the order of domain::devices); the last-owner rule
+    // reads the owners once it holds the tenants, so another owner deleted
+    // or removed meanwhile counts as gone.
+    if !store::users::lock(&txn, id).await? {
+        return Err(Error::NotFound("user"));
+    }
+    let tenants = current_tenants(&txn, id).await?;
+    store::tenants::lock(&txn, &tenants).await?;
+    if !store::users::tenants_solely_owned(&txn, id, &tenants).await?.is_empty() {
         return Err(Error::FailedPrecondition(
             "cannot delete the last owner of a tenant".into(),
         ));
     }
-    let txn = app.writer.begin().await?;
-    // The user's row first, then its devices (the lock order of domain::devices).
-    store::users::lock(&txn, id).await?;
     store::devices::revoke_all_of_user(&txn, id, now()).await?;
     store::users::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::User(id), &[]).await?;

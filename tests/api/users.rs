@@ -2,7 +2,8 @@ use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserR
 use tonic::Code;
 
 use crate::helpers::{
-    TestApp, active_draft, authed, authed_in, draft, expect_code, expect_invalid_field, random_ids, violated_fields,
+    TestApp, active_draft, authed, authed_in, draft, expect_code, expect_invalid_field, random_ids,
+    until_a_call_waits_for_a_lock, violated_fields,
 };
 
 fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
@@ -1631,4 +1632,63 @@ async fn a_drafts_role_and_group_lists_are_bounded() {
         assert_eq!(violated_fields(&status), [named.as_str()], "{}", status.message());
         assert!(status.message().contains("unknown"), "{}", status.message());
     }
+}
+
+/// Of a tenant's two owners, one deleted while the other's deletion waits
+/// (a write the test holds open) leaves the other the last owner: its
+/// deletion, which reads the owners once it holds the tenant, is refused.
+#[tokio::test]
+async fn an_owner_is_not_deleted_while_the_other_owner_is() {
+    use castellan::store::entity::tenant_membership;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let app = TestApp::spawn().await;
+    let global = app.global_token(&["*"]);
+    let first = app.create_users(vec![draft("first-owner@example.com")]).await.remove(0);
+    let owned = app
+        .tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Owned".into(),
+                slug: "owned".into(),
+                owner_user_id: first.id.clone(),
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("tenant")
+        .into_inner();
+    let owned: uuid::Uuid = owned.id.parse().expect("uuid");
+    let second = app
+        .create_users_in(owned, vec![draft("second-owner@example.com")])
+        .await
+        .remove(0);
+    let (first, second): (uuid::Uuid, uuid::Uuid) = (first.id.parse().expect("uuid"), second.id.parse().expect("uuid"));
+    let owners = || {
+        tenant_membership::Entity::find()
+            .filter(tenant_membership::Column::TenantId.eq(owned))
+            .filter(tenant_membership::Column::IsOwner.eq(true))
+            .all(&app.app.db)
+    };
+    tenant_membership::Entity::update_many()
+        .col_expr(tenant_membership::Column::IsOwner, Expr::value(true))
+        .filter(tenant_membership::Column::TenantId.eq(owned))
+        .filter(tenant_membership::Column::UserId.eq(second))
+        .exec(&app.app.writer)
+        .await
+        .expect("a second owner");
+    assert_eq!(owners().await.expect("owners").len(), 2);
+
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::users::delete(&deletion, second)
+        .await
+        .expect("delete the second owner");
+    let mut users = app.users();
+    let request = authed(pb::DeleteUserRequest { id: first.to_string() }, &global);
+    let delete = tokio::spawn(async move { users.delete_user(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    expect_code(delete.await.expect("task"), Code::FailedPrecondition);
+    let left: Vec<uuid::Uuid> = owners().await.expect("owners").iter().map(|m| m.user_id).collect();
+    assert_eq!(left, [first], "the tenant keeps an owner");
 }
