@@ -1692,3 +1692,85 @@ async fn an_owner_is_not_deleted_while_the_other_owner_is() {
     let left: Vec<uuid::Uuid> = owners().await.expect("owners").iter().map(|m| m.user_id).collect();
     assert_eq!(left, [first], "the tenant keeps an owner");
 }
+
+/// A member of two tenants holds the other tenant's roles and groups too;
+/// ListUsers filtered by one of those, from the tenant in context, matches
+/// no one, as for an unknown id. A global role matches in every tenant.
+#[tokio::test]
+async fn list_filters_by_another_tenants_role_or_group_match_no_one() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let global = app.global_token(&["*"]);
+    let admin_there = app.token_in(other, &["*"]);
+    let there = crate::roles::create_role(&app, &admin_there, "there", &["users:read"])
+        .await
+        .id;
+    let group_there = crate::groups::create_group(&app, &admin_there, "there", &[]).await.id;
+    let everywhere = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                name: "everywhere".into(),
+                permissions: vec!["roles:read".into()],
+                global: true,
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("global role")
+        .into_inner()
+        .id;
+    let user = app
+        .users()
+        .create_users(authed_in(
+            CreateUsersRequest {
+                users: vec![UserDraft {
+                    tenant_ids: vec!["other".into(), "default".into()],
+                    role_ids: vec![there.clone(), everywhere.clone()],
+                    group_ids: vec![group_there.clone()],
+                    ..draft("both-tenants@example.com")
+                }],
+                ..Default::default()
+            },
+            &global,
+            "other",
+        ))
+        .await
+        .expect("a member of both tenants")
+        .into_inner()
+        .users
+        .remove(0);
+    let listed = |token: String, role_id: &str, group_id: &str| {
+        let mut users = app.users();
+        let request = authed(
+            pb::ListUsersRequest {
+                role_id: role_id.to_owned(),
+                group_id: group_id.to_owned(),
+                ..Default::default()
+            },
+            &token,
+        );
+        async move {
+            let page = users.list_users(request).await.expect("list users").into_inner();
+            let ids: Vec<String> = page.users.into_iter().map(|u| u.id).collect();
+            (ids, page.total)
+        }
+    };
+    let here = || app.token(&["users:list"]);
+    let in_other = || app.token_in(other, &["users:list"]);
+    let found = (vec![user.id.clone()], 1);
+    assert_eq!(listed(in_other(), &there, "").await, found, "its own tenant's role");
+    assert_eq!(
+        listed(in_other(), "", &group_there).await,
+        found,
+        "its own tenant's group"
+    );
+    let elsewhere = (listed(here(), &there, "").await, listed(here(), "", &group_there).await);
+    assert_eq!(
+        elsewhere,
+        ((vec![], 0), (vec![], 0)),
+        "another tenant's role, and group"
+    );
+    assert_eq!(listed(here(), &everywhere, "").await, found, "a global role");
+}
