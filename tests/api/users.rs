@@ -1774,3 +1774,30 @@ async fn list_filters_by_another_tenants_role_or_group_match_no_one() {
     );
     assert_eq!(listed(here(), &everywhere, "").await, found, "a global role");
 }
+
+/// A request id's body compares field by field: text moved from one field
+/// to the next ("a|b", "c" then "a", "b|c") is another body, not a retry.
+#[tokio::test]
+async fn a_request_id_resent_with_text_moved_between_fields_is_reused() {
+    use tonic_types::StatusExt;
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:create"]);
+    let mut users = app.users();
+    let request = |first_name: &str, last_name: &str| {
+        authed(
+            CreateUsersRequest {
+                users: vec![UserDraft {
+                    first_name: first_name.into(),
+                    last_name: last_name.into(),
+                    ..draft("named@example.com")
+                }],
+                request_id: "shifted".into(),
+            },
+            &token,
+        )
+    };
+    users.create_users(request("a|b", "c")).await.expect("first");
+    let status = expect_code(users.create_users(request("a", "b|c")).await, Code::FailedPrecondition);
+    let reason = status.get_details_error_info().map(|info| info.reason);
+    assert_eq!(reason.as_deref(), Some("REQUEST_ID_REUSED"), "{status:?}");
+}
