@@ -338,6 +338,12 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
         return Err(Error::NotFound("invitation"));
     }
+    // The user's row, then the user as it is now: a user deactivated (or
+    // deleted) while the password was hashed is not made ACTIVE by an
+    // invitation read before.
+    if !store::users::lock(&txn, invitation.user_id).await? {
+        return Err(Error::NotFound("invitation"));
+    }
     let user = user::Entity::find_by_id(invitation.user_id)
         .one(&txn)
         .await?
@@ -371,13 +377,20 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     let mut violations = Violations::new();
     credentials::check_policy(&mut violations, "password", password, app.config.password_min_length);
     violations.finish()?;
-    let user = store::users::find_in_tenant(&app.db, caller.tenant_id, id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+    users::member(app, caller, id).await?;
     users::require_account_authority(app, caller, "users:password-reset", id, "reset its password").await?;
     let hash = credentials::hash_password(password.to_owned()).await?;
     let now = now();
     let txn = app.writer.begin().await?;
+    // The user's row first, then the user is read again: whether it becomes
+    // ACTIVE goes by its status as it is now, not as it was before the hash
+    // (a user deactivated meanwhile stays INACTIVE, one deleted is gone).
+    if !store::users::lock(&txn, id).await? {
+        return Err(Error::NotFound("user"));
+    }
+    let user = store::users::find_in_tenant(&txn, caller.tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
     store::credentials::set_password_hash(&txn, id, hash, now).await?;
     let mut fields = vec!["password", "password_change_required"];
     let mut active: user::ActiveModel = user.clone().into();

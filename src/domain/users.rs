@@ -409,26 +409,28 @@ pub async fn create(
         require_tenant_scope(caller, "users:create", &draft.tenant_ids)?;
     }
     check_grants(app, caller, &valid).await?;
-    let body: Vec<String> = valid
+    // Each field of each draft is a part of its own, which `RequestKey`
+    // length-prefixes: no text in one field can pass for the next ("a|b",
+    // "c" and "a", "b|c" differ). Every draft gives the same eleven parts.
+    let fields: Vec<String> = valid
         .iter()
-        .map(|d| {
-            format!(
-                "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
-                d.email,
-                d.username,
-                d.first_name,
-                d.last_name,
-                d.password.is_some(),
-                d.temporary_password,
-                d.role_ids,
-                d.group_ids,
-                d.tenant_ids,
-                d.max_devices,
-                d.image
-            )
+        .flat_map(|d| {
+            [
+                d.email.clone(),
+                d.username.clone(),
+                d.first_name.clone(),
+                d.last_name.clone(),
+                d.password.is_some().to_string(),
+                d.temporary_password.to_string(),
+                format!("{:?}", d.role_ids),
+                format!("{:?}", d.group_ids),
+                format!("{:?}", d.tenant_ids),
+                format!("{:?}", d.max_devices),
+                format!("{:?}", d.image),
+            ]
         })
         .collect();
-    let body: Vec<&[u8]> = body.iter().map(|d| d.as_bytes()).collect();
+    let body: Vec<&[u8]> = fields.iter().map(|f| f.as_bytes()).collect();
     let key = RequestKey::new(caller, "CreateUsers", &request_id, &body);
     let load = |response: Vec<u8>| async move {
         full_records(app, caller.tenant_id, &idempotency::ids_from_bytes(&response)).await
@@ -1008,18 +1010,21 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
         "delete it (UpdateUserTenants removes it from this tenant)",
     )
     .await?;
-    let tenants = current_tenants(&app.db, id).await?;
-    if !store::users::tenants_solely_owned(&app.db, id, &tenants)
-        .await?
-        .is_empty()
-    {
+    let txn = app.writer.begin().await?;
+    // The user's row, then its tenants' (the order of `change_memberships`),
+    // then its devices (the order of domain::devices); the last-owner rule
+    // reads the owners once it holds the tenants, so another owner deleted
+    // or removed meanwhile counts as gone.
+    if !store::users::lock(&txn, id).await? {
+        return Err(Error::NotFound("user"));
+    }
+    let tenants = current_tenants(&txn, id).await?;
+    store::tenants::lock(&txn, &tenants).await?;
+    if !store::users::tenants_solely_owned(&txn, id, &tenants).await?.is_empty() {
         return Err(Error::FailedPrecondition(
             "cannot delete the last owner of a tenant".into(),
         ));
     }
-    let txn = app.writer.begin().await?;
-    // The user's row first, then its devices (the lock order of domain::devices).
-    store::users::lock(&txn, id).await?;
     store::devices::revoke_all_of_user(&txn, id, now()).await?;
     store::users::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::User(id), &[]).await?;

@@ -167,6 +167,10 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(status) = &filter.status {
         select = select.filter(user::Column::Status.eq(status.clone()));
     }
+    // A grant counts only where its role or group is valid: the tenant's own
+    // roles and global ones, the tenant's own groups (grants are keyed by
+    // user and role or group alone, so a member of two tenants holds the
+    // other tenant's too). Any other id matches no one, like an unknown one.
     if let Some(role_id) = filter.role_id {
         select = select.filter(
             user::Column::Id.in_subquery(
@@ -174,6 +178,20 @@ pub async fn list<C: ConnectionTrait>(
                     .column(user_role::Column::UserId)
                     .from(user_role::Entity)
                     .and_where(user_role::Column::RoleId.eq(role_id))
+                    .and_where(
+                        user_role::Column::RoleId.in_subquery(
+                            Query::select()
+                                .column(role::Column::Id)
+                                .from(role::Entity)
+                                .and_where(role::Column::Id.eq(role_id))
+                                .cond_where(
+                                    sea_orm::Condition::any()
+                                        .add(role::Column::TenantId.eq(tenant_id))
+                                        .add(role::Column::TenantId.is_null()),
+                                )
+                                .to_owned(),
+                        ),
+                    )
                     .to_owned(),
             ),
         );
@@ -185,6 +203,16 @@ pub async fn list<C: ConnectionTrait>(
                     .column(group_member::Column::UserId)
                     .from(group_member::Entity)
                     .and_where(group_member::Column::GroupId.eq(group_id))
+                    .and_where(
+                        group_member::Column::GroupId.in_subquery(
+                            Query::select()
+                                .column(group::Column::Id)
+                                .from(group::Entity)
+                                .and_where(group::Column::Id.eq(group_id))
+                                .and_where(group::Column::TenantId.eq(tenant_id))
+                                .to_owned(),
+                        ),
+                    )
                     .to_owned(),
             ),
         );

@@ -805,3 +805,85 @@ async fn a_user_deactivated_while_pending_is_reactivated_pending() {
         .into_inner();
     assert_eq!(user.status, pb::UserStatus::Active as i32);
 }
+
+/// Whether a reset makes the user ACTIVE goes by the user as it is once the
+/// reset holds its row: a deactivation that commits while the reset waits
+/// (here: a write the test holds open) is kept, and the user cannot log in.
+#[tokio::test]
+async fn a_reset_keeps_a_deactivation_that_commits_while_it_waits() {
+    use castellan::{domain::users::STATUS_INACTIVE, store::entity::user};
+    use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let app = TestApp::spawn().await;
+    let pending = app.create_users(vec![draft("deactivated@example.com")]).await.remove(0);
+    let id: uuid::Uuid = pending.id.parse().expect("uuid");
+    let deactivation = app.app.writer.begin().await.expect("begin");
+    user::Entity::update_many()
+        .col_expr(user::Column::Status, Expr::value(STATUS_INACTIVE))
+        .filter(user::Column::Id.eq(id))
+        .exec(&deactivation)
+        .await
+        .expect("deactivate");
+    let mut users = app.users();
+    let request = authed(
+        ResetUserPasswordRequest {
+            id: pending.id.clone(),
+            password: "reset while deactivated".into(),
+            temporary: Some(false),
+        },
+        &app.token(&["users:password-reset"]),
+    );
+    let reset = tokio::spawn(async move { users.reset_user_password(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deactivation.commit().await.expect("commit the deactivation");
+    reset.await.expect("task").expect("reset");
+    let row = user::Entity::find_by_id(id)
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the user");
+    assert_eq!(row.status, STATUS_INACTIVE, "the deactivation stands");
+    expect_code(
+        app.login("deactivated@example.com", "reset while deactivated").await,
+        Code::Unauthenticated,
+    );
+}
+
+/// An invitation accepted while its user is being deactivated (a write the
+/// test holds open) goes by the user once it holds its row: NOT_FOUND, and
+/// the user stays INACTIVE. (On SQLite the one writer already orders them;
+/// on PostgreSQL the acceptance read the user PENDING before it waited.)
+#[tokio::test]
+async fn an_invitation_accepted_while_its_user_is_deactivated_is_not_found() {
+    use castellan::{domain::users::STATUS_INACTIVE, store::entity::user};
+    use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let invited = app.create_users(vec![draft("leaving@example.com")]).await.remove(0);
+    let token = invitation_token(&sink.wait_for(1).await[0]);
+    let id: uuid::Uuid = invited.id.parse().expect("uuid");
+    let deactivation = app.app.writer.begin().await.expect("begin");
+    user::Entity::update_many()
+        .col_expr(user::Column::Status, Expr::value(STATUS_INACTIVE))
+        .filter(user::Column::Id.eq(id))
+        .exec(&deactivation)
+        .await
+        .expect("deactivate");
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let request = Request::new(AcceptInvitationRequest {
+        token,
+        password: PASSWORD.into(),
+        first_name: None,
+        last_name: None,
+    });
+    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deactivation.commit().await.expect("commit the deactivation");
+    expect_code(accept.await.expect("task"), Code::NotFound);
+    let row = user::Entity::find_by_id(id)
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the user");
+    assert_eq!(row.status, STATUS_INACTIVE, "the deactivation stands");
+    expect_code(app.login("leaving@example.com", PASSWORD).await, Code::Unauthenticated);
+}

@@ -2,7 +2,8 @@ use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserR
 use tonic::Code;
 
 use crate::helpers::{
-    TestApp, active_draft, authed, authed_in, draft, expect_code, expect_invalid_field, random_ids, violated_fields,
+    TestApp, active_draft, authed, authed_in, draft, expect_code, expect_invalid_field, random_ids,
+    until_a_call_waits_for_a_lock, violated_fields,
 };
 
 fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
@@ -1631,4 +1632,172 @@ async fn a_drafts_role_and_group_lists_are_bounded() {
         assert_eq!(violated_fields(&status), [named.as_str()], "{}", status.message());
         assert!(status.message().contains("unknown"), "{}", status.message());
     }
+}
+
+/// Of a tenant's two owners, one deleted while the other's deletion waits
+/// (a write the test holds open) leaves the other the last owner: its
+/// deletion, which reads the owners once it holds the tenant, is refused.
+#[tokio::test]
+async fn an_owner_is_not_deleted_while_the_other_owner_is() {
+    use castellan::store::entity::tenant_membership;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let app = TestApp::spawn().await;
+    let global = app.global_token(&["*"]);
+    let first = app.create_users(vec![draft("first-owner@example.com")]).await.remove(0);
+    let owned = app
+        .tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Owned".into(),
+                slug: "owned".into(),
+                owner_user_id: first.id.clone(),
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("tenant")
+        .into_inner();
+    let owned: uuid::Uuid = owned.id.parse().expect("uuid");
+    let second = app
+        .create_users_in(owned, vec![draft("second-owner@example.com")])
+        .await
+        .remove(0);
+    let (first, second): (uuid::Uuid, uuid::Uuid) = (first.id.parse().expect("uuid"), second.id.parse().expect("uuid"));
+    let owners = || {
+        tenant_membership::Entity::find()
+            .filter(tenant_membership::Column::TenantId.eq(owned))
+            .filter(tenant_membership::Column::IsOwner.eq(true))
+            .all(&app.app.db)
+    };
+    tenant_membership::Entity::update_many()
+        .col_expr(tenant_membership::Column::IsOwner, Expr::value(true))
+        .filter(tenant_membership::Column::TenantId.eq(owned))
+        .filter(tenant_membership::Column::UserId.eq(second))
+        .exec(&app.app.writer)
+        .await
+        .expect("a second owner");
+    assert_eq!(owners().await.expect("owners").len(), 2);
+
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::users::delete(&deletion, second)
+        .await
+        .expect("delete the second owner");
+    let mut users = app.users();
+    let request = authed(pb::DeleteUserRequest { id: first.to_string() }, &global);
+    let delete = tokio::spawn(async move { users.delete_user(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    expect_code(delete.await.expect("task"), Code::FailedPrecondition);
+    let left: Vec<uuid::Uuid> = owners().await.expect("owners").iter().map(|m| m.user_id).collect();
+    assert_eq!(left, [first], "the tenant keeps an owner");
+}
+
+/// A member of two tenants holds the other tenant's roles and groups too;
+/// ListUsers filtered by one of those, from the tenant in context, matches
+/// no one, as for an unknown id. A global role matches in every tenant.
+#[tokio::test]
+async fn list_filters_by_another_tenants_role_or_group_match_no_one() {
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let global = app.global_token(&["*"]);
+    let admin_there = app.token_in(other, &["*"]);
+    let there = crate::roles::create_role(&app, &admin_there, "there", &["users:read"])
+        .await
+        .id;
+    let group_there = crate::groups::create_group(&app, &admin_there, "there", &[]).await.id;
+    let everywhere = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                name: "everywhere".into(),
+                permissions: vec!["roles:read".into()],
+                global: true,
+                ..Default::default()
+            },
+            &global,
+        ))
+        .await
+        .expect("global role")
+        .into_inner()
+        .id;
+    let user = app
+        .users()
+        .create_users(authed_in(
+            CreateUsersRequest {
+                users: vec![UserDraft {
+                    tenant_ids: vec!["other".into(), "default".into()],
+                    role_ids: vec![there.clone(), everywhere.clone()],
+                    group_ids: vec![group_there.clone()],
+                    ..draft("both-tenants@example.com")
+                }],
+                ..Default::default()
+            },
+            &global,
+            "other",
+        ))
+        .await
+        .expect("a member of both tenants")
+        .into_inner()
+        .users
+        .remove(0);
+    let listed = |token: String, role_id: &str, group_id: &str| {
+        let mut users = app.users();
+        let request = authed(
+            pb::ListUsersRequest {
+                role_id: role_id.to_owned(),
+                group_id: group_id.to_owned(),
+                ..Default::default()
+            },
+            &token,
+        );
+        async move {
+            let page = users.list_users(request).await.expect("list users").into_inner();
+            let ids: Vec<String> = page.users.into_iter().map(|u| u.id).collect();
+            (ids, page.total)
+        }
+    };
+    let here = || app.token(&["users:list"]);
+    let in_other = || app.token_in(other, &["users:list"]);
+    let found = (vec![user.id.clone()], 1);
+    assert_eq!(listed(in_other(), &there, "").await, found, "its own tenant's role");
+    assert_eq!(
+        listed(in_other(), "", &group_there).await,
+        found,
+        "its own tenant's group"
+    );
+    let elsewhere = (listed(here(), &there, "").await, listed(here(), "", &group_there).await);
+    assert_eq!(
+        elsewhere,
+        ((vec![], 0), (vec![], 0)),
+        "another tenant's role, and group"
+    );
+    assert_eq!(listed(here(), &everywhere, "").await, found, "a global role");
+}
+
+/// A request id's body compares field by field: text moved from one field
+/// to the next ("a|b", "c" then "a", "b|c") is another body, not a retry.
+#[tokio::test]
+async fn a_request_id_resent_with_text_moved_between_fields_is_reused() {
+    use tonic_types::StatusExt;
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:create"]);
+    let mut users = app.users();
+    let request = |first_name: &str, last_name: &str| {
+        authed(
+            CreateUsersRequest {
+                users: vec![UserDraft {
+                    first_name: first_name.into(),
+                    last_name: last_name.into(),
+                    ..draft("named@example.com")
+                }],
+                request_id: "shifted".into(),
+            },
+            &token,
+        )
+    };
+    users.create_users(request("a|b", "c")).await.expect("first");
+    let status = expect_code(users.create_users(request("a", "b|c")).await, Code::FailedPrecondition);
+    let reason = status.get_details_error_info().map(|info| info.reason);
+    assert_eq!(reason.as_deref(), Some("REQUEST_ID_REUSED"), "{status:?}");
 }
