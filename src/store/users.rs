@@ -17,6 +17,7 @@ use crate::{
     error::Result,
     store::{
         self,
+        access::role_valid_in,
         entity::{
             credential, device, group, group_member, role, role_permission, tenant_membership, user, user_permission,
             user_role,
@@ -184,11 +185,7 @@ pub async fn list<C: ConnectionTrait>(
                                 .column(role::Column::Id)
                                 .from(role::Entity)
                                 .and_where(role::Column::Id.eq(role_id))
-                                .cond_where(
-                                    sea_orm::Condition::any()
-                                        .add(role::Column::TenantId.eq(tenant_id))
-                                        .add(role::Column::TenantId.is_null()),
-                                )
+                                .cond_where(role_valid_in(tenant_id))
                                 .to_owned(),
                         ),
                     )
