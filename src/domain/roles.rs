@@ -230,6 +230,10 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     let Some(updated) =
         store::roles::update_versioned(&txn, id, patch.version, RoleFields { name, description }, now()).await?
     else {
+        // No row at that version: a role deleted meanwhile is NOT_FOUND.
+        if store::roles::find_valid_in(&txn, caller.tenant_id, id).await?.is_none() {
+            return Err(Error::NotFound("role"));
+        }
         return Err(Error::Aborted(format!(
             "version {} is not the role's current version: read it again",
             patch.version
@@ -254,6 +258,10 @@ pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Res
     writable(app, caller, id, "roles:delete").await?;
     let txn = app.writer.begin().await?;
     if !store::roles::delete(&txn, id, force).await? {
+        // Nothing deleted: gone meanwhile (NOT_FOUND), or still granted.
+        if store::roles::find_valid_in(&txn, caller.tenant_id, id).await?.is_none() {
+            return Err(Error::NotFound("role"));
+        }
         return Err(Error::FailedPrecondition(
             "the role is granted to users or groups: revoke it first, or delete with force".into(),
         ));

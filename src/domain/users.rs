@@ -952,8 +952,18 @@ pub async fn update_tenants(
 
 async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
-    let user = member(app, caller, id).await?;
+    member(app, caller, id).await?;
     require_account_authority(app, caller, "users:deactivate", id, "change its status").await?;
+    let now = now();
+    let txn = app.writer.begin().await?;
+    // The user's row, then the user and its credential as they are now (not
+    // as read before the lock): the rules below go by them.
+    if !store::users::lock(&txn, id).await? {
+        return Err(Error::NotFound("user"));
+    }
+    let user = store::users::find_in_tenant(&txn, caller.tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
     if status == STATUS_ACTIVE && user.status == STATUS_PENDING {
         return Err(Error::FailedPrecondition(
             "a pending user becomes active by accepting its invitation".into(),
@@ -962,13 +972,11 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     // A user deactivated before it ever set a password goes back to
     // PENDING: only a password (its invitation, or ResetUserPassword) makes
     // a user ACTIVE.
-    let status = if status == STATUS_ACTIVE && store::credentials::credential_of(&app.db, id).await?.is_none() {
+    let status = if status == STATUS_ACTIVE && store::credentials::credential_of(&txn, id).await?.is_none() {
         STATUS_PENDING
     } else {
         status
     };
-    let now = now();
-    let txn = app.writer.begin().await?;
     let mut active: user::ActiveModel = user.into();
     active.status = Set(status.to_owned());
     active.updated_at = Set(now);

@@ -8,7 +8,9 @@ use castellan::pb::{
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use tonic::Code;
 
-use crate::helpers::{TestApp, authed, draft, expect_code, expect_invalid_field, violated_fields};
+use crate::helpers::{
+    TestApp, authed, draft, expect_code, expect_invalid_field, until_a_call_waits_for_a_lock, violated_fields,
+};
 
 /// Creates a role of the token's tenant.
 pub async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> Role {
@@ -1070,4 +1072,45 @@ async fn a_global_role_and_a_tenants_role_do_not_share_a_name() {
         .expect("keeping its own name is no clash")
         .into_inner();
     assert_eq!(renamed.version, support.version + 1);
+}
+
+/// A role deleted while an UpdateRole or a DeleteRole waited for the writer
+/// is NOT_FOUND (they used to answer ABORTED, as for a stale version, and
+/// FAILED_PRECONDITION, as for a granted role).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_deleted_meanwhile_is_not_found() {
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    for update in [true, false] {
+        let role = create_role(&app, &admin, if update { "updated" } else { "deleted" }, &[]).await;
+        let id: uuid::Uuid = role.id.parse().expect("uuid");
+        let deletion = app.app.writer.begin().await.expect("begin");
+        castellan::store::entity::role::Entity::delete_by_id(id)
+            .exec(&deletion)
+            .await
+            .expect("delete");
+        let mut roles = app.roles();
+        let token = admin.clone();
+        let call = tokio::spawn(async move {
+            if update {
+                let request = UpdateRoleRequest {
+                    id: role.id.clone(),
+                    version: role.version,
+                    description: Some("late".into()),
+                    ..Default::default()
+                };
+                roles.update_role(authed(request, &token)).await.map(drop)
+            } else {
+                let request = DeleteRoleRequest {
+                    id: role.id.clone(),
+                    force: false,
+                };
+                roles.delete_role(authed(request, &token)).await.map(drop)
+            }
+        });
+        until_a_call_waits_for_a_lock(&app).await;
+        deletion.commit().await.expect("commit the deletion");
+        expect_code(call.await.expect("task"), Code::NotFound);
+    }
 }

@@ -1801,3 +1801,25 @@ async fn a_request_id_resent_with_text_moved_between_fields_is_reused() {
     let reason = status.get_details_error_info().map(|info| info.reason);
     assert_eq!(reason.as_deref(), Some("REQUEST_ID_REUSED"), "{status:?}");
 }
+
+/// DeactivateUser reads the user under its row lock: a user deleted while
+/// the call waited for the writer is NOT_FOUND (the update of the row read
+/// before the lock found nothing to update: INTERNAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deleted_while_its_deactivation_waits_is_not_found() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_users(vec![active_draft("leaving@example.com")])
+        .await
+        .remove(0);
+    let id: uuid::Uuid = user.id.parse().expect("uuid");
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::users::delete(&deletion, id).await.expect("delete");
+    let mut users = app.users();
+    let request = authed(pb::DeactivateUserRequest { id: user.id.clone() }, &app.token(&["*"]));
+    let deactivate = tokio::spawn(async move { users.deactivate_user(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    expect_code(deactivate.await.expect("task"), Code::NotFound);
+}
