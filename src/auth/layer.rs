@@ -167,6 +167,11 @@ async fn principal_for(
     let claims = &verified.claims;
     let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
     let token_tenant: Uuid = claims.tid.parse().map_err(|_| invalid())?;
+    // A token for a tenant that no longer exists is dead, whoever holds it
+    // (a global caller too) and whatever tenant it names.
+    if app.access.tenant_id(&app.db, &claims.tid).await?.is_none() {
+        return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
+    }
     let requested = match tenant_header {
         None => Requested::TokenTenant,
         Some(value) => {
@@ -196,9 +201,6 @@ async fn principal_for(
             }
             if requested == Requested::Unknown {
                 return Err(Error::NotFound("tenant"));
-            }
-            if !crosses && app.access.tenant_id(&app.db, &claims.tid).await?.is_none() {
-                return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
             }
             let principal = Principal {
                 subject: Subject::Service(claims.sub.clone()),

@@ -182,6 +182,90 @@ async fn x_tenant_id_needs_a_global_caller() {
     }
 }
 
+/// Bootstrap admin credentials, for tests that need a user with a global
+/// role.
+const ROOT: [&str; 4] = [
+    "--bootstrap-admin-email",
+    "root@example.com",
+    "--bootstrap-admin-password",
+    "correct horse battery staple",
+];
+
+/// The bootstrap admin's id (a global `*` role, owner of `default`).
+async fn root_id(app: &TestApp) -> String {
+    castellan::store::users::find_by_username_in_tenant(&app.app.db, app.tenant_id, "root@example.com")
+        .await
+        .expect("query")
+        .expect("admin created")
+        .id
+        .to_string()
+}
+
+/// A token for a tenant that no longer exists is dead for every caller, a
+/// user with a global role included, whatever tenant it names.
+#[tokio::test]
+async fn a_token_for_a_deleted_tenant_is_dead_even_for_a_global_user() {
+    let app = TestApp::spawn_with(&ROOT).await;
+    let root = root_id(&app).await;
+    let operator = app.global_token(&["tenants:*"]);
+    let doomed = app
+        .tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Doomed".into(),
+                slug: "doomed".into(),
+                owner_user_id: root.clone(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .expect("create tenant")
+        .into_inner()
+        .id
+        .parse()
+        .expect("uuid");
+    let in_doomed = app.user_token(&root, doomed);
+    let service = app.token_in(doomed, &["*"]);
+    let mut users = app.users();
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &in_doomed))
+        .await
+        .expect("alive while the tenant is");
+
+    app.tenants()
+        .delete_tenant(authed(pb::DeleteTenantRequest { id: "doomed".into() }, &operator))
+        .await
+        .expect("delete");
+    for token in [&in_doomed, &service] {
+        expect_code(
+            users.who_am_i(authed(WhoAmIRequest {}, token)).await,
+            Code::Unauthenticated,
+        );
+        expect_code(
+            users.who_am_i(authed_in(WhoAmIRequest {}, token, "default")).await,
+            Code::Unauthenticated,
+        );
+        expect_code(
+            app.roles()
+                .create_role(authed(
+                    pb::CreateRoleRequest {
+                        name: "ghost".into(),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await,
+            Code::Unauthenticated,
+        );
+    }
+    // The admin's token for a tenant that exists still works.
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &app.user_token(&root, app.tenant_id)))
+        .await
+        .expect("alive");
+}
+
 #[tokio::test]
 async fn user_tokens_follow_the_user_state_at_once() {
     let app = TestApp::spawn().await;
