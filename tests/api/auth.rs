@@ -182,6 +182,112 @@ async fn x_tenant_id_needs_a_global_caller() {
     }
 }
 
+/// An `x-tenant-id` that cannot name a tenant (a UUID or a slug,
+/// `[a-z0-9-]{2,63}`) is INVALID_ARGUMENT naming it, to every caller, over
+/// gRPC and REST; one naming another tenant is refused to a caller that may
+/// not choose its tenant. Neither is looked up: only a global caller's
+/// well-formed value becomes a key of the tenant cache.
+#[tokio::test]
+async fn x_tenant_id_is_checked_before_it_is_looked_up() {
+    let app = TestApp::spawn().await;
+    let acme = app.create_tenant("acme").await;
+    let person = app
+        .create_users(vec![crate::helpers::active_draft("person@example.com")])
+        .await[0]
+        .id
+        .clone();
+    let local = app.token(&["*"]);
+    let mine = app.user_token(&person, app.tenant_id);
+    let global = app.global_token(&["users:list"]);
+    let mut users = app.users();
+
+    // The header naming the caller's own tenant, by id or slug (in any
+    // case), is no crossing.
+    let own_id = app.tenant_id.to_string();
+    for own in [own_id.as_str(), "default", "Default"] {
+        users
+            .list_users(authed_in(ListUsersRequest::default(), &local, own))
+            .await
+            .unwrap_or_else(|e| panic!("{own}: {e}"));
+        users
+            .who_am_i(authed_in(WhoAmIRequest {}, &mine, own))
+            .await
+            .unwrap_or_else(|e| panic!("{own}: {e}"));
+    }
+    let cached = app.app.access.cached_tenant_keys();
+
+    // Long, but within one HTTP/2 frame (the REST call below sends 256 KiB).
+    let long = "a".repeat(8 * 1024);
+    let malformed = [long.as_str(), &"a".repeat(64), "a", "acme corp", "acme_1", "ac/me"];
+    for value in malformed {
+        let shown = &value[..value.len().min(20)];
+        for token in [&local, &mine, &global] {
+            let status = expect_code(
+                users
+                    .list_users(authed_in(ListUsersRequest::default(), token, value))
+                    .await,
+                Code::InvalidArgument,
+            );
+            assert_eq!(crate::helpers::violated_fields(&status), ["x-tenant-id"], "{shown}");
+        }
+    }
+    // Another tenant, known or not, to callers that may not choose one.
+    let other_tenants = [
+        acme.to_string(),
+        "acme".into(),
+        "no-such-tenant".into(),
+        uuid::Uuid::now_v7().to_string(),
+    ];
+    for other in &other_tenants {
+        expect_code(
+            users
+                .list_users(authed_in(ListUsersRequest::default(), &local, other))
+                .await,
+            Code::PermissionDenied,
+        );
+        expect_code(
+            users.who_am_i(authed_in(WhoAmIRequest {}, &mine, other)).await,
+            Code::PermissionDenied,
+        );
+    }
+    assert_eq!(
+        app.app.access.cached_tenant_keys(),
+        cached,
+        "nothing looked up for a malformed header or a caller that may not name a tenant"
+    );
+    // A global caller's well-formed header is looked up (and cached).
+    expect_code(
+        users
+            .list_users(authed_in(ListUsersRequest::default(), &global, "no-such-tenant"))
+            .await,
+        Code::NotFound,
+    );
+    assert_eq!(app.app.access.cached_tenant_keys(), cached + 1);
+
+    // The REST gateway answers alike: 400 naming the header, 403.
+    let client = reqwest::Client::new();
+    let whoami = format!("http://{}/auth/users/whoami", app.http_addr);
+    let response = client
+        .get(&whoami)
+        .bearer_auth(&mine)
+        .header("x-tenant-id", "a".repeat(256 * 1024))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["details"][0]["field"], "x-tenant-id", "{body}");
+    let response = client
+        .get(&whoami)
+        .bearer_auth(&mine)
+        .header("x-tenant-id", "acme")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(app.app.access.cached_tenant_keys(), cached + 1);
+}
+
 /// Bootstrap admin credentials, for tests that need a user with a global
 /// role.
 const ROOT: [&str; 4] = [
