@@ -7,8 +7,8 @@
 //! role or group (`Role`, `Group`: a role's permissions, a group's roles,
 //! a deleted role or group), or every entry (`Directory`: a tenant, the
 //! permission catalog). Tenants, by id or slug, are cached likewise with
-//! what the auth layer needs of them (their slug); every change to a
-//! tenant is a `Directory` change. See
+//! what the auth layer needs of them (their slug and whether they are
+//! suspended); every change to a tenant is a `Directory` change. See
 //! [`crate::cache`] for why this is race-free.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -106,6 +106,8 @@ impl EffectiveGrants {
 pub struct KnownTenant {
     pub id: Uuid,
     pub slug: String,
+    /// SUSPENDED: only callers with a global role may act in it.
+    pub suspended: bool,
 }
 
 impl KnownTenant {
@@ -209,6 +211,7 @@ impl AccessCache {
         let tenant = store::tenants::resolve(db, text).await?.map(|tenant| {
             Arc::new(KnownTenant {
                 id: tenant.id,
+                suspended: tenant.status == crate::domain::tenants::STATUS_SUSPENDED,
                 slug: tenant.slug,
             })
         });

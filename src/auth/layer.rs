@@ -157,7 +157,8 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// looked up: only a global caller's header, at most 63 bytes, is ever a
 /// cache key or a query. The token's own tenant is read first (from the
 /// cache, by the token's `tid`): gone, every token for it is dead, a global
-/// one too. An unknown tenant in the header is NOT_FOUND only to a caller who
+/// one too; suspended, it admits global callers alone (they may reactivate
+/// it). An unknown tenant in the header is NOT_FOUND only to a caller who
 /// may name tenants and is still valid: to others it answers as a known one
 /// does, so no token, dead or alive, tells which tenants exist.
 async fn principal_for(
@@ -181,6 +182,9 @@ async fn principal_for(
         SubjectKind::Service => {
             if other.is_some() && !claims.global {
                 return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global token")));
+            }
+            if home.suspended && !claims.global {
+                return Err(inactive());
             }
             let tenant_id = match other {
                 Some(key) => named_tenant(app, key).await?,
@@ -221,7 +225,7 @@ async fn principal_for(
                 }
                 None => token_tenant,
             };
-            if !access.global && !access.member {
+            if !access.global && (!access.member || home.suspended) {
                 return Err(inactive());
             }
             let principal = Principal {

@@ -372,6 +372,126 @@ async fn a_token_for_a_deleted_tenant_is_dead_even_for_a_global_user() {
         .expect("alive");
 }
 
+/// A suspended tenant (Keycloak's disabled realm, ZITADEL's deactivated
+/// organisation): from the next call, Login into it answers as for invalid
+/// credentials and its tokens are refused, users' and services' alike,
+/// except to global callers, who may still act in it (and reactivate it);
+/// reactivation restores access at once.
+#[tokio::test]
+async fn a_suspended_tenant_admits_global_callers_alone_until_reactivated() {
+    let app = TestApp::spawn_with(&ROOT).await;
+    let root = root_id(&app).await;
+    let operator = app.global_token(&["*"]);
+    let frozen: uuid::Uuid = app
+        .tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Frozen".into(),
+                slug: "frozen".into(),
+                owner_user_id: root.clone(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .expect("create tenant")
+        .into_inner()
+        .id
+        .parse()
+        .expect("uuid");
+    app.create_users_in(frozen, vec![crate::helpers::active_draft("member@example.com")])
+        .await;
+    let login = |username: &'static str, password: &'static str, tenant: &'static str| {
+        let mut auth = pb::auth_service_client::AuthServiceClient::new(app.channel.clone());
+        async move {
+            auth.login(Request::new(pb::LoginRequest {
+                username: username.into(),
+                password: password.into(),
+                tenant_id: tenant.into(),
+            }))
+            .await
+            .map(|response| response.into_inner().access_token)
+        }
+    };
+    let member = login("member@example.com", "correct horse battery", "frozen")
+        .await
+        .expect("login");
+    let service = app.token_in(frozen, &["*"]);
+    let root_in_frozen = app.user_token(&root, frozen);
+    let root_at_home = app.user_token(&root, app.tenant_id);
+    let mut users = app.users();
+    let works = |token: &str, tenant: Option<&str>| {
+        let request = match tenant {
+            Some(tenant) => authed_in(ListUsersRequest::default(), token, tenant),
+            None => authed(ListUsersRequest::default(), token),
+        };
+        let mut users = app.users();
+        async move { users.list_users(request).await.map(|_| ()) }
+    };
+    let set_status = |token: &str, status: pb::TenantStatus| {
+        let request = authed(
+            pb::UpdateTenantRequest {
+                id: "frozen".into(),
+                status: status as i32,
+                ..Default::default()
+            },
+            token,
+        );
+        let mut tenants = app.tenants();
+        async move { tenants.update_tenant(request).await.map(|_| ()) }
+    };
+    users.who_am_i(authed(WhoAmIRequest {}, &member)).await.expect("member");
+    works(&service, None).await.expect("service");
+
+    set_status(&operator, pb::TenantStatus::Suspended)
+        .await
+        .expect("suspend");
+    // The very next call of a member or a tenant's service is refused.
+    expect_code(
+        users.who_am_i(authed(WhoAmIRequest {}, &member)).await,
+        Code::Unauthenticated,
+    );
+    expect_code(works(&service, None).await, Code::Unauthenticated);
+    // Login answers as for an inactive user: invalid credentials, whether
+    // the tenant is named or is the user's first.
+    for tenant in ["frozen", ""] {
+        let status = expect_code(
+            login("member@example.com", "correct horse battery", tenant).await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(status.message(), "invalid credentials", "{tenant:?}");
+    }
+    // Global callers still act in it: the admin by its token for the
+    // tenant, by Login into it, by naming it; a global service token.
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &root_in_frozen))
+        .await
+        .expect("a global user's token for the tenant");
+    let root_logged_in = login("root@example.com", "correct horse battery staple", "frozen")
+        .await
+        .expect("a global user logs into a suspended tenant");
+    works(&root_logged_in, None).await.expect("its token");
+    works(&root_at_home, Some("frozen"))
+        .await
+        .expect("a global user names it");
+    works(&operator, Some("frozen"))
+        .await
+        .expect("a global service token names it");
+
+    // The admin reactivates it from within: access is back at once.
+    set_status(&root_in_frozen, pb::TenantStatus::Active)
+        .await
+        .expect("reactivate");
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &member))
+        .await
+        .expect("member again");
+    works(&service, None).await.expect("service again");
+    login("member@example.com", "correct horse battery", "frozen")
+        .await
+        .expect("login again");
+}
+
 #[tokio::test]
 async fn user_tokens_follow_the_user_state_at_once() {
     let app = TestApp::spawn().await;
