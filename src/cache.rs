@@ -246,6 +246,15 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         }
     }
 
+    /// How many entries are stored, outdated ones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn remove<Q>(&self, key: &Q)
     where
         Q: Hash + Equivalent<K> + ?Sized,
@@ -433,8 +442,10 @@ mod tests {
         cache.replace("absent".to_owned(), 5);
         assert_eq!(cache.get("absent"), None, "replace stores nothing new");
         cache.insert("removed".to_owned(), 2);
+        assert_eq!(cache.len(), 2);
         cache.remove("removed");
         assert_eq!(cache.get("removed"), None);
+        assert_eq!(cache.len(), 1);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get("kept"), None, "past its time to live, replaced or not");
         cache.insert("kept".to_owned(), 3);

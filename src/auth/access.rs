@@ -6,7 +6,10 @@
 //! password change or reset, an accepted invitation), those read from one
 //! role or group (`Role`, `Group`: a role's permissions, a group's roles,
 //! a deleted role or group), or every entry (`Directory`: a tenant, the
-//! permission catalog). See [`crate::cache`] for why this is race-free.
+//! permission catalog). Tenants, by id or slug, are cached likewise with
+//! what the auth layer needs of them (their slug and whether they are
+//! suspended); every change to a tenant is a `Directory` change. See
+//! [`crate::cache`] for why this is race-free.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -98,12 +101,55 @@ impl EffectiveGrants {
     }
 }
 
-/// The per-(user, tenant) cache of [`UserAccess`], and tenant ids by slug.
+/// A tenant as the auth layer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownTenant {
+    pub id: Uuid,
+    pub slug: String,
+    /// SUSPENDED: only callers with a global role may act in it.
+    pub suspended: bool,
+}
+
+impl KnownTenant {
+    /// Whether `key`, an id or a slug, names this tenant (a slug in any
+    /// case, as [`store::tenants::resolve`] reads it).
+    pub fn is_named_by(&self, key: TenantKey<'_>) -> bool {
+        match key {
+            TenantKey::Id(id) => self.id == id,
+            TenantKey::Slug(slug) => self.slug.eq_ignore_ascii_case(slug),
+        }
+    }
+}
+
+/// A key that may name a tenant: an id, or a well-formed slug. Only such a
+/// key is looked up, so a lookup's key (the cache's, the query's) is at
+/// most 63 bytes whatever a caller sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantKey<'a> {
+    Id(Uuid),
+    Slug(&'a str),
+}
+
+impl<'a> TenantKey<'a> {
+    /// The key `text` is, if it may name a tenant: a UUID, or a slug as
+    /// `domain::tenants` accepts them (`[a-z0-9-]{2,63}`; letters in either
+    /// case, since slugs are matched case-insensitively).
+    pub fn parse(text: &'a str) -> Option<Self> {
+        if let Ok(id) = Uuid::parse_str(text) {
+            return Some(Self::Id(id));
+        }
+        let slug = (2..=63).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        slug.then_some(Self::Slug(text))
+    }
+}
+
+/// The per-(user, tenant) cache of [`UserAccess`], and tenants by id or
+/// slug.
 #[derive(Debug)]
 pub struct AccessCache {
     freshness: Arc<Freshness>,
     entries: Cache<(Uuid, Uuid), (Stamp, Arc<UserAccess>)>,
-    tenants: Cache<String, (Stamp, Option<Uuid>)>,
+    tenants: Cache<String, (Stamp, Option<Arc<KnownTenant>>)>,
 }
 
 impl AccessCache {
@@ -141,15 +187,41 @@ impl AccessCache {
 
     /// The id of the tenant named by id or slug, if it exists.
     pub async fn tenant_id(&self, db: &DatabaseConnection, id_or_slug: &str) -> Result<Option<Uuid>> {
-        if let Some((stamp, id)) = self.tenants.get(id_or_slug)
+        Ok(match TenantKey::parse(id_or_slug) {
+            Some(key) => self.tenant(db, key).await?.map(|tenant| tenant.id),
+            None => None,
+        })
+    }
+
+    /// The tenant `key` names, if it exists, from the cache or the
+    /// database. An id is cached under its hyphenated lower-case form (a
+    /// token's `tid`), whatever form it came in.
+    pub async fn tenant(&self, db: &DatabaseConnection, key: TenantKey<'_>) -> Result<Option<Arc<KnownTenant>>> {
+        let mut buffer = Uuid::encode_buffer();
+        let text = match key {
+            TenantKey::Id(id) => &*id.hyphenated().encode_lower(&mut buffer),
+            TenantKey::Slug(slug) => slug,
+        };
+        if let Some((stamp, tenant)) = self.tenants.get(text)
             && self.freshness.is_current(stamp, Subject::Directory, [])
         {
-            return Ok(id);
+            return Ok(tenant);
         }
         let stamp = self.freshness.stamp(Subject::Directory);
-        let id = store::tenants::resolve(db, id_or_slug).await?.map(|t| t.id);
-        self.tenants.insert(id_or_slug.to_owned(), (stamp, id));
-        Ok(id)
+        let tenant = store::tenants::resolve(db, text).await?.map(|tenant| {
+            Arc::new(KnownTenant {
+                id: tenant.id,
+                suspended: tenant.status == crate::domain::tenants::STATUS_SUSPENDED,
+                slug: tenant.slug,
+            })
+        });
+        self.tenants.insert(text.to_owned(), (stamp, tenant.clone()));
+        Ok(tenant)
+    }
+
+    /// How many tenant keys are cached (known or not).
+    pub fn cached_tenant_keys(&self) -> usize {
+        self.tenants.len()
     }
 }
 

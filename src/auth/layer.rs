@@ -20,6 +20,7 @@ use crate::{
     app::App,
     auth::{
         Authorization, Call, Principal, Subject,
+        access::TenantKey,
         token::{SubjectKind, VerifiedToken},
     },
     error::{AuthFailure, Error, Result},
@@ -148,17 +149,18 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The tenant an `x-tenant-id` header asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Requested {
-    /// No header, or the token's own tenant.
-    TokenTenant,
-    Other(Uuid),
-    /// A key that names no tenant.
-    Unknown,
-}
-
 /// The caller, and whether it must change its password before anything else.
+///
+/// The order is the point. An `x-tenant-id` that cannot name a tenant is
+/// refused before anything is looked up, and one naming another tenant is
+/// refused to a caller that may not choose its tenant before the header is
+/// looked up: only a global caller's header, at most 63 bytes, is ever a
+/// cache key or a query. The token's own tenant is read first (from the
+/// cache, by the token's `tid`): gone, every token for it is dead, a global
+/// one too; suspended, it admits global callers alone (they may reactivate
+/// it). An unknown tenant in the header is NOT_FOUND only to a caller who
+/// may name tenants and is still valid: to others it answers as a known one
+/// does, so no token, dead or alive, tells which tenants exist.
 async fn principal_for(
     app: &App,
     verified: &VerifiedToken,
@@ -166,40 +168,28 @@ async fn principal_for(
 ) -> Result<(Principal, bool)> {
     let claims = &verified.claims;
     let invalid = || Error::Unauthenticated(AuthFailure::Invalid);
+    let inactive = || Error::Unauthenticated(AuthFailure::SubjectInactive);
     let token_tenant: Uuid = claims.tid.parse().map_err(|_| invalid())?;
-    let requested = match tenant_header {
-        None => Requested::TokenTenant,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| Error::invalid(TENANT_HEADER, "must be a tenant id or slug"))?
-                .trim();
-            match app.access.tenant_id(&app.db, key).await? {
-                Some(id) if id == token_tenant => Requested::TokenTenant,
-                Some(id) => Requested::Other(id),
-                None => Requested::Unknown,
-            }
-        }
-    };
-    // An unknown tenant is NOT_FOUND only to a caller who may name tenants
-    // and is still valid: to others it answers as a known one does, so no
-    // token, dead or alive, tells which tenants exist.
-    let tenant_id = match requested {
-        Requested::Other(id) => id,
-        Requested::TokenTenant | Requested::Unknown => token_tenant,
-    };
-    let crosses = requested != Requested::TokenTenant;
+    let requested = tenant_header.map(requested_tenant).transpose()?;
+    let home = app
+        .access
+        .tenant(&app.db, TenantKey::Id(token_tenant))
+        .await?
+        .ok_or_else(inactive)?;
+    // The header, unless it names the token's own tenant.
+    let other = requested.filter(|key| !home.is_named_by(*key));
     match claims.kind {
         SubjectKind::Service => {
-            if crosses && !claims.global {
+            if other.is_some() && !claims.global {
                 return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global token")));
             }
-            if requested == Requested::Unknown {
-                return Err(Error::NotFound("tenant"));
+            if home.suspended && !claims.global {
+                return Err(inactive());
             }
-            if !crosses && app.access.tenant_id(&app.db, &claims.tid).await?.is_none() {
-                return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
-            }
+            let tenant_id = match other {
+                Some(key) => named_tenant(app, key).await?,
+                None => token_tenant,
+            };
             let principal = Principal {
                 subject: Subject::Service(claims.sub.clone()),
                 tenant_id,
@@ -217,18 +207,26 @@ async fn principal_for(
         }
         SubjectKind::User => {
             let user_id: Uuid = claims.sub.parse().map_err(|_| invalid())?;
-            let access = app.access.user_access(&app.db, user_id, tenant_id).await?;
+            // Whether the user is active and global does not depend on the
+            // tenant: its access in the token's tenant tells, before the
+            // header is looked up.
+            let mut access = app.access.user_access(&app.db, user_id, token_tenant).await?;
             if !access.active {
-                return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
+                return Err(inactive());
             }
-            if crosses && !access.global {
+            if other.is_some() && !access.global {
                 return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global role")));
             }
-            if requested == Requested::Unknown {
-                return Err(Error::NotFound("tenant"));
-            }
-            if !access.member && !access.global {
-                return Err(Error::Unauthenticated(AuthFailure::SubjectInactive));
+            let tenant_id = match other {
+                Some(key) => {
+                    let tenant_id = named_tenant(app, key).await?;
+                    access = app.access.user_access(&app.db, user_id, tenant_id).await?;
+                    tenant_id
+                }
+                None => token_tenant,
+            };
+            if !access.global && (!access.member || home.suspended) {
+                return Err(inactive());
             }
             let principal = Principal {
                 subject: Subject::User(user_id),
@@ -242,4 +240,22 @@ async fn principal_for(
             Ok((principal, access.password_change_required))
         }
     }
+}
+
+/// The id of the tenant a global caller's header names, or NOT_FOUND.
+async fn named_tenant(app: &App, key: TenantKey<'_>) -> Result<Uuid> {
+    match app.access.tenant(&app.db, key).await? {
+        Some(tenant) => Ok(tenant.id),
+        None => Err(Error::NotFound("tenant")),
+    }
+}
+
+/// The tenant an `x-tenant-id` value names: INVALID_ARGUMENT, before any
+/// lookup, for a value that is neither a tenant id nor a slug.
+fn requested_tenant(value: &http::HeaderValue) -> Result<TenantKey<'_>> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| TenantKey::parse(text.trim()))
+        .ok_or_else(|| Error::invalid(TENANT_HEADER, "must be a tenant id or slug"))
 }

@@ -11,6 +11,7 @@ use crate::{
     app::App,
     auth::{
         Call, Principal,
+        access::TenantKey,
         token::{SubjectKind, TokenRequest},
     },
     domain::{
@@ -139,6 +140,15 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
         }
     }
     .ok_or(Error::InvalidCredentials)?;
+    // A suspended tenant admits its global users alone (platform
+    // administrators, who must be able to reactivate it) and refuses the
+    // others as an inactive user is refused, telling nothing more.
+    if let Some(tenant) = app.access.tenant(&app.db, TenantKey::Id(tenant_id)).await?
+        && tenant.suspended
+        && !app.access.user_access(&app.db, user.id, tenant_id).await?.global
+    {
+        return Err(Error::InvalidCredentials);
+    }
 
     let password_change_required = user.password_change_required;
     let connected_at = now();

@@ -227,6 +227,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
     let txn = app.writer.begin().await?;
     let tenant = active.update(&txn).await?;
     audit::record(&txn, caller, Target::Tenant(tenant.id), &changed).await?;
+    // Outdates the auth layer's cached tenants, here and (NOTIFY) on every
+    // replica: a suspension or a reactivation holds from the next call.
     app.commit(txn, Change::Directory).await?;
     Ok(tenant)
 }

@@ -182,6 +182,316 @@ async fn x_tenant_id_needs_a_global_caller() {
     }
 }
 
+/// An `x-tenant-id` that cannot name a tenant (a UUID or a slug,
+/// `[a-z0-9-]{2,63}`) is INVALID_ARGUMENT naming it, to every caller, over
+/// gRPC and REST; one naming another tenant is refused to a caller that may
+/// not choose its tenant. Neither is looked up: only a global caller's
+/// well-formed value becomes a key of the tenant cache.
+#[tokio::test]
+async fn x_tenant_id_is_checked_before_it_is_looked_up() {
+    let app = TestApp::spawn().await;
+    let acme = app.create_tenant("acme").await;
+    let person = app
+        .create_users(vec![crate::helpers::active_draft("person@example.com")])
+        .await[0]
+        .id
+        .clone();
+    let local = app.token(&["*"]);
+    let mine = app.user_token(&person, app.tenant_id);
+    let global = app.global_token(&["users:list"]);
+    let mut users = app.users();
+
+    // The header naming the caller's own tenant, by id or slug (in any
+    // case), is no crossing.
+    let own_id = app.tenant_id.to_string();
+    for own in [own_id.as_str(), "default", "Default"] {
+        users
+            .list_users(authed_in(ListUsersRequest::default(), &local, own))
+            .await
+            .unwrap_or_else(|e| panic!("{own}: {e}"));
+        users
+            .who_am_i(authed_in(WhoAmIRequest {}, &mine, own))
+            .await
+            .unwrap_or_else(|e| panic!("{own}: {e}"));
+    }
+    let cached = app.app.access.cached_tenant_keys();
+
+    // Long, but within one HTTP/2 frame (the REST call below sends 256 KiB).
+    let long = "a".repeat(8 * 1024);
+    let malformed = [long.as_str(), &"a".repeat(64), "a", "acme corp", "acme_1", "ac/me"];
+    for value in malformed {
+        let shown = &value[..value.len().min(20)];
+        for token in [&local, &mine, &global] {
+            let status = expect_code(
+                users
+                    .list_users(authed_in(ListUsersRequest::default(), token, value))
+                    .await,
+                Code::InvalidArgument,
+            );
+            assert_eq!(crate::helpers::violated_fields(&status), ["x-tenant-id"], "{shown}");
+        }
+    }
+    // Another tenant, known or not, to callers that may not choose one.
+    let other_tenants = [
+        acme.to_string(),
+        "acme".into(),
+        "no-such-tenant".into(),
+        uuid::Uuid::now_v7().to_string(),
+    ];
+    for other in &other_tenants {
+        expect_code(
+            users
+                .list_users(authed_in(ListUsersRequest::default(), &local, other))
+                .await,
+            Code::PermissionDenied,
+        );
+        expect_code(
+            users.who_am_i(authed_in(WhoAmIRequest {}, &mine, other)).await,
+            Code::PermissionDenied,
+        );
+    }
+    assert_eq!(
+        app.app.access.cached_tenant_keys(),
+        cached,
+        "nothing looked up for a malformed header or a caller that may not name a tenant"
+    );
+    // A global caller's well-formed header is looked up (and cached).
+    expect_code(
+        users
+            .list_users(authed_in(ListUsersRequest::default(), &global, "no-such-tenant"))
+            .await,
+        Code::NotFound,
+    );
+    assert_eq!(app.app.access.cached_tenant_keys(), cached + 1);
+
+    // The REST gateway answers alike: 400 naming the header, 403.
+    let client = reqwest::Client::new();
+    let whoami = format!("http://{}/auth/users/whoami", app.http_addr);
+    let response = client
+        .get(&whoami)
+        .bearer_auth(&mine)
+        .header("x-tenant-id", "a".repeat(256 * 1024))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["details"][0]["field"], "x-tenant-id", "{body}");
+    let response = client
+        .get(&whoami)
+        .bearer_auth(&mine)
+        .header("x-tenant-id", "acme")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(app.app.access.cached_tenant_keys(), cached + 1);
+}
+
+/// Bootstrap admin credentials, for tests that need a user with a global
+/// role.
+const ROOT: [&str; 4] = [
+    "--bootstrap-admin-email",
+    "root@example.com",
+    "--bootstrap-admin-password",
+    "correct horse battery staple",
+];
+
+/// The bootstrap admin's id (a global `*` role, owner of `default`).
+async fn root_id(app: &TestApp) -> String {
+    castellan::store::users::find_by_username_in_tenant(&app.app.db, app.tenant_id, "root@example.com")
+        .await
+        .expect("query")
+        .expect("admin created")
+        .id
+        .to_string()
+}
+
+/// A token for a tenant that no longer exists is dead for every caller, a
+/// user with a global role included, whatever tenant it names.
+#[tokio::test]
+async fn a_token_for_a_deleted_tenant_is_dead_even_for_a_global_user() {
+    let app = TestApp::spawn_with(&ROOT).await;
+    let root = root_id(&app).await;
+    let operator = app.global_token(&["tenants:*"]);
+    let doomed = app
+        .tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Doomed".into(),
+                slug: "doomed".into(),
+                owner_user_id: root.clone(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .expect("create tenant")
+        .into_inner()
+        .id
+        .parse()
+        .expect("uuid");
+    let in_doomed = app.user_token(&root, doomed);
+    let service = app.token_in(doomed, &["*"]);
+    let mut users = app.users();
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &in_doomed))
+        .await
+        .expect("alive while the tenant is");
+
+    app.tenants()
+        .delete_tenant(authed(pb::DeleteTenantRequest { id: "doomed".into() }, &operator))
+        .await
+        .expect("delete");
+    for token in [&in_doomed, &service] {
+        expect_code(
+            users.who_am_i(authed(WhoAmIRequest {}, token)).await,
+            Code::Unauthenticated,
+        );
+        expect_code(
+            users.who_am_i(authed_in(WhoAmIRequest {}, token, "default")).await,
+            Code::Unauthenticated,
+        );
+        expect_code(
+            app.roles()
+                .create_role(authed(
+                    pb::CreateRoleRequest {
+                        name: "ghost".into(),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await,
+            Code::Unauthenticated,
+        );
+    }
+    // The admin's token for a tenant that exists still works.
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &app.user_token(&root, app.tenant_id)))
+        .await
+        .expect("alive");
+}
+
+/// A suspended tenant (Keycloak's disabled realm, ZITADEL's deactivated
+/// organisation): from the next call, Login into it answers as for invalid
+/// credentials and its tokens are refused, users' and services' alike,
+/// except to global callers, who may still act in it (and reactivate it);
+/// reactivation restores access at once.
+#[tokio::test]
+async fn a_suspended_tenant_admits_global_callers_alone_until_reactivated() {
+    let app = TestApp::spawn_with(&ROOT).await;
+    let root = root_id(&app).await;
+    let operator = app.global_token(&["*"]);
+    let frozen: uuid::Uuid = app
+        .tenants()
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                name: "Frozen".into(),
+                slug: "frozen".into(),
+                owner_user_id: root.clone(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .expect("create tenant")
+        .into_inner()
+        .id
+        .parse()
+        .expect("uuid");
+    app.create_users_in(frozen, vec![crate::helpers::active_draft("member@example.com")])
+        .await;
+    let login = |username: &'static str, password: &'static str, tenant: &'static str| {
+        let mut auth = pb::auth_service_client::AuthServiceClient::new(app.channel.clone());
+        async move {
+            auth.login(Request::new(pb::LoginRequest {
+                username: username.into(),
+                password: password.into(),
+                tenant_id: tenant.into(),
+            }))
+            .await
+            .map(|response| response.into_inner().access_token)
+        }
+    };
+    let member = login("member@example.com", "correct horse battery", "frozen")
+        .await
+        .expect("login");
+    let service = app.token_in(frozen, &["*"]);
+    let root_in_frozen = app.user_token(&root, frozen);
+    let root_at_home = app.user_token(&root, app.tenant_id);
+    let mut users = app.users();
+    let works = |token: &str, tenant: Option<&str>| {
+        let request = match tenant {
+            Some(tenant) => authed_in(ListUsersRequest::default(), token, tenant),
+            None => authed(ListUsersRequest::default(), token),
+        };
+        let mut users = app.users();
+        async move { users.list_users(request).await.map(|_| ()) }
+    };
+    let set_status = |token: &str, status: pb::TenantStatus| {
+        let request = authed(
+            pb::UpdateTenantRequest {
+                id: "frozen".into(),
+                status: status as i32,
+                ..Default::default()
+            },
+            token,
+        );
+        let mut tenants = app.tenants();
+        async move { tenants.update_tenant(request).await.map(|_| ()) }
+    };
+    users.who_am_i(authed(WhoAmIRequest {}, &member)).await.expect("member");
+    works(&service, None).await.expect("service");
+
+    set_status(&operator, pb::TenantStatus::Suspended)
+        .await
+        .expect("suspend");
+    // The very next call of a member or a tenant's service is refused.
+    expect_code(
+        users.who_am_i(authed(WhoAmIRequest {}, &member)).await,
+        Code::Unauthenticated,
+    );
+    expect_code(works(&service, None).await, Code::Unauthenticated);
+    // Login answers as for an inactive user: invalid credentials, whether
+    // the tenant is named or is the user's first.
+    for tenant in ["frozen", ""] {
+        let status = expect_code(
+            login("member@example.com", "correct horse battery", tenant).await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(status.message(), "invalid credentials", "{tenant:?}");
+    }
+    // Global callers still act in it: the admin by its token for the
+    // tenant, by Login into it, by naming it; a global service token.
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &root_in_frozen))
+        .await
+        .expect("a global user's token for the tenant");
+    let root_logged_in = login("root@example.com", "correct horse battery staple", "frozen")
+        .await
+        .expect("a global user logs into a suspended tenant");
+    works(&root_logged_in, None).await.expect("its token");
+    works(&root_at_home, Some("frozen"))
+        .await
+        .expect("a global user names it");
+    works(&operator, Some("frozen"))
+        .await
+        .expect("a global service token names it");
+
+    // The admin reactivates it from within: access is back at once.
+    set_status(&root_in_frozen, pb::TenantStatus::Active)
+        .await
+        .expect("reactivate");
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &member))
+        .await
+        .expect("member again");
+    works(&service, None).await.expect("service again");
+    login("member@example.com", "correct horse battery", "frozen")
+        .await
+        .expect("login again");
+}
+
 #[tokio::test]
 async fn user_tokens_follow_the_user_state_at_once() {
     let app = TestApp::spawn().await;

@@ -56,6 +56,12 @@ async fn tenants_are_created_read_listed_updated_and_deleted() {
         .into_inner();
     assert_eq!(by_slug_desc.tenants[0].slug, "default");
 
+    // A member, added with the tenant's own token while it is active (a
+    // suspended tenant refuses it).
+    let member = app
+        .create_users_in(created.id.parse().expect("uuid"), vec![draft("member@example.com")])
+        .await;
+
     let updated = tenants
         .update_tenant(authed(
             UpdateTenantRequest {
@@ -111,9 +117,6 @@ async fn tenants_are_created_read_listed_updated_and_deleted() {
     assert_eq!(violated_fields(&status), ["update_mask"]);
 
     // Deleting removes its memberships (and its users, see below).
-    let member = app
-        .create_users_in(created.id.parse().expect("uuid"), vec![draft("member@example.com")])
-        .await;
     tenants
         .delete_tenant(authed(DeleteTenantRequest { id: created.id.clone() }, &token))
         .await
