@@ -53,7 +53,9 @@ pub enum AuthFailure {
     Missing,
     /// The token does not verify (signature, expiry, issuer, audience, shape).
     Invalid,
-    /// The token's user is no longer active, or no longer in the tenant.
+    /// The token's user is no longer active, or no longer in the tenant;
+    /// or the token's tenant was deleted, or is suspended and the caller
+    /// holds no global role.
     SubjectInactive,
 }
 

@@ -10,7 +10,11 @@ use uuid::Uuid;
 
 use crate::{
     app::App,
-    auth::{Principal, token::SubjectKind},
+    auth::{
+        Principal,
+        access::{KnownTenant, TenantKey},
+        token::SubjectKind,
+    },
     domain::{permissions::well_formed, validate},
     error::{Error, Result, Violations},
     store::access::GrantSource,
@@ -138,7 +142,7 @@ async fn require_scope(app: &App, caller: &Principal, tenant_id: Uuid) -> Result
             "only a global caller may check in another tenant".into(),
         ));
     }
-    match app.access.tenant_id(&app.db, &tenant_id.to_string()).await? {
+    match app.access.tenant(&app.db, TenantKey::Id(tenant_id)).await? {
         Some(_) => Ok(()),
         None => Err(Error::NotFound("tenant")),
     }
@@ -178,7 +182,19 @@ async fn evaluate(app: &App, check: &Check<'_>) -> Result<CheckOutcome> {
     if !in_tenant {
         return Ok(denied(Some(user_id), DenialReason::UnknownSubject));
     }
-    if !access.active || access.password_change_required {
+    // As the auth layer again: a SUSPENDED tenant admits global users alone,
+    // and a token whose own tenant was deleted is dead.
+    let tenant_admits = |tenant: Option<&KnownTenant>| tenant.is_some_and(|t| access.global || !t.suspended);
+    let mut admitted = tenant_admits(app.access.tenant(&app.db, TenantKey::Id(tenant_id)).await?.as_deref());
+    if let Some(token_tenant) = token_tenant.filter(|t| *t != tenant_id) {
+        admitted &= tenant_admits(
+            app.access
+                .tenant(&app.db, TenantKey::Id(token_tenant))
+                .await?
+                .as_deref(),
+        );
+    }
+    if !access.active || access.password_change_required || !admitted {
         return Ok(denied(Some(user_id), DenialReason::InactiveSubject));
     }
     let sources = access.grants.sources(check.permission);

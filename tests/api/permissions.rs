@@ -1043,3 +1043,58 @@ async fn unregistering_a_carried_permission_needs_force() {
         "{events:?}"
     );
 }
+
+/// CheckPermission answers as the auth layer does: the users of a
+/// SUSPENDED tenant are INACTIVE_SUBJECT (by id and by token) until it is
+/// ACTIVE again, and a global service checking in it sees the same.
+#[tokio::test]
+async fn the_users_of_a_suspended_tenant_are_inactive_until_it_is_reactivated() {
+    let (app, admin) = billing_app().await;
+    let user = app
+        .create_users(vec![active_draft("frozen@example.com")])
+        .await
+        .remove(0);
+    let token = app.user_token(&user.id, app.tenant_id);
+    grant_directly(&app, &admin, &user.id, &["billing:export"]).await;
+    let global = app.global_token(&["*"]);
+    let set_status = |status: pb::TenantStatus| {
+        let mut tenants = app.tenants();
+        let request = authed(
+            pb::UpdateTenantRequest {
+                id: "default".into(),
+                status: status as i32,
+                ..Default::default()
+            },
+            &global,
+        );
+        async move { tenants.update_tenant(request).await.expect("status") }
+    };
+    let global_check = |request: CheckPermissionRequest| {
+        let mut client = client(&app);
+        let request = authed(request, &global);
+        async move { client.check_permission(request).await.expect("check").into_inner() }
+    };
+    assert_allowed(
+        &check(&app, by_user(&user.id, "billing:export")).await,
+        &[direct_source()],
+    );
+    assert_allowed(
+        &check(&app, by_token(&token, "billing:export")).await,
+        &[direct_source()],
+    );
+
+    set_status(pb::TenantStatus::Suspended).await;
+    for request in [by_user(&user.id, "billing:export"), by_token(&token, "billing:export")] {
+        assert_denied(&global_check(request).await, CheckDenialReason::InactiveSubject);
+    }
+
+    set_status(pb::TenantStatus::Active).await;
+    assert_allowed(
+        &check(&app, by_user(&user.id, "billing:export")).await,
+        &[direct_source()],
+    );
+    assert_allowed(
+        &global_check(by_token(&token, "billing:export")).await,
+        &[direct_source()],
+    );
+}
