@@ -2,7 +2,7 @@
 //! empty database (tenant `default`, optionally a global `admin` role and its
 //! first user).
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DbErr, EntityTrait, PaginatorTrait, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -225,7 +225,11 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
     }
     active.updated_at = Set(now());
     let txn = app.writer.begin().await?;
-    let tenant = active.update(&txn).await?;
+    let tenant = match active.update(&txn).await {
+        // Deleted since it was read.
+        Err(DbErr::RecordNotUpdated) => return Err(Error::NotFound("tenant")),
+        updated => updated?,
+    };
     audit::record(&txn, caller, Target::Tenant(tenant.id), &changed).await?;
     // Outdates the auth layer's cached tenants, here and (NOTIFY) on every
     // replica: a suspension or a reactivation holds from the next call.

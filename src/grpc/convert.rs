@@ -119,15 +119,29 @@ pub fn user_status(status: &str) -> pb::UserStatus {
     }
 }
 
-/// The status filter of a List request (`None` for UNSPECIFIED).
-pub fn user_status_filter(value: i32) -> Option<String> {
-    match pb::UserStatus::try_from(value).unwrap_or_default() {
+/// The status filter of a List request (`None` for UNSPECIFIED); a number
+/// outside `UserStatus` is INVALID_ARGUMENT naming `status` (ignored, it
+/// would list every user).
+pub fn user_status_filter(value: i32) -> Result<Option<String>, Error> {
+    let status = pb::UserStatus::try_from(value).map_err(|_| unknown_enum("status", value))?;
+    Ok(match status {
         pb::UserStatus::Active => Some(users::STATUS_ACTIVE.into()),
         pb::UserStatus::Inactive => Some(users::STATUS_INACTIVE.into()),
         pb::UserStatus::Pending => Some(users::STATUS_PENDING.into()),
         pb::UserStatus::Locked => Some(users::STATUS_LOCKED.into()),
         pb::UserStatus::Unspecified => None,
-    }
+    })
+}
+
+/// Whether a List request asks for the BASIC view; a number outside
+/// `UserView` is INVALID_ARGUMENT naming `view`.
+pub fn basic_view(value: i32) -> Result<bool, Error> {
+    let view = pb::UserView::try_from(value).map_err(|_| unknown_enum("view", value))?;
+    Ok(view == pb::UserView::Basic)
+}
+
+fn unknown_enum(field: &str, value: i32) -> Error {
+    Error::invalid(field, format!("{value} is not one of the enum's values"))
 }
 
 pub fn role(r: &RoleWithPermissions) -> pb::Role {

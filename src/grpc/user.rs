@@ -91,8 +91,8 @@ impl UserService for UserApi {
         let caller = principal(&request)?;
         let r = request.into_inner();
         let query = UserQuery {
-            basic: r.view == pb::UserView::Basic as i32,
-            status: convert::user_status_filter(r.status),
+            basic: convert::basic_view(r.view).map_err(to_status)?,
+            status: convert::user_status_filter(r.status).map_err(to_status)?,
             role_id: r.role_id,
             group_id: r.group_id,
             search: r.search,

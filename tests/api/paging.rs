@@ -487,3 +487,31 @@ async fn a_long_unknown_sort_key_is_named_and_cut_short() {
         status.message()
     );
 }
+
+/// A `status` or `view` number outside its enum is INVALID_ARGUMENT naming
+/// it: ignored, a status filter of 99 listed every user.
+#[tokio::test]
+async fn an_unknown_status_or_view_is_named() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["users:list"]);
+    let mut users = app.users();
+    for (request, field) in [
+        (
+            ListUsersRequest {
+                status: 99,
+                ..Default::default()
+            },
+            "status",
+        ),
+        (
+            ListUsersRequest {
+                view: 7,
+                ..Default::default()
+            },
+            "view",
+        ),
+    ] {
+        let status = expect_code(users.list_users(authed(request, &token)).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), [field]);
+    }
+}

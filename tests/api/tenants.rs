@@ -546,3 +546,30 @@ async fn an_unspecified_status_is_left_alone_or_refused_by_the_mask() {
     );
     assert_eq!(violated_fields(&status), ["status"]);
 }
+
+/// UpdateTenant on a tenant deleted while it waited for the writer is
+/// NOT_FOUND (the update of the row read before found nothing: INTERNAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deleted_while_its_update_waits_is_not_found() {
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let doomed = app.create_tenant("doomed").await;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::entity::tenant::Entity::delete_by_id(doomed)
+        .exec(&deletion)
+        .await
+        .expect("delete");
+    let mut tenants = app.tenants();
+    let request = authed(
+        UpdateTenantRequest {
+            id: "doomed".into(),
+            name: "Late".into(),
+            ..Default::default()
+        },
+        &app.global_token(&["*"]),
+    );
+    let update = tokio::spawn(async move { tenants.update_tenant(request).await });
+    crate::helpers::until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    expect_code(update.await.expect("task"), Code::NotFound);
+}
