@@ -395,12 +395,7 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     // The user's row first, then the user is read again: whether it becomes
     // ACTIVE goes by its status as it is now, not as it was before the hash
     // (a user deactivated meanwhile stays INACTIVE, one deleted is gone).
-    if !store::users::lock(&txn, id).await? {
-        return Err(Error::NotFound("user"));
-    }
-    let user = store::users::find_in_tenant(&txn, caller.tenant_id, id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+    let user = users::lock_member(&txn, caller.tenant_id, id).await?;
     store::credentials::set_password_hash(&txn, id, hash, now).await?;
     let mut fields = vec!["password", "password_change_required"];
     let mut active: user::ActiveModel = user.clone().into();

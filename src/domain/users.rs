@@ -9,7 +9,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -778,17 +778,12 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     // SQLite), then what the changes below compare with is read: concurrent
     // updates of one user run one after the other, so a `role_ids`
     // replacement leaves exactly its list (never a union with another's),
-    // and its checks apply to the roles it really grants and revokes.
-    if !store::users::lock(&txn, id).await? {
-        return Err(Error::NotFound("user"));
-    }
-    // Read again under the lock: whether a PENDING user is re-invited and
-    // whether its username follows the e-mail go by the row as it is now,
-    // not as it was before another call changed it (an invitation accepted
-    // meanwhile, say).
-    let user = store::users::find_in_tenant(&txn, caller.tenant_id, id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+    // and its checks apply to the roles it really grants and revokes. The
+    // user is read again under the lock: whether a PENDING user is
+    // re-invited and whether its username follows the e-mail go by the row
+    // as it is now, not as it was before another call changed it (an
+    // invitation accepted meanwhile, say).
+    let user = lock_member(&txn, caller.tenant_id, id).await?;
     let role_change = match &role_ids {
         Some(ids) => Some(grants::plan_role_replacement(&txn, caller, id, ids).await?),
         None => None,
@@ -950,20 +945,27 @@ pub async fn update_tenants(
     current_record(app, caller.tenant_id, id).await
 }
 
+/// Locks the user's row (a row lock on PostgreSQL, the write lock on
+/// SQLite), then reads the user as it is now: a rule that goes by its
+/// status or fields then sees no change another call made after a read
+/// before the lock. NOT_FOUND when it is gone, or not in the tenant.
+pub(crate) async fn lock_member(txn: &DatabaseTransaction, tenant_id: Uuid, id: Uuid) -> Result<user::Model> {
+    if !store::users::lock(txn, id).await? {
+        return Err(Error::NotFound("user"));
+    }
+    store::users::find_in_tenant(txn, tenant_id, id)
+        .await?
+        .ok_or(Error::NotFound("user"))
+}
+
 async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     member(app, caller, id).await?;
     require_account_authority(app, caller, "users:deactivate", id, "change its status").await?;
     let now = now();
     let txn = app.writer.begin().await?;
-    // The user's row, then the user and its credential as they are now (not
-    // as read before the lock): the rules below go by them.
-    if !store::users::lock(&txn, id).await? {
-        return Err(Error::NotFound("user"));
-    }
-    let user = store::users::find_in_tenant(&txn, caller.tenant_id, id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+    // The user and its credential as they are now: the rules below go by them.
+    let user = lock_member(&txn, caller.tenant_id, id).await?;
     if status == STATUS_ACTIVE && user.status == STATUS_PENDING {
         return Err(Error::FailedPrecondition(
             "a pending user becomes active by accepting its invitation".into(),

@@ -28,6 +28,23 @@ pub async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[
         .into_inner()
 }
 
+/// Creates a global role, as a global service token holding everything.
+pub async fn create_global_role(app: &TestApp, name: &str, permissions: &[&str]) -> Role {
+    app.roles()
+        .create_role(authed(
+            CreateRoleRequest {
+                name: name.to_owned(),
+                permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                global: true,
+                ..Default::default()
+            },
+            &app.global_token(&["*"]),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create global role {name}: {e}"))
+        .into_inner()
+}
+
 async fn list_names(app: &TestApp, token: &str) -> Vec<String> {
     app.roles()
         .list_roles(authed(

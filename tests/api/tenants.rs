@@ -461,20 +461,7 @@ async fn a_tenant_whose_own_user_holds_a_global_role_is_not_deleted() {
         .create_users_in(home, vec![draft("operator@example.com")])
         .await
         .remove(0);
-    let role = app
-        .roles()
-        .create_role(authed(
-            pb::CreateRoleRequest {
-                name: "operators".into(),
-                permissions: vec!["tenants:read".into()],
-                global: true,
-                ..Default::default()
-            },
-            &global,
-        ))
-        .await
-        .expect("global role")
-        .into_inner();
+    let role = crate::roles::create_global_role(&app, "operators", &["tenants:read"]).await;
     user_role::ActiveModel {
         user_id: Set(operator.id.parse().expect("uuid")),
         role_id: Set(role.id.parse().expect("uuid")),

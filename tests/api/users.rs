@@ -1003,20 +1003,8 @@ async fn the_full_view_in_a_tenant_names_that_tenants_roles_and_global_ones_only
     let there = crate::roles::create_role(&app, &admin_there, "there", &["users:list"])
         .await
         .id;
-    let everywhere = app
-        .roles()
-        .create_role(authed(
-            pb::CreateRoleRequest {
-                name: "everywhere".into(),
-                permissions: vec!["roles:read".into()],
-                global: true,
-                ..Default::default()
-            },
-            &global,
-        ))
+    let everywhere = crate::roles::create_global_role(&app, "everywhere", &["roles:read"])
         .await
-        .expect("global role")
-        .into_inner()
         .id;
     let user = app
         .create_users(vec![UserDraft {
@@ -1242,20 +1230,7 @@ async fn leaving_a_tenant_drops_its_roles_and_joining_again_brings_none_back() {
         .await
         .expect("role in second")
         .into_inner();
-    let everywhere = app
-        .roles()
-        .create_role(authed(
-            pb::CreateRoleRequest {
-                name: "everywhere".into(),
-                permissions: vec!["users:list".into()],
-                global: true,
-                ..Default::default()
-            },
-            &global,
-        ))
-        .await
-        .expect("global role")
-        .into_inner();
+    let everywhere = crate::roles::create_global_role(&app, "everywhere", &["users:list"]).await;
     users
         .update_user_roles(authed_in(
             pb::UpdateUserRolesRequest {
@@ -1706,20 +1681,8 @@ async fn list_filters_by_another_tenants_role_or_group_match_no_one() {
         .await
         .id;
     let group_there = crate::groups::create_group(&app, &admin_there, "there", &[]).await.id;
-    let everywhere = app
-        .roles()
-        .create_role(authed(
-            pb::CreateRoleRequest {
-                name: "everywhere".into(),
-                permissions: vec!["roles:read".into()],
-                global: true,
-                ..Default::default()
-            },
-            &global,
-        ))
+    let everywhere = crate::roles::create_global_role(&app, "everywhere", &["roles:read"])
         .await
-        .expect("global role")
-        .into_inner()
         .id;
     let user = app
         .users()
