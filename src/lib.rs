@@ -4,6 +4,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 
+pub mod allocator;
 pub mod app;
 pub mod auth;
 pub mod cache;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use castellan::{
+    allocator,
     app::App,
     config::{Cli, Command},
     server::{Application, shutdown_signal},
@@ -14,7 +15,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    keep_large_allocations_mapped();
+    allocator::keep_large_allocations_mapped();
     let cli = Cli::parse();
     telemetry::init(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
@@ -33,23 +34,6 @@ async fn main() -> ExitCode {
         }
     }
 }
-
-/// glibc raises its mmap threshold to the size of the largest mapped block
-/// freed (up to 32 MiB): after the first argon2id hash (7 MiB) every later
-/// hash's memory would come from the heap and stay resident, tripling the RSS
-/// of a busy server. A fixed threshold turns that adjustment off, so large
-/// blocks are mapped and returned to the system when freed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_large_allocations_mapped() {
-    // SAFETY: mallopt only sets an allocator parameter; glibc's own default
-    // for this one is 128 KiB.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_large_allocations_mapped() {}
 
 async fn serve(config: castellan::config::Config) -> castellan::error::Result<()> {
     let app = App::build(config).await?;

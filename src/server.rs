@@ -190,6 +190,8 @@ impl Application {
             http_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stopped(stop_rx.clone()));
+        // Everything is built: what start-up freed goes back to the system.
+        crate::allocator::return_freed_memory();
 
         let servers = async {
             let (grpc_result, http_result) = tokio::join!(grpc_server, http_server.into_future());
