@@ -255,8 +255,19 @@ async fn change_password_as(
     };
     let now = now();
     let txn = app.writer.begin().await?;
-    store::credentials::set_password_hash(&txn, user.id, hash, now).await?;
+    // The user's row first (the order of every writer of a user: its
+    // credential next), then the user as it is now: one deactivated or
+    // deleted while the new password was hashed keeps its old one.
     let user_id = user.id;
+    if !store::users::lock(&txn, user_id).await? {
+        return Err(Error::InvalidCredentials);
+    }
+    let user = user::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .filter(|user| user.status == STATUS_ACTIVE)
+        .ok_or(Error::InvalidCredentials)?;
+    store::credentials::set_password_hash(&txn, user_id, hash, now).await?;
     let mut active: user::ActiveModel = user.into();
     active.password_change_required = Set(false);
     active.updated_at = Set(now);
@@ -345,13 +356,15 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
 
     let now = now();
     let txn = app.writer.begin().await?;
-    if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
+    // The user's row first (the order of every writer of a user: its
+    // invitations and credential next), then the invitation is used, then
+    // the user is read as it is now: a user deactivated (or deleted) while
+    // the password was hashed is not made ACTIVE by an invitation read
+    // before.
+    if !store::users::lock(&txn, invitation.user_id).await? {
         return Err(Error::NotFound("invitation"));
     }
-    // The user's row, then the user as it is now: a user deactivated (or
-    // deleted) while the password was hashed is not made ACTIVE by an
-    // invitation read before.
-    if !store::users::lock(&txn, invitation.user_id).await? {
+    if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
         return Err(Error::NotFound("invitation"));
     }
     let user = user::Entity::find_by_id(invitation.user_id)
@@ -388,7 +401,9 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     credentials::check_policy(&mut violations, "password", password, app.config.password_min_length);
     violations.finish()?;
     users::member(app, caller, id).await?;
-    users::require_account_authority(app, caller, "users:password-reset", id, "reset its password").await?;
+    // Checked before the hash (a refused reset costs none), and again under
+    // the lock below.
+    users::require_account_authority(&app.db, caller, "users:password-reset", id, "reset its password").await?;
     let hash = credentials::hash_password(password.to_owned()).await?;
     let now = now();
     let txn = app.writer.begin().await?;
@@ -396,6 +411,7 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     // ACTIVE goes by its status as it is now, not as it was before the hash
     // (a user deactivated meanwhile stays INACTIVE, one deleted is gone).
     let user = users::lock_member(&txn, caller.tenant_id, id).await?;
+    users::require_account_authority(&txn, caller, "users:password-reset", id, "reset its password").await?;
     store::credentials::set_password_hash(&txn, id, hash, now).await?;
     let mut fields = vec!["password", "password_change_required"];
     let mut active: user::ActiveModel = user.clone().into();

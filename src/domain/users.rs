@@ -755,9 +755,6 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     violations.finish()?;
 
     member(app, caller, id).await?;
-    if email.is_some() {
-        require_account_authority(app, caller, "users:update", id, "change its e-mail").await?;
-    }
     if let Some(list) = &permissions {
         caller.require_all(list)?;
     }
@@ -784,6 +781,11 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     // as it is now, not as it was before another call changed it (an
     // invitation accepted meanwhile, say).
     let user = lock_member(&txn, caller.tenant_id, id).await?;
+    // Whom the account is shared with, as it is now (a membership or a
+    // global role granted meanwhile counts).
+    if email.is_some() {
+        require_account_authority(&txn, caller, "users:update", id, "change its e-mail").await?;
+    }
     let role_change = match &role_ids {
         Some(ids) => Some(grants::plan_role_replacement(&txn, caller, id, ids).await?),
         None => None,
@@ -849,8 +851,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
 /// administrator could take over an account that other tenants, or every
 /// tenant, rely on. `action` completes "only a caller with a global role
 /// may ...".
-pub(crate) async fn require_account_authority(
-    app: &App,
+pub(crate) async fn require_account_authority<C: ConnectionTrait>(
+    db: &C,
     caller: &Principal,
     permission: &str,
     id: Uuid,
@@ -859,13 +861,13 @@ pub(crate) async fn require_account_authority(
     if caller.holds_globally(permission) {
         return Ok(());
     }
-    let tenants = current_tenants(&app.db, id).await?;
+    let tenants = current_tenants(db, id).await?;
     if tenants.iter().any(|t| *t != caller.tenant_id) {
         return Err(Error::FailedPrecondition(format!(
             "the user also belongs to other tenants: only a caller with a global role may {action}"
         )));
     }
-    let holds_global_role = store::access::user_state(&app.db, id, caller.tenant_id)
+    let holds_global_role = store::access::user_state(db, id, caller.tenant_id)
         .await?
         .is_some_and(|state| state.has_global_role);
     if holds_global_role {
@@ -960,12 +962,12 @@ pub(crate) async fn lock_member(txn: &DatabaseTransaction, tenant_id: Uuid, id: 
 
 async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
-    member(app, caller, id).await?;
-    require_account_authority(app, caller, "users:deactivate", id, "change its status").await?;
     let now = now();
     let txn = app.writer.begin().await?;
-    // The user and its credential as they are now: the rules below go by them.
+    // The user, its tenants, roles and credential as they are now: the rules
+    // below go by them.
     let user = lock_member(&txn, caller.tenant_id, id).await?;
+    require_account_authority(&txn, caller, "users:deactivate", id, "change its status").await?;
     if status == STATUS_ACTIVE && user.status == STATUS_PENDING {
         return Err(Error::FailedPrecondition(
             "a pending user becomes active by accepting its invitation".into(),
@@ -1011,23 +1013,21 @@ pub async fn reactivate(app: &App, caller: &Principal, id: &str) -> Result<UserR
 /// (as UpdateUserTenants does not remove it).
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
-    member(app, caller, id).await?;
+    let txn = app.writer.begin().await?;
+    // The user's row, then its tenants' (the order of `change_memberships`),
+    // then its devices (the order of domain::devices). Whom the account is
+    // shared with is read under the user's lock (a membership or global role
+    // granted meanwhile counts), the owners under the tenants' (another
+    // owner deleted or removed meanwhile counts as gone).
+    lock_member(&txn, caller.tenant_id, id).await?;
     require_account_authority(
-        app,
+        &txn,
         caller,
         "users:delete",
         id,
         "delete it (UpdateUserTenants removes it from this tenant)",
     )
     .await?;
-    let txn = app.writer.begin().await?;
-    // The user's row, then its tenants' (the order of `change_memberships`),
-    // then its devices (the order of domain::devices); the last-owner rule
-    // reads the owners once it holds the tenants, so another owner deleted
-    // or removed meanwhile counts as gone.
-    if !store::users::lock(&txn, id).await? {
-        return Err(Error::NotFound("user"));
-    }
     let tenants = current_tenants(&txn, id).await?;
     store::tenants::lock(&txn, &tenants).await?;
     if !store::users::tenants_solely_owned(&txn, id, &tenants).await?.is_empty() {

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect,
     RelationTrait,
-    sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement},
+    sea_query::{Alias, Expr, ExprTrait, LockType, Query, SelectStatement},
 };
 use uuid::Uuid;
 
@@ -172,12 +172,33 @@ pub enum Deletion {
 
 /// Deletes the tenant with the users who belong to it alone (their grants,
 /// devices, credentials and invitations go with them) and its memberships,
-/// roles, groups and direct grants (foreign keys cascade). Locks the
-/// tenant's row first, as membership changes do. Deletes nothing when one
-/// of those users holds a global role: a platform operator is not removed as
-/// a tenant's side effect.
+/// roles, groups and direct grants (foreign keys cascade). Deletes nothing
+/// when one of those users holds a global role: a platform operator is not
+/// removed as a tenant's side effect.
+///
+/// On PostgreSQL it locks its members' rows first, then its own, as every
+/// writer of a user locks the user before its tenants: who belongs to it
+/// alone and who holds a global role are read once no call can change
+/// them, and its own row, locked `FOR UPDATE`, waits for the calls adding
+/// members to it (they hold its key) to end. SQLite's one writer orders
+/// them all anyway.
 pub async fn delete<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Deletion> {
-    lock(db, &[tenant_id]).await?;
+    let members = Query::select()
+        .column(user::Column::Id)
+        .from(user::Entity)
+        .and_where(
+            user::Column::Id.in_subquery(
+                Query::select()
+                    .column(tenant_membership::Column::UserId)
+                    .from(tenant_membership::Entity)
+                    .and_where(tenant_membership::Column::TenantId.eq(tenant_id))
+                    .to_owned(),
+            ),
+        )
+        .lock(LockType::Update)
+        .to_owned();
+    db.execute(&members).await?;
+    tenant::Entity::find_by_id(tenant_id).lock_exclusive().one(db).await?;
     let operator = user_role::Entity::find()
         .join(JoinType::InnerJoin, user_role::Relation::Role.def())
         .filter(role::Column::TenantId.is_null())

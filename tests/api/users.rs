@@ -1786,3 +1786,38 @@ async fn a_user_deleted_while_its_deactivation_waits_is_not_found() {
     deletion.commit().await.expect("commit the deletion");
     expect_code(deactivate.await.expect("task"), Code::NotFound);
 }
+
+/// Whom an account is shared with is read under the user's row lock: a
+/// tenant's administrator whose DeleteUser waited while a global admin
+/// added the user to another tenant is refused (FAILED_PRECONDITION), as if
+/// it had come later; it used to delete the user, and the other tenant's
+/// membership with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_shared_while_its_deletion_waits_is_not_deleted() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn().await;
+    let other = app.create_tenant("other").await;
+    let user = app.create_users(vec![draft("shared@example.com")]).await.remove(0);
+    let id: uuid::Uuid = user.id.parse().expect("uuid");
+    // UpdateUserTenants(add other), as a global admin runs it: the user's
+    // row first, then the membership.
+    let sharing = app.app.writer.begin().await.expect("begin");
+    castellan::store::users::lock(&sharing, id).await.expect("lock");
+    castellan::store::users::add_memberships(&sharing, id, &[other], chrono::Utc::now())
+        .await
+        .expect("join other");
+    let mut users = app.users();
+    let request = authed(pb::DeleteUserRequest { id: user.id.clone() }, &app.token(&["*"]));
+    let delete = tokio::spawn(async move { users.delete_user(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    sharing.commit().await.expect("commit the sharing");
+    let status = expect_code(delete.await.expect("task"), Code::FailedPrecondition);
+    assert!(status.message().contains("other tenants"), "{}", status.message());
+    assert!(
+        castellan::store::users::find_in_tenant(&app.app.db, other, id)
+            .await
+            .expect("query")
+            .is_some(),
+        "the user stays, in both tenants"
+    );
+}
