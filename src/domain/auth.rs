@@ -247,6 +247,15 @@ async fn change_password_as(
         .await?
         .filter(|user| user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
+    // As Login: a user whose every tenant is SUSPENDED (and who holds no
+    // global role) is refused as an inactive one is, on the page too.
+    if !store::credentials::in_an_active_tenant(&app.db, user.id).await?
+        && !store::access::user_state(&app.db, user.id, Uuid::nil())
+            .await?
+            .is_some_and(|state| state.has_global_role)
+    {
+        return Err(Error::InvalidCredentials);
+    }
     store::credentials::clear_attempts(&app.writer, &account_key(username)).await?;
     let hash = credentials::hash_password(new.to_owned()).await?;
     let origin = match by {
@@ -299,6 +308,7 @@ pub async fn describe_invitation(app: &App, token: &str) -> Result<InvitationDet
     let invitation = store::credentials::open_invitation(&app.db, &invitations::token_hash(token), now())
         .await?
         .ok_or(Error::NotFound("invitation"))?;
+    refuse_if_suspended(app, invitation.tenant_id).await?;
     let user = user::Entity::find_by_id(invitation.user_id)
         .one(&app.db)
         .await?
@@ -314,6 +324,16 @@ pub async fn describe_invitation(app: &App, token: &str) -> Result<InvitationDet
         first_name: user.first_name,
         last_name: user.last_name,
     })
+}
+
+/// An invitation from a SUSPENDED tenant is shown and accepted no more
+/// than an unknown one (Keycloak's disabled realm refuses its e-mailed
+/// links likewise); it works again once the tenant is ACTIVE.
+async fn refuse_if_suspended(app: &App, tenant_id: Uuid) -> Result<()> {
+    match app.access.tenant(&app.db, TenantKey::Id(tenant_id)).await? {
+        Some(tenant) if !tenant.suspended => Ok(()),
+        _ => Err(Error::NotFound("invitation")),
+    }
 }
 
 /// An AcceptInvitation request.
@@ -352,6 +372,7 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     let invitation = store::credentials::open_invitation(&app.db, &hash, now())
         .await?
         .ok_or(Error::NotFound("invitation"))?;
+    refuse_if_suspended(app, invitation.tenant_id).await?;
     let password_hash = credentials::hash_password(command.password).await?;
 
     let now = now();

@@ -13,7 +13,7 @@ use crate::{
     error::Result,
     store::{
         self,
-        entity::{credential, invitation, login_failure, tenant_membership, user},
+        entity::{credential, invitation, login_failure, tenant, tenant_membership, user},
     },
 };
 
@@ -64,6 +64,17 @@ pub async fn first_tenant<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<O
         .one(db)
         .await?
         .map(|m| m.tenant_id))
+}
+
+/// Whether the user belongs to a tenant that is not SUSPENDED.
+pub async fn in_an_active_tenant<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<bool> {
+    Ok(tenant_membership::Entity::find()
+        .inner_join(tenant::Entity)
+        .filter(tenant_membership::Column::UserId.eq(user_id))
+        .filter(tenant::Column::Status.ne(crate::domain::tenants::STATUS_SUSPENDED))
+        .one(db)
+        .await?
+        .is_some())
 }
 
 /// Throttling settings for one counter.

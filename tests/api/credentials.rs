@@ -887,3 +887,42 @@ async fn an_invitation_accepted_while_its_user_is_deactivated_is_not_found() {
     assert_eq!(row.status, STATUS_INACTIVE, "the deactivation stands");
     expect_code(app.login("leaving@example.com", PASSWORD).await, Code::Unauthenticated);
 }
+
+/// Sets a tenant's status with a global token.
+pub async fn set_tenant_status(app: &TestApp, slug: &str, status: pb::TenantStatus) {
+    app.tenants()
+        .update_tenant(authed(
+            pb::UpdateTenantRequest {
+                id: slug.into(),
+                status: status as i32,
+                ..Default::default()
+            },
+            &app.global_token(&["*"]),
+        ))
+        .await
+        .expect("tenant status");
+}
+
+/// An invitation from a SUSPENDED tenant is NOT_FOUND, as an unknown one
+/// (a disabled Keycloak realm refuses its e-mailed links), and works again
+/// once the tenant is ACTIVE.
+#[tokio::test]
+async fn a_suspended_tenants_invitations_wait_for_it() {
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let frozen = app.create_tenant("frozen").await;
+    app.create_users_in(frozen, vec![draft("invited@example.com")]).await;
+    let token = invitation_token(&sink.wait_for(1).await[0]);
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let accept = || {
+        Request::new(AcceptInvitationRequest {
+            token: token.clone(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+    };
+    set_tenant_status(&app, "frozen", pb::TenantStatus::Suspended).await;
+    expect_code(auth.accept_invitation(accept()).await, Code::NotFound);
+    set_tenant_status(&app, "frozen", pb::TenantStatus::Active).await;
+    auth.accept_invitation(accept()).await.expect("accepted once active");
+}

@@ -745,3 +745,49 @@ async fn a_person_with_a_temporary_password_changes_it_in_a_browser() {
         .await
         .expect("the password is still the person's");
 }
+
+/// The password page refuses a user whose every tenant is SUSPENDED as it
+/// refuses a wrong password, and changes nothing until a tenant of its is
+/// ACTIVE again.
+#[tokio::test]
+async fn a_suspended_tenants_user_changes_no_password_on_the_page() {
+    use castellan::pb::TenantStatus;
+    let app = TestApp::spawn().await;
+    let frozen = app.create_tenant("frozen").await;
+    app.create_users_in(
+        frozen,
+        vec![UserDraft {
+            temporary_password: false,
+            ..temporary_user("member@example.com")
+        }],
+    )
+    .await;
+    let change = || {
+        post_form(
+            &app,
+            "/password/change",
+            &[
+                ("username", "member@example.com"),
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirmation", NEW_PASSWORD),
+            ],
+            "same-origin",
+        )
+    };
+    crate::credentials::set_tenant_status(&app, "frozen", TenantStatus::Suspended).await;
+    let refused = change().await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        refused
+            .text()
+            .await
+            .expect("body")
+            .contains("The username or the current password is wrong.")
+    );
+    crate::credentials::set_tenant_status(&app, "frozen", TenantStatus::Active).await;
+    assert_eq!(change().await.status(), StatusCode::OK);
+    app.login("member@example.com", NEW_PASSWORD)
+        .await
+        .expect("the new password");
+}
