@@ -126,7 +126,12 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
         .filter(|user| user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
     let tenant_id = if command.tenant.trim().is_empty() {
-        store::credentials::first_tenant(&app.db, user.id).await?
+        // The first tenant that is not SUSPENDED, else the first (which
+        // admits the user only if it holds a global role, below).
+        match store::credentials::first_active_tenant(&app.db, user.id).await? {
+            Some(tenant_id) => Some(tenant_id),
+            None => store::credentials::first_tenant(&app.db, user.id).await?,
+        }
     } else {
         match store::tenants::resolve(&app.db, command.tenant.trim()).await? {
             Some(tenant)
@@ -249,7 +254,9 @@ async fn change_password_as(
         .ok_or(Error::InvalidCredentials)?;
     // As Login: a user whose every tenant is SUSPENDED (and who holds no
     // global role) is refused as an inactive one is, on the page too.
-    if !store::credentials::in_an_active_tenant(&app.db, user.id).await?
+    if store::credentials::first_active_tenant(&app.db, user.id)
+        .await?
+        .is_none()
         && !store::access::user_state(&app.db, user.id, Uuid::nil())
             .await?
             .is_some_and(|state| state.has_global_role)

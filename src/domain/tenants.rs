@@ -246,12 +246,16 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
 pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let tenant = visible(app, caller, id, "tenants:delete").await?;
     let txn = app.writer.begin().await?;
-    let Deletion::Deleted { users } = store::tenants::delete(&txn, tenant.id).await? else {
-        return Err(Error::FailedPrecondition(
-            "a user who belongs to this tenant alone holds a global role: \
-             add it to another tenant (UpdateUserTenants) or revoke the role first"
-                .into(),
-        ));
+    let users = match store::tenants::delete(&txn, tenant.id).await? {
+        Deletion::Deleted { users } => users,
+        Deletion::Gone => return Err(Error::NotFound("tenant")),
+        Deletion::SoleMemberHoldsGlobalRole => {
+            return Err(Error::FailedPrecondition(
+                "a user who belongs to this tenant alone holds a global role: \
+                 add it to another tenant (UpdateUserTenants) or revoke the role first"
+                    .into(),
+            ));
+        }
     };
     audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;
     // Every cached entry: the tenant, and the deleted users' tokens.

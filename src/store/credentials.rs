@@ -66,15 +66,18 @@ pub async fn first_tenant<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<O
         .map(|m| m.tenant_id))
 }
 
-/// Whether the user belongs to a tenant that is not SUSPENDED.
-pub async fn in_an_active_tenant<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<bool> {
+/// The user's first tenant that is not SUSPENDED (in the order of
+/// [`first_tenant`]).
+pub async fn first_active_tenant<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Option<Uuid>> {
     Ok(tenant_membership::Entity::find()
         .inner_join(tenant::Entity)
         .filter(tenant_membership::Column::UserId.eq(user_id))
         .filter(tenant::Column::Status.ne(crate::domain::tenants::STATUS_SUSPENDED))
+        .order_by_asc(tenant_membership::Column::CreatedAt)
+        .order_by_asc(tenant_membership::Column::TenantId)
         .one(db)
         .await?
-        .is_some())
+        .map(|m| m.tenant_id))
 }
 
 /// Throttling settings for one counter.

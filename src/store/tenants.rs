@@ -168,6 +168,8 @@ pub enum Deletion {
     /// Nothing was deleted: a user who belongs to this tenant alone holds a
     /// global role.
     SoleMemberHoldsGlobalRole,
+    /// Nothing was deleted: the tenant was deleted meanwhile.
+    Gone,
 }
 
 /// Deletes the tenant with the users who belong to it alone (their grants,
@@ -198,7 +200,14 @@ pub async fn delete<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Delet
         .lock(LockType::Update)
         .to_owned();
     db.execute(&members).await?;
-    tenant::Entity::find_by_id(tenant_id).lock_exclusive().one(db).await?;
+    if tenant::Entity::find_by_id(tenant_id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .is_none()
+    {
+        return Ok(Deletion::Gone);
+    }
     let operator = user_role::Entity::find()
         .join(JoinType::InnerJoin, user_role::Relation::Role.def())
         .filter(role::Column::TenantId.is_null())

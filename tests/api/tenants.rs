@@ -560,3 +560,53 @@ async fn a_tenant_deleted_while_its_update_waits_is_not_found() {
     deletion.commit().await.expect("commit the deletion");
     expect_code(update.await.expect("task"), Code::NotFound);
 }
+
+/// A DeleteTenant that waited while another deleted the tenant is
+/// NOT_FOUND (both used to answer OK, and both were audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deleted_while_its_deletion_waits_is_not_found() {
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let doomed = app.create_tenant("doomed").await;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::entity::tenant::Entity::delete_by_id(doomed)
+        .exec(&deletion)
+        .await
+        .expect("delete");
+    let mut tenants = app.tenants();
+    let request = authed(DeleteTenantRequest { id: "doomed".into() }, &app.global_token(&["*"]));
+    let second = tokio::spawn(async move { tenants.delete_tenant(request).await });
+    crate::helpers::until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the first deletion");
+    expect_code(second.await.expect("task"), Code::NotFound);
+}
+
+/// Login without a tenant picks the user's first tenant that is not
+/// SUSPENDED: a user whose first tenant is suspended still logs into its
+/// second (it used to be refused, and each refusal counted against it).
+#[tokio::test]
+async fn login_without_a_tenant_skips_a_suspended_one() {
+    let app = TestApp::spawn().await;
+    let first = app.create_tenant("first").await;
+    app.create_users_in(first, vec![active_draft("two@example.com")]).await;
+    let user = castellan::store::users::find_by_username_in_tenant(&app.app.db, first, "two@example.com")
+        .await
+        .expect("query")
+        .expect("user");
+    castellan::store::users::add_memberships(&app.app.writer, user.id, &[app.tenant_id], chrono::Utc::now())
+        .await
+        .expect("join default");
+    crate::credentials::set_tenant_status(&app, "first", pb::TenantStatus::Suspended).await;
+    let token = app
+        .login("two@example.com", "correct horse battery")
+        .await
+        .expect("login into the tenant that is not suspended")
+        .access_token;
+    let me = app
+        .users()
+        .who_am_i(authed(pb::WhoAmIRequest {}, &token))
+        .await
+        .expect("whoami")
+        .into_inner();
+    assert_eq!(me.id, user.id.to_string());
+}
