@@ -314,23 +314,7 @@ async fn a_token_for_a_deleted_tenant_is_dead_even_for_a_global_user() {
     let app = TestApp::spawn_with(&ROOT).await;
     let root = root_id(&app).await;
     let operator = app.global_token(&["tenants:*"]);
-    let doomed = app
-        .tenants()
-        .create_tenant(authed(
-            pb::CreateTenantRequest {
-                name: "Doomed".into(),
-                slug: "doomed".into(),
-                owner_user_id: root.clone(),
-                ..Default::default()
-            },
-            &operator,
-        ))
-        .await
-        .expect("create tenant")
-        .into_inner()
-        .id
-        .parse()
-        .expect("uuid");
+    let doomed = app.create_tenant_owned_by("doomed", &root).await;
     let in_doomed = app.user_token(&root, doomed);
     let service = app.token_in(doomed, &["*"]);
     let mut users = app.users();
@@ -382,23 +366,7 @@ async fn a_suspended_tenant_admits_global_callers_alone_until_reactivated() {
     let app = TestApp::spawn_with(&ROOT).await;
     let root = root_id(&app).await;
     let operator = app.global_token(&["*"]);
-    let frozen: uuid::Uuid = app
-        .tenants()
-        .create_tenant(authed(
-            pb::CreateTenantRequest {
-                name: "Frozen".into(),
-                slug: "frozen".into(),
-                owner_user_id: root.clone(),
-                ..Default::default()
-            },
-            &operator,
-        ))
-        .await
-        .expect("create tenant")
-        .into_inner()
-        .id
-        .parse()
-        .expect("uuid");
+    let frozen: uuid::Uuid = app.create_tenant_owned_by("frozen", &root).await;
     app.create_users_in(frozen, vec![crate::helpers::active_draft("member@example.com")])
         .await;
     let login = |username: &'static str, password: &'static str, tenant: &'static str| {

@@ -416,6 +416,11 @@ impl TestApp {
 
     /// Creates a tenant and returns its id.
     pub async fn create_tenant(&self, slug: &str) -> Uuid {
+        self.create_tenant_owned_by(slug, "").await
+    }
+
+    /// Creates a tenant with this user (an id) as its owner; none for "".
+    pub async fn create_tenant_owned_by(&self, slug: &str, owner: &str) -> Uuid {
         let token = self.global_token(&["tenants:*"]);
         let tenant = self
             .tenants()
@@ -423,6 +428,7 @@ impl TestApp {
                 castellan::pb::CreateTenantRequest {
                     name: slug.to_uppercase(),
                     slug: slug.to_owned(),
+                    owner_user_id: owner.to_owned(),
                     ..Default::default()
                 },
                 &token,

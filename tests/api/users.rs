@@ -1326,18 +1326,7 @@ async fn the_last_owner_of_a_tenant_is_not_deleted() {
     let app = TestApp::spawn().await;
     let global = app.global_token(&["*"]);
     let owner = app.create_users(vec![draft("owner@example.com")]).await.remove(0);
-    app.tenants()
-        .create_tenant(authed(
-            pb::CreateTenantRequest {
-                name: "Owned".into(),
-                slug: "owned".into(),
-                owner_user_id: owner.id.clone(),
-                ..Default::default()
-            },
-            &global,
-        ))
-        .await
-        .expect("tenant");
+    app.create_tenant_owned_by("owned", &owner.id).await;
     let mut users = app.users();
     expect_code(
         users
@@ -1619,21 +1608,7 @@ async fn an_owner_is_not_deleted_while_the_other_owner_is() {
     let app = TestApp::spawn().await;
     let global = app.global_token(&["*"]);
     let first = app.create_users(vec![draft("first-owner@example.com")]).await.remove(0);
-    let owned = app
-        .tenants()
-        .create_tenant(authed(
-            pb::CreateTenantRequest {
-                name: "Owned".into(),
-                slug: "owned".into(),
-                owner_user_id: first.id.clone(),
-                ..Default::default()
-            },
-            &global,
-        ))
-        .await
-        .expect("tenant")
-        .into_inner();
-    let owned: uuid::Uuid = owned.id.parse().expect("uuid");
+    let owned = app.create_tenant_owned_by("owned", &first.id).await;
     let second = app
         .create_users_in(owned, vec![draft("second-owner@example.com")])
         .await
