@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -157,6 +157,18 @@ pub async fn check_catalog<C: ConnectionTrait>(
         }
     }
     Ok(sorted(list))
+}
+
+/// In the transaction that writes grants of `list` (the request's list,
+/// already checked by [`check_catalog`] before it): holds its registered
+/// permissions against their unregistration, then checks the list again
+/// against the catalog as it is now, so no grant carries a permission
+/// unregistered in between.
+pub async fn recheck_catalog(txn: &DatabaseTransaction, field: &str, list: &[String]) -> Result<()> {
+    store::permissions::hold(txn, list).await?;
+    let mut violations = Violations::new();
+    check_catalog(txn, &mut violations, field, list).await?;
+    violations.finish()
 }
 
 /// Checks that every name of `list` is well formed (see [`well_formed`]),

@@ -96,6 +96,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
         };
         let txn = app.writer.begin().await?;
         refuse_shadowing(&txn, role.tenant_id, &role.name, None).await?;
+        permissions::recheck_catalog(&txn, "permissions", &new.permissions).await?;
         store::roles::insert(&txn, &role, &permissions).await?;
         if let Some(key) = &key {
             key.record(&txn, idempotency::ids_to_bytes(&[role.id]), now).await?;
@@ -242,6 +243,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     if fields.contains(&"name") {
         refuse_shadowing(&txn, updated.tenant_id, &updated.name, Some(id)).await?;
     }
+    permissions::recheck_catalog(&txn, "add_permissions", &patch.add_permissions).await?;
     store::roles::change_permissions(&txn, id, &add, &remove).await?;
     audit::record(&txn, caller, Target::Role(id), &fields).await?;
     // The answer is what this transaction wrote, read on its connection.

@@ -828,6 +828,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         invitations::issue(&txn, app, &[invitee], now).await?;
     }
     if let Some(list) = &permissions {
+        permissions::recheck_catalog(&txn, "permissions", patch.permissions.as_deref().unwrap_or_default()).await?;
         store::users::replace_permissions(&txn, id, caller.tenant_id, list).await?;
     }
     if let Some(change) = &role_change {

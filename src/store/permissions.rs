@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
@@ -11,6 +11,22 @@ use crate::{
     error::Result,
     store::entity::{registered_permission, role, role_permission, user_permission},
 };
+
+/// Locks these registered permissions' rows against their unregistration
+/// until the transaction ends (`FOR SHARE` on PostgreSQL; SQLite's one
+/// writer orders them anyway): a grant written in it cannot carry a
+/// permission unregistered meanwhile, since UnregisterPermissions deletes
+/// the rows before it counts their carriers.
+pub async fn hold<C: ConnectionTrait>(db: &C, names: &[String]) -> Result<()> {
+    if !names.is_empty() {
+        registered_permission::Entity::find()
+            .filter(registered_permission::Column::Name.is_in(names.iter().map(String::as_str)))
+            .lock_shared()
+            .all(db)
+            .await?;
+    }
+    Ok(())
+}
 
 /// Every registered permission, sorted by name.
 pub async fn registered<C: ConnectionTrait>(db: &C) -> Result<Vec<registered_permission::Model>> {

@@ -1098,3 +1098,31 @@ async fn the_users_of_a_suspended_tenant_are_inactive_until_it_is_reactivated() 
         &[direct_source()],
     );
 }
+
+/// A role written while UnregisterPermissions removes one of its
+/// permissions checks the catalog again in its own transaction: it is
+/// INVALID_ARGUMENT naming the permission, never a role carrying a
+/// permission no longer in the catalog (the check ran before the write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_unregistered_while_a_role_waits_is_not_granted() {
+    use sea_orm::TransactionTrait;
+    let (app, admin) = billing_app().await;
+    let unregistering = app.app.writer.begin().await.expect("begin");
+    castellan::store::permissions::unregister(&unregistering, &["billing:export".to_owned()])
+        .await
+        .expect("unregister");
+    let mut roles = app.roles();
+    let request = authed(
+        pb::CreateRoleRequest {
+            name: "exporters".into(),
+            permissions: vec!["billing:invoices:read".into(), "billing:export".into()],
+            ..Default::default()
+        },
+        &admin,
+    );
+    let create = tokio::spawn(async move { roles.create_role(request).await });
+    crate::helpers::until_a_call_waits_for_a_lock(&app).await;
+    unregistering.commit().await.expect("commit the unregistration");
+    let status = expect_code(create.await.expect("task"), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["permissions[1]"]);
+}
