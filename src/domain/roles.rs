@@ -120,9 +120,8 @@ pub async fn create(app: &App, caller: &Principal, new: NewRole) -> Result<RoleW
 
 /// ALREADY_EXISTS naming `name` when a global role and a tenant's role would
 /// share it: a tenant lists both, and a grant by name would be ambiguous.
-/// (Checked in the writing transaction: SQLite's one writer orders it; on
-/// PostgreSQL a global role and a tenant's created with one name in the
-/// same instant could still both land.)
+/// Checked in the writing transaction, under a lock on the name
+/// (`store::roles::name_shadowed`).
 async fn refuse_shadowing<C: ConnectionTrait>(
     db: &C,
     tenant_id: Option<Uuid>,

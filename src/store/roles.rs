@@ -5,7 +5,7 @@
 
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait, Query, SelectStatement},
 };
 use uuid::Uuid;
@@ -29,17 +29,36 @@ pub async fn find_valid_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid
         .await?)
 }
 
+/// The first key of the advisory locks on role names (any number the
+/// replicas agree on; the second key is the name's hash).
+const ROLE_NAME_LOCK: i32 = 0x0CA5_7E12;
+
 /// Whether another role holds `name` where it would shadow a role of
 /// `tenant_id` (`None`: a global role) or be shadowed by it: for a tenant's
 /// role, a global role of that name (the tenant's own are refused by the
 /// unique index); for a global role, a role of that name in any tenant.
 /// `except` is the role being renamed.
+///
+/// Call it in the transaction that writes the name. On PostgreSQL it first
+/// takes a lock on the name held to the transaction's end, so a global role
+/// and a tenant's given one name at once are checked one after the other
+/// and the second sees the first (no index spans the two: a global role's
+/// name is unique against every tenant's). SQLite's one writer orders them
+/// already.
 pub async fn name_shadowed<C: ConnectionTrait>(
     db: &C,
     tenant_id: Option<Uuid>,
     name: &str,
     except: Option<Uuid>,
 ) -> Result<bool> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            [ROLE_NAME_LOCK.into(), name.into()],
+        ))
+        .await?;
+    }
     let mut find = role::Entity::find().filter(role::Column::Name.eq(name));
     find = match tenant_id {
         Some(_) => find.filter(role::Column::TenantId.is_null()),

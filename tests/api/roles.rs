@@ -1091,6 +1091,48 @@ async fn a_global_role_and_a_tenants_role_do_not_share_a_name() {
     assert_eq!(renamed.version, support.version + 1);
 }
 
+/// A tenant's role created while a global role of the same name is being
+/// written (its transaction checked the name and wrote the role, and has not
+/// committed) waits for it and is ALREADY_EXISTS. On PostgreSQL both used to
+/// land: each checked before the other's row was there, and no index spans
+/// a global role and a tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_role_named_while_a_global_role_takes_the_name_is_refused() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let global = castellan::store::entity::role::Model {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: None,
+        name: "ops".into(),
+        description: String::new(),
+        version: 1,
+        created_by: None,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    let writing = app.app.writer.begin().await.expect("begin");
+    let shadowed = castellan::store::roles::name_shadowed(&writing, None, "ops", None)
+        .await
+        .expect("check the name");
+    assert!(!shadowed);
+    castellan::store::roles::insert(&writing, &global, &[])
+        .await
+        .expect("write the global role");
+    let mut roles = app.roles();
+    let call = tokio::spawn(async move {
+        let request = CreateRoleRequest {
+            name: "ops".into(),
+            ..Default::default()
+        };
+        roles.create_role(authed(request, &admin)).await.map(drop)
+    });
+    until_a_call_waits_for_a_lock(&app).await;
+    writing.commit().await.expect("commit the global role");
+    let status = expect_code(call.await.expect("task"), Code::AlreadyExists);
+    assert!(status.message().contains("name"), "{}", status.message());
+}
+
 /// A role deleted while an UpdateRole or a DeleteRole waited for the writer
 /// is NOT_FOUND (they used to answer ABORTED, as for a stale version, and
 /// FAILED_PRECONDITION, as for a granted role).
