@@ -15,6 +15,7 @@ use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_schema;
 mod m20261125_000002_mail_outbox_and_lockouts;
 mod m20261125_000003_tenant_user_counts;
+mod m20261207_000004_user_names_lowercase;
 
 /// The ordered list of Castellan's migrations.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_schema::Migration),
             Box::new(m20261125_000002_mail_outbox_and_lockouts::Migration),
             Box::new(m20261125_000003_tenant_user_counts::Migration),
+            Box::new(m20261207_000004_user_names_lowercase::Migration),
         ]
     }
 }

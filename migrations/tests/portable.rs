@@ -173,6 +173,7 @@ async fn sqlite_a_migration_failing_part_way_leaves_nothing_behind() {
 
 /// Up, check, down, check nothing is left, up again, check again.
 async fn exercise(db: &DatabaseConnection) {
+    names_are_folded_for_existing_users(db).await;
     Migrator::up(db, None).await.expect("first up");
     assert_schema_present(db).await;
     assert_constraints_hold(db).await;
@@ -184,6 +185,53 @@ async fn exercise(db: &DatabaseConnection) {
     Migrator::up(db, None).await.expect("second up");
     assert_schema_present(db).await;
     assert_constraints_hold(db).await;
+}
+
+/// Users there before the fourth migration get the lowercase copies of
+/// their names, folded beyond ASCII (two of them share a first name). Leaves
+/// the schema up and the users table empty.
+async fn names_are_folded_for_existing_users(db: &DatabaseConnection) {
+    Migrator::up(db, Some(3)).await.expect("the first three migrations");
+    for (id, first, last) in [
+        ("00000000-0000-7000-8000-000000000301", "Élodie", "ØDEGÅRD"),
+        ("00000000-0000-7000-8000-000000000302", "Élodie", ""),
+    ] {
+        exec(
+            db,
+            &format!(
+                "INSERT INTO users (id, email, username, first_name, last_name, status, \
+                 created_at, updated_at) \
+                 VALUES ('{id}', '{id}@example.com', '{id}', '{first}', '{last}', 'active', \
+                 '{NOW}', '{NOW}')"
+            ),
+        )
+        .await;
+    }
+    Migrator::up(db, None).await.expect("the rest");
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT first_name_lower, last_name_lower FROM users ORDER BY email",
+        ))
+        .await
+        .expect("read the folded names");
+    let folded: Vec<(String, String)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.try_get("", "first_name_lower").expect("first"),
+                row.try_get("", "last_name_lower").expect("last"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        folded,
+        [
+            ("élodie".to_owned(), "ødegård".to_owned()),
+            ("élodie".to_owned(), String::new())
+        ]
+    );
+    exec(db, "DELETE FROM users").await;
 }
 
 async fn assert_schema_present(db: &DatabaseConnection) {

@@ -406,11 +406,11 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     active.status = Set(STATUS_ACTIVE.to_owned());
     active.password_change_required = Set(false);
     if let Some(first_name) = first_name {
-        active.first_name = Set(first_name);
+        active.set_first_name(first_name);
         fields.push("first_name");
     }
     if let Some(last_name) = last_name {
-        active.last_name = Set(last_name);
+        active.set_last_name(last_name);
         fields.push("last_name");
     }
     active.updated_at = Set(now);

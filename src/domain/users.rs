@@ -535,7 +535,9 @@ async fn insert_users(
                 id,
                 email: draft.email,
                 username: draft.username,
+                first_name_lower: draft.first_name.to_lowercase(),
                 first_name: draft.first_name,
+                last_name_lower: draft.last_name.to_lowercase(),
                 last_name: draft.last_name,
                 image: draft.image,
                 status: if with_password { STATUS_ACTIVE } else { STATUS_PENDING }.to_owned(),
@@ -792,10 +794,10 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     };
     let mut active: user::ActiveModel = user.clone().into();
     if let Some(v) = first_name {
-        active.first_name = Set(v);
+        active.set_first_name(v);
     }
     if let Some(v) = last_name {
-        active.last_name = Set(v);
+        active.set_last_name(v);
     }
     if let Some(v) = image {
         active.image = Set(v);

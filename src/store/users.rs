@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect,
     RelationTrait, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
+    sea_query::{Expr, ExprTrait, LikeExpr, Query},
 };
 use uuid::Uuid;
 
@@ -216,13 +216,16 @@ pub async fn list<C: ConnectionTrait>(
     }
     if let Some(term) = &filter.search {
         let mut any = sea_orm::Condition::any();
+        // Every column is stored lowercase (the names in copies folded by
+        // the application), so LIKE compares folded text on both databases:
+        // SQLite's `lower()` and `LIKE` fold ASCII letters only.
         for column in [
             user::Column::Email,
             user::Column::Username,
-            user::Column::FirstName,
-            user::Column::LastName,
+            user::Column::FirstNameLower,
+            user::Column::LastNameLower,
         ] {
-            any = any.add(Expr::expr(Func::lower(Expr::col((user::Entity, column)))).like(like_pattern(term)));
+            any = any.add(Expr::col((user::Entity, column)).like(like_pattern(term)));
         }
         select = select.filter(any);
     }

@@ -370,6 +370,58 @@ async fn filters_and_views() {
     assert!(full.users[0].created_at.is_some() && !full.users[0].tenant_ids.is_empty());
 }
 
+/// `search` folds case beyond ASCII on both databases: SQLite's `lower()`
+/// and `LIKE` fold ASCII letters only, so "Élodie" was not found by "élo",
+/// nor even by "Élodie", there. A renamed user is found by the new name only.
+#[tokio::test]
+async fn search_folds_case_beyond_ascii() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .create_users(vec![pb::UserDraft {
+            email: "elodie@example.com".into(),
+            first_name: "Élodie".into(),
+            last_name: "ØDEGÅRD".into(),
+            ..Default::default()
+        }])
+        .await;
+    let token = app.token(&["users:list", "users:update"]);
+    let found = |term: &'static str| {
+        let app = &app;
+        let token = &token;
+        async move {
+            list(
+                app,
+                token,
+                ListUsersRequest {
+                    search: term.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .total
+        }
+    };
+    for term in ["Élodie", "élo", "ÉLODIE", "ødegård", "Ødegå"] {
+        assert_eq!(found(term).await, 1, "{term}");
+    }
+    app.users()
+        .update_user(authed(
+            pb::UpdateUserRequest {
+                id: created[0].id.clone(),
+                first_name: "Zoë".into(),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["first_name".into()],
+                }),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("rename");
+    assert_eq!(found("ZOË").await, 1);
+    assert_eq!(found("élodie").await, 0, "the old name is gone");
+}
+
 /// A tenant past the large-tenant threshold (5,000 members) is paged from
 /// the users' indexes: the same pages by token and by offset, in order,
 /// without other tenants' users, in both directions. A small tenant beside
@@ -397,7 +449,9 @@ async fn a_large_tenant_pages_like_a_small_one() {
                 username: email.clone(),
                 email,
                 first_name: String::new(),
+                first_name_lower: String::new(),
                 last_name: String::new(),
+                last_name_lower: String::new(),
                 image: None,
                 status: "pending".into(),
                 max_devices: None,

@@ -1,6 +1,6 @@
 //! The `users` table.
 
-use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, entity::prelude::*};
 
 /// A user: one identity, which can be a member of several tenants.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -19,6 +19,11 @@ pub struct Model {
     pub first_name: String,
     /// Family name.
     pub last_name: String,
+    /// `first_name` lowercased by the application (`str::to_lowercase`,
+    /// Unicode), which ListUsers' `search` matches: SQLite folds ASCII only.
+    pub first_name_lower: String,
+    /// `last_name` lowercased likewise.
+    pub last_name_lower: String,
     /// The user's image, if set.
     pub image: Option<String>,
     /// `active`, `inactive`, `pending` or `locked`.
@@ -137,3 +142,17 @@ impl Related<super::group::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl ActiveModel {
+    /// Sets the given name and its lowercase copy.
+    pub fn set_first_name(&mut self, first_name: String) {
+        self.first_name_lower = Set(first_name.to_lowercase());
+        self.first_name = Set(first_name);
+    }
+
+    /// Sets the family name and its lowercase copy.
+    pub fn set_last_name(&mut self, last_name: String) {
+        self.last_name_lower = Set(last_name.to_lowercase());
+        self.last_name = Set(last_name);
+    }
+}
