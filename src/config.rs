@@ -94,7 +94,7 @@ pub struct Config {
     /// gRPC listen address.
     #[arg(long, env = "CASTELLAN_GRPC_ADDR", default_value = "0.0.0.0:50051", global = true)]
     pub grpc_addr: SocketAddr,
-    /// HTTP listen address (health, JWKS, REST gateway).
+    /// HTTP listen address: health, JWKS, the REST gateway and `/openapi.json`, `/metrics`, the invitation and password pages.
     #[arg(long, env = "CASTELLAN_HTTP_ADDR", default_value = "0.0.0.0:8080", global = true)]
     pub http_addr: SocketAddr,
     /// Directory for the SQLite database and the generated signing key.
