@@ -554,8 +554,18 @@ async fn insert_users(
         });
     }
     let ids: Vec<Uuid> = users.iter().map(|new| new.user.id).collect();
+    let identities: Vec<(String, String)> = users
+        .iter()
+        .map(|new| (new.user.email.clone(), new.user.username.clone()))
+        .collect();
     let txn = app.writer.begin().await?;
-    store::users::insert_new(&txn, users).await?;
+    if let Err(error) = store::users::insert_new(&txn, users).await {
+        drop(txn);
+        return Err(match error {
+            Error::AlreadyExists { .. } => taken_identity(app, &identities).await?.unwrap_or(error),
+            other => other,
+        });
+    }
     audit::record_many(&txn, caller, &events).await?;
     // After the users and memberships exist: the invitations refer to both.
     invitations::issue(&txn, app, &invitees, now).await?;
@@ -564,6 +574,29 @@ async fn insert_users(
     }
     txn.commit().await?;
     Ok(ids)
+}
+
+/// ALREADY_EXISTS naming the first draft's e-mail, else username, that
+/// another user holds (`users[i].email`), once the batch's insert met a
+/// unique index: the database names the index it met first, which differs
+/// between SQLite and PostgreSQL when an e-mail is also the username.
+/// `None` if nothing is taken any more (the other user was deleted since).
+async fn taken_identity(app: &App, identities: &[(String, String)]) -> Result<Option<Error>> {
+    let values: Vec<&str> = identities
+        .iter()
+        .flat_map(|(email, username)| [email.as_str(), username.as_str()])
+        .collect();
+    let taken = store::users::taken_identities(&app.db, &values).await?;
+    let field = identities.iter().enumerate().find_map(|(i, (email, username))| {
+        if taken.emails.contains(email) {
+            Some(format!("users[{i}].email"))
+        } else if taken.usernames.contains(username) {
+            Some(format!("users[{i}].username"))
+        } else {
+            None
+        }
+    });
+    Ok(field.map(|field| Error::AlreadyExists { field }))
 }
 
 /// The audit trail's changed fields of a created user.
@@ -817,7 +850,15 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         active.max_devices = Set(v);
     }
     active.updated_at = Set(now);
-    active.update(&txn).await?;
+    if let Err(error) = active.update(&txn).await {
+        // Only the e-mail (and a username mirroring it) can meet a unique
+        // index here: name `email`, the field the caller set, whichever
+        // index the database met first (SQLite's, PostgreSQL's differ).
+        return Err(match Error::from(error) {
+            Error::AlreadyExists { .. } => Error::AlreadyExists { field: "email".into() },
+            other => other,
+        });
+    }
     if let Some(email) = reinvite {
         // The invitation went to the old address: its link stops working
         // and the new address gets one of its own.

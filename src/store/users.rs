@@ -2,7 +2,7 @@
 //! of the FULL view loaded in batches (a fixed number of queries per page,
 //! never one per row), and the writes of the user aggregate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
     ActiveValue::Set,
@@ -48,6 +48,39 @@ pub async fn find_by_username_in_tenant<C: ConnectionTrait>(
         .filter(user::Column::Username.eq(username.to_lowercase()))
         .one(db)
         .await?)
+}
+
+/// The e-mails and usernames among `values` that users hold.
+#[derive(Debug, Default)]
+pub struct TakenIdentities {
+    pub emails: HashSet<String>,
+    pub usernames: HashSet<String>,
+}
+
+/// Which of `values` (lowercase e-mails and usernames) users hold, as an
+/// e-mail or as a username.
+pub async fn taken_identities<C: ConnectionTrait>(db: &C, values: &[&str]) -> Result<TakenIdentities> {
+    let mut taken = TakenIdentities::default();
+    let rows = store::find_by_ids(values, |chunk| {
+        user::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(user::Column::Email.is_in(chunk.clone()))
+                    .add(user::Column::Username.is_in(chunk)),
+            )
+            .all(db)
+    })
+    .await?;
+    let wanted: HashSet<&str> = values.iter().copied().collect();
+    for user in rows {
+        if wanted.contains(user.email.as_str()) {
+            taken.emails.insert(user.email);
+        }
+        if wanted.contains(user.username.as_str()) {
+            taken.usernames.insert(user.username);
+        }
+    }
+    Ok(taken)
 }
 
 /// Locks the user's row for the rest of the transaction with a write that
