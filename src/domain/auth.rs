@@ -382,7 +382,6 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     refuse_if_suspended(app, invitation.tenant_id).await?;
     let password_hash = credentials::hash_password(command.password).await?;
 
-    let now = now();
     let txn = app.writer.begin().await?;
     // The user's row first (the order of every writer of a user: its
     // invitations and credential next), then the invitation is used, then
@@ -392,6 +391,11 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     if !store::users::lock(&txn, invitation.user_id).await? {
         return Err(Error::NotFound("invitation"));
     }
+    // The time is read under the lock, and the invitation used only if it
+    // is open then: one withdrawn meanwhile (a new e-mail ends it as of the
+    // change's own time, which came before the change's commit and so
+    // before this lock) takes over no account.
+    let now = now();
     if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
         return Err(Error::NotFound("invitation"));
     }

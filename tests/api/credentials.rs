@@ -888,6 +888,55 @@ async fn an_invitation_accepted_while_its_user_is_deactivated_is_not_found() {
     expect_code(app.login("leaving@example.com", PASSWORD).await, Code::Unauthenticated);
 }
 
+/// An invitation withdrawn while its acceptance hashes or waits for the
+/// user's row (here: a new e-mail the test holds open, written as
+/// UpdateUser writes it: the user locked, its e-mail changed, its
+/// invitations withdrawn) is NOT_FOUND once the change commits, and the
+/// user stays PENDING: the old address's link takes over no account.
+#[tokio::test]
+async fn an_invitation_withdrawn_while_it_is_accepted_is_not_found() {
+    use castellan::{
+        domain::{now, users::STATUS_PENDING},
+        store::{self, entity::user},
+    };
+    use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let invited = app.create_users(vec![draft("typo@exampel.com")]).await.remove(0);
+    let old_token = invitation_token(&sink.wait_for(1).await[0]);
+    let id: uuid::Uuid = invited.id.parse().expect("uuid");
+    let change = app.app.writer.begin().await.expect("begin");
+    assert!(store::users::lock(&change, id).await.expect("lock"));
+    user::Entity::update_many()
+        .col_expr(user::Column::Email, Expr::value("right@example.com"))
+        .col_expr(user::Column::Username, Expr::value("right@example.com"))
+        .filter(user::Column::Id.eq(id))
+        .exec(&change)
+        .await
+        .expect("new e-mail");
+    store::credentials::withdraw_invitations(&change, id, now())
+        .await
+        .expect("withdraw");
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let request = Request::new(AcceptInvitationRequest {
+        token: old_token,
+        password: PASSWORD.into(),
+        first_name: None,
+        last_name: None,
+    });
+    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    change.commit().await.expect("commit the new e-mail");
+    expect_code(accept.await.expect("task"), Code::NotFound);
+    let row = user::Entity::find_by_id(id)
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the user");
+    assert_eq!(row.status, STATUS_PENDING, "the old link set no password");
+    expect_code(app.login("right@example.com", PASSWORD).await, Code::Unauthenticated);
+}
+
 /// Sets a tenant's status with a global token.
 pub async fn set_tenant_status(app: &TestApp, slug: &str, status: pb::TenantStatus) {
     app.tenants()
