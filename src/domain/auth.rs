@@ -399,6 +399,13 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
         return Err(Error::NotFound("invitation"));
     }
+    // The tenant as it is now, held until the commit: one suspended (or
+    // deleted) while the password was hashed admits no one, as
+    // `refuse_if_suspended` refused it before.
+    match store::tenants::hold(&txn, invitation.tenant_id).await? {
+        Some(tenant) if tenant.status != crate::domain::tenants::STATUS_SUSPENDED => {}
+        _ => return Err(Error::NotFound("invitation")),
+    }
     let user = user::Entity::find_by_id(invitation.user_id)
         .one(&txn)
         .await?

@@ -937,6 +937,52 @@ async fn an_invitation_withdrawn_while_it_is_accepted_is_not_found() {
     expect_code(app.login("right@example.com", PASSWORD).await, Code::Unauthenticated);
 }
 
+/// An invitation accepted while its tenant is being suspended (a write the
+/// test holds open) goes by the tenant once the acceptance holds its row:
+/// NOT_FOUND, and the user stays PENDING (the suspension was checked only
+/// before the password was hashed).
+#[tokio::test]
+async fn an_invitation_accepted_while_its_tenant_is_suspended_is_not_found() {
+    use castellan::{
+        domain::{tenants::STATUS_SUSPENDED, users::STATUS_PENDING},
+        store::entity::{tenant, user},
+    };
+    use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let frozen = app.create_tenant("frozen").await;
+    let invited = app
+        .create_users_in(frozen, vec![draft("invited@example.com")])
+        .await
+        .remove(0);
+    let token = invitation_token(&sink.wait_for(1).await[0]);
+    let suspension = app.app.writer.begin().await.expect("begin");
+    tenant::Entity::update_many()
+        .col_expr(tenant::Column::Status, Expr::value(STATUS_SUSPENDED))
+        .filter(tenant::Column::Id.eq(frozen))
+        .exec(&suspension)
+        .await
+        .expect("suspend");
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let request = Request::new(AcceptInvitationRequest {
+        token,
+        password: PASSWORD.into(),
+        first_name: None,
+        last_name: None,
+    });
+    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    suspension.commit().await.expect("commit the suspension");
+    expect_code(accept.await.expect("task"), Code::NotFound);
+    let id: uuid::Uuid = invited.id.parse().expect("uuid");
+    let row = user::Entity::find_by_id(id)
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the user");
+    assert_eq!(row.status, STATUS_PENDING, "the suspended tenant admitted no one");
+}
+
 /// Sets a tenant's status with a global token.
 pub async fn set_tenant_status(app: &TestApp, slug: &str, status: pb::TenantStatus) {
     app.tenants()
