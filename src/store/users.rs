@@ -624,11 +624,18 @@ pub async fn insert_members_in_bulk(
 
 /// Removes memberships, with the user's groups, direct grants and roles of
 /// those tenants (its global roles stay): nothing granted there waits to
-/// come back if the user joins again.
-pub async fn remove_memberships<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_ids: &[Uuid]) -> Result<()> {
+/// come back if the user joins again. Its open invitations to those
+/// tenants end.
+pub async fn remove_memberships<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    tenant_ids: &[Uuid],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     if tenant_ids.is_empty() {
         return Ok(());
     }
+    store::credentials::withdraw_invitations_to(db, user_id, tenant_ids, now).await?;
     for tenant_id in tenant_ids {
         let removed = tenant_membership::Entity::delete_many()
             .filter(tenant_membership::Column::UserId.eq(user_id))
