@@ -304,9 +304,10 @@ pub struct InvitationDetails {
 }
 
 /// Describes the open invitation with this token, without using it. Unknown,
-/// used and expired tokens (and an invited user who is no longer PENDING) all
-/// answer the same NOT_FOUND, as [`accept_invitation`] does, so nothing tells
-/// which users exist.
+/// used and expired tokens (and an invited user who is no longer PENDING, or
+/// no longer a member of the invitation's tenant) all answer the same
+/// NOT_FOUND, as [`accept_invitation`] does, so nothing tells which users
+/// exist.
 pub async fn describe_invitation(app: &App, token: &str) -> Result<InvitationDetails> {
     let token = token.trim();
     if token.is_empty() {
@@ -316,8 +317,7 @@ pub async fn describe_invitation(app: &App, token: &str) -> Result<InvitationDet
         .await?
         .ok_or(Error::NotFound("invitation"))?;
     refuse_if_suspended(app, invitation.tenant_id).await?;
-    let user = user::Entity::find_by_id(invitation.user_id)
-        .one(&app.db)
+    let user = store::users::find_in_tenant(&app.db, invitation.tenant_id, invitation.user_id)
         .await?
         .filter(|user| user.status == STATUS_PENDING)
         .ok_or(Error::NotFound("invitation"))?;
@@ -356,7 +356,8 @@ pub struct AcceptInvitation {
 
 /// Completes a PENDING user's account from its invitation: sets the password
 /// (and names), makes it ACTIVE. A token works once; unknown, used and
-/// expired tokens all answer NOT_FOUND.
+/// expired tokens, and one whose user has left the invitation's tenant, all
+/// answer NOT_FOUND.
 pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<UserRecord> {
     let mut violations = Violations::new();
     if command.token.trim().is_empty() {
@@ -382,7 +383,6 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     refuse_if_suspended(app, invitation.tenant_id).await?;
     let password_hash = credentials::hash_password(command.password).await?;
 
-    let now = now();
     let txn = app.writer.begin().await?;
     // The user's row first (the order of every writer of a user: its
     // invitations and credential next), then the invitation is used, then
@@ -392,11 +392,24 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     if !store::users::lock(&txn, invitation.user_id).await? {
         return Err(Error::NotFound("invitation"));
     }
+    // The time is read under the lock, and the invitation used only if it
+    // is open then: one withdrawn meanwhile (a new e-mail ends it as of the
+    // change's own time, which came before the change's commit and so
+    // before this lock) takes over no account.
+    let now = now();
     if !store::credentials::use_invitation(&txn, invitation.id, now).await? {
         return Err(Error::NotFound("invitation"));
     }
-    let user = user::Entity::find_by_id(invitation.user_id)
-        .one(&txn)
+    // The tenant as it is now, held until the commit: one suspended (or
+    // deleted) while the password was hashed admits no one, as
+    // `refuse_if_suspended` refused it before.
+    match store::tenants::hold(&txn, invitation.tenant_id).await? {
+        Some(tenant) if tenant.status != crate::domain::tenants::STATUS_SUSPENDED => {}
+        _ => return Err(Error::NotFound("invitation")),
+    }
+    // A member of the invitation's tenant still: one removed from it (its
+    // invitations there ended then) is admitted to no tenant it left.
+    let user = store::users::find_in_tenant(&txn, invitation.tenant_id, invitation.user_id)
         .await?
         .filter(|user| user.status == STATUS_PENDING)
         .ok_or(Error::NotFound("invitation"))?;

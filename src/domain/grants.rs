@@ -200,6 +200,10 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
     let (user, group) = membership_parties(app, caller, user_id, group_id).await?;
     groups::require_joinable(&app.db, caller, &[group.id]).await?;
     let txn = app.writer.begin().await?;
+    // The user's row first, then whether it is a member still: one removed
+    // from the tenant meanwhile (its groups there went with it) joins none
+    // of them. A membership another call adds meanwhile is left as it is.
+    users::lock_member(&txn, caller.tenant_id, user.id).await?;
     store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
     app.commit(txn, Change::Access(user.id)).await?;

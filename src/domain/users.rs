@@ -963,7 +963,7 @@ async fn change_memberships<C: ConnectionTrait>(
         ));
     }
     store::users::add_memberships(db, user_id, add, now).await?;
-    store::users::remove_memberships(db, user_id, remove).await
+    store::users::remove_memberships(db, user_id, remove, now).await
 }
 
 /// Adds and removes tenant memberships in one transaction.

@@ -295,12 +295,34 @@ pub async fn withdraw_invitations<C: ConnectionTrait>(db: &C, user_id: Uuid, now
     Ok(())
 }
 
-/// Marks the invitation used; `false` when another request used it first.
+/// Ends the user's open invitations to these tenants now (when it leaves
+/// them: their links would admit it to a tenant it no longer belongs to).
+pub async fn withdraw_invitations_to<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    tenant_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    invitation::Entity::update_many()
+        .col_expr(invitation::Column::ExpiresAt, Expr::value(now))
+        .filter(invitation::Column::UserId.eq(user_id))
+        .filter(invitation::Column::TenantId.is_in(tenant_ids.to_vec()))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Marks the invitation used if it is still open; `false` when another
+/// request used it first, or it expired or was withdrawn
+/// ([`withdraw_invitations`]) since it was read.
 pub async fn use_invitation<C: ConnectionTrait>(db: &C, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
     let result = invitation::Entity::update_many()
         .col_expr(invitation::Column::AcceptedAt, Expr::value(now))
         .filter(invitation::Column::Id.eq(id))
         .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(now))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)

@@ -90,6 +90,13 @@ pub async fn lock<C: ConnectionTrait>(db: &C, tenant_ids: &[Uuid]) -> Result<()>
     Ok(())
 }
 
+/// The tenant, its row held against changes (a suspension, its deletion)
+/// until the transaction ends (`FOR SHARE` on PostgreSQL; SQLite's one
+/// writer orders them anyway); `None` when there is no such tenant.
+pub async fn hold<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Option<tenant::Model>> {
+    Ok(tenant::Entity::find_by_id(tenant_id).lock_shared().one(db).await?)
+}
+
 /// Adds `delta` (negative to subtract) to the tenant's member count. Call it
 /// in the transaction that adds or removes the memberships, so the count
 /// stays exact: ListUsers answers its unfiltered `total` from it instead of

@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect,
     RelationTrait, TransactionTrait,
-    sea_query::{Expr, ExprTrait, LikeExpr, Query},
+    sea_query::{Expr, ExprTrait, LikeExpr, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -660,11 +660,18 @@ pub async fn insert_members_in_bulk(
 
 /// Removes memberships, with the user's groups, direct grants and roles of
 /// those tenants (its global roles stay): nothing granted there waits to
-/// come back if the user joins again.
-pub async fn remove_memberships<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_ids: &[Uuid]) -> Result<()> {
+/// come back if the user joins again. Its open invitations to those
+/// tenants end.
+pub async fn remove_memberships<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    tenant_ids: &[Uuid],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     if tenant_ids.is_empty() {
         return Ok(());
     }
+    store::credentials::withdraw_invitations_to(db, user_id, tenant_ids, now).await?;
     for tenant_id in tenant_ids {
         let removed = tenant_membership::Entity::delete_many()
             .filter(tenant_membership::Column::UserId.eq(user_id))
@@ -789,28 +796,29 @@ pub async fn revoke_roles<C: ConnectionTrait>(db: &C, user_id: Uuid, role_ids: &
     Ok(())
 }
 
-/// Adds the user to groups (ignoring existing memberships).
+/// Adds the user to groups, leaving existing memberships as they are: in
+/// one statement that skips them (`ON CONFLICT DO NOTHING`), so one that a
+/// concurrent transaction inserts is skipped too (on PostgreSQL the
+/// statement waits for that transaction, then skips its row) instead of
+/// failing as a duplicate key.
 pub async fn join_groups<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
     group_ids: &[Uuid],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
-    for group_id in group_ids {
-        if group_member::Entity::find_by_id((*group_id, user_id))
-            .one(db)
-            .await?
-            .is_none()
-        {
-            group_member::Entity::insert(group_member::ActiveModel {
-                group_id: Set(*group_id),
-                user_id: Set(user_id),
-                created_at: Set(now),
-            })
-            .exec(db)
-            .await?;
-        }
-    }
+    group_member::Entity::insert_many(group_ids.iter().map(|group_id| group_member::ActiveModel {
+        group_id: Set(*group_id),
+        user_id: Set(user_id),
+        created_at: Set(now),
+    }))
+    .on_conflict(
+        OnConflict::columns([group_member::Column::GroupId, group_member::Column::UserId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
     Ok(())
 }
 

@@ -16,7 +16,9 @@ use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{TestApp, authed, build_app, draft, expect_code, until_a_call_waits_for_a_lock, violated_fields},
+    helpers::{
+        TestApp, authed, authed_in, build_app, draft, expect_code, until_a_call_waits_for_a_lock, violated_fields,
+    },
     smtp_sink::{SmtpSink, invitation_token},
 };
 
@@ -886,6 +888,208 @@ async fn an_invitation_accepted_while_its_user_is_deactivated_is_not_found() {
         .expect("the user");
     assert_eq!(row.status, STATUS_INACTIVE, "the deactivation stands");
     expect_code(app.login("leaving@example.com", PASSWORD).await, Code::Unauthenticated);
+}
+
+/// An invitation withdrawn while its acceptance hashes or waits for the
+/// user's row (here: a new e-mail the test holds open, written as
+/// UpdateUser writes it: the user locked, its e-mail changed, its
+/// invitations withdrawn) is NOT_FOUND once the change commits, and the
+/// user stays PENDING: the old address's link takes over no account.
+#[tokio::test]
+async fn an_invitation_withdrawn_while_it_is_accepted_is_not_found() {
+    use castellan::{
+        domain::{now, users::STATUS_PENDING},
+        store::{self, entity::user},
+    };
+    use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let invited = app.create_users(vec![draft("typo@exampel.com")]).await.remove(0);
+    let old_token = invitation_token(&sink.wait_for(1).await[0]);
+    let id: uuid::Uuid = invited.id.parse().expect("uuid");
+    let change = app.app.writer.begin().await.expect("begin");
+    assert!(store::users::lock(&change, id).await.expect("lock"));
+    user::Entity::update_many()
+        .col_expr(user::Column::Email, Expr::value("right@example.com"))
+        .col_expr(user::Column::Username, Expr::value("right@example.com"))
+        .filter(user::Column::Id.eq(id))
+        .exec(&change)
+        .await
+        .expect("new e-mail");
+    store::credentials::withdraw_invitations(&change, id, now())
+        .await
+        .expect("withdraw");
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let request = Request::new(AcceptInvitationRequest {
+        token: old_token,
+        password: PASSWORD.into(),
+        first_name: None,
+        last_name: None,
+    });
+    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    change.commit().await.expect("commit the new e-mail");
+    expect_code(accept.await.expect("task"), Code::NotFound);
+    let row = user::Entity::find_by_id(id)
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the user");
+    assert_eq!(row.status, STATUS_PENDING, "the old link set no password");
+    expect_code(app.login("right@example.com", PASSWORD).await, Code::Unauthenticated);
+}
+
+/// An invitation accepted while its tenant is being suspended (a write the
+/// test holds open) goes by the tenant once the acceptance holds its row:
+/// NOT_FOUND, and the user stays PENDING (the suspension was checked only
+/// before the password was hashed).
+#[tokio::test]
+async fn an_invitation_accepted_while_its_tenant_is_suspended_is_not_found() {
+    use castellan::{
+        domain::{tenants::STATUS_SUSPENDED, users::STATUS_PENDING},
+        store::entity::{tenant, user},
+    };
+    use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let frozen = app.create_tenant("frozen").await;
+    let invited = app
+        .create_users_in(frozen, vec![draft("invited@example.com")])
+        .await
+        .remove(0);
+    let token = invitation_token(&sink.wait_for(1).await[0]);
+    let suspension = app.app.writer.begin().await.expect("begin");
+    tenant::Entity::update_many()
+        .col_expr(tenant::Column::Status, Expr::value(STATUS_SUSPENDED))
+        .filter(tenant::Column::Id.eq(frozen))
+        .exec(&suspension)
+        .await
+        .expect("suspend");
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let request = Request::new(AcceptInvitationRequest {
+        token,
+        password: PASSWORD.into(),
+        first_name: None,
+        last_name: None,
+    });
+    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    suspension.commit().await.expect("commit the suspension");
+    expect_code(accept.await.expect("task"), Code::NotFound);
+    let id: uuid::Uuid = invited.id.parse().expect("uuid");
+    let row = user::Entity::find_by_id(id)
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the user");
+    assert_eq!(row.status, STATUS_PENDING, "the suspended tenant admitted no one");
+}
+
+/// A PENDING user removed from the tenant its invitation names (it stays in
+/// another) can no longer use that invitation: the page and
+/// AcceptInvitation answer as for an unknown token, and the user stays
+/// PENDING. The removal ended the invitation; one left open all the same
+/// (its membership row deleted directly, as nothing ended invitations
+/// before) is refused too, since its user is no member of its tenant.
+#[tokio::test]
+async fn an_invitation_to_a_tenant_the_user_left_is_not_found() {
+    use castellan::{
+        domain::{invitations::token_hash, now, users::STATUS_PENDING},
+        store::{
+            self,
+            entity::{tenant_membership, user},
+        },
+    };
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let sink = SmtpSink::start(0).await;
+    let app = TestApp::spawn_mailing_to(&sink, "100ms", &[]).await;
+    let second = app.create_tenant("second").await.to_string();
+    let in_both = |email: &str| UserDraft {
+        tenant_ids: vec![app.tenant_id.to_string(), second.clone()],
+        ..draft(email)
+    };
+    let global = app.global_token(&["*"]);
+    let created = app
+        .users()
+        .create_users(authed(
+            pb::CreateUsersRequest {
+                users: vec![in_both("left@example.com"), in_both("stale@example.com")],
+                request_id: String::new(),
+            },
+            &global,
+        ))
+        .await
+        .expect("create users")
+        .into_inner()
+        .users;
+    let mails = sink.wait_for(2).await;
+    let token_of = |email: &str| invitation_token(mails.iter().find(|m| m.contains(email)).expect("a mail"));
+    let page = |token: String| {
+        let url = format!("http://{}/invitations/accept?token={token}", app.http_addr);
+        async move { reqwest::get(url).await.expect("get").status().as_u16() }
+    };
+    let accept = |token: String| {
+        let mut auth = AuthServiceClient::new(app.channel.clone());
+        async move {
+            auth.accept_invitation(Request::new(AcceptInvitationRequest {
+                token,
+                password: PASSWORD.into(),
+                first_name: None,
+                last_name: None,
+            }))
+            .await
+        }
+    };
+    let status_of = |id: uuid::Uuid| {
+        let db = app.app.db.clone();
+        async move {
+            user::Entity::find_by_id(id)
+                .one(&db)
+                .await
+                .expect("read")
+                .expect("the user")
+                .status
+        }
+    };
+
+    let (left, left_token) = (&created[0], token_of("left@example.com"));
+    assert_eq!(
+        page(left_token.clone()).await,
+        200,
+        "the invitation names the default tenant"
+    );
+    app.users()
+        .update_user_tenants(authed_in(
+            pb::UpdateUserTenantsRequest {
+                id: left.id.clone(),
+                remove_tenant_ids: vec![app.tenant_id.to_string()],
+                ..Default::default()
+            },
+            &global,
+            &second,
+        ))
+        .await
+        .expect("leave the default tenant");
+    let open = store::credentials::open_invitation(&app.app.db, &token_hash(&left_token), now())
+        .await
+        .expect("read");
+    assert!(open.is_none(), "leaving the tenant ended its invitation");
+    assert_eq!(page(left_token.clone()).await, 404);
+    expect_code(accept(left_token).await, Code::NotFound);
+    let left_id: uuid::Uuid = left.id.parse().expect("uuid");
+    assert_eq!(status_of(left_id).await, STATUS_PENDING);
+
+    let stale_id: uuid::Uuid = created[1].id.parse().expect("uuid");
+    tenant_membership::Entity::delete_many()
+        .filter(tenant_membership::Column::UserId.eq(stale_id))
+        .filter(tenant_membership::Column::TenantId.eq(app.tenant_id))
+        .exec(&app.app.db)
+        .await
+        .expect("leave without ending the invitation");
+    let stale_token = token_of("stale@example.com");
+    assert_eq!(page(stale_token.clone()).await, 404);
+    expect_code(accept(stale_token).await, Code::NotFound);
+    assert_eq!(status_of(stale_id).await, STATUS_PENDING);
 }
 
 /// Sets a tenant's status with a global token.

@@ -8,7 +8,10 @@ use castellan::pb::{
 use tonic::Code;
 
 use crate::{
-    helpers::{TestApp, authed, draft, expect_code, expect_invalid_field, random_ids, violated_fields},
+    helpers::{
+        TestApp, authed, draft, expect_code, expect_invalid_field, random_ids, until_a_call_waits_for_a_lock,
+        violated_fields,
+    },
     roles::create_role,
 };
 
@@ -238,6 +241,115 @@ async fn groups_carry_roles_and_member_counts_within_their_tenant() {
             .await,
         Code::NotFound,
     );
+}
+
+/// AddUserToGroup leaves an existing membership unchanged, one that a
+/// concurrent call inserts too (here: a write the test holds open): OK, the
+/// user a member once. (On PostgreSQL both calls found no membership, and
+/// the later insert failed as ALREADY_EXISTS "id already exists"; SQLite's
+/// one writer orders them anyway.)
+#[tokio::test]
+async fn a_membership_added_meanwhile_is_left_unchanged() {
+    use castellan::{domain::now, store::entity::group_member};
+    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let group = create_group(&app, &admin, "joined", &[]).await;
+    let user = app.create_users(vec![draft("joining@example.com")]).await.remove(0);
+    let group_id: uuid::Uuid = group.id.parse().expect("uuid");
+    let user_id: uuid::Uuid = user.id.parse().expect("uuid");
+    let other = app.app.writer.begin().await.expect("begin");
+    group_member::Entity::insert(group_member::ActiveModel {
+        group_id: Set(group_id),
+        user_id: Set(user_id),
+        created_at: Set(now()),
+    })
+    .exec_without_returning(&other)
+    .await
+    .expect("the other call's membership");
+    let mut users = app.users();
+    let request = authed(
+        AddUserToGroupRequest {
+            user_id: user.id.clone(),
+            group_id: group.id.clone(),
+        },
+        &admin,
+    );
+    let call = tokio::spawn(async move { users.add_user_to_group(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    other.commit().await.expect("commit the other membership");
+    let answer = call
+        .await
+        .expect("task")
+        .expect("an existing member is left unchanged")
+        .into_inner();
+    let groups: Vec<&str> = answer.groups.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(groups, [group.id.as_str()]);
+    let rows = group_member::Entity::find()
+        .filter(group_member::Column::UserId.eq(user_id))
+        .count(&app.app.db)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+}
+
+/// AddUserToGroup goes by the user's membership of the tenant once it holds
+/// the user's row: a user removed from the tenant meanwhile (here: a
+/// removal the test holds open, written as UpdateUserTenants writes it) is
+/// NOT_FOUND and joins none of its groups (its groups there went with the
+/// membership, and one joined after would wait for it to come back).
+#[tokio::test]
+async fn a_user_removed_from_the_tenant_meanwhile_joins_no_group() {
+    use castellan::{
+        domain::now,
+        store::{self, entity::group_member},
+    };
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let second = app.create_tenant("second").await;
+    let group = create_group(&app, &admin, "left-behind", &[]).await;
+    let user = app
+        .users()
+        .create_users(authed(
+            pb::CreateUsersRequest {
+                users: vec![pb::UserDraft {
+                    tenant_ids: vec![app.tenant_id.to_string(), second.to_string()],
+                    ..draft("leaving@example.com")
+                }],
+                request_id: String::new(),
+            },
+            &app.global_token(&["*"]),
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .users
+        .remove(0);
+    let user_id: uuid::Uuid = user.id.parse().expect("uuid");
+    let removal = app.app.writer.begin().await.expect("begin");
+    assert!(store::users::lock(&removal, user_id).await.expect("lock"));
+    store::users::remove_memberships(&removal, user_id, &[app.tenant_id], now())
+        .await
+        .expect("leave the default tenant");
+    let mut users = app.users();
+    let request = authed(
+        AddUserToGroupRequest {
+            user_id: user.id.clone(),
+            group_id: group.id.clone(),
+        },
+        &admin,
+    );
+    let call = tokio::spawn(async move { users.add_user_to_group(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    removal.commit().await.expect("commit the removal");
+    expect_code(call.await.expect("task"), Code::NotFound);
+    let rows = group_member::Entity::find()
+        .filter(group_member::Column::UserId.eq(user_id))
+        .count(&app.app.db)
+        .await
+        .expect("count");
+    assert_eq!(rows, 0, "no group of a tenant the user left");
 }
 
 #[tokio::test]
