@@ -172,6 +172,12 @@ impl From<DbErr> for Error {
             {
                 Error::Aborted(CONCURRENT_CHANGE.into())
             }
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(ref e))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(ref e))
+                if is_unstorable_text(e) =>
+            {
+                Error::invalid("request", UNSTORABLE_TEXT)
+            }
             other => Error::Internal(other.to_string()),
         }
     }
@@ -186,6 +192,21 @@ fn is_concurrency_failure(err: &sea_orm::sqlx::Error) -> bool {
     err.as_database_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// What a request whose text the database cannot hold answers
+/// (INVALID_ARGUMENT; which field is not known here).
+const UNSTORABLE_TEXT: &str = "holds a character that cannot be stored (such as NUL)";
+
+/// PostgreSQL's refusal of a character its text cannot hold: a NUL
+/// (22021, character_not_in_repertoire) or one the database's encoding
+/// lacks (22P05, untranslatable_character). The entry points refuse such
+/// input before it reaches a query; one they let through is still the
+/// request's fault, not the server's.
+fn is_unstorable_text(err: &sea_orm::sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "22021" || code == "22P05")
 }
 
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
@@ -271,6 +292,65 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(Error::from(err), Error::Aborted(_)));
+    }
+
+    /// A database error with this SQLSTATE, as the PostgreSQL driver
+    /// reports one (its own type cannot be built without a server).
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sea_orm::sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "a database error"
+        }
+
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+            sea_orm::sqlx::error::ErrorKind::Other
+        }
+    }
+
+    /// The error a query that met `code` returns.
+    fn query_error(code: &'static str) -> DbErr {
+        let error = sea_orm::sqlx::Error::Database(Box::new(Sqlstate(code)));
+        DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(error)))
+    }
+
+    /// Text PostgreSQL cannot hold (a NUL the entry points let through) is
+    /// the request's fault: INVALID_ARGUMENT, with no SQL in its message.
+    #[test]
+    fn text_the_database_cannot_hold_is_an_invalid_argument() {
+        for code in ["22021", "22P05"] {
+            let Error::Invalid(violations) = Error::from(query_error(code)) else {
+                panic!("{code} should be INVALID_ARGUMENT");
+            };
+            assert_eq!(violations[0].field, "request", "{code}");
+            assert_eq!(violations[0].description, UNSTORABLE_TEXT, "{code}");
+        }
+        assert!(matches!(Error::from(query_error("22001")), Error::Internal(_)));
     }
 
     #[test]

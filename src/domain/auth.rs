@@ -96,6 +96,17 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
     })
 }
 
+/// A username no account can have (see [`validate::may_be_username`]) is
+/// refused as an unknown one is, before anything is counted or looked up:
+/// it never becomes a key of the throttling counters, nor a query's value.
+fn refuse_impossible_username(username: &str) -> Result<()> {
+    if validate::may_be_username(username) {
+        Ok(())
+    } else {
+        Err(Error::InvalidCredentials)
+    }
+}
+
 /// Verifies a password for a username. Unknown users and users without a
 /// password cost a dummy hash, so the answer takes the same time.
 async fn check_password(app: &App, username: &str, password: &str) -> Result<Option<user::Model>> {
@@ -120,6 +131,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
         violations.add("password", "is required");
     }
     violations.finish()?;
+    refuse_impossible_username(&command.username)?;
     reserve_attempt(app, &command.username, command.client).await?;
     let user = check_password(app, &command.username, &command.password)
         .await?
@@ -133,7 +145,14 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
             None => store::credentials::first_tenant(&app.db, user.id).await?,
         }
     } else {
-        match store::tenants::resolve(&app.db, command.tenant.trim()).await? {
+        // Only a key that may name a tenant is looked up (a NUL in another,
+        // which PostgreSQL refuses in text, never reaches a query).
+        let key = command.tenant.trim();
+        let tenant = match TenantKey::parse(key) {
+            Some(_) => store::tenants::resolve(&app.db, key).await?,
+            None => None,
+        };
+        match tenant {
             Some(tenant)
                 if store::users::find_in_tenant(&app.db, tenant.id, user.id)
                     .await?
@@ -247,6 +266,7 @@ async fn change_password_as(
     }
     credentials::check_policy(&mut violations, "new_password", new, app.config.password_min_length);
     violations.finish()?;
+    refuse_impossible_username(username)?;
     reserve_attempt(app, username, client).await?;
     let user = check_password(app, username, current)
         .await?

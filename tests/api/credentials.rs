@@ -261,6 +261,49 @@ async fn failures_count_only_within_their_window() {
     expect_code(app.login("window@example.com", PASSWORD).await, Code::ResourceExhausted);
 }
 
+/// The keys of the login throttling counters.
+pub async fn throttling_keys(app: &TestApp) -> Vec<String> {
+    castellan::store::entity::login_failure::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|row| row.key)
+        .collect()
+}
+
+/// A username with a control character (a NUL, which PostgreSQL refuses in
+/// text) is no account's: Login answers it as an unknown user, without
+/// counting it or looking it up. A tenant with one is refused as an unknown
+/// tenant is.
+#[tokio::test]
+async fn a_control_character_in_a_login_answers_as_wrong_credentials() {
+    let app = TestApp::spawn().await;
+    app.create_users(vec![with_password("person@example.com", false)]).await;
+    for username in ["a\0b@example.com", "person\0@example.com", "person@example.com\u{1}"] {
+        let status = expect_code(app.login(username, PASSWORD).await, Code::Unauthenticated);
+        assert_eq!(status.message(), "invalid credentials", "{username:?}");
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{username:?}");
+    }
+    assert_eq!(throttling_keys(&app).await, Vec::<String>::new(), "nothing counted");
+    for tenant in ["def\0ault", "default\u{1}"] {
+        let status = expect_code(
+            AuthServiceClient::new(app.channel.clone())
+                .login(Request::new(LoginRequest {
+                    username: "person@example.com".into(),
+                    password: PASSWORD.into(),
+                    tenant_id: tenant.into(),
+                }))
+                .await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{tenant:?}");
+    }
+    app.login("person@example.com", PASSWORD)
+        .await
+        .expect("the account is not locked");
+}
+
 #[tokio::test]
 async fn a_temporary_password_must_be_changed_before_anything_else() {
     let app = TestApp::spawn().await;
