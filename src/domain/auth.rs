@@ -96,14 +96,34 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
     })
 }
 
-/// A username no account can have (see [`validate::may_be_username`]) is
-/// refused as an unknown one is, before anything is counted or looked up:
-/// it never becomes a key of the throttling counters, nor a query's value.
+/// A username no account can have (see [`validate::may_be_username`]: one
+/// too long, or with a control character) is refused as an unknown one is,
+/// before anything is counted or looked up: it never becomes a key of the
+/// throttling counters (their primary key, which on PostgreSQL a 20 KB one
+/// overflowed), nor a query's value.
 fn refuse_impossible_username(username: &str) -> Result<()> {
     if validate::may_be_username(username) {
         Ok(())
     } else {
         Err(Error::InvalidCredentials)
+    }
+}
+
+/// Forgets the throttling counters that hold nothing back any more: those
+/// not locked whose window began more than a window and the longest lockout
+/// ago (a lockout's end begins a window). An attempt under one would begin
+/// a new window anyway; what goes with it is its count of lockouts, which
+/// doubles the next wait, kept until nothing was attempted under it for the
+/// longest lockout after its window. Returns how many it forgot.
+pub async fn forget_idle_attempts(app: &App) -> Result<u64> {
+    let config = &app.config;
+    let idle = chrono_duration(config.login_failure_window.into())
+        .checked_add(&chrono_duration(config.login_max_lockout.into()))
+        .unwrap_or(chrono::Duration::MAX);
+    let now = now();
+    match now.checked_sub_signed(idle) {
+        Some(before) => store::credentials::forget_attempts(&app.writer, before, now).await,
+        None => Ok(0),
     }
 }
 
