@@ -209,12 +209,36 @@ fn is_unstorable_text(err: &sea_orm::sqlx::Error) -> bool {
         .is_some_and(|code| code == "22021" || code == "22P05")
 }
 
+/// Whether the database cannot serve the call now, though another attempt
+/// may succeed (UNAVAILABLE): the connection is lost or cannot be had, or
+/// the database says so itself ([`is_unavailable_database`]).
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
-    matches!(
-        err,
-        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
-    )
+    match err {
+        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_) => true,
+        E::Database(error) => is_unavailable_database(error.as_ref()),
+        _ => false,
+    }
+}
+
+/// A database error that says the database cannot serve the call now. On
+/// SQLite, by the primary result code (the extended code's low byte):
+/// SQLITE_BUSY (5; another connection, another process's too, held the
+/// write lock past the busy timeout) and SQLITE_LOCKED (6). On PostgreSQL,
+/// by SQLSTATE: a connection exception (class 08), the server shutting down
+/// or restarting or the session ended by an administrator or a timeout
+/// (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+/// 57P05 idle_session_timeout: a failover, a restart, pg_terminate_backend),
+/// too many connections (53300), and a read-only transaction (25006: the
+/// server was demoted to a standby by a failover).
+fn is_unavailable_database(err: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
+    let Some(code) = err.code() else {
+        return false;
+    };
+    if err.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some() {
+        return code.parse::<i32>().is_ok_and(|code| matches!(code & 0xff, 5 | 6));
+    }
+    code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "57P05" | "53300" | "25006")
 }
 
 /// Which request field a unique-constraint message is about. Both SQLite
@@ -351,6 +375,52 @@ mod tests {
             assert_eq!(violations[0].description, UNSTORABLE_TEXT, "{code}");
         }
         assert!(matches!(Error::from(query_error("22001")), Error::Internal(_)));
+    }
+
+    /// PostgreSQL's SQLSTATEs for a lost or refused connection, a server
+    /// shutting down or restarting, and a failover are UNAVAILABLE (retry),
+    /// as a connection that cannot be had is.
+    #[test]
+    fn a_lost_postgresql_connection_is_unavailable() {
+        for code in [
+            "08000", "08003", "08006", "08P01", "57P01", "57P02", "57P03", "57P05", "53300", "25006",
+        ] {
+            assert!(matches!(Error::from(query_error(code)), Error::Unavailable), "{code}");
+            let exec = match query_error(code) {
+                DbErr::Query(error) => DbErr::Exec(error),
+                other => other,
+            };
+            assert!(matches!(Error::from(exec), Error::Unavailable), "{code}");
+        }
+        for code in ["57014", "53200", "42P01"] {
+            assert!(matches!(Error::from(query_error(code)), Error::Internal(_)), "{code}");
+        }
+    }
+
+    /// SQLite's write lock held by another connection (another process's)
+    /// past the busy timeout is SQLITE_BUSY: UNAVAILABLE, not INTERNAL.
+    #[tokio::test]
+    async fn a_busy_sqlite_database_is_unavailable() {
+        use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+        let dir = std::env::temp_dir().join(format!("castellan-busy-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.display());
+        let connect = || {
+            let mut options = ConnectOptions::new(url.clone());
+            options.max_connections(1).sqlx_logging(false);
+            options.map_sqlx_sqlite_opts(|opts| opts.busy_timeout(std::time::Duration::from_millis(50)));
+            Database::connect(options)
+        };
+        let (holder, writer) = (connect().await.unwrap(), connect().await.unwrap());
+        holder.execute_unprepared("CREATE TABLE t (v INTEGER)").await.unwrap();
+        holder.execute_unprepared("BEGIN IMMEDIATE").await.unwrap();
+        let err = writer
+            .execute_unprepared("INSERT INTO t (v) VALUES (1)")
+            .await
+            .unwrap_err();
+        holder.execute_unprepared("ROLLBACK").await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(Error::from(err), Error::Unavailable));
     }
 
     #[test]
