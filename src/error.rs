@@ -172,6 +172,12 @@ impl From<DbErr> for Error {
             {
                 Error::Aborted(CONCURRENT_CHANGE.into())
             }
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(ref e))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(ref e))
+                if is_unstorable_text(e) =>
+            {
+                Error::invalid("request", UNSTORABLE_TEXT)
+            }
             other => Error::Internal(other.to_string()),
         }
     }
@@ -188,12 +194,51 @@ fn is_concurrency_failure(err: &sea_orm::sqlx::Error) -> bool {
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
+/// What a request whose text the database cannot hold answers
+/// (INVALID_ARGUMENT; which field is not known here).
+const UNSTORABLE_TEXT: &str = "holds a character that cannot be stored (such as NUL)";
+
+/// PostgreSQL's refusal of a character its text cannot hold: a NUL
+/// (22021, character_not_in_repertoire) or one the database's encoding
+/// lacks (22P05, untranslatable_character). The entry points refuse such
+/// input before it reaches a query; one they let through is still the
+/// request's fault, not the server's.
+fn is_unstorable_text(err: &sea_orm::sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "22021" || code == "22P05")
+}
+
+/// Whether the database cannot serve the call now, though another attempt
+/// may succeed (UNAVAILABLE): the connection is lost or cannot be had, or
+/// the database says so itself ([`is_unavailable_database`]).
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
-    matches!(
-        err,
-        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
-    )
+    match err {
+        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_) => true,
+        E::Database(error) => is_unavailable_database(error.as_ref()),
+        _ => false,
+    }
+}
+
+/// A database error that says the database cannot serve the call now. On
+/// SQLite, by the primary result code (the extended code's low byte):
+/// SQLITE_BUSY (5; another connection, another process's too, held the
+/// write lock past the busy timeout) and SQLITE_LOCKED (6). On PostgreSQL,
+/// by SQLSTATE: a connection exception (class 08), the server shutting down
+/// or restarting or the session ended by an administrator or a timeout
+/// (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+/// 57P05 idle_session_timeout: a failover, a restart, pg_terminate_backend),
+/// too many connections (53300), and a read-only transaction (25006: the
+/// server was demoted to a standby by a failover).
+fn is_unavailable_database(err: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
+    let Some(code) = err.code() else {
+        return false;
+    };
+    if err.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some() {
+        return code.parse::<i32>().is_ok_and(|code| matches!(code & 0xff, 5 | 6));
+    }
+    code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "57P05" | "53300" | "25006")
 }
 
 /// Which request field a unique-constraint message is about. Both SQLite
@@ -271,6 +316,111 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(Error::from(err), Error::Aborted(_)));
+    }
+
+    /// A database error with this SQLSTATE, as the PostgreSQL driver
+    /// reports one (its own type cannot be built without a server).
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sea_orm::sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "a database error"
+        }
+
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+            sea_orm::sqlx::error::ErrorKind::Other
+        }
+    }
+
+    /// The error a query that met `code` returns.
+    fn query_error(code: &'static str) -> DbErr {
+        let error = sea_orm::sqlx::Error::Database(Box::new(Sqlstate(code)));
+        DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(error)))
+    }
+
+    /// Text PostgreSQL cannot hold (a NUL the entry points let through) is
+    /// the request's fault: INVALID_ARGUMENT, with no SQL in its message.
+    #[test]
+    fn text_the_database_cannot_hold_is_an_invalid_argument() {
+        for code in ["22021", "22P05"] {
+            let Error::Invalid(violations) = Error::from(query_error(code)) else {
+                panic!("{code} should be INVALID_ARGUMENT");
+            };
+            assert_eq!(violations[0].field, "request", "{code}");
+            assert_eq!(violations[0].description, UNSTORABLE_TEXT, "{code}");
+        }
+        assert!(matches!(Error::from(query_error("22001")), Error::Internal(_)));
+    }
+
+    /// PostgreSQL's SQLSTATEs for a lost or refused connection, a server
+    /// shutting down or restarting, and a failover are UNAVAILABLE (retry),
+    /// as a connection that cannot be had is.
+    #[test]
+    fn a_lost_postgresql_connection_is_unavailable() {
+        for code in [
+            "08000", "08003", "08006", "08P01", "57P01", "57P02", "57P03", "57P05", "53300", "25006",
+        ] {
+            assert!(matches!(Error::from(query_error(code)), Error::Unavailable), "{code}");
+            let exec = match query_error(code) {
+                DbErr::Query(error) => DbErr::Exec(error),
+                other => other,
+            };
+            assert!(matches!(Error::from(exec), Error::Unavailable), "{code}");
+        }
+        for code in ["57014", "53200", "42P01"] {
+            assert!(matches!(Error::from(query_error(code)), Error::Internal(_)), "{code}");
+        }
+    }
+
+    /// SQLite's write lock held by another connection (another process's)
+    /// past the busy timeout is SQLITE_BUSY: UNAVAILABLE, not INTERNAL.
+    #[tokio::test]
+    async fn a_busy_sqlite_database_is_unavailable() {
+        use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+        let dir = std::env::temp_dir().join(format!("castellan-busy-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.display());
+        let connect = || {
+            let mut options = ConnectOptions::new(url.clone());
+            options.max_connections(1).sqlx_logging(false);
+            options.map_sqlx_sqlite_opts(|opts| opts.busy_timeout(std::time::Duration::from_millis(50)));
+            Database::connect(options)
+        };
+        let (holder, writer) = (connect().await.unwrap(), connect().await.unwrap());
+        holder.execute_unprepared("CREATE TABLE t (v INTEGER)").await.unwrap();
+        holder.execute_unprepared("BEGIN IMMEDIATE").await.unwrap();
+        let err = writer
+            .execute_unprepared("INSERT INTO t (v) VALUES (1)")
+            .await
+            .unwrap_err();
+        holder.execute_unprepared("ROLLBACK").await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(Error::from(err), Error::Unavailable));
     }
 
     #[test]

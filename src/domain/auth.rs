@@ -96,6 +96,37 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
     })
 }
 
+/// A username no account can have (see [`validate::may_be_username`]: one
+/// too long, or with a control character) is refused as an unknown one is,
+/// before anything is counted or looked up: it never becomes a key of the
+/// throttling counters (their primary key, which on PostgreSQL a 20 KB one
+/// overflowed), nor a query's value.
+fn refuse_impossible_username(username: &str) -> Result<()> {
+    if validate::may_be_username(username) {
+        Ok(())
+    } else {
+        Err(Error::InvalidCredentials)
+    }
+}
+
+/// Forgets the throttling counters that hold nothing back any more: those
+/// not locked whose window began more than a window and the longest lockout
+/// ago (a lockout's end begins a window). An attempt under one would begin
+/// a new window anyway; what goes with it is its count of lockouts, which
+/// doubles the next wait, kept until nothing was attempted under it for the
+/// longest lockout after its window. Returns how many it forgot.
+pub async fn forget_idle_attempts(app: &App) -> Result<u64> {
+    let config = &app.config;
+    let idle = chrono_duration(config.login_failure_window.into())
+        .checked_add(&chrono_duration(config.login_max_lockout.into()))
+        .unwrap_or(chrono::Duration::MAX);
+    let now = now();
+    match now.checked_sub_signed(idle) {
+        Some(before) => store::credentials::forget_attempts(&app.writer, before, now).await,
+        None => Ok(0),
+    }
+}
+
 /// Verifies a password for a username. Unknown users and users without a
 /// password cost a dummy hash, so the answer takes the same time.
 async fn check_password(app: &App, username: &str, password: &str) -> Result<Option<user::Model>> {
@@ -120,6 +151,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
         violations.add("password", "is required");
     }
     violations.finish()?;
+    refuse_impossible_username(&command.username)?;
     reserve_attempt(app, &command.username, command.client).await?;
     let user = check_password(app, &command.username, &command.password)
         .await?
@@ -133,7 +165,14 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
             None => store::credentials::first_tenant(&app.db, user.id).await?,
         }
     } else {
-        match store::tenants::resolve(&app.db, command.tenant.trim()).await? {
+        // Only a key that may name a tenant is looked up (a NUL in another,
+        // which PostgreSQL refuses in text, never reaches a query).
+        let key = command.tenant.trim();
+        let tenant = match TenantKey::parse(key) {
+            Some(_) => store::tenants::resolve(&app.db, key).await?,
+            None => None,
+        };
+        match tenant {
             Some(tenant)
                 if store::users::find_in_tenant(&app.db, tenant.id, user.id)
                     .await?
@@ -247,6 +286,7 @@ async fn change_password_as(
     }
     credentials::check_policy(&mut violations, "new_password", new, app.config.password_min_length);
     violations.finish()?;
+    refuse_impossible_username(username)?;
     reserve_attempt(app, username, client).await?;
     let user = check_password(app, username, current)
         .await?

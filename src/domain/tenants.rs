@@ -9,6 +9,7 @@ use crate::{
     app::App,
     auth::Call,
     auth::Principal,
+    auth::access::TenantKey,
     domain::{
         audit::{self, Origin, Target},
         credentials,
@@ -62,9 +63,15 @@ fn valid_slug(slug: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Resolves a tenant by id or slug, or NOT_FOUND.
+/// Resolves a tenant by id or slug, or NOT_FOUND. Only a key that may name
+/// a tenant is looked up: another (one with a NUL, which PostgreSQL refuses
+/// in text) is as unknown as any unknown one.
 async fn find(app: &App, id_or_slug: &str) -> Result<tenant::Model> {
-    store::tenants::resolve(&app.db, id_or_slug.trim())
+    let id_or_slug = id_or_slug.trim();
+    if TenantKey::parse(id_or_slug).is_none() {
+        return Err(Error::NotFound("tenant"));
+    }
+    store::tenants::resolve(&app.db, id_or_slug)
         .await?
         .ok_or(Error::NotFound("tenant"))
 }

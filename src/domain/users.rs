@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     app::App,
-    auth::Principal,
+    auth::{Principal, access::TenantKey},
     cache::{Cache, Freshness, Stamp, Subject},
     domain::{
         audit::{self, Target},
@@ -278,9 +278,15 @@ fn image(violations: &mut Violations, field: &str, value: &str) -> Option<String
 }
 
 /// The tenants that tenant ids or slugs name (trimmed key → id), looked up
-/// in one query for all of them.
+/// in one query for all of them. Only keys that may name a tenant are
+/// looked up: another (one with a NUL, which PostgreSQL refuses in text) is
+/// as unknown as any unknown one.
 async fn known_tenants<'a>(app: &App, keys: impl IntoIterator<Item = &'a String>) -> Result<HashMap<String, Uuid>> {
-    let keys: Vec<&str> = keys.into_iter().map(|key| key.trim()).collect();
+    let keys: Vec<&str> = keys
+        .into_iter()
+        .map(|key| key.trim())
+        .filter(|key| TenantKey::parse(key).is_some())
+        .collect();
     store::tenants::resolve_all(&app.db, &keys).await
 }
 
@@ -659,9 +665,15 @@ pub async fn get(app: &App, caller: &Principal, id: &str) -> Result<Arc<UserReco
         .ok_or(Error::NotFound("user"))
 }
 
+/// The member of the caller's tenant with this username, FULL. A username
+/// no account can have (see [`validate::may_be_username`]) is NOT_FOUND
+/// without a query.
 pub async fn get_by_username(app: &App, caller: &Principal, username: &str) -> Result<UserRecord> {
     if username.trim().is_empty() {
         return Err(Error::invalid("username", "is required"));
+    }
+    if !validate::may_be_username(username) {
+        return Err(Error::NotFound("user"));
     }
     let user = store::users::find_by_username_in_tenant(&app.db, caller.tenant_id, username.trim())
         .await?

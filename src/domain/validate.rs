@@ -14,19 +14,37 @@ pub const MAX_IMAGE: usize = 2048;
 pub const MAX_NAME: usize = 100;
 /// Longest role or group description.
 pub const MAX_DESCRIPTION: usize = 1000;
+/// Longest e-mail address, and so username, in bytes.
+pub const MAX_EMAIL: usize = 254;
 
 /// A valid e-mail address, lowercased; `None` (with a violation) otherwise.
+/// Control characters are refused, also where the address parser lets them
+/// in (a tab in a quoted local part, a C1 control), so a username never
+/// holds one (see [`may_be_username`]).
 pub fn email(violations: &mut Violations, field: &str, value: &str) -> Option<String> {
     let value = value.trim();
     if value.is_empty() {
         violations.add(field, "is required");
         return None;
     }
-    if value.len() > 254 || !email_address::EmailAddress::is_valid(value) || !value.contains('.') {
+    if value.len() > MAX_EMAIL
+        || value.chars().any(char::is_control)
+        || !email_address::EmailAddress::is_valid(value)
+        || !value.contains('.')
+    {
         violations.add(field, "must be a valid e-mail address");
         return None;
     }
     Some(value.to_lowercase())
+}
+
+/// Whether `value` may be a username: one of at most [`MAX_EMAIL`] bytes
+/// without control characters, as [`email`] accepts them. A lookup by
+/// anything else finds nobody, so it is answered without a query (and a
+/// NUL, which PostgreSQL refuses in text, never reaches one).
+pub fn may_be_username(value: &str) -> bool {
+    let value = value.trim();
+    value.len() <= MAX_EMAIL && !value.chars().any(char::is_control)
 }
 
 /// Optional free text up to `max` characters.

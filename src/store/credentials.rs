@@ -263,6 +263,17 @@ pub async fn clear_attempts<C: ConnectionTrait>(db: &C, key: &str) -> Result<()>
     Ok(())
 }
 
+/// Deletes the throttling counters whose window started before `before`
+/// and that are not locked at `now`; returns how many.
+pub async fn forget_attempts<C: ConnectionTrait>(db: &C, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64> {
+    Ok(login_failure::Entity::delete_many()
+        .filter(login_failure::Column::WindowStartedAt.lt(before))
+        .filter(not_locked(now))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 /// Records new invitations (only the tokens' hashes are stored) with
 /// multi-row INSERTs (one for up to 500 invitations).
 pub async fn insert_invitations<C: ConnectionTrait>(db: &C, invitations: Vec<invitation::Model>) -> Result<()> {

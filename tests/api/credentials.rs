@@ -263,6 +263,147 @@ async fn failures_count_only_within_their_window() {
     expect_code(app.login("window@example.com", PASSWORD).await, Code::ResourceExhausted);
 }
 
+/// The keys of the login throttling counters.
+pub async fn throttling_keys(app: &TestApp) -> Vec<String> {
+    castellan::store::entity::login_failure::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|row| row.key)
+        .collect()
+}
+
+/// A username with a control character (a NUL, which PostgreSQL refuses in
+/// text) is no account's: Login answers it as an unknown user, without
+/// counting it or looking it up. A tenant with one is refused as an unknown
+/// tenant is.
+#[tokio::test]
+async fn a_control_character_in_a_login_answers_as_wrong_credentials() {
+    let app = TestApp::spawn().await;
+    app.create_users(vec![with_password("person@example.com", false)]).await;
+    for username in ["a\0b@example.com", "person\0@example.com", "person@example.com\u{1}"] {
+        let status = expect_code(app.login(username, PASSWORD).await, Code::Unauthenticated);
+        assert_eq!(status.message(), "invalid credentials", "{username:?}");
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{username:?}");
+    }
+    assert_eq!(throttling_keys(&app).await, Vec::<String>::new(), "nothing counted");
+    for tenant in ["def\0ault", "default\u{1}"] {
+        let status = expect_code(
+            AuthServiceClient::new(app.channel.clone())
+                .login(Request::new(LoginRequest {
+                    username: "person@example.com".into(),
+                    password: PASSWORD.into(),
+                    tenant_id: tenant.into(),
+                }))
+                .await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{tenant:?}");
+    }
+    app.login("person@example.com", PASSWORD)
+        .await
+        .expect("the account is not locked");
+}
+
+/// A username longer than any account's (254 bytes, as an e-mail address)
+/// is answered as an unknown one is, by Login and the password page, and
+/// is neither counted nor looked up: it never becomes a throttling key (on
+/// PostgreSQL a 20 KB one overflowed the key's index, INTERNAL; on SQLite
+/// each attempt stored its key).
+#[tokio::test]
+async fn a_username_longer_than_any_accounts_is_wrong_credentials_uncounted() {
+    let app = TestApp::spawn().await;
+    // The longest an account may have is counted as any unknown one is.
+    let longest = format!("{}@example.com", "a".repeat(254 - 12));
+    assert_eq!(longest.len(), 254);
+    let status = expect_code(app.login(&longest, PASSWORD).await, Code::Unauthenticated);
+    assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+    let counted = throttling_keys(&app).await;
+    assert_eq!(counted.len(), 2, "{counted:?}");
+    // 20,000 pseudo-random letters: incompressible.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let letters: String = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let page = format!("http://{}/password/change", app.http_addr);
+    for username in [format!("a{longest}"), format!("{letters}@example.com")] {
+        let status = expect_code(app.login(&username, PASSWORD).await, Code::Unauthenticated);
+        assert_eq!(status.message(), "invalid credentials");
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+        let form = [
+            ("username", username.as_str()),
+            ("current_password", PASSWORD),
+            ("new_password", "a new long passphrase"),
+            ("new_password_confirmation", "a new long passphrase"),
+        ];
+        let response = reqwest::Client::new()
+            .post(&page)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(serde_urlencoded::to_string(form).expect("encode"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(throttling_keys(&app).await, counted, "nothing more counted");
+}
+
+/// The throttling counters nothing holds back any more (a window and the
+/// longest lockout after their window started) are forgotten, once a
+/// window, so failed logins of unknown usernames do not pile up; one in
+/// force stays.
+#[tokio::test]
+async fn idle_throttling_counters_are_forgotten() {
+    use castellan::store::entity::login_failure;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let app = TestApp::spawn_with(&[
+        "--login-failure-window",
+        "300ms",
+        "--login-lockout",
+        "100ms",
+        "--login-max-lockout",
+        "300ms",
+        "--outbox-interval",
+        "50ms",
+    ])
+    .await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    login_failure::ActiveModel {
+        key: Set("user:locked@example.com".into()),
+        failures: Set(0),
+        window_started_at: Set(later),
+        locked_until: Set(Some(later)),
+        lockouts: Set(3),
+    }
+    .insert(&app.app.writer)
+    .await
+    .expect("insert");
+    expect_code(app.login("ghost@example.com", PASSWORD).await, Code::Unauthenticated);
+    let mut keys = throttling_keys(&app).await;
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["ip:127.0.0.1", "user:ghost@example.com", "user:locked@example.com"]
+    );
+    let started = Instant::now();
+    while throttling_keys(&app).await.len() > 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never forgotten: {:?}",
+            throttling_keys(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(throttling_keys(&app).await, ["user:locked@example.com"]);
+}
+
 #[tokio::test]
 async fn a_temporary_password_must_be_changed_before_anything_else() {
     let app = TestApp::spawn().await;

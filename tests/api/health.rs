@@ -243,3 +243,94 @@ async fn on_sqlite_the_wal_is_checkpointed_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A PostgreSQL session ended under the pool (a failover, a restart,
+/// pg_terminate_backend, idle_session_timeout) fails the call that meets
+/// it UNAVAILABLE (57P01 admin_shutdown, or the closed socket), as a
+/// database that cannot be reached does; the pool then opens new sessions.
+#[tokio::test]
+async fn a_terminated_postgresql_session_is_unavailable_not_internal() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = TestApp::spawn().await;
+    if app.app.db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let token = app.token(&["users:list"]);
+    let list = || {
+        let mut users = app.users();
+        let request = crate::helpers::authed(castellan::pb::ListUsersRequest::default(), &token);
+        async move { users.list_users(request).await }
+    };
+    // Calls at once, so the pool holds several sessions.
+    let (a, b, c) = tokio::join!(list(), list(), list());
+    assert!(a.is_ok() && b.is_ok() && c.is_ok(), "{a:?} {b:?} {c:?}");
+    let database: String = app
+        .app
+        .db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT current_database()"))
+        .await
+        .expect("query")
+        .expect("a row")
+        .try_get_by_index(0)
+        .expect("a name");
+    // From another session of the server: every session of the test's database.
+    let server = std::env::var("CASTELLAN_TEST_DATABASE_URL").expect("a PostgreSQL server");
+    let admin = sea_orm::Database::connect(&server).await.expect("connect");
+    admin
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            [database.into()],
+        ))
+        .await
+        .expect("terminate the server's sessions");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Each pooled session fails the one call that meets it, then is closed.
+    let mut codes = Vec::new();
+    while codes.last() != Some(&tonic::Code::Ok) {
+        assert!(codes.len() < 40, "{codes:?}");
+        codes.push(list().await.map_or_else(|status| status.code(), |_| tonic::Code::Ok));
+    }
+    assert!(
+        codes[..codes.len() - 1]
+            .iter()
+            .all(|code| *code == tonic::Code::Unavailable),
+        "{codes:?}"
+    );
+    assert!(codes.len() > 1, "no call met a terminated session: {codes:?}");
+}
+
+/// Another process holding SQLite's write lock past the busy timeout (5 s)
+/// fails the write that waits for it UNAVAILABLE (SQLITE_BUSY), not
+/// INTERNAL; it succeeds once the lock is released.
+#[tokio::test]
+async fn on_sqlite_a_write_lock_held_past_the_busy_timeout_is_unavailable() {
+    use sea_orm::{ConnectionTrait, DbBackend};
+    let app = TestApp::spawn().await;
+    if app.app.db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    let token = app.token(&["users:create"]);
+    let create = || {
+        let mut users = app.users();
+        let request = crate::helpers::authed(
+            castellan::pb::CreateUsersRequest {
+                users: vec![crate::helpers::draft("busy@example.com")],
+                request_id: String::new(),
+            },
+            &token,
+        );
+        async move { users.create_users(request).await }
+    };
+    let mut options = sea_orm::ConnectOptions::new(app.app.config.database_url());
+    options.max_connections(1).min_connections(1).sqlx_logging(false);
+    let other = sea_orm::Database::connect(options).await.expect("connect");
+    other
+        .execute_unprepared("BEGIN IMMEDIATE")
+        .await
+        .expect("take the write lock");
+    let status = create().await.expect_err("the write lock is held");
+    other.execute_unprepared("ROLLBACK").await.expect("release");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    create().await.expect("written once the lock is free");
+}

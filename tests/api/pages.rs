@@ -202,6 +202,39 @@ async fn cross_site_and_oversized_posts_are_refused_and_change_nothing() {
     assert_eq!(changed, ["identity.v1.AuthService/ChangePassword"]);
 }
 
+/// A username with a control character (a NUL, which PostgreSQL refuses in
+/// text) is no account's: the page answers it as an unknown user, without
+/// counting it or looking it up.
+#[tokio::test]
+async fn a_control_character_in_the_username_is_wrong_credentials() {
+    let app = TestApp::spawn().await;
+    for username in ["a\0b@example.com", "nobody@example.com\u{1}"] {
+        let response = post_form(
+            &app,
+            "/password/change",
+            &[
+                ("username", username),
+                ("current_password", "wrong wrong wrong"),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirmation", NEW_PASSWORD),
+            ],
+            "same-origin",
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{username:?}");
+        let body = response.text().await.expect("body");
+        assert!(
+            body.contains("The username or the current password is wrong."),
+            "{username:?}: {body}"
+        );
+    }
+    assert_eq!(
+        crate::credentials::throttling_keys(&app).await,
+        Vec::<String>::new(),
+        "nothing counted"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_current_password_counts_like_a_failed_login() {
     let app = TestApp::spawn_with(&["--login-max-failures", "2"]).await;

@@ -569,3 +569,36 @@ async fn an_unknown_status_or_view_is_named() {
         assert_eq!(violated_fields(&status), [field]);
     }
 }
+
+/// A page token is unsigned base64url JSON, so a client may edit the
+/// values in it: one with a control character (a NUL, which PostgreSQL
+/// refuses in text) is INVALID_ARGUMENT naming `page_token`, as every bad
+/// token is.
+#[tokio::test]
+async fn a_page_token_with_a_control_character_is_refused() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let app = TestApp::spawn().await;
+    app.create_users(vec![draft("p1@example.com"), draft("p2@example.com")])
+        .await;
+    let token = app.token(&["users:list"]);
+    let request = |page_token: String| ListUsersRequest {
+        limit: 1,
+        sort: vec!["email".into()],
+        page_token,
+        ..Default::default()
+    };
+    let first = list(&app, &token, request(String::new())).await;
+    let json = URL_SAFE_NO_PAD.decode(&first.next_page_token).expect("base64");
+    let mut cursor: serde_json::Value = serde_json::from_slice(&json).expect("json");
+    for value in ["p1\0@example.com", "p1@example.com\u{1}"] {
+        cursor["v"][0] = value.into();
+        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).expect("json"));
+        let status = expect_code(
+            app.users().list_users(authed(request(forged), &token)).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), ["page_token"], "{value:?}");
+    }
+    let second = list(&app, &token, request(first.next_page_token)).await;
+    assert_eq!(second.users[0].email, "p2@example.com");
+}

@@ -610,3 +610,39 @@ async fn login_without_a_tenant_skips_a_suspended_one() {
         .into_inner();
     assert_eq!(me.id, user.id.to_string());
 }
+
+/// A tenant id or slug with a control character (a NUL, which PostgreSQL
+/// refuses in text) names no tenant, and is not looked up: GetTenant,
+/// UpdateTenant and DeleteTenant answer NOT_FOUND, as for an unknown one.
+#[tokio::test]
+async fn a_control_character_names_no_tenant() {
+    let app = TestApp::spawn().await;
+    let token = app.global_token(&["tenants:*"]);
+    let mut tenants = app.tenants();
+    for id in ["def\0ault", "default\u{1}", "\0"] {
+        expect_code(
+            tenants
+                .get_tenant(authed(GetTenantRequest { id: id.into() }, &token))
+                .await,
+            Code::NotFound,
+        );
+        let update = UpdateTenantRequest {
+            id: id.into(),
+            name: "Renamed".into(),
+            ..Default::default()
+        };
+        expect_code(tenants.update_tenant(authed(update, &token)).await, Code::NotFound);
+        expect_code(
+            tenants
+                .delete_tenant(authed(DeleteTenantRequest { id: id.into() }, &token))
+                .await,
+            Code::NotFound,
+        );
+    }
+    let default = tenants
+        .get_tenant(authed(GetTenantRequest { id: "default".into() }, &token))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(default.name, "Default");
+}

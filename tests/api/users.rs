@@ -1807,3 +1807,92 @@ async fn a_user_shared_while_its_deletion_waits_is_not_deleted() {
         "the user stays, in both tenants"
     );
 }
+
+/// A username or a tenant id or slug with a control character (a NUL,
+/// which PostgreSQL refuses in text) names nobody, and is not looked up:
+/// GetUserByUsername is NOT_FOUND (an empty array over REST), and a list of
+/// tenants naming one has the violation an unknown tenant has. No e-mail
+/// address, and so no username, holds one.
+#[tokio::test]
+async fn a_control_character_names_no_user_and_no_tenant() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_users(vec![active_draft("person@example.com")])
+        .await
+        .remove(0);
+    let token = app.global_token(&["*"]);
+    let mut users = app.users();
+    for username in ["person\0@example.com", "person@example.com\u{1}"] {
+        let request = GetUserByUsernameRequest {
+            username: username.into(),
+        };
+        expect_code(
+            users.get_user_by_username(authed(request, &token)).await,
+            Code::NotFound,
+        );
+    }
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", app.http_addr);
+    let response = client
+        .get(format!("{base}/auth/users/username/person%00%40example.com"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let found: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(found, serde_json::json!([]));
+
+    for tenant in ["def\0ault", "default\u{1}"] {
+        let draft = UserDraft {
+            tenant_ids: vec![tenant.into()],
+            ..draft("new@example.com")
+        };
+        expect_invalid_field(
+            users.create_users(create_request(vec![draft], &token)).await,
+            "users[0].tenant_ids[0]",
+            "unknown tenant",
+        );
+        let update = UpdateUserRequest {
+            id: user.id.clone(),
+            tenant_ids: vec!["default".into(), tenant.into()],
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["tenant_ids".into()],
+            }),
+            ..Default::default()
+        };
+        expect_invalid_field(
+            users.update_user(authed(update, &token)).await,
+            "tenant_ids[1]",
+            "unknown tenant",
+        );
+        let update = pb::UpdateUserTenantsRequest {
+            id: user.id.clone(),
+            add_tenant_ids: vec![tenant.into()],
+            remove_tenant_ids: Vec::new(),
+        };
+        expect_invalid_field(
+            users.update_user_tenants(authed(update, &token)).await,
+            "add_tenant_ids[0]",
+            "unknown tenant",
+        );
+    }
+    let response = client
+        .patch(format!("{base}/auth/users/{}/tenants", user.id))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"addTenants": ["def\0ault"], "removeTenants": []}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["details"][0]["field"], "addTenants[0]", "{body}");
+
+    for email in ["\"a\tb\"@example.com", "a\u{85}b@example.com"] {
+        expect_invalid_field(
+            users.create_users(create_request(vec![draft(email)], &token)).await,
+            "users[0].email",
+            "must be a valid e-mail address",
+        );
+    }
+}
