@@ -40,6 +40,36 @@ fn reason(status: &Status) -> String {
         .unwrap_or_default()
 }
 
+/// Accepts the invitation with `token` behind `held`, a write the test holds
+/// open: the call starts, waits for it, then `held` commits; the call's answer.
+async fn accept_behind(
+    app: &TestApp,
+    token: String,
+    held: sea_orm::DatabaseTransaction,
+) -> Result<tonic::Response<pb::User>, Status> {
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let request = Request::new(AcceptInvitationRequest {
+        token,
+        password: PASSWORD.into(),
+        first_name: None,
+        last_name: None,
+    });
+    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
+    until_a_call_waits_for_a_lock(app).await;
+    held.commit().await.expect("commit the held write");
+    accept.await.expect("task")
+}
+
+/// The user's status as stored.
+async fn stored_status(app: &TestApp, id: uuid::Uuid) -> String {
+    castellan::store::entity::user::Entity::find_by_id(id)
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the user")
+        .status
+}
+
 #[tokio::test]
 async fn login_issues_a_token_that_works_and_records_the_connection() {
     let app = TestApp::spawn().await;
@@ -248,14 +278,16 @@ async fn consecutive_lockouts_grow() {
 
 #[tokio::test]
 async fn failures_count_only_within_their_window() {
-    let app = TestApp::spawn_with(&["--login-max-failures", "2", "--login-failure-window", "1s"]).await;
+    // A window of 3 s: the three attempts of the second window (each a hash,
+    // slow in a debug build on a busy machine) must fit in one.
+    let app = TestApp::spawn_with(&["--login-max-failures", "2", "--login-failure-window", "3s"]).await;
     app.create_users(vec![with_password("window@example.com", false)]).await;
     let wrong = || app.login("window@example.com", "wrong password!");
     expect_code(wrong().await, Code::Unauthenticated);
     expect_code(wrong().await, Code::Unauthenticated);
     // The window has passed: its two failures no longer count, and the new
     // window counts from one again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     expect_code(wrong().await, Code::Unauthenticated);
     expect_code(wrong().await, Code::Unauthenticated);
     // Within this window the limit is reached: locked, even for the right password.
@@ -979,12 +1011,11 @@ async fn a_reset_keeps_a_deactivation_that_commits_while_it_waits() {
     until_a_call_waits_for_a_lock(&app).await;
     deactivation.commit().await.expect("commit the deactivation");
     reset.await.expect("task").expect("reset");
-    let row = user::Entity::find_by_id(id)
-        .one(&app.app.db)
-        .await
-        .expect("read")
-        .expect("the user");
-    assert_eq!(row.status, STATUS_INACTIVE, "the deactivation stands");
+    assert_eq!(
+        stored_status(&app, id).await,
+        STATUS_INACTIVE,
+        "the deactivation stands"
+    );
     expect_code(
         app.login("deactivated@example.com", "reset while deactivated").await,
         Code::Unauthenticated,
@@ -1011,23 +1042,12 @@ async fn an_invitation_accepted_while_its_user_is_deactivated_is_not_found() {
         .exec(&deactivation)
         .await
         .expect("deactivate");
-    let mut auth = AuthServiceClient::new(app.channel.clone());
-    let request = Request::new(AcceptInvitationRequest {
-        token,
-        password: PASSWORD.into(),
-        first_name: None,
-        last_name: None,
-    });
-    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deactivation.commit().await.expect("commit the deactivation");
-    expect_code(accept.await.expect("task"), Code::NotFound);
-    let row = user::Entity::find_by_id(id)
-        .one(&app.app.db)
-        .await
-        .expect("read")
-        .expect("the user");
-    assert_eq!(row.status, STATUS_INACTIVE, "the deactivation stands");
+    expect_code(accept_behind(&app, token, deactivation).await, Code::NotFound);
+    assert_eq!(
+        stored_status(&app, id).await,
+        STATUS_INACTIVE,
+        "the deactivation stands"
+    );
     expect_code(app.login("leaving@example.com", PASSWORD).await, Code::Unauthenticated);
 }
 
@@ -1060,23 +1080,12 @@ async fn an_invitation_withdrawn_while_it_is_accepted_is_not_found() {
     store::credentials::withdraw_invitations(&change, id, now())
         .await
         .expect("withdraw");
-    let mut auth = AuthServiceClient::new(app.channel.clone());
-    let request = Request::new(AcceptInvitationRequest {
-        token: old_token,
-        password: PASSWORD.into(),
-        first_name: None,
-        last_name: None,
-    });
-    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    change.commit().await.expect("commit the new e-mail");
-    expect_code(accept.await.expect("task"), Code::NotFound);
-    let row = user::Entity::find_by_id(id)
-        .one(&app.app.db)
-        .await
-        .expect("read")
-        .expect("the user");
-    assert_eq!(row.status, STATUS_PENDING, "the old link set no password");
+    expect_code(accept_behind(&app, old_token, change).await, Code::NotFound);
+    assert_eq!(
+        stored_status(&app, id).await,
+        STATUS_PENDING,
+        "the old link set no password"
+    );
     expect_code(app.login("right@example.com", PASSWORD).await, Code::Unauthenticated);
 }
 
@@ -1088,7 +1097,7 @@ async fn an_invitation_withdrawn_while_it_is_accepted_is_not_found() {
 async fn an_invitation_accepted_while_its_tenant_is_suspended_is_not_found() {
     use castellan::{
         domain::{tenants::STATUS_SUSPENDED, users::STATUS_PENDING},
-        store::entity::{tenant, user},
+        store::entity::tenant,
     };
     use sea_orm::{ColumnTrait, QueryFilter, TransactionTrait, sea_query::Expr};
     let sink = SmtpSink::start(0).await;
@@ -1106,24 +1115,13 @@ async fn an_invitation_accepted_while_its_tenant_is_suspended_is_not_found() {
         .exec(&suspension)
         .await
         .expect("suspend");
-    let mut auth = AuthServiceClient::new(app.channel.clone());
-    let request = Request::new(AcceptInvitationRequest {
-        token,
-        password: PASSWORD.into(),
-        first_name: None,
-        last_name: None,
-    });
-    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    suspension.commit().await.expect("commit the suspension");
-    expect_code(accept.await.expect("task"), Code::NotFound);
+    expect_code(accept_behind(&app, token, suspension).await, Code::NotFound);
     let id: uuid::Uuid = invited.id.parse().expect("uuid");
-    let row = user::Entity::find_by_id(id)
-        .one(&app.app.db)
-        .await
-        .expect("read")
-        .expect("the user");
-    assert_eq!(row.status, STATUS_PENDING, "the suspended tenant admitted no one");
+    assert_eq!(
+        stored_status(&app, id).await,
+        STATUS_PENDING,
+        "the suspended tenant admitted no one"
+    );
 }
 
 /// A PENDING user removed from the tenant its invitation names (it stays in
