@@ -57,6 +57,9 @@ pub enum AuthFailure {
     /// or the token's tenant was deleted, or is suspended and the caller
     /// holds no global role.
     SubjectInactive,
+    /// The user's token was issued before its password was reset or the
+    /// user was deactivated (its `gen` claim is no longer the user's).
+    Revoked,
 }
 
 #[derive(Debug, thiserror::Error)]

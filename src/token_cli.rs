@@ -13,7 +13,7 @@ use crate::{
     config::{Config, TokenArgs},
     domain::{permissions::well_formed, users::STATUS_ACTIVE},
     error::{Error, Result},
-    store::{self, PoolSettings},
+    store::{self, PoolSettings, entity::user},
 };
 
 /// Mints the token. It only reads: it signs with the server's key, which
@@ -38,16 +38,21 @@ pub async fn run(config: &Config, args: &TokenArgs) -> Result<String> {
             tenant_id: tenant.id,
             permissions: args.permissions.clone(),
             global: args.global,
+            generation: 0,
             ttl,
         },
-        (None, Some(user)) => TokenRequest {
-            kind: SubjectKind::User,
-            subject: active_member(&db, user, tenant.id).await?.to_string(),
-            tenant_id: tenant.id,
-            permissions: Vec::new(),
-            global: false,
-            ttl,
-        },
+        (None, Some(user)) => {
+            let user = active_member(&db, user, tenant.id).await?;
+            TokenRequest {
+                kind: SubjectKind::User,
+                subject: user.id.to_string(),
+                tenant_id: tenant.id,
+                permissions: Vec::new(),
+                global: false,
+                generation: user.token_generation,
+                ttl,
+            }
+        }
         _ => return Err(Error::invalid("--user", "give exactly one of --subject and --user")),
     };
     let (token, _) = keys.issue(&request)?;
@@ -102,7 +107,7 @@ fn check_service_args(subject: &str, args: &TokenArgs) -> Result<()> {
 
 /// The id of the ACTIVE member of the tenant named by id or username (as
 /// Login would accept it).
-async fn active_member(db: &DatabaseConnection, key: &str, tenant_id: Uuid) -> Result<Uuid> {
+async fn active_member(db: &DatabaseConnection, key: &str, tenant_id: Uuid) -> Result<user::Model> {
     let key = key.trim();
     let user = match Uuid::parse_str(key) {
         Ok(id) => store::users::find_in_tenant(db, tenant_id, id).await?,
@@ -115,5 +120,5 @@ async fn active_member(db: &DatabaseConnection, key: &str, tenant_id: Uuid) -> R
             format!("the user is {}; only active users get tokens", user.status),
         ));
     }
-    Ok(user.id)
+    Ok(user)
 }

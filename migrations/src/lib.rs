@@ -16,6 +16,7 @@ mod m20261125_000001_create_schema;
 mod m20261125_000002_mail_outbox_and_lockouts;
 mod m20261125_000003_tenant_user_counts;
 mod m20261207_000004_user_names_lowercase;
+mod m20261208_000005_user_token_generation;
 
 /// The ordered list of Castellan's migrations.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_mail_outbox_and_lockouts::Migration),
             Box::new(m20261125_000003_tenant_user_counts::Migration),
             Box::new(m20261207_000004_user_names_lowercase::Migration),
+            Box::new(m20261208_000005_user_token_generation::Migration),
         ]
     }
 }

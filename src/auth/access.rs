@@ -40,6 +40,8 @@ pub struct UserAccess {
     pub global_permissions: Arc<PermissionSet>,
     /// The user's password is temporary: only ChangePassword and WhoAmI work.
     pub password_change_required: bool,
+    /// The generation the user's tokens must carry (their `gen` claim).
+    pub token_generation: i32,
     pub permissions: Arc<PermissionSet>,
     /// The same grants with their sources, for CheckPermission.
     pub grants: Arc<EffectiveGrants>,
@@ -245,6 +247,7 @@ async fn load_in<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> 
             global: false,
             global_permissions: Arc::default(),
             password_change_required: false,
+            token_generation: 0,
             permissions: Arc::default(),
             grants: Arc::default(),
             read_from: Vec::new(),
@@ -261,6 +264,7 @@ async fn load_in<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> 
         global: state.has_global_role,
         global_permissions: Arc::new(PermissionSet::new(global)),
         password_change_required: state.password_change_required,
+        token_generation: state.token_generation,
         permissions: Arc::new(PermissionSet::new(grants.iter().map(|g| g.permission.as_str()))),
         grants: Arc::new(EffectiveGrants::new(grants)),
         read_from,

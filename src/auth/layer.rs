@@ -214,6 +214,9 @@ async fn principal_for(
             if !access.active {
                 return Err(inactive());
             }
+            if claims.generation != access.token_generation {
+                return Err(Error::Unauthenticated(AuthFailure::Revoked));
+            }
             if other.is_some() && !access.global {
                 return Err(Error::PermissionDenied(format!("{TENANT_HEADER} needs a global role")));
             }

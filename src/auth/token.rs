@@ -62,6 +62,15 @@ pub struct Claims {
     /// Service tokens only: may name another tenant with `x-tenant-id`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub global: bool,
+    /// User tokens only: the user's token generation when it was issued
+    /// (absent for 0). The auth layer refuses the token once the user's
+    /// generation has moved on (a password reset, a deactivation).
+    #[serde(rename = "gen", default, skip_serializing_if = "is_zero")]
+    pub generation: i32,
+}
+
+fn is_zero(generation: &i32) -> bool {
+    *generation == 0
 }
 
 /// What a new token is for.
@@ -72,6 +81,8 @@ pub struct TokenRequest {
     pub tenant_id: Uuid,
     pub permissions: Vec<String>,
     pub global: bool,
+    /// User tokens: the user's current token generation; 0 for services.
+    pub generation: i32,
     pub ttl: Duration,
 }
 
@@ -199,6 +210,7 @@ impl TokenKeys {
             kind: request.kind,
             perms: request.permissions.clone(),
             global: request.global,
+            generation: request.generation,
         };
         let token = jsonwebtoken::encode(&self.header(), &claims, &self.encoding).map_err(Error::internal)?;
         Ok((token, claims))
@@ -309,6 +321,7 @@ mod tests {
             tenant_id: Uuid::now_v7(),
             permissions: vec!["users:read".into()],
             global: false,
+            generation: 0,
             ttl: Duration::from_secs(60),
         }
     }
@@ -318,6 +331,29 @@ mod tests {
         let keys = keys();
         let (token, claims) = keys.issue(&request()).unwrap();
         assert_eq!(keys.verify(&token).unwrap(), claims);
+    }
+
+    /// A user's first generation adds nothing to its tokens (the tokens
+    /// issued before the claim existed are of it); a later one is carried.
+    #[test]
+    fn the_generation_is_carried_only_past_zero() {
+        let keys = keys();
+        let payload = |token: &str| {
+            use base64::Engine;
+            let part = token.split('.').nth(1).unwrap();
+            String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+        };
+        let (first, claims) = keys.issue(&request()).unwrap();
+        assert!(!payload(&first).contains("\"gen\""), "{}", payload(&first));
+        assert_eq!(keys.verify(&first).unwrap().generation, claims.generation);
+        let (later, _) = keys
+            .issue(&TokenRequest {
+                generation: 2,
+                ..request()
+            })
+            .unwrap();
+        assert!(payload(&later).contains("\"gen\":2"), "{}", payload(&later));
+        assert_eq!(keys.verify(&later).unwrap().generation, 2);
     }
 
     #[test]

@@ -218,6 +218,9 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
         tenant_id,
         permissions: Vec::new(),
         global: false,
+        // As read before the hash: a reset or deactivation committed since
+        // has moved it on, and the layer refuses the token.
+        generation: user.token_generation,
         ttl,
     })?;
     Ok(LoginGrant {
@@ -475,7 +478,8 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
 }
 
 /// An administrator sets a user's password, temporary unless told otherwise.
-/// A PENDING user becomes ACTIVE (its invitation is then useless).
+/// A PENDING user becomes ACTIVE (its invitation is then useless). The
+/// user's tokens issued before it stop working (`TOKEN_REVOKED`).
 pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &str, temporary: bool) -> Result<()> {
     let id: Uuid = validate::id("id", id)?;
     let mut violations = Violations::new();
@@ -497,6 +501,8 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     let mut fields = vec!["password", "password_change_required"];
     let mut active: user::ActiveModel = user.clone().into();
     active.password_change_required = Set(temporary);
+    // The tokens issued before the reset stop working.
+    active.token_generation = Set(user.token_generation.wrapping_add(1));
     if user.status == STATUS_PENDING {
         active.status = Set(STATUS_ACTIVE.to_owned());
         fields.push("status");

@@ -157,8 +157,8 @@ async fn evaluate(app: &App, check: &Check<'_>) -> Result<CheckOutcome> {
         sources: Vec::new(),
         denial: Some(reason),
     };
-    // The token's user and the tenant it was issued for.
-    let (user_id, token_tenant) = match check.subject {
+    // The token's user, the tenant it was issued for and its generation.
+    let (user_id, token) = match check.subject {
         Subject::User(id) => (id, None),
         Subject::Token(token) => {
             // Through the auth layer's cache of verified tokens.
@@ -167,15 +167,22 @@ async fn evaluate(app: &App, check: &Check<'_>) -> Result<CheckOutcome> {
                 .verify_cached(token)
                 .ok()
                 .filter(|verified| verified.claims.kind == SubjectKind::User);
-            let parsed =
-                verified.and_then(|v| Some((v.claims.sub.parse::<Uuid>().ok()?, v.claims.tid.parse::<Uuid>().ok()?)));
+            let parsed = verified.and_then(|v| {
+                let claims = &v.claims;
+                Some((
+                    claims.sub.parse::<Uuid>().ok()?,
+                    claims.tid.parse::<Uuid>().ok()?,
+                    claims.generation,
+                ))
+            });
             match parsed {
-                Some((user_id, tid)) => (user_id, Some(tid)),
+                Some((user_id, tid, generation)) => (user_id, Some((tid, generation))),
                 None => return Ok(denied(None, DenialReason::InvalidToken)),
             }
         }
     };
     let access = app.access.user_access(&app.db, user_id, tenant_id).await?;
+    let token_tenant = token.map(|(tid, _)| tid);
     // As the auth layer: a user acts in its tenants, and in any tenant with a
     // global role; a token issued for another tenant needs a global role.
     let in_tenant = access.global || (access.member && token_tenant.is_none_or(|t| t == tenant_id));
@@ -196,6 +203,10 @@ async fn evaluate(app: &App, check: &Check<'_>) -> Result<CheckOutcome> {
     }
     if !access.active || access.password_change_required || !admitted {
         return Ok(denied(Some(user_id), DenialReason::InactiveSubject));
+    }
+    // A revoked token, as the auth layer refuses it (after an inactive user).
+    if token.is_some_and(|(_, generation)| generation != access.token_generation) {
+        return Ok(denied(None, DenialReason::InvalidToken));
     }
     let sources = access.grants.sources(check.permission);
     if sources.is_empty() {

@@ -369,6 +369,7 @@ async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result
             max_devices: Set(None),
             password_change_required: Set(false),
             last_connection: Set(None),
+            token_generation: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
         }

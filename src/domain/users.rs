@@ -550,6 +550,7 @@ async fn insert_users(
                 max_devices: draft.max_devices,
                 password_change_required: with_password && draft.temporary_password,
                 last_connection: None,
+                token_generation: 0,
                 created_at: now,
                 updated_at: now,
             },
@@ -1037,8 +1038,13 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     } else {
         status
     };
+    let generation = user.token_generation;
     let mut active: user::ActiveModel = user.into();
     active.status = Set(status.to_owned());
+    if status == STATUS_INACTIVE {
+        // Its tokens stay refused after a ReactivateUser.
+        active.token_generation = Set(generation.wrapping_add(1));
+    }
     active.updated_at = Set(now);
     active.update(&txn).await?;
     let fields: &[&str] = if status == STATUS_INACTIVE {
@@ -1052,7 +1058,8 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
     current_record(app, caller.tenant_id, id).await
 }
 
-/// INACTIVE: data kept, devices revoked, tokens refused from the next call.
+/// INACTIVE: data kept, devices revoked, tokens refused from the next call
+/// (and revoked: they stay refused after a reactivation).
 pub async fn deactivate(app: &App, caller: &Principal, id: &str) -> Result<UserRecord> {
     set_status(app, caller, id, STATUS_INACTIVE).await
 }

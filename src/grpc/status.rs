@@ -52,6 +52,7 @@ pub fn classify(error: &Error) -> (Code, ErrorReason, String) {
                 AuthFailure::SubjectInactive => {
                     (ErrorReason::SubjectInactive, "the token's subject is no longer active")
                 }
+                AuthFailure::Revoked => (ErrorReason::TokenRevoked, "the token was revoked; log in again"),
             };
             (Code::Unauthenticated, reason, message.to_owned())
         }

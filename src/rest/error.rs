@@ -166,11 +166,11 @@ impl IntoResponse for RestError {
 
 /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3): the scheme, and
 /// `error="invalid_token"` when a token was sent and refused (malformed,
-/// expired, badly signed, or its subject no longer active); no error code
+/// expired, badly signed, revoked, or its subject no longer active); no error code
 /// when none was sent.
 fn bearer_challenge(error: &Error) -> &'static str {
     match error {
-        Error::Unauthenticated(AuthFailure::Invalid | AuthFailure::SubjectInactive) => {
+        Error::Unauthenticated(AuthFailure::Invalid | AuthFailure::SubjectInactive | AuthFailure::Revoked) => {
             r#"Bearer error="invalid_token""#
         }
         _ => "Bearer",
@@ -267,6 +267,7 @@ mod tests {
             (AuthFailure::Missing, "Bearer"),
             (AuthFailure::Invalid, r#"Bearer error="invalid_token""#),
             (AuthFailure::SubjectInactive, r#"Bearer error="invalid_token""#),
+            (AuthFailure::Revoked, r#"Bearer error="invalid_token""#),
         ] {
             let response = RestError::from(Error::Unauthenticated(failure)).into_response();
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);

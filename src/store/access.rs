@@ -36,12 +36,14 @@ pub struct UserState {
     pub member: bool,
     pub has_global_role: bool,
     pub password_change_required: bool,
+    pub token_generation: i32,
 }
 
 #[derive(Debug, FromQueryResult)]
 struct UserStateRow {
     status: String,
     password_change_required: bool,
+    token_generation: i32,
     member: bool,
     has_global_role: bool,
 }
@@ -73,6 +75,7 @@ pub async fn user_state<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uu
     let state = Query::select()
         .column((user::Entity, user::Column::Status))
         .column((user::Entity, user::Column::PasswordChangeRequired))
+        .column((user::Entity, user::Column::TokenGeneration))
         .expr_as(Expr::exists(member), "member")
         .expr_as(Expr::exists(global_role), "has_global_role")
         .from(user::Entity)
@@ -85,6 +88,7 @@ pub async fn user_state<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uu
         member: row.member,
         has_global_role: row.has_global_role,
         password_change_required: row.password_change_required,
+        token_generation: row.token_generation,
     }))
 }
 

@@ -11,7 +11,7 @@ use migrations::{Migrator, sea_orm_migration::MigratorTrait};
 use prost::Message;
 use tonic::{Code, Request};
 
-use crate::helpers::{TestApp, authed, authed_in, draft, expect_code};
+use crate::helpers::{TestApp, authed, authed_in, draft, error_reason, expect_code};
 
 #[test]
 fn every_identity_rpc_has_a_rule_from_its_proto_option() {
@@ -510,23 +510,35 @@ async fn user_tokens_follow_the_user_state_at_once() {
         Code::PermissionDenied,
     );
 
-    // Deactivation: the very next call is refused.
+    // Deactivation: the very next call is refused, and the token stays
+    // refused after a reactivation; a new login's token works.
     users
         .deactivate_user(authed(pb::DeactivateUserRequest { id: active_id.clone() }, &admin))
         .await
         .expect("deactivate");
-    expect_code(
+    let inactive = expect_code(
         users.who_am_i(authed(WhoAmIRequest {}, &token)).await,
         Code::Unauthenticated,
     );
+    assert_eq!(error_reason(&inactive), "SUBJECT_INACTIVE");
     users
         .reactivate_user(authed(pb::ReactivateUserRequest { id: active_id.clone() }, &admin))
         .await
         .expect("reactivate");
+    let revoked = expect_code(
+        users.who_am_i(authed(WhoAmIRequest {}, &token)).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(error_reason(&revoked), "TOKEN_REVOKED");
+    let token = app
+        .login("active@example.com", "correct horse battery")
+        .await
+        .expect("login after the reactivation")
+        .access_token;
     users
         .who_am_i(authed(WhoAmIRequest {}, &token))
         .await
-        .expect("works again");
+        .expect("a new token works");
 
     // Deletion: refused at once.
     users
@@ -1768,6 +1780,25 @@ async fn the_token_command_mints_user_tokens_with_the_claims_login_issues() {
         let error = mint(&app, &refused).await.expect_err("refused");
         assert!(error.to_string().contains("--user"), "{refused:?}: {error}");
     }
+    // After a reset revoked the user's tokens, a minted one carries the
+    // user's new generation and works.
+    app.users()
+        .reset_user_password(authed(
+            pb::ResetUserPasswordRequest {
+                id: user.id.clone(),
+                password: "a brand new secret".into(),
+                temporary: Some(false),
+            },
+            &app.token(&["users:password-reset"]),
+        ))
+        .await
+        .expect("reset");
+    let token = mint(&app, &["--user", &user.id]).await.expect("user token");
+    assert_eq!(app.app.keys.verify(&token).expect("verifies").generation, 1);
+    app.users()
+        .who_am_i(authed(WhoAmIRequest {}, &token))
+        .await
+        .expect("the token minted after the reset works");
     let service = mint(&app, &["--subject", "ops", "--permission", "users:read"])
         .await
         .expect("service token");

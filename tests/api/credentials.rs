@@ -17,7 +17,8 @@ use tonic_types::StatusExt;
 
 use crate::{
     helpers::{
-        TestApp, authed, authed_in, build_app, draft, expect_code, until_a_call_waits_for_a_lock, violated_fields,
+        TestApp, authed, authed_in, build_app, draft, error_reason, expect_code, until_a_call_waits_for_a_lock,
+        violated_fields,
     },
     smtp_sink::{SmtpSink, invitation_token},
 };
@@ -31,13 +32,6 @@ fn with_password(email: &str, temporary: bool) -> UserDraft {
         temporary_password: temporary,
         ..Default::default()
     }
-}
-
-fn reason(status: &Status) -> String {
-    status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .unwrap_or_default()
 }
 
 /// Accepts the invitation with `token` behind `held`, a write the test holds
@@ -112,7 +106,7 @@ async fn login_issues_a_token_that_works_and_records_the_connection() {
         }))
         .await;
     assert_eq!(
-        reason(&expect_code(refused, Code::Unauthenticated)),
+        error_reason(&expect_code(refused, Code::Unauthenticated)),
         "INVALID_CREDENTIALS"
     );
     auth.login(Request::new(LoginRequest {
@@ -152,7 +146,7 @@ async fn every_login_failure_answers_alike_and_in_about_the_same_time() {
     ] {
         let status = expect_code(app.login(username, password).await, Code::Unauthenticated);
         assert_eq!(status.message(), "invalid credentials", "{username}");
-        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{username}");
+        assert_eq!(error_reason(&status), "INVALID_CREDENTIALS", "{username}");
     }
 
     // Unknown users cost a dummy hash: never much faster than a wrong
@@ -317,7 +311,7 @@ async fn a_control_character_in_a_login_answers_as_wrong_credentials() {
     for username in ["a\0b@example.com", "person\0@example.com", "person@example.com\u{1}"] {
         let status = expect_code(app.login(username, PASSWORD).await, Code::Unauthenticated);
         assert_eq!(status.message(), "invalid credentials", "{username:?}");
-        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{username:?}");
+        assert_eq!(error_reason(&status), "INVALID_CREDENTIALS", "{username:?}");
     }
     assert_eq!(throttling_keys(&app).await, Vec::<String>::new(), "nothing counted");
     for tenant in ["def\0ault", "default\u{1}"] {
@@ -331,7 +325,7 @@ async fn a_control_character_in_a_login_answers_as_wrong_credentials() {
                 .await,
             Code::Unauthenticated,
         );
-        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "{tenant:?}");
+        assert_eq!(error_reason(&status), "INVALID_CREDENTIALS", "{tenant:?}");
     }
     app.login("person@example.com", PASSWORD)
         .await
@@ -350,7 +344,7 @@ async fn a_username_longer_than_any_accounts_is_wrong_credentials_uncounted() {
     let longest = format!("{}@example.com", "a".repeat(254 - 12));
     assert_eq!(longest.len(), 254);
     let status = expect_code(app.login(&longest, PASSWORD).await, Code::Unauthenticated);
-    assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+    assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
     let counted = throttling_keys(&app).await;
     assert_eq!(counted.len(), 2, "{counted:?}");
     // 20,000 pseudo-random letters: incompressible.
@@ -367,7 +361,7 @@ async fn a_username_longer_than_any_accounts_is_wrong_credentials_uncounted() {
     for username in [format!("a{longest}"), format!("{letters}@example.com")] {
         let status = expect_code(app.login(&username, PASSWORD).await, Code::Unauthenticated);
         assert_eq!(status.message(), "invalid credentials");
-        assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+        assert_eq!(error_reason(&status), "INVALID_CREDENTIALS");
         let form = [
             ("username", username.as_str()),
             ("current_password", PASSWORD),
@@ -455,7 +449,7 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
             .await,
         Code::PermissionDenied,
     );
-    assert_eq!(reason(&gated), "PASSWORD_CHANGE_REQUIRED");
+    assert_eq!(error_reason(&gated), "PASSWORD_CHANGE_REQUIRED");
     users
         .who_am_i(authed(pb::WhoAmIRequest {}, &token))
         .await
@@ -523,8 +517,9 @@ async fn administrators_reset_passwords() {
         .expect("reset");
     let grant = app.login("pending@example.com", "reset secret 2").await.expect("login");
     assert!(!grant.password_change_required);
-    // A temporary reset gates the user's live token at once (the user's
-    // cached access is outdated, not only its record).
+    // A reset revokes the user's live token at once (the user's cached
+    // access is outdated, not only its record), and the token of a login
+    // with the temporary password is gated.
     let token = grant.access_token;
     let read_self = || pb::GetUserRequest { id: pending.id.clone() };
     users
@@ -535,11 +530,14 @@ async fn administrators_reset_passwords() {
         .reset_user_password(authed(reset(&pending.id, "reset secret 4", Some(true)), &admin))
         .await
         .expect("reset");
+    let revoked = expect_code(users.get_user(authed(read_self(), &token)).await, Code::Unauthenticated);
+    assert_eq!(error_reason(&revoked), "TOKEN_REVOKED");
+    let temporary = app.login("pending@example.com", "reset secret 4").await.expect("login");
     let gated = expect_code(
-        users.get_user(authed(read_self(), &token)).await,
+        users.get_user(authed(read_self(), &temporary.access_token)).await,
         Code::PermissionDenied,
     );
-    assert_eq!(reason(&gated), "PASSWORD_CHANGE_REQUIRED");
+    assert_eq!(error_reason(&gated), "PASSWORD_CHANGE_REQUIRED");
 
     let weak = expect_code(
         users

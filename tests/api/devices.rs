@@ -13,10 +13,11 @@ use castellan::{
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::{Code, transport::Channel};
-use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, authed, draft, expect_code, until_a_call_waits_for_a_lock, violated_fields};
+use crate::helpers::{
+    TestApp, authed, draft, error_reason, expect_code, until_a_call_waits_for_a_lock, violated_fields,
+};
 
 fn devices(app: &TestApp) -> DeviceServiceClient<Channel> {
     DeviceServiceClient::new(app.channel.clone())
@@ -61,13 +62,6 @@ async fn rows(app: &TestApp, user_id: &str) -> Vec<device::Model> {
         .all(&app.app.db)
         .await
         .expect("query devices")
-}
-
-fn error_reason(status: &tonic::Status) -> String {
-    status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use castellan::{
 use clap::Parser;
 use sea_orm::{ConnectionTrait, Database};
 use tonic::{Code, Request, Status, transport::Channel};
+use tonic_types::StatusExt;
 use uuid::Uuid;
 
 pub struct TestApp {
@@ -150,6 +151,14 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
     }
 }
 
+/// The `reason` of the status's `ErrorInfo` detail; empty without one.
+pub fn error_reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
 /// Expects INVALID_ARGUMENT naming `field` alone, its message saying `words`.
 pub fn expect_invalid_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str, words: &str) {
     let status = expect_code(result, Code::InvalidArgument);
@@ -159,7 +168,6 @@ pub fn expect_invalid_field<T: std::fmt::Debug>(result: Result<T, Status>, field
 
 /// The field paths of a status's `BadRequest` violations.
 pub fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt;
     status
         .get_details_bad_request()
         .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
@@ -349,6 +357,7 @@ impl TestApp {
                 tenant_id,
                 permissions: permissions.iter().map(|p| p.to_string()).collect(),
                 global,
+                generation: 0,
                 ttl: Duration::from_secs(600),
             })
             .expect("issue token")

@@ -457,6 +457,7 @@ async fn a_large_tenant_pages_like_a_small_one() {
                 max_devices: None,
                 password_change_required: false,
                 last_connection: None,
+                token_generation: 0,
                 created_at,
                 updated_at: created_at,
             }

@@ -467,6 +467,7 @@ fn expired_token(app: &TestApp, user_id: &str) -> String {
         kind: castellan::auth::token::SubjectKind::User,
         perms: Vec::new(),
         global: false,
+        generation: 0,
     };
     jsonwebtoken::encode(&header, &claims, &key).expect("sign")
 }
@@ -635,6 +636,23 @@ async fn refusals_say_why_without_revealing_other_tenants() {
             .await,
         Code::PermissionDenied,
     );
+    // A token revoked by a password reset is invalid; its user, asked
+    // about by id, is as allowed as before.
+    app.users()
+        .reset_user_password(authed(
+            pb::ResetUserPasswordRequest {
+                id: active.id.clone(),
+                password: "a brand new secret".into(),
+                temporary: Some(false),
+            },
+            &app.global_token(&["users:password-reset"]),
+        ))
+        .await
+        .expect("reset");
+    let answer = check(&app, by_token(&valid, permission)).await;
+    assert_denied(&answer, CheckDenialReason::InvalidToken);
+    assert_eq!(answer.user_id, "");
+    assert!(check(&app, by_user(&active.id, permission)).await.allowed);
 }
 
 #[tokio::test]
@@ -727,7 +745,13 @@ async fn revocations_hold_from_the_very_next_check() {
         .reactivate_user(authed(pb::ReactivateUserRequest { id: user.id.clone() }, &admin))
         .await
         .expect("reactivate");
-    assert!(allowed().await, "reactivated");
+    // Reactivated: allowed again, though not through the token issued
+    // before the deactivation, which stays revoked.
+    assert!(check(&app, by_user(&user.id, permission)).await.allowed, "reactivated");
+    assert_denied(
+        &check(&app, by_token(&token, permission)).await,
+        CheckDenialReason::InvalidToken,
+    );
 }
 
 #[tokio::test]

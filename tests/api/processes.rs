@@ -99,6 +99,7 @@ fn token(keys: &TokenKeys, kind: SubjectKind, subject: &str, tenant: Uuid, permi
         tenant_id: tenant,
         permissions: permissions.iter().map(|p| p.to_string()).collect(),
         global: false,
+        generation: 0,
         ttl: Duration::from_secs(600),
     })
     .expect("token")

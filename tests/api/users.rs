@@ -2,7 +2,7 @@ use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserR
 use tonic::Code;
 
 use crate::helpers::{
-    TestApp, active_draft, authed, authed_in, draft, expect_code, expect_invalid_field, random_ids,
+    TestApp, active_draft, authed, authed_in, draft, error_reason, expect_code, expect_invalid_field, random_ids,
     until_a_call_waits_for_a_lock, violated_fields,
 };
 
@@ -1728,7 +1728,6 @@ async fn list_filters_by_another_tenants_role_or_group_match_no_one() {
 /// to the next ("a|b", "c" then "a", "b|c") is another body, not a retry.
 #[tokio::test]
 async fn a_request_id_resent_with_text_moved_between_fields_is_reused() {
-    use tonic_types::StatusExt;
     let app = TestApp::spawn().await;
     let token = app.token(&["users:create"]);
     let mut users = app.users();
@@ -1747,8 +1746,7 @@ async fn a_request_id_resent_with_text_moved_between_fields_is_reused() {
     };
     users.create_users(request("a|b", "c")).await.expect("first");
     let status = expect_code(users.create_users(request("a", "b|c")).await, Code::FailedPrecondition);
-    let reason = status.get_details_error_info().map(|info| info.reason);
-    assert_eq!(reason.as_deref(), Some("REQUEST_ID_REUSED"), "{status:?}");
+    assert_eq!(error_reason(&status), "REQUEST_ID_REUSED", "{status:?}");
 }
 
 /// DeactivateUser reads the user under its row lock: a user deleted while

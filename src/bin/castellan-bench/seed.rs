@@ -232,6 +232,7 @@ async fn bulk(
                     max_devices: None,
                     password_change_required: false,
                     last_connection: None,
+                    token_generation: 0,
                     created_at,
                     updated_at: created_at,
                 }

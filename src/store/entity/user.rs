@@ -34,6 +34,10 @@ pub struct Model {
     pub password_change_required: bool,
     /// When the user last signed in, if ever.
     pub last_connection: Option<DateTimeUtc>,
+    /// Which of the user's tokens still work: those issued at this
+    /// generation (their `gen` claim). ResetUserPassword and DeactivateUser
+    /// move it on.
+    pub token_generation: i32,
     /// When the row was created.
     pub created_at: DateTimeUtc,
     /// When the row was last changed.
