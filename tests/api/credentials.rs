@@ -16,10 +16,7 @@ use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 use crate::{
-    helpers::{
-        TestApp, authed, authed_in, build_app, draft, error_reason, expect_code, until_a_call_waits_for_a_lock,
-        violated_fields,
-    },
+    helpers::{TestApp, authed, authed_in, behind, build_app, draft, error_reason, expect_code, violated_fields},
     smtp_sink::{SmtpSink, invitation_token},
 };
 
@@ -34,13 +31,12 @@ fn with_password(email: &str, temporary: bool) -> UserDraft {
     }
 }
 
-/// Accepts the invitation with `token` behind `held`, a write the test holds
-/// open: the call starts, waits for it, then `held` commits; the call's answer.
-async fn accept_behind(
+/// An acceptance of the invitation with `token` and `PASSWORD`, to run
+/// `behind` a write the test holds open.
+fn accept_invitation(
     app: &TestApp,
     token: String,
-    held: sea_orm::DatabaseTransaction,
-) -> Result<tonic::Response<pb::User>, Status> {
+) -> impl Future<Output = Result<tonic::Response<pb::User>, Status>> + Send + 'static {
     let mut auth = AuthServiceClient::new(app.channel.clone());
     let request = Request::new(AcceptInvitationRequest {
         token,
@@ -48,10 +44,7 @@ async fn accept_behind(
         first_name: None,
         last_name: None,
     });
-    let accept = tokio::spawn(async move { auth.accept_invitation(request).await });
-    until_a_call_waits_for_a_lock(app).await;
-    held.commit().await.expect("commit the held write");
-    accept.await.expect("task")
+    async move { auth.accept_invitation(request).await }
 }
 
 /// The user's status as stored.
@@ -933,10 +926,8 @@ async fn a_new_email_re_invites_by_the_users_status_under_the_lock() {
         },
         &app.token(&["*"]),
     );
-    let update = tokio::spawn(async move { users.update_user(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    acceptance.commit().await.expect("commit the activation");
-    let updated = update.await.expect("task").expect("new e-mail").into_inner();
+    let update = async move { users.update_user(request).await };
+    let updated = behind(&app, acceptance, update).await.expect("new e-mail").into_inner();
     assert_eq!(updated.email, "moved@example.com");
     let invitations = invitation::Entity::find()
         .filter(invitation::Column::UserId.eq(id))
@@ -1005,10 +996,8 @@ async fn a_reset_keeps_a_deactivation_that_commits_while_it_waits() {
         },
         &app.token(&["users:password-reset"]),
     );
-    let reset = tokio::spawn(async move { users.reset_user_password(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deactivation.commit().await.expect("commit the deactivation");
-    reset.await.expect("task").expect("reset");
+    let reset = async move { users.reset_user_password(request).await };
+    behind(&app, deactivation, reset).await.expect("reset");
     assert_eq!(
         stored_status(&app, id).await,
         STATUS_INACTIVE,
@@ -1040,7 +1029,10 @@ async fn an_invitation_accepted_while_its_user_is_deactivated_is_not_found() {
         .exec(&deactivation)
         .await
         .expect("deactivate");
-    expect_code(accept_behind(&app, token, deactivation).await, Code::NotFound);
+    expect_code(
+        behind(&app, deactivation, accept_invitation(&app, token)).await,
+        Code::NotFound,
+    );
     assert_eq!(
         stored_status(&app, id).await,
         STATUS_INACTIVE,
@@ -1078,7 +1070,10 @@ async fn an_invitation_withdrawn_while_it_is_accepted_is_not_found() {
     store::credentials::withdraw_invitations(&change, id, now())
         .await
         .expect("withdraw");
-    expect_code(accept_behind(&app, old_token, change).await, Code::NotFound);
+    expect_code(
+        behind(&app, change, accept_invitation(&app, old_token)).await,
+        Code::NotFound,
+    );
     assert_eq!(
         stored_status(&app, id).await,
         STATUS_PENDING,
@@ -1113,7 +1108,10 @@ async fn an_invitation_accepted_while_its_tenant_is_suspended_is_not_found() {
         .exec(&suspension)
         .await
         .expect("suspend");
-    expect_code(accept_behind(&app, token, suspension).await, Code::NotFound);
+    expect_code(
+        behind(&app, suspension, accept_invitation(&app, token)).await,
+        Code::NotFound,
+    );
     let id: uuid::Uuid = invited.id.parse().expect("uuid");
     assert_eq!(
         stored_status(&app, id).await,

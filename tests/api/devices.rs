@@ -15,9 +15,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::{Code, transport::Channel};
 use uuid::Uuid;
 
-use crate::helpers::{
-    TestApp, authed, draft, error_reason, expect_code, until_a_call_waits_for_a_lock, violated_fields,
-};
+use crate::helpers::{TestApp, authed, behind, draft, error_reason, expect_code, violated_fields};
 
 fn devices(app: &TestApp) -> DeviceServiceClient<Channel> {
     DeviceServiceClient::new(app.channel.clone())
@@ -552,10 +550,8 @@ async fn a_device_deleted_while_it_is_updated_is_not_found() {
         },
         &admin,
     );
-    let update = tokio::spawn(async move { client.update_device(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    expect_code(update.await.expect("task"), Code::NotFound);
+    let update = async move { client.update_device(request).await };
+    expect_code(behind(&app, deletion, update).await, Code::NotFound);
 }
 
 #[tokio::test]

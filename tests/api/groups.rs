@@ -8,10 +8,7 @@ use castellan::pb::{
 use tonic::Code;
 
 use crate::{
-    helpers::{
-        TestApp, authed, draft, expect_code, expect_invalid_field, random_ids, until_a_call_waits_for_a_lock,
-        violated_fields,
-    },
+    helpers::{TestApp, authed, behind, draft, expect_code, expect_invalid_field, random_ids, violated_fields},
     roles::create_role,
 };
 
@@ -275,12 +272,9 @@ async fn a_membership_added_meanwhile_is_left_unchanged() {
         },
         &admin,
     );
-    let call = tokio::spawn(async move { users.add_user_to_group(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    other.commit().await.expect("commit the other membership");
-    let answer = call
+    let call = async move { users.add_user_to_group(request).await };
+    let answer = behind(&app, other, call)
         .await
-        .expect("task")
         .expect("an existing member is left unchanged")
         .into_inner();
     let groups: Vec<&str> = answer.groups.iter().map(|g| g.id.as_str()).collect();
@@ -340,10 +334,8 @@ async fn a_user_removed_from_the_tenant_meanwhile_joins_no_group() {
         },
         &admin,
     );
-    let call = tokio::spawn(async move { users.add_user_to_group(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    removal.commit().await.expect("commit the removal");
-    expect_code(call.await.expect("task"), Code::NotFound);
+    let call = async move { users.add_user_to_group(request).await };
+    expect_code(behind(&app, removal, call).await, Code::NotFound);
     let rows = group_member::Entity::find()
         .filter(group_member::Column::UserId.eq(user_id))
         .count(&app.app.db)

@@ -180,7 +180,7 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 /// (enough for the call to read and reach the writer; a call that got there
 /// later would only read the held write's outcome, so a test using this
 /// never fails wrongly, it may only miss a regression now and then).
-pub async fn until_a_call_waits_for_a_lock(app: &TestApp) {
+async fn until_a_call_waits_for_a_lock(app: &TestApp) {
     use sea_orm::{DbBackend, Statement};
     if app.app.db.get_database_backend() != DbBackend::Postgres {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -205,6 +205,21 @@ pub async fn until_a_call_waits_for_a_lock(app: &TestApp) {
         assert!(tokio::time::Instant::now() < deadline, "no call ever waited");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Runs `call` behind `held`, a write the test holds open: the call starts
+/// on a task of its own, `held` commits once the call waits for it (see
+/// `until_a_call_waits_for_a_lock`), and the call's output is returned.
+pub async fn behind<T: Send + 'static>(
+    app: &TestApp,
+    held: sea_orm::DatabaseTransaction,
+    call: impl Future<Output = T> + Send + 'static,
+) -> T {
+    let task = tokio::spawn(call);
+    until_a_call_waits_for_a_lock(app).await;
+    held.commit().await.expect("commit the held write");
+    task.await
+        .unwrap_or_else(|error| panic!("the call behind the held write did not finish: {error}"))
 }
 
 /// `n` ids that name nothing, for lists over a bound.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     groups::create_group,
-    helpers::{TestApp, active_draft, authed, draft, expect_code, violated_fields},
+    helpers::{TestApp, active_draft, authed, behind, draft, expect_code, violated_fields},
     roles::create_role,
 };
 
@@ -1144,9 +1144,7 @@ async fn a_permission_unregistered_while_a_role_waits_is_not_granted() {
         },
         &admin,
     );
-    let create = tokio::spawn(async move { roles.create_role(request).await });
-    crate::helpers::until_a_call_waits_for_a_lock(&app).await;
-    unregistering.commit().await.expect("commit the unregistration");
-    let status = expect_code(create.await.expect("task"), Code::InvalidArgument);
+    let create = async move { roles.create_role(request).await };
+    let status = expect_code(behind(&app, unregistering, create).await, Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["permissions[1]"]);
 }

@@ -8,9 +8,7 @@ use castellan::pb::{
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use tonic::Code;
 
-use crate::helpers::{
-    TestApp, authed, draft, expect_code, expect_invalid_field, until_a_call_waits_for_a_lock, violated_fields,
-};
+use crate::helpers::{TestApp, authed, behind, draft, expect_code, expect_invalid_field, violated_fields};
 
 /// Creates a role of the token's tenant.
 pub async fn create_role(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> Role {
@@ -1120,16 +1118,14 @@ async fn a_tenants_role_named_while_a_global_role_takes_the_name_is_refused() {
         .await
         .expect("write the global role");
     let mut roles = app.roles();
-    let call = tokio::spawn(async move {
+    let call = async move {
         let request = CreateRoleRequest {
             name: "ops".into(),
             ..Default::default()
         };
         roles.create_role(authed(request, &admin)).await.map(drop)
-    });
-    until_a_call_waits_for_a_lock(&app).await;
-    writing.commit().await.expect("commit the global role");
-    let status = expect_code(call.await.expect("task"), Code::AlreadyExists);
+    };
+    let status = expect_code(behind(&app, writing, call).await, Code::AlreadyExists);
     assert!(status.message().contains("name"), "{}", status.message());
 }
 
@@ -1151,7 +1147,7 @@ async fn a_role_deleted_meanwhile_is_not_found() {
             .expect("delete");
         let mut roles = app.roles();
         let token = admin.clone();
-        let call = tokio::spawn(async move {
+        let call = async move {
             if update {
                 let request = UpdateRoleRequest {
                     id: role.id.clone(),
@@ -1167,9 +1163,7 @@ async fn a_role_deleted_meanwhile_is_not_found() {
                 };
                 roles.delete_role(authed(request, &token)).await.map(drop)
             }
-        });
-        until_a_call_waits_for_a_lock(&app).await;
-        deletion.commit().await.expect("commit the deletion");
-        expect_code(call.await.expect("task"), Code::NotFound);
+        };
+        expect_code(behind(&app, deletion, call).await, Code::NotFound);
     }
 }

@@ -3,7 +3,7 @@ use castellan::pb::{
 };
 use tonic::Code;
 
-use crate::helpers::{TestApp, active_draft, authed, draft, expect_code, violated_fields};
+use crate::helpers::{TestApp, active_draft, authed, behind, draft, expect_code, violated_fields};
 
 #[tokio::test]
 async fn tenants_are_created_read_listed_updated_and_deleted() {
@@ -555,10 +555,8 @@ async fn a_tenant_deleted_while_its_update_waits_is_not_found() {
         },
         &app.global_token(&["*"]),
     );
-    let update = tokio::spawn(async move { tenants.update_tenant(request).await });
-    crate::helpers::until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    expect_code(update.await.expect("task"), Code::NotFound);
+    let update = async move { tenants.update_tenant(request).await };
+    expect_code(behind(&app, deletion, update).await, Code::NotFound);
 }
 
 /// A DeleteTenant that waited while another deleted the tenant is
@@ -575,10 +573,8 @@ async fn a_tenant_deleted_while_its_deletion_waits_is_not_found() {
         .expect("delete");
     let mut tenants = app.tenants();
     let request = authed(DeleteTenantRequest { id: "doomed".into() }, &app.global_token(&["*"]));
-    let second = tokio::spawn(async move { tenants.delete_tenant(request).await });
-    crate::helpers::until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the first deletion");
-    expect_code(second.await.expect("task"), Code::NotFound);
+    let second = async move { tenants.delete_tenant(request).await };
+    expect_code(behind(&app, deletion, second).await, Code::NotFound);
 }
 
 /// Login without a tenant picks the user's first tenant that is not

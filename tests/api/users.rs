@@ -2,8 +2,8 @@ use castellan::pb::{self, CreateUsersRequest, GetUserByUsernameRequest, GetUserR
 use tonic::Code;
 
 use crate::helpers::{
-    TestApp, active_draft, authed, authed_in, draft, error_reason, expect_code, expect_invalid_field, random_ids,
-    until_a_call_waits_for_a_lock, violated_fields,
+    TestApp, active_draft, authed, authed_in, behind, draft, error_reason, expect_code, expect_invalid_field,
+    random_ids, violated_fields,
 };
 
 fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
@@ -1646,10 +1646,8 @@ async fn an_owner_is_not_deleted_while_the_other_owner_is() {
         .expect("delete the second owner");
     let mut users = app.users();
     let request = authed(pb::DeleteUserRequest { id: first.to_string() }, &global);
-    let delete = tokio::spawn(async move { users.delete_user(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    expect_code(delete.await.expect("task"), Code::FailedPrecondition);
+    let delete = async move { users.delete_user(request).await };
+    expect_code(behind(&app, deletion, delete).await, Code::FailedPrecondition);
     let left: Vec<uuid::Uuid> = owners().await.expect("owners").iter().map(|m| m.user_id).collect();
     assert_eq!(left, [first], "the tenant keeps an owner");
 }
@@ -1765,10 +1763,8 @@ async fn a_user_deleted_while_its_deactivation_waits_is_not_found() {
     castellan::store::users::delete(&deletion, id).await.expect("delete");
     let mut users = app.users();
     let request = authed(pb::DeactivateUserRequest { id: user.id.clone() }, &app.token(&["*"]));
-    let deactivate = tokio::spawn(async move { users.deactivate_user(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    expect_code(deactivate.await.expect("task"), Code::NotFound);
+    let deactivate = async move { users.deactivate_user(request).await };
+    expect_code(behind(&app, deletion, deactivate).await, Code::NotFound);
 }
 
 /// Whom an account is shared with is read under the user's row lock: a
@@ -1792,10 +1788,8 @@ async fn a_user_shared_while_its_deletion_waits_is_not_deleted() {
         .expect("join other");
     let mut users = app.users();
     let request = authed(pb::DeleteUserRequest { id: user.id.clone() }, &app.token(&["*"]));
-    let delete = tokio::spawn(async move { users.delete_user(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    sharing.commit().await.expect("commit the sharing");
-    let status = expect_code(delete.await.expect("task"), Code::FailedPrecondition);
+    let delete = async move { users.delete_user(request).await };
+    let status = expect_code(behind(&app, sharing, delete).await, Code::FailedPrecondition);
     assert!(status.message().contains("other tenants"), "{}", status.message());
     assert!(
         castellan::store::users::find_in_tenant(&app.app.db, other, id)
