@@ -67,13 +67,16 @@ pub enum Error {
     /// INVALID_ARGUMENT with a `BadRequest` listing every violation.
     #[error("invalid request: {}", summary(.0))]
     Invalid(Vec<FieldViolation>),
-    /// NOT_FOUND: unknown id, or a resource of another tenant.
+    /// NOT_FOUND: unknown id, or a resource of another tenant; or one a
+    /// write refers to that a concurrent call deleted meanwhile (a foreign
+    /// key that fails).
     #[error("{0} not found")]
     NotFound(&'static str),
     /// ALREADY_EXISTS: a unique value is taken; names the field.
     #[error("{field} already exists")]
     AlreadyExists { field: String },
-    /// ABORTED: optimistic concurrency (`version`) mismatch.
+    /// ABORTED: optimistic concurrency (`version`) mismatch; on PostgreSQL
+    /// also a deadlock or a serialization failure (retry).
     #[error("{0}")]
     Aborted(String),
     /// FAILED_PRECONDITION: a business rule refuses the change.
@@ -157,8 +160,11 @@ impl From<DbErr> for Error {
             }
             // Every reference a write makes is checked before it; a foreign
             // key that fails all the same names a row a concurrent call
-            // deleted in between (a role granted as it is deleted).
-            Some(SqlErr::ForeignKeyConstraintViolation(_)) => return Error::Aborted(CONCURRENT_CHANGE.into()),
+            // deleted in between (a group joined as it is deleted): it is
+            // gone, as a retry would find.
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                return Error::NotFound(vanished_parent(database_error(&err).and_then(|e| e.constraint())));
+            }
             _ => {}
         }
         match err {
@@ -188,6 +194,39 @@ impl From<DbErr> for Error {
 
 /// What a call that met a concurrent one answers (ABORTED: retry it).
 const CONCURRENT_CHANGE: &str = "a concurrent change got in the way: read again and retry";
+
+/// The driver's error behind a database error, if any.
+fn database_error(err: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseError> {
+    match err {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => {
+            e.as_database_error()
+        }
+        _ => None,
+    }
+}
+
+/// What a row's reference named, by the foreign key it broke: every key is
+/// `fk_<table>_<column>` (the migrations' `cascade`), and the column says
+/// the parent. PostgreSQL names the constraint; SQLite does not say which
+/// key failed, so its answer is the generic [`REFERENCED_RESOURCE`].
+fn vanished_parent(constraint: Option<&str>) -> &'static str {
+    let Some(constraint) = constraint else {
+        return REFERENCED_RESOURCE;
+    };
+    [
+        ("_user_id", "user"),
+        ("_group_id", "group"),
+        ("_role_id", "role"),
+        ("_tenant_id", "tenant"),
+    ]
+    .into_iter()
+    .find(|(column, _)| constraint.ends_with(column))
+    .map_or(REFERENCED_RESOURCE, |(_, parent)| parent)
+}
+
+/// What NOT_FOUND names when the database does not say which reference
+/// failed.
+const REFERENCED_RESOURCE: &str = "referenced resource";
 
 /// PostgreSQL's deadlock (40P01) and serialization failure (40001): the
 /// database gave up on this transaction for another's sake.
@@ -302,10 +341,11 @@ mod tests {
         );
     }
 
-    /// A reference to a row deleted meanwhile is a concurrent change
-    /// (ABORTED, retry), not a fault of the server.
+    /// A reference to a row deleted meanwhile is NOT_FOUND (what a retry
+    /// answers), not a fault of the server. SQLite does not say which
+    /// reference failed.
     #[tokio::test]
-    async fn a_broken_foreign_key_is_a_concurrent_change() {
+    async fn a_broken_foreign_key_is_not_found() {
         use sea_orm::{ConnectionTrait, Database};
         let db = Database::connect("sqlite::memory:").await.unwrap();
         db.execute_unprepared(
@@ -318,7 +358,25 @@ mod tests {
             .execute_unprepared("INSERT INTO grants (role_id) VALUES (7)")
             .await
             .unwrap_err();
-        assert!(matches!(Error::from(err), Error::Aborted(_)));
+        assert!(matches!(Error::from(err), Error::NotFound(REFERENCED_RESOURCE)));
+    }
+
+    /// PostgreSQL names the foreign key that failed; its column names what
+    /// is gone.
+    #[test]
+    fn a_broken_foreign_key_names_its_parent() {
+        for (constraint, parent) in [
+            ("fk_group_members_group_id", "group"),
+            ("fk_group_members_user_id", "user"),
+            ("fk_user_roles_role_id", "role"),
+            ("fk_group_roles_role_id", "role"),
+            ("fk_tenant_memberships_tenant_id", "tenant"),
+            ("fk_devices_user_id", "user"),
+            ("fk_something_else", REFERENCED_RESOURCE),
+        ] {
+            assert_eq!(vanished_parent(Some(constraint)), parent, "{constraint}");
+        }
+        assert_eq!(vanished_parent(None), REFERENCED_RESOURCE);
     }
 
     /// A database error with this SQLSTATE, as the PostgreSQL driver

@@ -114,6 +114,7 @@ impl Application {
         let listener = tokio::spawn(app.clone().listen_for_changes());
         let checkpoints = tokio::spawn(store::checkpoint_continuously(app.db.clone()));
         let metrics_upkeep = tokio::spawn(crate::telemetry::metrics::keep_up());
+        let forgetting = tokio::spawn(crate::domain::auth::forget_idle_attempts_continuously(app.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -211,6 +212,7 @@ impl Application {
         listener.abort();
         checkpoints.abort();
         metrics_upkeep.abort();
+        forgetting.abort();
         result
     }
 }

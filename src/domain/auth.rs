@@ -2,7 +2,7 @@
 //! throttling that guards them (Keycloak's brute-force detection as the model,
 //! without its permanent-lockout trap: lockouts are temporary and grow).
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
 use uuid::Uuid;
@@ -124,6 +124,30 @@ pub async fn forget_idle_attempts(app: &App) -> Result<u64> {
     match now.checked_sub_signed(idle) {
         Some(before) => store::credentials::forget_attempts(&app.writer, before, now).await,
         None => Ok(0),
+    }
+}
+
+/// The shortest wait between two runs of [`forget_idle_attempts`]: a window
+/// of zero (or of a few milliseconds, as tests set) must not make it a busy
+/// loop on the database's writer.
+const MIN_FORGETTING_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs until aborted: [`forget_idle_attempts`] at once, then once a login
+/// failure window (`login_failure_window`, at least
+/// [`MIN_FORGETTING_INTERVAL`]). Every failed login of an unknown username
+/// leaves a throttling counter, which nothing else deletes. A run that
+/// fails is logged and the next one tries again.
+pub async fn forget_idle_attempts_continuously(app: Arc<App>) {
+    let every = Duration::from(app.config.login_failure_window).max(MIN_FORGETTING_INTERVAL);
+    let mut interval = tokio::time::interval(every);
+    // After a run that outlasted the window (a database outage), wait a
+    // whole window again rather than run several times in a row.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = forget_idle_attempts(&app).await {
+            tracing::warn!(%error, "forgetting idle login throttling counters failed");
+        }
     }
 }
 

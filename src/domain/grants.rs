@@ -125,8 +125,10 @@ pub async fn plan_role_replacement<C: ConnectionTrait>(
         .remove(&user_id)
         .map(|d| d.roles.into_iter().map(|r| r.role.id).collect())
         .unwrap_or_default();
-    let add = wanted.iter().filter(|r| !current.contains(r)).copied().collect();
+    let add: Vec<Uuid> = wanted.iter().filter(|r| !current.contains(r)).copied().collect();
     let remove: Vec<Uuid> = current.iter().filter(|r| !wanted.contains(r)).copied().collect();
+    // Held first, so none is deleted between the checks and the write.
+    roles::hold_granted(db, caller, "role_ids", &add).await?;
     check_role_change(db, caller, "role_ids", add, &remove).await
 }
 
@@ -167,6 +169,9 @@ pub async fn update_user_roles(
     if !store::users::lock(&txn, id).await? {
         return Err(Error::NotFound("user"));
     }
+    // The roles checked before the transaction may have been deleted since:
+    // held now, they stay until the grants are written.
+    roles::hold_granted(&txn, caller, "add_role_ids", &change.add).await?;
     apply_role_change(&txn, id, &change, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;
@@ -202,8 +207,16 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
     let txn = app.writer.begin().await?;
     // The user's row first, then whether it is a member still: one removed
     // from the tenant meanwhile (its groups there went with it) joins none
-    // of them. A membership another call adds meanwhile is left as it is.
+    // of them. Then the group, held until the membership is written: one
+    // deleted since it was found is NOT_FOUND, as a retry would answer. A
+    // membership another call adds meanwhile is left as it is.
     users::lock_member(&txn, caller.tenant_id, user.id).await?;
+    if store::groups::hold_in(&txn, caller.tenant_id, group.id)
+        .await?
+        .is_none()
+    {
+        return Err(Error::NotFound("group"));
+    }
     store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
     app.commit(txn, Change::Access(user.id)).await?;

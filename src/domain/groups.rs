@@ -109,6 +109,8 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
             updated_at: now,
         };
         let txn = app.writer.begin().await?;
+        // The roles checked before the transaction, held until they are assigned.
+        roles::hold_granted(&txn, caller, "role_ids", &role_ids).await?;
         store::groups::insert(&txn, &group, &role_ids).await?;
         if let Some(key) = &key {
             key.record(&txn, idempotency::ids_to_bytes(&[group.id]), now).await?;
@@ -196,7 +198,9 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
         let add: Vec<Uuid> = wanted.iter().filter(|r| !current.contains(r)).copied().collect();
         let remove: Vec<Uuid> = current.iter().filter(|r| !wanted.contains(r)).copied().collect();
         // Checked against the roles the group has now: keeping a role is no
-        // escalation, giving one back that a concurrent update took is.
+        // escalation, giving one back that a concurrent update took is. The
+        // roles added are held first, so none is deleted before the write.
+        roles::hold_granted(&txn, caller, "role_ids", &add).await?;
         roles::require_grantable(&txn, caller, "role_ids", &add).await?;
         store::groups::change_roles(&txn, id, &add, &remove).await?;
     }

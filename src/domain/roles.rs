@@ -5,6 +5,8 @@
 //! PERMISSION_DENIED). Updates carry the version read and bump it atomically.
 //! Nobody grants a permission it does not hold, through a role or otherwise.
 
+use std::collections::HashSet;
+
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 
@@ -296,8 +298,35 @@ pub async fn require_grantable<C: ConnectionTrait>(
     }
     let roles = store::users::roles_valid_in(db, caller.tenant_id, role_ids).await?;
     if let Some(missing) = role_ids.iter().find(|id| !roles.iter().any(|r| r.id == **id)) {
-        return Err(Error::invalid(field, format!("unknown role {missing}")));
+        return Err(unknown_role(field, *missing));
     }
     require_held(db, caller, role_ids).await?;
     Ok(roles)
+}
+
+fn unknown_role(field: &str, id: Uuid) -> Error {
+    Error::invalid(field, format!("unknown role {id}"))
+}
+
+/// Holds the roles a transaction is about to grant (to a user or a group)
+/// against their deletion until it ends, once [`require_grantable`] passed
+/// them: a role deleted since is INVALID_ARGUMENT naming `field`, the
+/// answer a retry gets, rather than a foreign key that fails at the write.
+pub async fn hold_granted<C: ConnectionTrait>(
+    db: &C,
+    caller: &Principal,
+    field: &str,
+    role_ids: &[Uuid],
+) -> Result<()> {
+    if role_ids.is_empty() {
+        return Ok(());
+    }
+    let held: HashSet<Uuid> = store::roles::hold_valid_in(db, caller.tenant_id, role_ids)
+        .await?
+        .into_iter()
+        .collect();
+    match role_ids.iter().find(|id| !held.contains(id)) {
+        Some(missing) => Err(unknown_role(field, *missing)),
+        None => Ok(()),
+    }
 }

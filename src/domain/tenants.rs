@@ -10,6 +10,7 @@ use crate::{
     auth::Call,
     auth::Principal,
     auth::access::TenantKey,
+    config::Config,
     domain::{
         audit::{self, Origin, Target},
         credentials,
@@ -280,10 +281,18 @@ pub struct BootstrapAdmin {
 
 /// On an empty database: creates tenant `default` and, with `admin`, a global
 /// role `admin` holding `*` and that user as owner of `default`. Does nothing
-/// once any tenant exists; safe when several replicas start at once (the
-/// unique slug lets one win).
+/// once any tenant exists, save a warning that names the bootstrap settings
+/// it ignores (never their values); safe when several replicas start at once
+/// (the unique slug lets one win).
 pub async fn bootstrap(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {
     if tenant::Entity::find().count(&app.db).await? > 0 {
+        let ignored = bootstrap_settings_given(&app.config);
+        if !ignored.is_empty() {
+            tracing::warn!(
+                settings = %ignored.join(", "),
+                "bootstrap settings ignored: the database already holds tenants, and the bootstrap runs on an empty database only"
+            );
+        }
         return Ok(());
     }
     match create_initial_data(app, admin).await {
@@ -291,6 +300,18 @@ pub async fn bootstrap(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {
         Err(Error::AlreadyExists { .. }) => Ok(()),
         other => other,
     }
+}
+
+/// The bootstrap settings given (not blank), by their variables' names.
+fn bootstrap_settings_given(config: &Config) -> Vec<&'static str> {
+    [
+        ("CASTELLAN_BOOTSTRAP_ADMIN_EMAIL", &config.bootstrap_admin_email),
+        ("CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD", &config.bootstrap_admin_password),
+    ]
+    .into_iter()
+    .filter(|(_, value)| value.as_deref().is_some_and(|v| !v.trim().is_empty()))
+    .map(|(name, _)| name)
+    .collect()
 }
 
 async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {

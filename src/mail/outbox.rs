@@ -1,18 +1,14 @@
 //! The outbox worker: polls due mails, claims each (so replicas never send
 //! one twice), sends it, and marks it sent or schedules a retry with
-//! exponential backoff. A crash or an SMTP outage loses no mail. It is also
-//! the server's periodic database upkeep: once a login failure window, it
-//! forgets the idle login throttling counters.
+//! exponential backoff. A crash or an SMTP outage loses no mail.
 
 use std::{sync::Arc, time::Duration};
-
-use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use crate::{
     app::App,
-    domain::{auth, now},
+    domain::now,
     mail::{Mail, SEND_TIMEOUT},
     store::{self, entity::mail_outbox, outbox::Claim},
 };
@@ -30,22 +26,10 @@ const BATCH: u64 = 20;
 
 /// Runs until aborted. A pass that found a full batch due is followed by the
 /// next one at once, so a backlog (the invitations of a bulk CreateUsers)
-/// drains at the mailer's pace rather than a batch an interval. Before the
-/// first pass, and before the first after each login failure window, it
-/// forgets the idle login throttling counters
-/// ([`auth::forget_idle_attempts`]): every failed login of an unknown
-/// username leaves one, which nothing else deletes.
+/// drains at the mailer's pace rather than a batch an interval.
 pub async fn run(app: Arc<App>) {
     let interval: Duration = app.config.outbox_interval.into();
-    let upkeep_every: Duration = app.config.login_failure_window.into();
-    let mut upkept_at: Option<Instant> = None;
     loop {
-        if upkept_at.is_none_or(|at| at.elapsed() >= upkeep_every) {
-            upkept_at = Some(Instant::now());
-            if let Err(error) = auth::forget_idle_attempts(&app).await {
-                tracing::warn!(%error, "forgetting idle login throttling counters failed");
-            }
-        }
         match deliver_due(&app, interval).await {
             Ok(Pass::FullBatch) => continue,
             Ok(Pass::Drained) => {}

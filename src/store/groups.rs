@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, LockType},
 };
 use uuid::Uuid;
 
@@ -25,6 +25,20 @@ use crate::{
 pub async fn find_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> Result<Option<group::Model>> {
     Ok(group::Entity::find_by_id(id)
         .filter(group::Column::TenantId.eq(tenant_id))
+        .one(db)
+        .await?)
+}
+
+/// The group with this id if it belongs to the tenant, its row held
+/// against its deletion until the transaction ends: `FOR KEY SHARE` on
+/// PostgreSQL, the lock the membership's foreign key check would take
+/// anyway (only a deletion or a rename waits for it); SQLite's one writer
+/// orders the deletion anyway. A group deleted by a transaction still open
+/// is waited for, then `None`.
+pub async fn hold_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> Result<Option<group::Model>> {
+    Ok(group::Entity::find_by_id(id)
+        .filter(group::Column::TenantId.eq(tenant_id))
+        .lock(LockType::KeyShare)
         .one(db)
         .await?)
 }

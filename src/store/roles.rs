@@ -5,8 +5,8 @@
 
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement,
-    sea_query::{Expr, ExprTrait, Query, SelectStatement},
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Statement,
+    sea_query::{Expr, ExprTrait, LockType, Query, SelectStatement},
 };
 use uuid::Uuid;
 
@@ -27,6 +27,26 @@ pub async fn find_valid_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid
         .filter(role_valid_in(tenant_id))
         .one(db)
         .await?)
+}
+
+/// The ids among `ids` of the roles valid in the tenant, each row held
+/// against its deletion until the transaction ends: `FOR KEY SHARE` on
+/// PostgreSQL, the lock the grant's foreign key check would take anyway
+/// (only a deletion or a rename waits for it, not an UpdateRole that keeps
+/// the name); SQLite's one writer orders the deletion anyway. A role
+/// deleted by a transaction still open is waited for, then left out.
+pub async fn hold_valid_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    crate::store::find_by_ids(ids, |chunk| {
+        role::Entity::find()
+            .select_only()
+            .column(role::Column::Id)
+            .filter(role::Column::Id.is_in(chunk))
+            .filter(role_valid_in(tenant_id))
+            .lock(LockType::KeyShare)
+            .into_tuple()
+            .all(db)
+    })
+    .await
 }
 
 /// The first key of the advisory locks on role names (any number the

@@ -1265,3 +1265,30 @@ async fn a_suspended_tenants_invitations_wait_for_it() {
     set_tenant_status(&app, "frozen", pb::TenantStatus::Active).await;
     auth.accept_invitation(accept()).await.expect("accepted once active");
 }
+
+/// Idle throttling counters are forgotten on their own schedule, once a
+/// login failure window, not on the mail outbox's: with the outbox polled
+/// once an hour, a failed login's counters still go within a few windows.
+#[tokio::test]
+async fn idle_throttling_counters_are_forgotten_while_the_outbox_sleeps() {
+    let app = TestApp::spawn_with(&[
+        "--login-failure-window",
+        "300ms",
+        "--login-max-lockout",
+        "300ms",
+        "--outbox-interval",
+        "1h",
+    ])
+    .await;
+    expect_code(app.login("nobody@example.com", PASSWORD).await, Code::Unauthenticated);
+    assert_eq!(throttling_keys(&app).await.len(), 2, "the user's and the address's");
+    let started = Instant::now();
+    while !throttling_keys(&app).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never forgotten: {:?}",
+            throttling_keys(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

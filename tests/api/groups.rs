@@ -774,3 +774,132 @@ async fn role_ids_are_bounded() {
         .expect("70,000 roles read");
     assert!(read.is_empty());
 }
+
+/// Deletes the group in a write the test holds open (as DeleteGroup writes
+/// it), to be committed once a call waits behind it.
+async fn held_group_deletion(app: &TestApp, group_id: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::groups::delete(&deletion, group_id.parse().expect("uuid"))
+        .await
+        .expect("delete the group");
+    deletion
+}
+
+/// Deletes the role in a write the test holds open (as DeleteRole with
+/// `force` writes it), to be committed once a call waits behind it.
+async fn held_role_deletion(app: &TestApp, role_id: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    let deleted = castellan::store::roles::delete(&deletion, role_id.parse().expect("uuid"), true)
+        .await
+        .expect("delete the role");
+    assert!(deleted);
+    deletion
+}
+
+/// AddUserToGroup of a group deleted meanwhile (here: a deletion the test
+/// holds open, committed once the call waits for it) is NOT_FOUND naming
+/// the group, as a retry is answered, on SQLite as on PostgreSQL; no
+/// membership is left. (It was ABORTED VERSION_MISMATCH: the membership's
+/// foreign key failed.)
+#[tokio::test]
+async fn a_group_deleted_meanwhile_is_not_found_to_join() {
+    use castellan::store::entity::group_member;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let group = create_group(&app, &admin, "vanishing", &[]).await;
+    let user = app.create_users(vec![draft("joiner@example.com")]).await.remove(0);
+    let deletion = held_group_deletion(&app, &group.id).await;
+    let mut users = app.users();
+    let request = authed(
+        AddUserToGroupRequest {
+            user_id: user.id.clone(),
+            group_id: group.id.clone(),
+        },
+        &admin,
+    );
+    let call = tokio::spawn(async move { users.add_user_to_group(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    let status = expect_code(call.await.expect("task"), Code::NotFound);
+    assert_eq!(crate::helpers::error_reason(&status), "RESOURCE_NOT_FOUND");
+    assert_eq!(status.message(), "group not found");
+    let user_id: uuid::Uuid = user.id.parse().expect("uuid");
+    let rows = group_member::Entity::find()
+        .filter(group_member::Column::UserId.eq(user_id))
+        .count(&app.app.db)
+        .await
+        .expect("count");
+    assert_eq!(rows, 0);
+}
+
+/// CreateGroup with a role deleted meanwhile (after the call checked it,
+/// before its write) is refused as a role unknown from the start is:
+/// INVALID_ARGUMENT naming `role_ids`, and no group is created. (It was
+/// ABORTED VERSION_MISMATCH: the assignment's foreign key failed.)
+#[tokio::test]
+async fn a_role_deleted_meanwhile_is_unknown_to_create_group() {
+    use castellan::store::entity::group;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = create_role(&app, &admin, "fleeting", &[]).await;
+    let deletion = held_role_deletion(&app, &role.id).await;
+    let mut groups = app.groups();
+    let request = authed(
+        CreateGroupRequest {
+            name: "late".into(),
+            role_ids: vec![role.id.clone()],
+            ..Default::default()
+        },
+        &admin,
+    );
+    let call = tokio::spawn(async move { groups.create_group(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["role_ids"]);
+    let created = group::Entity::find()
+        .filter(group::Column::Name.eq("late"))
+        .count(&app.app.db)
+        .await
+        .expect("count");
+    assert_eq!(created, 0);
+}
+
+/// UpdateGroup adding a role deleted meanwhile is refused as a role unknown
+/// from the start is: INVALID_ARGUMENT naming `role_ids`, the group left as
+/// it was. (On PostgreSQL it was ABORTED VERSION_MISMATCH: the check in the
+/// transaction still saw the role, and the assignment's foreign key failed.)
+#[tokio::test]
+async fn a_role_deleted_meanwhile_is_unknown_to_update_group() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let kept = create_role(&app, &admin, "kept", &[]).await;
+    let fleeting = create_role(&app, &admin, "fleeting", &[]).await;
+    let group = create_group(&app, &admin, "steady", &[&kept.id]).await;
+    let deletion = held_role_deletion(&app, &fleeting.id).await;
+    let mut groups = app.groups();
+    let request = authed(
+        UpdateGroupRequest {
+            id: group.id.clone(),
+            role_ids: vec![kept.id.clone(), fleeting.id.clone()],
+            ..Default::default()
+        },
+        &admin,
+    );
+    let call = tokio::spawn(async move { groups.update_group(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["role_ids"]);
+    let stored = app
+        .groups()
+        .get_group(authed(GetGroupRequest { id: group.id.clone() }, &admin))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(stored.role_ids, [kept.id]);
+}

@@ -1,7 +1,8 @@
 //! The real `castellan` binary as separate processes: two replicas on one
 //! PostgreSQL database agree on revocations at once, SIGTERM drains
-//! in-flight calls, and neither `--help` nor a connection error shows a
-//! password from the environment.
+//! in-flight calls, a restart with bootstrap settings warns that it ignores
+//! them, and neither `--help` nor a connection error shows a password from
+//! the environment.
 
 use std::{
     io::{BufRead, BufReader},
@@ -27,6 +28,8 @@ use crate::helpers::{authed, expect_code, test_database};
 struct Replica {
     child: Child,
     grpc: SocketAddr,
+    /// The JSON log lines it wrote up to its "serving" line.
+    start_log: Vec<serde_json::Value>,
 }
 
 impl Drop for Replica {
@@ -38,7 +41,7 @@ impl Drop for Replica {
 
 impl Replica {
     /// Starts the binary and waits for its "serving" log line (JSON logs
-    /// name the bound addresses).
+    /// name the bound addresses); keeps the lines before it.
     fn start(database_url: &str, data_dir: &std::path::Path, key: &std::path::Path, extra: &[&str]) -> Replica {
         let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
             .args([
@@ -62,20 +65,27 @@ impl Replica {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut start_log = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
-                    && json["fields"]["message"] == "castellan serving"
-                {
-                    let _ = tx.send(json["fields"]["grpc"].as_str().unwrap_or_default().to_owned());
+                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if json["fields"]["message"] == "castellan serving" {
+                    let grpc = json["fields"]["grpc"].as_str().unwrap_or_default().to_owned();
+                    let _ = tx.send((grpc, std::mem::take(&mut start_log)));
+                } else {
+                    start_log.push(json);
                 }
             }
         });
-        let grpc = rx
+        let (grpc, start_log) = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("castellan did not report serving")
-            .parse()
-            .expect("address");
-        Replica { child, grpc }
+            .expect("castellan did not report serving");
+        Replica {
+            child,
+            grpc: grpc.parse().expect("address"),
+            start_log,
+        }
     }
 
     async fn channel(&self) -> Channel {
@@ -528,4 +538,60 @@ fn a_database_url_that_does_not_parse_is_reported_without_its_password() {
     assert!(output.contains("cannot connect to the database"), "{output}");
     assert!(output.contains("castellan:***@db host"), "{output}");
     assert_no_secret(&output);
+}
+
+/// The bootstrap runs on an empty database only: started again on the same
+/// database with the bootstrap settings still set, the server says, once,
+/// that it ignores them, naming the variables and never their values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_settings_on_a_database_with_tenants_are_ignored_with_a_warning() {
+    const PASSWORD: &str = "a long bootstrap passphrase";
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, _database) = test_database(dir.path()).await;
+    let key = dir.path().join("key.pem");
+    write_key(&key);
+    let bootstrap = [
+        "--bootstrap-admin-email",
+        "first-admin@example.com",
+        "--bootstrap-admin-password",
+        PASSWORD,
+    ];
+    let warnings = |replica: &Replica| -> Vec<serde_json::Value> {
+        replica
+            .start_log
+            .iter()
+            .filter(|line| {
+                line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("bootstrap settings ignored"))
+            })
+            .cloned()
+            .collect()
+    };
+    let first = Replica::start(&url, dir.path(), &key, &bootstrap);
+    assert_eq!(
+        warnings(&first),
+        Vec::<serde_json::Value>::new(),
+        "the first start bootstraps"
+    );
+    drop(first);
+
+    let second = Replica::start(&url, dir.path(), &key, &bootstrap);
+    let warned = warnings(&second);
+    assert_eq!(warned.len(), 1, "{:?}", second.start_log);
+    assert_eq!(warned[0]["level"], "WARN");
+    assert_eq!(
+        warned[0]["fields"]["settings"],
+        "CASTELLAN_BOOTSTRAP_ADMIN_EMAIL, CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD"
+    );
+    let log = serde_json::to_string(&second.start_log).expect("json");
+    assert!(!log.contains(PASSWORD), "the password is logged: {log}");
+    drop(second);
+
+    let without = Replica::start(&url, dir.path(), &key, &[]);
+    assert_eq!(
+        warnings(&without),
+        Vec::<serde_json::Value>::new(),
+        "nothing set, nothing ignored"
+    );
 }

@@ -1888,3 +1888,131 @@ async fn a_control_character_names_no_user_and_no_tenant() {
         );
     }
 }
+
+/// Deletes the role in a write the test holds open (as DeleteRole with
+/// `force` writes it), to be committed once a call waits behind it.
+async fn held_role_deletion(app: &TestApp, role_id: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    let deleted = castellan::store::roles::delete(&deletion, role_id.parse().expect("uuid"), true)
+        .await
+        .expect("delete the role");
+    assert!(deleted);
+    deletion
+}
+
+/// The user's direct role grants, as stored.
+async fn stored_role_grants(app: &TestApp, user_id: &str) -> u64 {
+    use castellan::store::entity::user_role;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let user_id: uuid::Uuid = user_id.parse().expect("uuid");
+    user_role::Entity::find()
+        .filter(user_role::Column::UserId.eq(user_id))
+        .count(&app.app.db)
+        .await
+        .expect("count")
+}
+
+/// UpdateUserRoles granting a role deleted meanwhile (after the call
+/// checked it, before its write) is refused as a role unknown from the
+/// start is: INVALID_ARGUMENT naming `add_role_ids`, nothing granted, on
+/// SQLite as on PostgreSQL. (It was ABORTED VERSION_MISMATCH: the grant's
+/// foreign key failed.)
+#[tokio::test]
+async fn a_role_deleted_meanwhile_is_unknown_to_update_user_roles() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = crate::roles::create_role(&app, &admin, "fleeting", &[]).await;
+    let user = app.create_users(vec![draft("granted@example.com")]).await.remove(0);
+    let deletion = held_role_deletion(&app, &role.id).await;
+    let mut users = app.users();
+    let request = authed(
+        pb::UpdateUserRolesRequest {
+            id: user.id.clone(),
+            add_role_ids: vec![role.id.clone()],
+            remove_role_ids: vec![],
+        },
+        &admin,
+    );
+    let call = tokio::spawn(async move { users.update_user_roles(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["add_role_ids"]);
+    assert_eq!(stored_role_grants(&app, &user.id).await, 0);
+}
+
+/// UpdateUser's `role_ids` with a role deleted meanwhile is refused as a
+/// role unknown from the start is: INVALID_ARGUMENT naming `role_ids`,
+/// nothing granted. (On PostgreSQL it was ABORTED VERSION_MISMATCH: the
+/// check in the transaction still saw the role, and the grant's foreign key
+/// failed.)
+#[tokio::test]
+async fn a_role_deleted_meanwhile_is_unknown_to_update_user() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = crate::roles::create_role(&app, &admin, "fleeting", &[]).await;
+    let user = app.create_users(vec![draft("replaced@example.com")]).await.remove(0);
+    let deletion = held_role_deletion(&app, &role.id).await;
+    let mut users = app.users();
+    let request = authed(
+        UpdateUserRequest {
+            id: user.id.clone(),
+            role_ids: vec![role.id.clone()],
+            ..Default::default()
+        },
+        &admin,
+    );
+    let call = tokio::spawn(async move { users.update_user(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["role_ids"]);
+    assert_eq!(stored_role_grants(&app, &user.id).await, 0);
+}
+
+/// A draft's group deleted meanwhile (after CreateUsers checked it, before
+/// its write) breaks the membership's foreign key: NOT_FOUND
+/// RESOURCE_NOT_FOUND, naming the group on PostgreSQL (SQLite does not say
+/// which key failed), and no user is created. (It was ABORTED
+/// VERSION_MISMATCH, which the API keeps for a `version` that does not match.)
+#[tokio::test]
+async fn a_drafts_group_deleted_meanwhile_is_not_found() {
+    use sea_orm::{DbBackend, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let group = crate::groups::create_group(&app, &admin, "vanishing", &[]).await;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::groups::delete(&deletion, group.id.parse().expect("uuid"))
+        .await
+        .expect("delete the group");
+    let mut users = app.users();
+    let request = create_request(
+        vec![UserDraft {
+            group_ids: vec![group.id.clone()],
+            ..draft("member-to-be@example.com")
+        }],
+        &admin,
+    );
+    let call = tokio::spawn(async move { users.create_users(request).await });
+    until_a_call_waits_for_a_lock(&app).await;
+    deletion.commit().await.expect("commit the deletion");
+    let status = expect_code(call.await.expect("task"), Code::NotFound);
+    assert_eq!(error_reason(&status), "RESOURCE_NOT_FOUND");
+    let expected = match app.app.db.get_database_backend() {
+        DbBackend::Postgres => "group not found",
+        _ => "referenced resource not found",
+    };
+    assert_eq!(status.message(), expected);
+    expect_code(
+        app.users()
+            .get_user_by_username(authed(
+                GetUserByUsernameRequest {
+                    username: "member-to-be@example.com".into(),
+                },
+                &admin,
+            ))
+            .await,
+        Code::NotFound,
+    );
+}
