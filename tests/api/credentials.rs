@@ -389,8 +389,6 @@ async fn idle_throttling_counters_are_forgotten() {
         "100ms",
         "--login-max-lockout",
         "300ms",
-        "--outbox-interval",
-        "50ms",
     ])
     .await;
     let later = chrono::Utc::now() + chrono::Duration::hours(1);

@@ -8,7 +8,9 @@ use castellan::pb::{
 use tonic::Code;
 
 use crate::{
-    helpers::{TestApp, authed, behind, draft, expect_code, expect_invalid_field, random_ids, violated_fields},
+    helpers::{
+        TestApp, authed, behind, draft, error_reason, expect_code, expect_invalid_field, random_ids, violated_fields,
+    },
     roles::create_role,
 };
 
@@ -820,11 +822,9 @@ async fn a_group_deleted_meanwhile_is_not_found_to_join() {
         },
         &admin,
     );
-    let call = tokio::spawn(async move { users.add_user_to_group(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    let status = expect_code(call.await.expect("task"), Code::NotFound);
-    assert_eq!(crate::helpers::error_reason(&status), "RESOURCE_NOT_FOUND");
+    let call = async move { users.add_user_to_group(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::NotFound);
+    assert_eq!(error_reason(&status), "RESOURCE_NOT_FOUND");
     assert_eq!(status.message(), "group not found");
     let user_id: uuid::Uuid = user.id.parse().expect("uuid");
     let rows = group_member::Entity::find()
@@ -856,10 +856,8 @@ async fn a_role_deleted_meanwhile_is_unknown_to_create_group() {
         },
         &admin,
     );
-    let call = tokio::spawn(async move { groups.create_group(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    let call = async move { groups.create_group(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["role_ids"]);
     let created = group::Entity::find()
         .filter(group::Column::Name.eq("late"))
@@ -890,10 +888,8 @@ async fn a_role_deleted_meanwhile_is_unknown_to_update_group() {
         },
         &admin,
     );
-    let call = tokio::spawn(async move { groups.update_group(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    let call = async move { groups.update_group(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["role_ids"]);
     let stored = app
         .groups()

@@ -1934,10 +1934,8 @@ async fn a_role_deleted_meanwhile_is_unknown_to_update_user_roles() {
         },
         &admin,
     );
-    let call = tokio::spawn(async move { users.update_user_roles(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    let call = async move { users.update_user_roles(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["add_role_ids"]);
     assert_eq!(stored_role_grants(&app, &user.id).await, 0);
 }
@@ -1963,10 +1961,8 @@ async fn a_role_deleted_meanwhile_is_unknown_to_update_user() {
         },
         &admin,
     );
-    let call = tokio::spawn(async move { users.update_user(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    let status = expect_code(call.await.expect("task"), Code::InvalidArgument);
+    let call = async move { users.update_user(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["role_ids"]);
     assert_eq!(stored_role_grants(&app, &user.id).await, 0);
 }
@@ -1994,10 +1990,8 @@ async fn a_drafts_group_deleted_meanwhile_is_not_found() {
         }],
         &admin,
     );
-    let call = tokio::spawn(async move { users.create_users(request).await });
-    until_a_call_waits_for_a_lock(&app).await;
-    deletion.commit().await.expect("commit the deletion");
-    let status = expect_code(call.await.expect("task"), Code::NotFound);
+    let call = async move { users.create_users(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::NotFound);
     assert_eq!(error_reason(&status), "RESOURCE_NOT_FOUND");
     let expected = match app.app.db.get_database_backend() {
         DbBackend::Postgres => "group not found",
