@@ -12,10 +12,7 @@ use crate::{
     auth::{access::AccessCache, token::TokenKeys},
     cache::Freshness,
     config::Config,
-    domain::{
-        tenants::{self, BootstrapAdmin},
-        users::UserRecordCache,
-    },
+    domain::{tenants, users::UserRecordCache},
     error::{Error, Result},
     mail::Mailer,
     store::{
@@ -65,15 +62,7 @@ impl App {
             config,
             replica: Uuid::new_v4(),
         });
-        let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
-        let admin = match (
-            set(&app.config.bootstrap_admin_email),
-            set(&app.config.bootstrap_admin_password),
-        ) {
-            (Some(email), Some(password)) => Some(BootstrapAdmin { email, password }),
-            _ => None,
-        };
-        tenants::bootstrap(&app, admin).await?;
+        tenants::bootstrap(&app).await?;
         Ok(app)
     }
 

@@ -10,7 +10,6 @@ use crate::{
     auth::Call,
     auth::Principal,
     auth::access::TenantKey,
-    config::Config,
     domain::{
         audit::{self, Origin, Target},
         credentials,
@@ -274,19 +273,31 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
 
 /// The first administrator, from configuration.
 #[derive(Debug, Clone)]
-pub struct BootstrapAdmin {
-    pub email: String,
-    pub password: String,
+struct BootstrapAdmin {
+    email: String,
+    password: String,
 }
 
-/// On an empty database: creates tenant `default` and, with `admin`, a global
-/// role `admin` holding `*` and that user as owner of `default`. Does nothing
-/// once any tenant exists, save a warning that names the bootstrap settings
-/// it ignores (never their values); safe when several replicas start at once
+const BOOTSTRAP_EMAIL: &str = "CASTELLAN_BOOTSTRAP_ADMIN_EMAIL";
+const BOOTSTRAP_PASSWORD: &str = "CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD";
+
+/// On an empty database: creates tenant `default` and, with the bootstrap
+/// settings (e-mail and password, both or neither: one alone is
+/// INVALID_ARGUMENT naming the other, so a first start never comes up
+/// without the administrator it was meant to create), a global role `admin`
+/// holding `*` and that user as owner of `default`. Does nothing once any
+/// tenant exists, save a warning that names the bootstrap settings it
+/// ignores (never their values); safe when several replicas start at once
 /// (the unique slug lets one win).
-pub async fn bootstrap(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {
+pub async fn bootstrap(app: &App) -> Result<()> {
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let email = given(&app.config.bootstrap_admin_email);
+    let password = given(&app.config.bootstrap_admin_password);
     if tenant::Entity::find().count(&app.db).await? > 0 {
-        let ignored = bootstrap_settings_given(&app.config);
+        let ignored: Vec<&str> = [(BOOTSTRAP_EMAIL, &email), (BOOTSTRAP_PASSWORD, &password)]
+            .into_iter()
+            .filter_map(|(name, value)| value.as_ref().map(|_| name))
+            .collect();
         if !ignored.is_empty() {
             tracing::warn!(
                 settings = %ignored.join(", "),
@@ -295,23 +306,27 @@ pub async fn bootstrap(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {
         }
         return Ok(());
     }
+    let admin = match (email, password) {
+        (Some(email), Some(password)) => Some(BootstrapAdmin { email, password }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                BOOTSTRAP_PASSWORD,
+                format!("is required with {BOOTSTRAP_EMAIL}"),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::invalid(
+                BOOTSTRAP_EMAIL,
+                format!("is required with {BOOTSTRAP_PASSWORD}"),
+            ));
+        }
+    };
     match create_initial_data(app, admin).await {
         // Another replica bootstrapped first.
         Err(Error::AlreadyExists { .. }) => Ok(()),
         other => other,
     }
-}
-
-/// The bootstrap settings given (not blank), by their variables' names.
-fn bootstrap_settings_given(config: &Config) -> Vec<&'static str> {
-    [
-        ("CASTELLAN_BOOTSTRAP_ADMIN_EMAIL", &config.bootstrap_admin_email),
-        ("CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD", &config.bootstrap_admin_password),
-    ]
-    .into_iter()
-    .filter(|(_, value)| value.as_deref().is_some_and(|v| !v.trim().is_empty()))
-    .map(|(name, _)| name)
-    .collect()
 }
 
 async fn create_initial_data(app: &App, admin: Option<BootstrapAdmin>) -> Result<()> {

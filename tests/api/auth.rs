@@ -551,6 +551,40 @@ async fn user_tokens_follow_the_user_state_at_once() {
     );
 }
 
+/// A first start given the bootstrap e-mail without the password, or the
+/// password without the e-mail, refuses to start naming the one missing,
+/// and creates nothing (it used to create `default` without an
+/// administrator, saying nothing).
+#[tokio::test]
+async fn a_bootstrap_setting_alone_refuses_the_first_start() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    for (given, missing) in [
+        (
+            ["--bootstrap-admin-email", "root@example.com"],
+            "CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD",
+        ),
+        (
+            ["--bootstrap-admin-password", "correct horse battery staple"],
+            "CASTELLAN_BOOTSTRAP_ADMIN_EMAIL",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, _database) = crate::helpers::test_database(dir.path()).await;
+        let cli = crate::helpers::test_cli(&database_url, dir.path(), &given);
+        let error = match castellan::app::App::build(cli.config).await {
+            Ok(_) => panic!("{given:?}: started"),
+            Err(error) => error,
+        };
+        assert!(error.to_string().contains(missing), "{given:?}: {error}");
+        let db = sea_orm::Database::connect(&database_url).await.expect("connect");
+        let tenants = castellan::store::entity::tenant::Entity::find()
+            .count(&db)
+            .await
+            .expect("count");
+        assert_eq!(tenants, 0, "{given:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_bootstrap_admin_holds_every_permission_through_its_global_role() {
     let app = TestApp::spawn_with(&[

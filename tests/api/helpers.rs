@@ -93,7 +93,7 @@ pub async fn test_database(dir: &std::path::Path) -> (String, Option<PostgresDat
 
 /// The command line of a test server on `database_url` and `data_dir`
 /// (both listeners on port 0), with extra flags.
-fn test_cli(database_url: &str, data_dir: &std::path::Path, extra_args: &[&str]) -> Cli {
+pub fn test_cli(database_url: &str, data_dir: &std::path::Path, extra_args: &[&str]) -> Cli {
     let data_dir_arg = data_dir.display().to_string();
     let mut args = vec![
         "castellan",
