@@ -75,10 +75,15 @@ pub enum Error {
     /// ALREADY_EXISTS: a unique value is taken; names the field.
     #[error("{field} already exists")]
     AlreadyExists { field: String },
-    /// ABORTED: optimistic concurrency (`version`) mismatch; on PostgreSQL
-    /// also a deadlock or a serialization failure (retry).
+    /// ABORTED (reason VERSION_MISMATCH): optimistic concurrency (`version`)
+    /// mismatch.
     #[error("{0}")]
-    Aborted(String),
+    VersionMismatch(String),
+    /// ABORTED (reason CONCURRENT_CHANGE): the database gave up the call's
+    /// transaction for a concurrent one's sake (on PostgreSQL a deadlock or
+    /// a serialization failure); nothing was written, a retry may succeed.
+    #[error("a concurrent change got in the way: retry")]
+    ConcurrentChange,
     /// FAILED_PRECONDITION: a business rule refuses the change.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -179,7 +184,7 @@ impl From<DbErr> for Error {
             | DbErr::Query(sea_orm::RuntimeErr::SqlxError(ref e))
                 if is_concurrency_failure(e) =>
             {
-                Error::Aborted(CONCURRENT_CHANGE.into())
+                Error::ConcurrentChange
             }
             DbErr::Exec(sea_orm::RuntimeErr::SqlxError(ref e))
             | DbErr::Query(sea_orm::RuntimeErr::SqlxError(ref e))
@@ -191,9 +196,6 @@ impl From<DbErr> for Error {
         }
     }
 }
-
-/// What a call that met a concurrent one answers (ABORTED: retry it).
-const CONCURRENT_CHANGE: &str = "a concurrent change got in the way: read again and retry";
 
 /// The driver's error behind a database error, if any.
 fn database_error(err: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseError> {
@@ -455,6 +457,18 @@ mod tests {
         }
         for code in ["57014", "53200", "42P01"] {
             assert!(matches!(Error::from(query_error(code)), Error::Internal(_)), "{code}");
+        }
+    }
+
+    /// PostgreSQL's deadlock and serialization failure are ABORTED
+    /// CONCURRENT_CHANGE (retry), not a `version` mismatch.
+    #[test]
+    fn a_deadlock_or_serialization_failure_is_a_concurrent_change() {
+        for code in ["40P01", "40001"] {
+            assert!(
+                matches!(Error::from(query_error(code)), Error::ConcurrentChange),
+                "{code}"
+            );
         }
     }
 

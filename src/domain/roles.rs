@@ -236,7 +236,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
         if store::roles::find_valid_in(&txn, caller.tenant_id, id).await?.is_none() {
             return Err(Error::NotFound("role"));
         }
-        return Err(Error::Aborted(format!(
+        return Err(Error::VersionMismatch(format!(
             "version {} is not the role's current version: read it again",
             patch.version
         )));

@@ -33,7 +33,8 @@ pub fn classify(error: &Error) -> (Code, ErrorReason, String) {
             ErrorReason::ResourceExists,
             format!("{field} already exists"),
         ),
-        Error::Aborted(message) => (Code::Aborted, ErrorReason::VersionMismatch, message.clone()),
+        Error::VersionMismatch(message) => (Code::Aborted, ErrorReason::VersionMismatch, message.clone()),
+        Error::ConcurrentChange => (Code::Aborted, ErrorReason::ConcurrentChange, error.to_string()),
         Error::FailedPrecondition(message) => (
             Code::FailedPrecondition,
             ErrorReason::PreconditionFailed,
