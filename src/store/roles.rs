@@ -222,7 +222,15 @@ fn grants_of(role_id: Uuid) -> [SelectStatement; 2] {
 
 /// Deletes the role (its permissions and grants cascade). Unless `force`, only
 /// while nobody holds it, checked in the same statement. Whether it was deleted.
+///
+/// The role's row is locked first (`FOR UPDATE` on PostgreSQL; SQLite's one
+/// writer orders the calls anyway): a grant under way holds the row `FOR
+/// KEY SHARE` until it commits, so the deletion waits for it and then sees
+/// the grant (each statement reads the commits before it). Without the lock
+/// the deletion read "not granted" before it waited, and deleted the role
+/// with its new grant.
 pub async fn delete<C: ConnectionTrait>(db: &C, id: Uuid, force: bool) -> Result<bool> {
+    role::Entity::find_by_id(id).lock(LockType::Update).one(db).await?;
     let mut delete = role::Entity::delete_many().filter(role::Column::Id.eq(id));
     if !force {
         for grants in grants_of(id) {

@@ -1167,3 +1167,43 @@ async fn a_role_deleted_meanwhile_is_not_found() {
         expect_code(behind(&app, deletion, call).await, Code::NotFound);
     }
 }
+
+/// DeleteRole (without `force`) behind a grant of the role that commits
+/// while it waits is FAILED_PRECONDITION, and the grant stays. (On
+/// PostgreSQL the deletion's "not granted" was read before it waited for
+/// the grant's lock on the role, and the role went, its new grant
+/// cascading with it.)
+#[tokio::test]
+async fn a_role_granted_while_its_deletion_waits_is_not_deleted() {
+    use castellan::store::entity::user_role;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = create_role(&app, &admin, "contested", &[]).await;
+    let user = app.create_users(vec![draft("holder@example.com")]).await.remove(0);
+    let role_id: uuid::Uuid = role.id.parse().expect("uuid");
+    let grant = app.app.writer.begin().await.expect("begin");
+    user_role::ActiveModel {
+        user_id: Set(user.id.parse().expect("uuid")),
+        role_id: Set(role_id),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(&grant)
+    .await
+    .expect("grant");
+    let mut roles = app.roles();
+    let request = authed(
+        DeleteRoleRequest {
+            id: role.id.clone(),
+            force: false,
+        },
+        &admin,
+    );
+    let deletion = async move { roles.delete_role(request).await };
+    expect_code(behind(&app, grant, deletion).await, Code::FailedPrecondition);
+    let grants = user_role::Entity::find_by_id((user.id.parse().expect("uuid"), role_id))
+        .count(&app.app.db)
+        .await
+        .expect("count");
+    assert_eq!(grants, 1, "the grant stays");
+}
