@@ -181,7 +181,20 @@ impl AccessCache {
         {
             return Ok(access);
         }
-        let stamp = self.freshness.stamp(subject);
+        self.reload_user_access(db, user_id, tenant_id).await
+    }
+
+    /// The user's access read from the database (and kept), whatever the
+    /// cache holds: for a token newer than the cached entry (its `gen` past
+    /// the entry's), which on another replica can predate the reset that
+    /// issued the token while its change notice is on its way.
+    pub async fn reload_user_access(
+        &self,
+        db: &DatabaseConnection,
+        user_id: Uuid,
+        tenant_id: Uuid,
+    ) -> Result<Arc<UserAccess>> {
+        let stamp = self.freshness.stamp(Subject::Access(user_id));
         let access = Arc::new(load(db, user_id, tenant_id).await?);
         self.entries.insert((user_id, tenant_id), (stamp, access.clone()));
         Ok(access)

@@ -211,6 +211,9 @@ async fn principal_for(
             // tenant: its access in the token's tenant tells, before the
             // header is looked up.
             let mut access = app.access.user_access(&app.db, user_id, token_tenant).await?;
+            if claims.generation > access.token_generation {
+                access = app.access.reload_user_access(&app.db, user_id, token_tenant).await?;
+            }
             if !access.active {
                 return Err(inactive());
             }

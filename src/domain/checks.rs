@@ -181,7 +181,18 @@ async fn evaluate(app: &App, check: &Check<'_>) -> Result<CheckOutcome> {
             }
         }
     };
-    let access = app.access.user_access(&app.db, user_id, tenant_id).await?;
+    let mut access = app.access.user_access(&app.db, user_id, tenant_id).await?;
+    if let Some((_, generation)) = token {
+        // A token newer than the cached entry: see the auth layer.
+        if generation > access.token_generation {
+            access = app.access.reload_user_access(&app.db, user_id, tenant_id).await?;
+        }
+        // Revoked, as the auth layer refuses it (after an inactive user, and
+        // before a temporary password or a suspended tenant).
+        if access.active && generation != access.token_generation {
+            return Ok(denied(None, DenialReason::InvalidToken));
+        }
+    }
     let token_tenant = token.map(|(tid, _)| tid);
     // As the auth layer: a user acts in its tenants, and in any tenant with a
     // global role; a token issued for another tenant needs a global role.
@@ -203,10 +214,6 @@ async fn evaluate(app: &App, check: &Check<'_>) -> Result<CheckOutcome> {
     }
     if !access.active || access.password_change_required || !admitted {
         return Ok(denied(Some(user_id), DenialReason::InactiveSubject));
-    }
-    // A revoked token, as the auth layer refuses it (after an inactive user).
-    if token.is_some_and(|(_, generation)| generation != access.token_generation) {
-        return Ok(denied(None, DenialReason::InvalidToken));
     }
     let sources = access.grants.sources(check.permission);
     if sources.is_empty() {

@@ -309,8 +309,8 @@ fn unknown_role(field: &str, id: Uuid) -> Error {
 }
 
 /// Holds the roles a transaction is about to grant (to a user or a group)
-/// against their deletion until it ends, once [`require_grantable`] passed
-/// them: a role deleted since is INVALID_ARGUMENT naming `field`, the
+/// against their deletion until it ends: a role deleted since the call
+/// checked it is INVALID_ARGUMENT naming `field`, the
 /// answer a retry gets, rather than a foreign key that fails at the write.
 pub async fn hold_granted<C: ConnectionTrait>(
     db: &C,

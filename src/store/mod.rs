@@ -28,7 +28,7 @@ use sea_orm::{
 use crate::error::{Error, Result};
 
 /// Rows per multi-row INSERT. Bound parameters are limited per statement
-/// (SQLite 32766, PostgreSQL 65535): 500 rows of our widest table (14
+/// (SQLite 32766, PostgreSQL 65535): 500 rows of our widest table (17
 /// columns) stay far below both.
 const ROWS_PER_INSERT: usize = 500;
 

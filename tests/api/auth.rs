@@ -1717,6 +1717,60 @@ async fn effective_permissions_list_every_source() {
     assert_eq!(own.permissions, expected);
 }
 
+/// A token newer than the access cache knows (on another replica, the
+/// reset's change notice not yet arrived) is checked against the database,
+/// not refused as revoked; the older tokens are refused from then on.
+#[tokio::test]
+async fn a_token_newer_than_the_cached_generation_is_checked_against_the_database() {
+    use castellan::{
+        auth::token::{SubjectKind, TokenRequest},
+        store::entity::user,
+    };
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let app = TestApp::spawn().await;
+    let created = app
+        .create_users(vec![crate::helpers::active_draft("replica@example.com")])
+        .await
+        .remove(0);
+    let id: uuid::Uuid = created.id.parse().expect("uuid");
+    let old = app.user_token(&created.id, app.tenant_id);
+    let mut users = app.users();
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &old))
+        .await
+        .expect("the user's access is cached");
+    // The generation moved on by another replica: written without this
+    // server's commit, so nothing here outdates the cached entry.
+    user::Entity::update_many()
+        .col_expr(user::Column::TokenGeneration, Expr::value(1))
+        .filter(user::Column::Id.eq(id))
+        .exec(&app.app.db)
+        .await
+        .expect("bump the generation");
+    let (new, _) = app
+        .app
+        .keys
+        .issue(&TokenRequest {
+            kind: SubjectKind::User,
+            subject: created.id.clone(),
+            tenant_id: app.tenant_id,
+            permissions: Vec::new(),
+            global: false,
+            generation: 1,
+            ttl: std::time::Duration::from_secs(600),
+        })
+        .expect("issue");
+    users
+        .who_am_i(authed(WhoAmIRequest {}, &new))
+        .await
+        .expect("the newer token works");
+    let revoked = expect_code(
+        users.who_am_i(authed(WhoAmIRequest {}, &old)).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(error_reason(&revoked), "TOKEN_REVOKED");
+}
+
 /// `castellan token ARGS` with the configuration of `app`'s server.
 async fn mint(app: &TestApp, args: &[&str]) -> Result<String, castellan::error::Error> {
     let (_, args) = token_command(args);

@@ -636,14 +636,15 @@ async fn refusals_say_why_without_revealing_other_tenants() {
             .await,
         Code::PermissionDenied,
     );
-    // A token revoked by a password reset is invalid; its user, asked
-    // about by id, is as allowed as before.
+    // A token revoked by a password reset is invalid, though the reset's
+    // temporary password makes its user, asked about by id, inactive until
+    // it changes it.
     app.users()
         .reset_user_password(authed(
             pb::ResetUserPasswordRequest {
                 id: active.id.clone(),
                 password: "a brand new secret".into(),
-                temporary: Some(false),
+                temporary: None,
             },
             &app.global_token(&["users:password-reset"]),
         ))
@@ -652,7 +653,10 @@ async fn refusals_say_why_without_revealing_other_tenants() {
     let answer = check(&app, by_token(&valid, permission)).await;
     assert_denied(&answer, CheckDenialReason::InvalidToken);
     assert_eq!(answer.user_id, "");
-    assert!(check(&app, by_user(&active.id, permission)).await.allowed);
+    assert_denied(
+        &check(&app, by_user(&active.id, permission)).await,
+        CheckDenialReason::InactiveSubject,
+    );
 }
 
 #[tokio::test]
