@@ -9,7 +9,8 @@ use tonic::Code;
 
 use crate::{
     helpers::{
-        TestApp, authed, behind, draft, error_reason, expect_code, expect_invalid_field, random_ids, violated_fields,
+        TestApp, authed, behind, draft, error_reason, expect_code, expect_invalid_field, held_group_deletion,
+        held_role_deletion, random_ids, violated_fields,
     },
     roles::create_role,
 };
@@ -775,29 +776,6 @@ async fn role_ids_are_bounded() {
         .await
         .expect("70,000 roles read");
     assert!(read.is_empty());
-}
-
-/// Deletes the group in a write the test holds open (as DeleteGroup writes
-/// it), to be committed once a call waits behind it.
-async fn held_group_deletion(app: &TestApp, group_id: &str) -> sea_orm::DatabaseTransaction {
-    use sea_orm::TransactionTrait;
-    let deletion = app.app.writer.begin().await.expect("begin");
-    castellan::store::groups::delete(&deletion, group_id.parse().expect("uuid"))
-        .await
-        .expect("delete the group");
-    deletion
-}
-
-/// Deletes the role in a write the test holds open (as DeleteRole with
-/// `force` writes it), to be committed once a call waits behind it.
-async fn held_role_deletion(app: &TestApp, role_id: &str) -> sea_orm::DatabaseTransaction {
-    use sea_orm::TransactionTrait;
-    let deletion = app.app.writer.begin().await.expect("begin");
-    let deleted = castellan::store::roles::delete(&deletion, role_id.parse().expect("uuid"), true)
-        .await
-        .expect("delete the role");
-    assert!(deleted);
-    deletion
 }
 
 /// AddUserToGroup of a group deleted meanwhile (here: a deletion the test

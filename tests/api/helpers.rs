@@ -222,6 +222,29 @@ pub async fn behind<T: Send + 'static>(
         .unwrap_or_else(|error| panic!("the call behind the held write did not finish: {error}"))
 }
 
+/// Deletes the group in a write the test holds open (as DeleteGroup writes
+/// it), to be committed once a call waits behind it.
+pub async fn held_group_deletion(app: &TestApp, group_id: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::groups::delete(&deletion, group_id.parse().expect("uuid"))
+        .await
+        .expect("delete the group");
+    deletion
+}
+
+/// Deletes the role in a write the test holds open (as DeleteRole with
+/// `force` writes it), to be committed once a call waits behind it.
+pub async fn held_role_deletion(app: &TestApp, role_id: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    let deleted = castellan::store::roles::delete(&deletion, role_id.parse().expect("uuid"), true)
+        .await
+        .expect("delete the role");
+    assert!(deleted);
+    deletion
+}
+
 /// `n` ids that name nothing, for lists over a bound.
 pub fn random_ids(n: usize) -> Vec<String> {
     (0..n).map(|_| Uuid::now_v7().to_string()).collect()

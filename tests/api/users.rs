@@ -3,7 +3,7 @@ use tonic::Code;
 
 use crate::helpers::{
     TestApp, active_draft, authed, authed_in, behind, draft, error_reason, expect_code, expect_invalid_field,
-    random_ids, violated_fields,
+    held_group_deletion, held_role_deletion, random_ids, violated_fields,
 };
 
 fn batch(n: usize, prefix: &str) -> Vec<UserDraft> {
@@ -1889,18 +1889,6 @@ async fn a_control_character_names_no_user_and_no_tenant() {
     }
 }
 
-/// Deletes the role in a write the test holds open (as DeleteRole with
-/// `force` writes it), to be committed once a call waits behind it.
-async fn held_role_deletion(app: &TestApp, role_id: &str) -> sea_orm::DatabaseTransaction {
-    use sea_orm::TransactionTrait;
-    let deletion = app.app.writer.begin().await.expect("begin");
-    let deleted = castellan::store::roles::delete(&deletion, role_id.parse().expect("uuid"), true)
-        .await
-        .expect("delete the role");
-    assert!(deleted);
-    deletion
-}
-
 /// The user's direct role grants, as stored.
 async fn stored_role_grants(app: &TestApp, user_id: &str) -> u64 {
     use castellan::store::entity::user_role;
@@ -1974,14 +1962,11 @@ async fn a_role_deleted_meanwhile_is_unknown_to_update_user() {
 /// VERSION_MISMATCH, which the API keeps for a `version` that does not match.)
 #[tokio::test]
 async fn a_drafts_group_deleted_meanwhile_is_not_found() {
-    use sea_orm::{DbBackend, TransactionTrait};
+    use sea_orm::DbBackend;
     let app = TestApp::spawn().await;
     let admin = app.token(&["*"]);
     let group = crate::groups::create_group(&app, &admin, "vanishing", &[]).await;
-    let deletion = app.app.writer.begin().await.expect("begin");
-    castellan::store::groups::delete(&deletion, group.id.parse().expect("uuid"))
-        .await
-        .expect("delete the group");
+    let deletion = held_group_deletion(&app, &group.id).await;
     let mut users = app.users();
     let request = create_request(
         vec![UserDraft {
