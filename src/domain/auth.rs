@@ -227,8 +227,8 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     if let Some(address) = command.client {
         store::credentials::release_attempt(&txn, &address_key(address), now()).await?;
     }
-    if !store::users::set_last_connection(&txn, user.id, connected_at).await? {
-        // Deleted since its password was checked.
+    if !store::users::record_login(&txn, user.id, user.token_generation, connected_at).await? {
+        // Deleted, deactivated or reset since its password was checked.
         return Err(Error::InvalidCredentials);
     }
     let origin = Origin::user(user.id, Some(tenant_id), command.call);
@@ -242,8 +242,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
         tenant_id,
         permissions: Vec::new(),
         global: false,
-        // As read before the hash: a reset or deactivation committed since
-        // has moved it on, and the layer refuses the token.
+        // As read before the hash, and still so at `record_login` above.
         generation: user.token_generation,
         ttl,
     })?;

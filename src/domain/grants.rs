@@ -211,9 +211,9 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
     // deleted since it was found is NOT_FOUND, as a retry would answer. A
     // membership another call adds meanwhile is left as it is.
     users::lock_member(&txn, caller.tenant_id, user.id).await?;
-    if store::groups::hold_in(&txn, caller.tenant_id, group.id)
+    if store::groups::hold_in(&txn, caller.tenant_id, &[group.id])
         .await?
-        .is_none()
+        .is_empty()
     {
         return Err(Error::NotFound("group"));
     }

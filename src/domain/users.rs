@@ -566,6 +566,7 @@ async fn insert_users(
         .map(|new| (new.user.email.clone(), new.user.username.clone()))
         .collect();
     let txn = app.writer.begin().await?;
+    hold_draft_grants(&txn, caller, &users).await?;
     if let Err(error) = store::users::insert_new(&txn, users).await {
         drop(txn);
         return Err(match error {
@@ -581,6 +582,42 @@ async fn insert_users(
     }
     txn.commit().await?;
     Ok(ids)
+}
+
+/// Holds the roles the drafts grant and the groups they join until the
+/// batch is written (as [`crate::domain::roles::hold_granted`] does): one deleted since
+/// [`check_grants`] passed is INVALID_ARGUMENT naming the first draft that
+/// names it (`users[i].role_ids`, `users[i].group_ids`), the answer a retry
+/// gets, rather than a foreign key that fails at the insert. A statement
+/// each for the roles and the groups, none when no draft names any.
+async fn hold_draft_grants(txn: &DatabaseTransaction, caller: &Principal, users: &[NewUser]) -> Result<()> {
+    let role_ids: HashSet<Uuid> = users.iter().flat_map(|user| user.role_ids.iter().copied()).collect();
+    let group_ids: HashSet<Uuid> = users.iter().flat_map(|user| user.group_ids.iter().copied()).collect();
+    let role_ids: Vec<Uuid> = role_ids.into_iter().collect();
+    let group_ids: Vec<Uuid> = group_ids.into_iter().collect();
+    let held_roles: HashSet<Uuid> = store::roles::hold_valid_in(txn, caller.tenant_id, &role_ids)
+        .await?
+        .into_iter()
+        .collect();
+    let held_groups: HashSet<Uuid> = store::groups::hold_in(txn, caller.tenant_id, &group_ids)
+        .await?
+        .into_iter()
+        .collect();
+    for (i, user) in users.iter().enumerate() {
+        if let Some(role) = user.role_ids.iter().find(|id| !held_roles.contains(id)) {
+            return Err(Error::invalid(
+                format!("users[{i}].role_ids"),
+                format!("unknown role {role}"),
+            ));
+        }
+        if user.group_ids.iter().any(|id| !held_groups.contains(id)) {
+            return Err(Error::invalid(
+                format!("users[{i}].group_ids"),
+                "unknown group in this tenant",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// ALREADY_EXISTS naming the first draft's e-mail, else username, that

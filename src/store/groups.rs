@@ -29,18 +29,24 @@ pub async fn find_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> R
         .await?)
 }
 
-/// The group with this id if it belongs to the tenant, its row held
-/// against its deletion until the transaction ends: `FOR KEY SHARE` on
-/// PostgreSQL, the lock the membership's foreign key check would take
-/// anyway (only a deletion or a rename waits for it); SQLite's one writer
-/// orders the deletion anyway. A group deleted by a transaction still open
-/// is waited for, then `None`.
-pub async fn hold_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> Result<Option<group::Model>> {
-    Ok(group::Entity::find_by_id(id)
-        .filter(group::Column::TenantId.eq(tenant_id))
-        .lock(LockType::KeyShare)
-        .one(db)
-        .await?)
+/// The ids among `ids` of the tenant's groups, each row held against its
+/// deletion until the transaction ends: `FOR KEY SHARE` on PostgreSQL, the
+/// lock a membership's foreign key check would take anyway (only a deletion
+/// or a rename waits for it); SQLite's one writer orders the deletion
+/// anyway. A group deleted by a transaction still open is waited for, then
+/// left out.
+pub async fn hold_in<C: ConnectionTrait>(db: &C, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    crate::store::find_by_ids(ids, |chunk| {
+        group::Entity::find()
+            .select_only()
+            .column(group::Column::Id)
+            .filter(group::Column::Id.is_in(chunk))
+            .filter(group::Column::TenantId.eq(tenant_id))
+            .lock(LockType::KeyShare)
+            .into_tuple()
+            .all(db)
+    })
+    .await
 }
 
 fn column_of(field: &str) -> group::Column {

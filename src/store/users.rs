@@ -112,6 +112,27 @@ pub async fn set_last_connection<C: ConnectionTrait>(
     Ok(result.rows_affected > 0)
 }
 
+/// A login's `last_connection`, written only while the user is as the login
+/// found it before its hash: ACTIVE and at the token generation its token
+/// will carry. `false` when a deactivation, a reset or a deletion committed
+/// since (the token would be refused from its first call), so the login
+/// answers as a wrong password does.
+pub async fn record_login<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    token_generation: i32,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool> {
+    let result = user::Entity::update_many()
+        .col_expr(user::Column::LastConnection, Expr::value(at))
+        .filter(user::Column::Id.eq(user_id))
+        .filter(user::Column::Status.eq(crate::domain::users::STATUS_ACTIVE))
+        .filter(user::Column::TokenGeneration.eq(token_generation))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
 /// Filters of ListUsers (all optional).
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {

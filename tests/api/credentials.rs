@@ -1007,6 +1007,57 @@ async fn a_reset_keeps_a_deactivation_that_commits_while_it_waits() {
     );
 }
 
+/// A login whose password was checked before a reset committed (here: a
+/// write the test holds open, which moves the user's token generation on as
+/// ResetUserPassword does) is refused, never answered with a token the next
+/// call refuses as revoked. (On SQLite the one writer orders them: the login
+/// waits to count its attempt and then reads the user as reset, so its token
+/// works; on PostgreSQL it reads the user first and meets the reset at its
+/// bookkeeping.)
+#[tokio::test]
+async fn a_login_that_a_reset_overtakes_answers_no_revoked_token() {
+    use castellan::store::entity::user;
+    use sea_orm::{
+        ColumnTrait, QueryFilter, TransactionTrait,
+        sea_query::{Expr, ExprTrait},
+    };
+    let app = TestApp::spawn().await;
+    let jane = app
+        .create_users(vec![with_password("jane@example.com", false)])
+        .await
+        .remove(0);
+    let id: uuid::Uuid = jane.id.parse().expect("uuid");
+    let reset = app.app.writer.begin().await.expect("begin");
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::TokenGeneration,
+            Expr::col(user::Column::TokenGeneration).add(1),
+        )
+        .filter(user::Column::Id.eq(id))
+        .exec(&reset)
+        .await
+        .expect("move the generation on");
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let login = async move {
+        auth.login(Request::new(LoginRequest {
+            username: "jane@example.com".into(),
+            password: PASSWORD.into(),
+            tenant_id: String::new(),
+        }))
+        .await
+    };
+    match behind(&app, reset, login).await {
+        Ok(grant) => {
+            let read_self = pb::GetUserRequest { id: jane.id.clone() };
+            app.users()
+                .get_user(authed(read_self, &grant.into_inner().access_token))
+                .await
+                .expect("the token a login answers works");
+        }
+        Err(refused) => assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}"),
+    }
+}
+
 /// An invitation accepted while its user is being deactivated (a write the
 /// test holds open) goes by the user once it holds its row: NOT_FOUND, and
 /// the user stays INACTIVE. (On SQLite the one writer already orders them;

@@ -1956,13 +1956,12 @@ async fn a_role_deleted_meanwhile_is_unknown_to_update_user() {
 }
 
 /// A draft's group deleted meanwhile (after CreateUsers checked it, before
-/// its write) breaks the membership's foreign key: NOT_FOUND
-/// RESOURCE_NOT_FOUND, naming the group on PostgreSQL (SQLite does not say
-/// which key failed), and no user is created. (It was ABORTED
-/// VERSION_MISMATCH, which the API keeps for a `version` that does not match.)
+/// its write) is refused as a group unknown from the start is:
+/// INVALID_ARGUMENT naming the draft's `group_ids`, and no user is created.
+/// (It was NOT_FOUND from the membership's broken foreign key, and before
+/// that ABORTED VERSION_MISMATCH.)
 #[tokio::test]
-async fn a_drafts_group_deleted_meanwhile_is_not_found() {
-    use sea_orm::DbBackend;
+async fn a_drafts_group_deleted_meanwhile_is_unknown_to_create_users() {
     let app = TestApp::spawn().await;
     let admin = app.token(&["*"]);
     let group = crate::groups::create_group(&app, &admin, "vanishing", &[]).await;
@@ -1976,20 +1975,47 @@ async fn a_drafts_group_deleted_meanwhile_is_not_found() {
         &admin,
     );
     let call = async move { users.create_users(request).await };
-    let status = expect_code(behind(&app, deletion, call).await, Code::NotFound);
-    assert_eq!(error_reason(&status), "RESOURCE_NOT_FOUND");
-    let expected = match app.app.db.get_database_backend() {
-        DbBackend::Postgres => "group not found",
-        _ => "referenced resource not found",
-    };
-    assert_eq!(status.message(), expected);
+    let status = expect_code(behind(&app, deletion, call).await, Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["users[0].group_ids"]);
+    assert_no_user(&app, &admin, "member-to-be@example.com").await;
+}
+
+/// A draft's role deleted meanwhile is refused as a role unknown from the
+/// start is: INVALID_ARGUMENT naming that draft's `role_ids` (the second
+/// here), and none of the batch is created.
+#[tokio::test]
+async fn a_drafts_role_deleted_meanwhile_is_unknown_to_create_users() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let role = crate::roles::create_role(&app, &admin, "fleeting", &[]).await;
+    let deletion = held_role_deletion(&app, &role.id).await;
+    let mut users = app.users();
+    let request = create_request(
+        vec![
+            draft("first@example.com"),
+            UserDraft {
+                role_ids: vec![role.id.clone()],
+                ..draft("granted-to-be@example.com")
+            },
+        ],
+        &admin,
+    );
+    let call = async move { users.create_users(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["users[1].role_ids"]);
+    assert_no_user(&app, &admin, "first@example.com").await;
+    assert_no_user(&app, &admin, "granted-to-be@example.com").await;
+}
+
+/// No user has this username.
+async fn assert_no_user(app: &TestApp, token: &str, username: &str) {
     expect_code(
         app.users()
             .get_user_by_username(authed(
                 GetUserByUsernameRequest {
-                    username: "member-to-be@example.com".into(),
+                    username: username.into(),
                 },
-                &admin,
+                token,
             ))
             .await,
         Code::NotFound,
