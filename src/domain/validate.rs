@@ -20,14 +20,17 @@ pub const MAX_EMAIL: usize = 254;
 /// A valid e-mail address, lowercased; `None` (with a violation) otherwise.
 /// Control characters are refused, also where the address parser lets them
 /// in (a tab in a quoted local part, a C1 control), so a username never
-/// holds one (see [`may_be_username`]).
+/// holds one (see [`may_be_username`]). The length bound is the stored,
+/// lowercased address's: lowercasing may lengthen one (`İ`, 2 bytes, is
+/// `i̇`, 3).
 pub fn email(violations: &mut Violations, field: &str, value: &str) -> Option<String> {
     let value = value.trim();
     if value.is_empty() {
         violations.add(field, "is required");
         return None;
     }
-    if value.len() > MAX_EMAIL
+    let lowered = (value.len() <= MAX_LOWERCASE_INPUT).then(|| value.to_lowercase());
+    if lowered.as_ref().is_none_or(|lowered| lowered.len() > MAX_EMAIL)
         || value.chars().any(char::is_control)
         || !email_address::EmailAddress::is_valid(value)
         || !value.contains('.')
@@ -35,16 +38,23 @@ pub fn email(violations: &mut Violations, field: &str, value: &str) -> Option<St
         violations.add(field, "must be a valid e-mail address");
         return None;
     }
-    Some(value.to_lowercase())
+    lowered
 }
 
-/// Whether `value` may be a username: one of at most [`MAX_EMAIL`] bytes
-/// without control characters, as [`email`] accepts them. A lookup by
-/// anything else finds nobody, so it is answered without a query (and a
-/// NUL, which PostgreSQL refuses in text, never reaches one).
+/// Longest input whose lowercase may still be [`MAX_EMAIL`] bytes: no
+/// character's lowercase is shorter than a third of it (the Kelvin sign,
+/// 3 bytes, is `k`).
+const MAX_LOWERCASE_INPUT: usize = 3 * MAX_EMAIL;
+
+/// Whether `value` may be a username: one whose lowercase is at most
+/// [`MAX_EMAIL`] bytes, without control characters, as [`email`] accepts
+/// them. A lookup by anything else finds nobody, so it is answered without
+/// a query (and a NUL, which PostgreSQL refuses in text, never reaches one).
 pub fn may_be_username(value: &str) -> bool {
     let value = value.trim();
-    value.len() <= MAX_EMAIL && !value.chars().any(char::is_control)
+    value.len() <= MAX_LOWERCASE_INPUT
+        && value.to_lowercase().len() <= MAX_EMAIL
+        && !value.chars().any(char::is_control)
 }
 
 /// Optional free text up to `max` characters.
@@ -113,4 +123,43 @@ pub fn id(field: &str, value: &str) -> crate::error::Result<Uuid> {
     let id = uuid(&mut violations, field, value);
     violations.finish()?;
     id.ok_or_else(|| crate::error::Error::invalid(field, "must be a UUID"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `local@`, then labels of `unit` repeated (at most 63 bytes each), then
+    /// `.com`: an address of `n` bytes, give or take a unit.
+    fn address(local: &str, unit: &str, n: usize) -> String {
+        let mut address = format!("{local}@");
+        while address.len() + 4 + unit.len() <= n {
+            let room = (n - address.len() - 4 - 1).min(63) / unit.len();
+            address.push_str(&unit.repeat(room.max(1)));
+            address.push('.');
+        }
+        address.push_str("com");
+        address
+    }
+
+    #[test]
+    fn an_email_is_bounded_as_it_is_stored_lowercased() {
+        let mut violations = Violations::new();
+        // Within 254 bytes, but not once lowercased (each `İ` a byte longer).
+        let lengthened = address(&"İ".repeat(32), "a", 254);
+        assert!(lengthened.len() <= MAX_EMAIL, "{}", lengthened.len());
+        assert!(lengthened.to_lowercase().len() > MAX_EMAIL);
+        assert_eq!(email(&mut violations, "email", &lengthened), None);
+        assert!(!may_be_username(&lengthened));
+        // Over 254 bytes, but not once lowercased (each Kelvin sign a `k`).
+        let shortened = address(&"\u{212A}".repeat(21), "\u{212A}", 300);
+        assert!(shortened.len() > MAX_EMAIL, "{}", shortened.len());
+        let stored = email(&mut violations, "email", &shortened).expect("its lowercase fits");
+        assert_eq!(stored, shortened.to_lowercase());
+        assert!(stored.len() <= MAX_EMAIL);
+        assert!(may_be_username(&shortened), "a username looked up by its uppercase");
+        assert!(may_be_username(&"a".repeat(MAX_EMAIL)));
+        assert!(!may_be_username(&"a".repeat(MAX_EMAIL + 1)));
+        assert!(!may_be_username(&"\u{212A}".repeat(20_000)));
+    }
 }
