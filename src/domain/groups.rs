@@ -109,6 +109,12 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
             updated_at: now,
         };
         let txn = app.writer.begin().await?;
+        // The tenant first, in DeleteTenant's order (a tenant, then the roles
+        // it cascades to): on PostgreSQL a role held while the group's
+        // insert waited for the tenant's deletion could deadlock with it.
+        if store::tenants::hold(&txn, caller.tenant_id).await?.is_none() {
+            return Err(Error::NotFound("tenant"));
+        }
         // The roles checked before the transaction, held until they are assigned.
         roles::hold_granted(&txn, caller, "role_ids", &role_ids).await?;
         store::groups::insert(&txn, &group, &role_ids).await?;

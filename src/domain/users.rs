@@ -566,6 +566,11 @@ async fn insert_users(
         .map(|new| (new.user.email.clone(), new.user.username.clone()))
         .collect();
     let txn = app.writer.begin().await?;
+    // The drafts' tenants before their roles and groups, in DeleteTenant's
+    // order (a tenant, then what it cascades to): on PostgreSQL a role held
+    // while waiting for its tenant's deletion could deadlock with it.
+    let tenant_ids: Vec<Uuid> = users.iter().flat_map(|new| new.tenant_ids.iter().copied()).collect();
+    store::tenants::lock(&txn, &tenant_ids).await?;
     hold_draft_grants(&txn, caller, &users).await?;
     if let Err(error) = store::users::insert_new(&txn, users).await {
         drop(txn);

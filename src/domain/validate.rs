@@ -20,41 +20,43 @@ pub const MAX_EMAIL: usize = 254;
 /// A valid e-mail address, lowercased; `None` (with a violation) otherwise.
 /// Control characters are refused, also where the address parser lets them
 /// in (a tab in a quoted local part, a C1 control), so a username never
-/// holds one (see [`may_be_username`]). The length bound is the stored,
-/// lowercased address's: lowercasing may lengthen one (`İ`, 2 bytes, is
-/// `i̇`, 3).
+/// holds one (see [`may_be_username`]). What is checked is the address as
+/// stored, lowercased: lowercasing may lengthen one (`İ`, 2 bytes, is `i̇`,
+/// 3) or shorten it (the Kelvin sign, 3 bytes, is `k`).
 pub fn email(violations: &mut Violations, field: &str, value: &str) -> Option<String> {
     let value = value.trim();
     if value.is_empty() {
         violations.add(field, "is required");
         return None;
     }
-    let lowered = (value.len() <= MAX_LOWERCASE_INPUT).then(|| value.to_lowercase());
-    if lowered.as_ref().is_none_or(|lowered| lowered.len() > MAX_EMAIL)
-        || value.chars().any(char::is_control)
-        || !email_address::EmailAddress::is_valid(value)
-        || !value.contains('.')
-    {
+    let lowered = (value.len() <= MAX_LOWERCASE_INPUT)
+        .then(|| value.to_lowercase())
+        .filter(|lowered| {
+            lowered.len() <= MAX_EMAIL
+                && !lowered.chars().any(char::is_control)
+                && email_address::EmailAddress::is_valid(lowered)
+                && lowered.contains('.')
+        });
+    if lowered.is_none() {
         violations.add(field, "must be a valid e-mail address");
-        return None;
     }
     lowered
 }
 
 /// Longest input whose lowercase may still be [`MAX_EMAIL`] bytes: no
-/// character's lowercase is shorter than a third of it (the Kelvin sign,
-/// 3 bytes, is `k`).
+/// character's lowercase is shorter than a third of it.
 const MAX_LOWERCASE_INPUT: usize = 3 * MAX_EMAIL;
 
-/// Whether `value` may be a username: one whose lowercase is at most
-/// [`MAX_EMAIL`] bytes, without control characters, as [`email`] accepts
-/// them. A lookup by anything else finds nobody, so it is answered without
-/// a query (and a NUL, which PostgreSQL refuses in text, never reaches one).
+/// Whether `value` may be a username: at most [`MAX_EMAIL`] bytes as given
+/// (as every username stored before the bound applied to the lowercase) or
+/// lowercased, without control characters, as [`email`] accepts them. A
+/// lookup by anything else finds nobody, so it is answered without a query
+/// (and a NUL, which PostgreSQL refuses in text, never reaches one).
 pub fn may_be_username(value: &str) -> bool {
     let value = value.trim();
-    value.len() <= MAX_LOWERCASE_INPUT
-        && value.to_lowercase().len() <= MAX_EMAIL
-        && !value.chars().any(char::is_control)
+    let bounded =
+        value.len() <= MAX_EMAIL || (value.len() <= MAX_LOWERCASE_INPUT && value.to_lowercase().len() <= MAX_EMAIL);
+    bounded && !value.chars().any(char::is_control)
 }
 
 /// Optional free text up to `max` characters.
@@ -129,12 +131,13 @@ pub fn id(field: &str, value: &str) -> crate::error::Result<Uuid> {
 mod tests {
     use super::*;
 
-    /// `local@`, then labels of `unit` repeated (at most 63 bytes each), then
-    /// `.com`: an address of `n` bytes, give or take a unit.
+    /// `local@`, then labels of `unit` repeated (at most 42 bytes each, so
+    /// that a label of `İ` is within 63 bytes lowercased too), then `.com`:
+    /// an address of `n` bytes, give or take a unit.
     fn address(local: &str, unit: &str, n: usize) -> String {
         let mut address = format!("{local}@");
         while address.len() + 4 + unit.len() <= n {
-            let room = (n - address.len() - 4 - 1).min(63) / unit.len();
+            let room = (n - address.len() - 4 - 1).min(42) / unit.len();
             address.push_str(&unit.repeat(room.max(1)));
             address.push('.');
         }
@@ -146,20 +149,26 @@ mod tests {
     fn an_email_is_bounded_as_it_is_stored_lowercased() {
         let mut violations = Violations::new();
         // Within 254 bytes, but not once lowercased (each `İ` a byte longer).
-        let lengthened = address(&"İ".repeat(32), "a", 254);
+        let lengthened = address("jane", "İ", 254);
         assert!(lengthened.len() <= MAX_EMAIL, "{}", lengthened.len());
         assert!(lengthened.to_lowercase().len() > MAX_EMAIL);
         assert_eq!(email(&mut violations, "email", &lengthened), None);
-        assert!(!may_be_username(&lengthened));
+        // The same address with `I`, which lowercases to one byte, is valid.
+        let plain = lengthened.replace('İ', "I");
+        assert_eq!(email(&mut violations, "email", &plain), Some(plain.to_lowercase()));
         // Over 254 bytes, but not once lowercased (each Kelvin sign a `k`).
         let shortened = address(&"\u{212A}".repeat(21), "\u{212A}", 300);
         assert!(shortened.len() > MAX_EMAIL, "{}", shortened.len());
         let stored = email(&mut violations, "email", &shortened).expect("its lowercase fits");
         assert_eq!(stored, shortened.to_lowercase());
         assert!(stored.len() <= MAX_EMAIL);
-        assert!(may_be_username(&shortened), "a username looked up by its uppercase");
+        // Looked up by its uppercase; and a username stored lowercased past
+        // 254 bytes before the bound still by the address it was given as.
+        assert!(may_be_username(&shortened));
+        assert!(may_be_username(&lengthened));
         assert!(may_be_username(&"a".repeat(MAX_EMAIL)));
         assert!(!may_be_username(&"a".repeat(MAX_EMAIL + 1)));
         assert!(!may_be_username(&"\u{212A}".repeat(20_000)));
+        assert!(!may_be_username("jane\u{0}@example.com"));
     }
 }

@@ -845,6 +845,43 @@ async fn a_role_deleted_meanwhile_is_unknown_to_create_group() {
     assert_eq!(created, 0);
 }
 
+/// CreateGroup in a tenant deleted meanwhile (after the call checked its
+/// roles, before its write) is NOT_FOUND naming the tenant on both
+/// databases: the call holds the tenant before the roles, in DeleteTenant's
+/// order, so no role is held while it waits for the deletion (which on
+/// PostgreSQL could deadlock), and SQLite no longer answers the generic
+/// "referenced resource" of the group's broken foreign key.
+#[tokio::test]
+async fn a_group_created_in_a_tenant_deleted_meanwhile_is_not_found() {
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let doomed = app.create_tenant("doomed").await.to_string();
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::tenants::delete(&deletion, doomed.parse().expect("uuid"))
+        .await
+        .expect("delete the tenant");
+    let mut groups = app.groups();
+    let request = crate::helpers::authed_in(
+        CreateGroupRequest {
+            name: "orphan".into(),
+            ..Default::default()
+        },
+        &app.global_token(&["*"]),
+        &doomed,
+    );
+    let call = async move { groups.create_group(request).await };
+    let status = expect_code(behind(&app, deletion, call).await, Code::NotFound);
+    assert_eq!(status.message(), "tenant not found");
+    let orphans = castellan::store::entity::group::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("groups")
+        .into_iter()
+        .filter(|group| group.name == "orphan")
+        .count();
+    assert_eq!(orphans, 0);
+}
+
 /// UpdateGroup adding a role deleted meanwhile is refused as a role unknown
 /// from the start is: INVALID_ARGUMENT naming `role_ids`, the group left as
 /// it was. (On PostgreSQL it was ABORTED VERSION_MISMATCH: the check in the
