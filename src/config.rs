@@ -47,7 +47,7 @@ pub struct TokenArgs {
     #[arg(long)]
     pub global: bool,
     /// Lifetime, e.g. `1h`, `30m`; default: the configured token TTL.
-    #[arg(long)]
+    #[arg(long, value_parser = setting_duration)]
     pub ttl: Option<humantime::Duration>,
 }
 
@@ -86,6 +86,7 @@ pub struct Config {
     /// with UNAVAILABLE.
     #[arg(
         long,
+        value_parser = setting_duration,
         env = "CASTELLAN_DATABASE_ACQUIRE_TIMEOUT",
         default_value = "5s",
         global = true
@@ -111,7 +112,7 @@ pub struct Config {
     #[arg(long, env = "CASTELLAN_AUDIENCE", default_value = "castellan", global = true)]
     pub audience: String,
     /// Lifetime of issued access tokens (`15m`, `1h`).
-    #[arg(long, env = "CASTELLAN_TOKEN_TTL", default_value = "1h", global = true)]
+    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_TOKEN_TTL", default_value = "1h", global = true)]
     pub token_ttl: humantime::Duration,
     /// Log format.
     #[arg(
@@ -126,7 +127,7 @@ pub struct Config {
     #[arg(long, env = "CASTELLAN_NO_MIGRATE", global = true)]
     pub no_migrate: bool,
     /// How long shutdown waits for in-flight calls.
-    #[arg(long, env = "CASTELLAN_SHUTDOWN_GRACE", default_value = "30s", global = true)]
+    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_SHUTDOWN_GRACE", default_value = "30s", global = true)]
     pub shutdown_grace: humantime::Duration,
     /// On an empty database: also create this user as owner of `default` with the global `admin` role.
     #[arg(long, env = "CASTELLAN_BOOTSTRAP_ADMIN_EMAIL", global = true)]
@@ -185,10 +186,10 @@ pub struct Config {
     )]
     pub smtp_from: String,
     /// How often the mail outbox is polled (also the first retry delay).
-    #[arg(long, env = "CASTELLAN_OUTBOX_INTERVAL", default_value = "2s", global = true)]
+    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_OUTBOX_INTERVAL", default_value = "2s", global = true)]
     pub outbox_interval: humantime::Duration,
     /// How long an invitation link works.
-    #[arg(long, env = "CASTELLAN_INVITATION_TTL", default_value = "7d", global = true)]
+    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_INVITATION_TTL", default_value = "7d", global = true)]
     pub invitation_ttl: humantime::Duration,
     /// Shortest password accepted (never below 8, NIST 800-63B).
     #[arg(long, env = "CASTELLAN_PASSWORD_MIN_LENGTH", default_value_t = 8, global = true)]
@@ -205,14 +206,27 @@ pub struct Config {
     )]
     pub login_max_failures_per_address: i32,
     /// The window in which login failures are counted.
-    #[arg(long, env = "CASTELLAN_LOGIN_FAILURE_WINDOW", default_value = "15m", global = true)]
+    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_LOGIN_FAILURE_WINDOW", default_value = "15m", global = true)]
     pub login_failure_window: humantime::Duration,
     /// First lockout wait; each consecutive lockout doubles it.
-    #[arg(long, env = "CASTELLAN_LOGIN_LOCKOUT", default_value = "30s", global = true)]
+    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_LOGIN_LOCKOUT", default_value = "30s", global = true)]
     pub login_lockout: humantime::Duration,
     /// Longest lockout wait.
-    #[arg(long, env = "CASTELLAN_LOGIN_MAX_LOCKOUT", default_value = "1h", global = true)]
+    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_LOGIN_MAX_LOCKOUT", default_value = "1h", global = true)]
     pub login_max_lockout: humantime::Duration,
+}
+
+/// Longest duration a setting takes: ten years. A lifetime added to the
+/// clock (a token's, an invitation's, a lockout's) then always fits.
+const MAX_SETTING_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
+
+/// A duration setting (`30s`, `15m`, `7d`), at most ten years.
+fn setting_duration(value: &str) -> Result<humantime::Duration, String> {
+    let duration: humantime::Duration = value.parse().map_err(|error| format!("{error}"))?;
+    if Duration::from(duration) > MAX_SETTING_DURATION {
+        return Err("must be at most 10 years".into());
+    }
+    Ok(duration)
 }
 
 impl Config {
@@ -311,6 +325,49 @@ mod tests {
                 arg.is_hide_env_values_set(),
                 "{} shows its value in --help",
                 arg.get_id()
+            );
+        }
+    }
+
+    /// A duration past ten years is refused at start, naming its setting:
+    /// an invitation's expiry added such a lifetime to the clock and
+    /// panicked in the call.
+    #[test]
+    fn a_duration_setting_is_at_most_ten_years() {
+        let refused = Cli::try_parse_from(["castellan", "--invitation-ttl", "100000000y"])
+            .expect_err("a lifetime past ten years");
+        assert!(refused.to_string().contains("--invitation-ttl"), "{refused}");
+        assert!(refused.to_string().contains("at most 10 years"), "{refused}");
+        let refused = Cli::try_parse_from(["castellan", "token", "--subject", "s", "--ttl", "11y"])
+            .expect_err("a token lifetime past ten years");
+        assert!(refused.to_string().contains("--ttl"), "{refused}");
+        let accepted = Cli::try_parse_from(["castellan", "--login-max-lockout", "10y", "--token-ttl", "90s"])
+            .expect("ten years and less");
+        assert_eq!(accepted.config.token_ttl(), Duration::from_secs(90));
+        assert_eq!(Duration::from(accepted.config.login_max_lockout), MAX_SETTING_DURATION);
+        // Every duration setting with a default (`--ttl` above has none) is
+        // bounded.
+        let command = Cli::command();
+        let mut durations = Vec::new();
+        for arg in command.get_arguments().chain(
+            command
+                .get_subcommands()
+                .flat_map(|subcommand| subcommand.get_arguments()),
+        ) {
+            let id = arg.get_id().as_str();
+            if let Some(default) = arg.get_default_values().first().and_then(|value| value.to_str())
+                && default.ends_with(|unit: char| unit.is_ascii_alphabetic())
+                && default.parse::<humantime::Duration>().is_ok()
+            {
+                durations.push(id.to_owned());
+            }
+        }
+        assert_eq!(durations.len(), 8, "{durations:?}");
+        for id in durations {
+            let flag = format!("--{}", id.replace('_', "-"));
+            assert!(
+                Cli::try_parse_from(["castellan", &flag, "11y"]).is_err(),
+                "{flag} takes 11 years"
             );
         }
     }
