@@ -121,6 +121,12 @@ pub enum Error {
 pub const VIOLATIONS_IN_MESSAGE: usize = 10;
 const SUMMARY_BYTES: usize = 1000;
 
+/// How many field violations an answer details at most (gRPC's
+/// `BadRequest`, a REST body's `details`); its message counts the rest. A
+/// request can break a rule per element of a list (a sort key, a draft's
+/// role id), so an answer listing them all could outgrow the request.
+pub const MAX_DETAILED_VIOLATIONS: usize = 100;
+
 /// `field: description; ...`, for messages: the first
 /// [`VIOLATIONS_IN_MESSAGE`] (fewer when they are long), then how many more.
 pub fn summary(violations: &[FieldViolation]) -> String {

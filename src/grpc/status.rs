@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
-    error::{AuthFailure, Error},
+    error::{AuthFailure, Error, MAX_DETAILED_VIOLATIONS},
     pb::ErrorReason,
 };
 
@@ -84,10 +84,9 @@ pub fn classify(error: &Error) -> (Code, ErrorReason, String) {
     }
 }
 
-/// How many field violations a status lists in its `BadRequest`, and how
-/// many bytes of field paths and descriptions at most (base64 makes them a
-/// third longer in the trailer).
-const MAX_DETAILED_VIOLATIONS: usize = 100;
+/// How many bytes of field paths and descriptions a status lists in its
+/// `BadRequest` at most (base64 makes them a third longer in the trailer),
+/// besides [`MAX_DETAILED_VIOLATIONS`].
 const MAX_DETAILED_VIOLATION_BYTES: usize = 6 * 1024;
 
 pub fn to_status(error: Error) -> Status {

@@ -14,7 +14,7 @@ use tonic::Code;
 use utoipa::ToSchema;
 
 use crate::{
-    error::{AuthFailure, Error, FieldViolation},
+    error::{AuthFailure, Error, FieldViolation, MAX_DETAILED_VIOLATIONS},
     grpc::status::classify,
     pb::ErrorReason,
 };
@@ -26,7 +26,8 @@ pub struct ErrorBody {
     pub code: String,
     /// A human-readable message; never SQL, hashes or tokens.
     pub message: String,
-    /// The invalid fields, for 400 (and 413, 415) answers; empty otherwise.
+    /// The invalid fields, for 400 (and 413, 415) answers (the first 100; the
+    /// message counts the rest); empty otherwise.
     pub details: Vec<FieldViolationBody>,
 }
 
@@ -139,6 +140,7 @@ impl IntoResponse for RestError {
         let details = match self.error {
             Error::Invalid(violations) => violations
                 .into_iter()
+                .take(MAX_DETAILED_VIOLATIONS)
                 .map(|FieldViolation { field, description }| FieldViolationBody { field, description })
                 .collect(),
             _ => Vec::new(),
@@ -213,8 +215,13 @@ pub fn camel_case_path(path: &str) -> String {
 }
 
 /// A domain field path in a dialect's JSON names: the first segment through
-/// `names` (`role_ids` → `roles`), every other one camel-cased.
+/// `names` (`role_ids` → `roles`), every other one camel-cased. A create's
+/// `request_id` comes in the `Idempotency-Key` header in every dialect, and
+/// is named so.
 pub fn rename_path(path: &str, names: &[(&str, &str)]) -> String {
+    if path == "request_id" {
+        return super::IDEMPOTENCY_KEY.to_owned();
+    }
     let end = path.find(['[', '.']).unwrap_or(path.len());
     let (head, rest) = path.split_at(end);
     let head = names
@@ -240,6 +247,7 @@ mod tests {
         let names = [("role_ids", "roles"), ("id", "locator")];
         assert_eq!(rename_path("role_ids[2]", &names), "roles[2]");
         assert_eq!(rename_path("id", &names), "locator");
+        assert_eq!(rename_path("request_id", &names), "idempotency-key");
         assert_eq!(rename_path("first_name", &names), "firstName");
     }
 

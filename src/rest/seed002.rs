@@ -414,7 +414,13 @@ async fn reset_password(
     let password: String = body.json()?;
     domain::auth::reset_password(&app, &caller, &locator, &password, true)
         .await
-        .map_err(fields)?;
+        // The body is the password itself.
+        .map_err(|e| {
+            RestError::from(e).rename_fields(|path| match path {
+                "password" => "body".into(),
+                other => rename_path(other, FIELD_NAMES),
+            })
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -160,6 +160,18 @@ async fn seed002_users_round_trip() {
         )
         .await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    // The body is the password itself, so a weak one names the body.
+    expect_error(
+        rest.call(
+            Method::PATCH,
+            &format!("/auth/users/{locator}/passwordreset"),
+            admin,
+            Some(json!("short")),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        Some("body"),
+    );
 
     let other = app.create_tenant("acme").await;
     let global = app.global_token(&["users:*"]);
@@ -483,6 +495,21 @@ async fn cipherscale_create_mirrors_the_request_shape() {
         firsts.push(body[0]["id"].clone());
     }
     assert_eq!(firsts[0], firsts[1], "the retry answers the first result");
+    // A key the domain refuses (over 200 characters) is named as the header
+    // it came in, not as the gRPC field the body never had.
+    let response = rest
+        .client
+        .post(format!("{}/tenants/users", rest.base))
+        .bearer_auth(&admin)
+        .header("idempotency-key", "k".repeat(201))
+        .json(&json!([user_draft("long-key@example.com")]))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["details"][0]["field"], "idempotency-key", "{body}");
 
     // Bodies past 1 MiB are refused before decoding.
     let huge = format!("[{}]", vec!["{}"; 400_000].join(","));
@@ -547,6 +574,26 @@ async fn cipherscale_lists_page_and_sort() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(pending["total"], 5);
+
+    // A violation a sort key, but no more details than gRPC gives (the
+    // message counts the rest): the answer does not outgrow the request.
+    let keys = vec!["x"; 1000].join(",");
+    let (status, many) = rest
+        .call(Method::GET, &format!("/tenants/users?sort={keys}"), token, None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        many["details"].as_array().map(Vec::len),
+        Some(100),
+        "{}",
+        many["message"]
+    );
+    assert_eq!(many["details"][99]["field"], "sort[99]");
+    assert!(
+        many["message"].as_str().is_some_and(|m| m.ends_with(" more")),
+        "{}",
+        many["message"]
+    );
 
     for (path, field) in [
         ("/tenants/users?sort=password", "sort[0]"),
