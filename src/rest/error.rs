@@ -95,12 +95,17 @@ impl RestError {
         &self.error
     }
 
-    /// Renames the violated fields (domain names → a dialect's JSON names).
+    /// Renames the fields an error names (domain names → a dialect's JSON
+    /// names): the violated ones, and the one whose value is taken.
     pub fn rename_fields(mut self, rename: impl Fn(&str) -> String) -> Self {
-        if let Error::Invalid(violations) = &mut self.error {
-            for violation in violations.iter_mut() {
-                violation.field = rename(&violation.field);
+        match &mut self.error {
+            Error::Invalid(violations) => {
+                for violation in violations.iter_mut() {
+                    violation.field = rename(&violation.field);
+                }
             }
+            Error::AlreadyExists { field } => *field = rename(field),
+            _ => {}
         }
         self
     }

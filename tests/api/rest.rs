@@ -320,7 +320,7 @@ async fn seed002_errors_follow_the_table() {
         None,
     );
 
-    expect_error(
+    let taken = expect_error(
         rest.call(
             Method::POST,
             "/auth/users",
@@ -331,6 +331,8 @@ async fn seed002_errors_follow_the_table() {
         StatusCode::CONFLICT,
         None,
     );
+    // Named as this dialect names it, not by the gRPC batch's path.
+    assert_eq!(taken["message"], "email already exists", "{taken}");
     expect_error(
         rest.call(Method::GET, "/auth/users/not-a-uuid", admin, None).await,
         StatusCode::BAD_REQUEST,
@@ -467,7 +469,7 @@ async fn cipherscale_create_mirrors_the_request_shape() {
         StatusCode::BAD_REQUEST,
         Some("email"),
     );
-    expect_error(
+    let taken = expect_error(
         rest.call(
             Method::POST,
             "/tenants/users",
@@ -478,6 +480,19 @@ async fn cipherscale_create_mirrors_the_request_shape() {
         StatusCode::CONFLICT,
         None,
     );
+    assert_eq!(taken["message"], "email already exists", "{taken}");
+    let taken = expect_error(
+        rest.call(
+            Method::POST,
+            "/tenants/users",
+            token,
+            Some(json!([user_draft("fresh@example.com"), user_draft("one@example.com")])),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        None,
+    );
+    assert_eq!(taken["message"], "[1].email already exists", "{taken}");
     // An Idempotency-Key makes a retry return the first result.
     let mut firsts = Vec::new();
     for _ in 0..2 {
