@@ -34,13 +34,23 @@ pub fn email(violations: &mut Violations, field: &str, value: &str) -> Option<St
         .filter(|lowered| {
             lowered.len() <= MAX_EMAIL
                 && !lowered.chars().any(char::is_control)
-                && email_address::EmailAddress::is_valid(lowered)
+                && deliverable(lowered)
                 && lowered.contains('.')
         });
     if lowered.is_none() {
         violations.add(field, "must be a valid e-mail address");
     }
     lowered
+}
+
+/// Whether `address` is one a mail can be sent to: a bare address, neither
+/// `Name <address>` (whose mail would go to the address inside, another
+/// account's) nor a domain literal (`a@[10.0.0.1]`), that the mailer's own
+/// address parser takes too (else its invitations would never leave).
+fn deliverable(address: &str) -> bool {
+    use email_address::{EmailAddress, Options};
+    let bare = Options::default().without_display_text().without_domain_literal();
+    EmailAddress::parse_with_options(address, bare).is_ok() && address.parse::<lettre::Address>().is_ok()
 }
 
 /// Longest input whose lowercase may still be [`MAX_EMAIL`] bytes: no
@@ -143,6 +153,27 @@ mod tests {
         }
         address.push_str("com");
         address
+    }
+
+    #[test]
+    fn an_email_is_a_bare_address_a_mail_can_be_sent_to() {
+        let mut violations = Violations::new();
+        for accepted in [
+            "jane@example.com",
+            "Jane.Smith+tag@Example.COM",
+            "jöhn@exämple.com",
+            "o'neil@example.co.uk",
+            "\"a b\"@example.com",
+        ] {
+            assert_eq!(
+                email(&mut violations, "email", accepted),
+                Some(accepted.to_lowercase()),
+                "{accepted}"
+            );
+        }
+        for refused in ["x <alice@corp.com>", "alice@[10.0.0.1]", "alice@localhost", "alice"] {
+            assert_eq!(email(&mut violations, "email", refused), None, "{refused}");
+        }
     }
 
     #[test]

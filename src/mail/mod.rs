@@ -95,7 +95,9 @@ impl Mailer {
                 Ok(())
             }
             Mailer::Smtp { transport, from } => {
-                let to: Mailbox = mail.to.parse().map_err(|e| format!("recipient: {e}"))?;
+                // The bare address (a mailbox's parser would read a quoted
+                // local part as a display name).
+                let to = Mailbox::new(None, mail.to.parse().map_err(|e| format!("recipient: {e}"))?);
                 let message = Message::builder()
                     .from(from.clone())
                     .to(to)
