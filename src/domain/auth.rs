@@ -4,7 +4,7 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -94,6 +94,18 @@ async fn reserve_attempt(app: &App, username: &str, client: Option<IpAddr>) -> R
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_secs(1)),
     })
+}
+
+/// The counters after an attempt whose password was right (a login, a
+/// password change): the account's failures are forgiven, and the client's
+/// address gets back the attempt this one reserved, so that successes never
+/// add up to its lockout (many users behind one address).
+async fn forgive_attempt<C: ConnectionTrait>(db: &C, username: &str, client: Option<IpAddr>) -> Result<()> {
+    store::credentials::clear_attempts(db, &account_key(username)).await?;
+    if let Some(address) = client {
+        store::credentials::release_attempt(db, &address_key(address), now()).await?;
+    }
+    Ok(())
 }
 
 /// A username no account can have (see [`validate::may_be_username`]: one
@@ -223,10 +235,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     // The success's bookkeeping, one transaction: the throttling counters
     // forgive this attempt, `lastConnection` and its audit entry.
     let txn = app.writer.begin().await?;
-    store::credentials::clear_attempts(&txn, &account_key(&command.username)).await?;
-    if let Some(address) = command.client {
-        store::credentials::release_attempt(&txn, &address_key(address), now()).await?;
-    }
+    forgive_attempt(&txn, &command.username, command.client).await?;
     if !store::users::record_login(&txn, user.id, user.token_generation, connected_at).await? {
         // Deleted, deactivated or reset since its password was checked.
         return Err(Error::InvalidCredentials);
@@ -329,7 +338,7 @@ async fn change_password_as(
     {
         return Err(Error::InvalidCredentials);
     }
-    store::credentials::clear_attempts(&app.writer, &account_key(username)).await?;
+    forgive_attempt(&app.writer, username, client).await?;
     let hash = credentials::hash_password(new.to_owned()).await?;
     let origin = match by {
         ChangedBy::Caller(caller) => Origin::from(caller),

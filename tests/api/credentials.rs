@@ -235,6 +235,32 @@ async fn failures_across_accounts_lock_their_address() {
     );
 }
 
+/// A password change that succeeds gives its address back the attempt it
+/// reserved, as a login does: many users behind one address changing their
+/// passwords do not lock it. (Each change used one of the address's
+/// attempts for good.)
+#[tokio::test]
+async fn successful_password_changes_do_not_lock_their_address() {
+    let app = TestApp::spawn_with(&["--login-max-failures-per-address", "3"]).await;
+    let emails = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"];
+    app.create_users(emails.iter().map(|email| with_password(email, false)).collect())
+        .await;
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    for email in emails {
+        let token = app.login(email, PASSWORD).await.expect("login").access_token;
+        let change = ChangePasswordRequest {
+            current_password: PASSWORD.into(),
+            new_password: "a brand new secret".into(),
+        };
+        auth.change_password(authed(change, &token))
+            .await
+            .unwrap_or_else(|refused| panic!("{email}'s change: {refused:?}"));
+    }
+    app.login(emails[0], "a brand new secret")
+        .await
+        .expect("the address is not locked");
+}
+
 #[tokio::test]
 async fn consecutive_lockouts_grow() {
     let app = TestApp::spawn_with(&["--login-max-failures", "2", "--login-lockout", "1s"]).await;
