@@ -13,7 +13,7 @@ use crate::{
         idempotency::{self, RequestKey},
         now,
         paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
-        roles,
+        roles, tenants,
         users::{self, UserQuery, UserRecord},
         validate::{self, MAX_DESCRIPTION, MAX_NAME},
     },
@@ -109,12 +109,7 @@ pub async fn create(app: &App, caller: &Principal, new: NewGroup) -> Result<Grou
             updated_at: now,
         };
         let txn = app.writer.begin().await?;
-        // The tenant first, in DeleteTenant's order (a tenant, then the roles
-        // it cascades to): on PostgreSQL a role held while the group's
-        // insert waited for the tenant's deletion could deadlock with it.
-        if store::tenants::hold(&txn, caller.tenant_id).await?.is_none() {
-            return Err(Error::NotFound("tenant"));
-        }
+        tenants::hold_context(&txn, caller).await?;
         // The roles checked before the transaction, held until they are assigned.
         roles::hold_granted(&txn, caller, "role_ids", &role_ids).await?;
         store::groups::insert(&txn, &group, &role_ids).await?;
@@ -196,6 +191,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: GroupPatch) 
         fields.push("role_ids");
     }
     let txn = app.writer.begin().await?;
+    tenants::hold_context(&txn, caller).await?;
     let updated = store::groups::update(&txn, id, name, description, now())
         .await?
         .ok_or(Error::NotFound("group"))?;
@@ -223,6 +219,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
     let id = validate::id("id", id)?;
     find(app, caller, id).await?;
     let txn = app.writer.begin().await?;
+    tenants::hold_context(&txn, caller).await?;
     store::groups::delete(&txn, id).await?;
     audit::record(&txn, caller, Target::Group(id), &[]).await?;
     app.commit(txn, Change::Group(id)).await?;

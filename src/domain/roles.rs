@@ -18,7 +18,7 @@ use crate::{
         idempotency::{self, RequestKey},
         now,
         paging::{ListParams, MAX_LIMIT, Page, PageRequest, SortField},
-        permissions,
+        permissions, tenants,
         validate::{self, MAX_DESCRIPTION, MAX_NAME},
     },
     error::{Error, Result, Violations},
@@ -227,7 +227,12 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     }
 
     let txn = app.writer.begin().await?;
-    // The versioned UPDATE comes first: it takes the write lock, so a
+    // The permissions added are held first, in UnregisterPermissions' order
+    // (the catalog's rows, then the roles carrying them): on PostgreSQL
+    // holding the role and then waiting for a row an unregistration deletes
+    // would deadlock with it.
+    permissions::recheck_catalog(&txn, "add_permissions", &patch.add_permissions).await?;
+    // Then the versioned UPDATE: it takes the role's row lock, so a
     // concurrent update with the same version waits and then matches no row.
     let Some(updated) =
         store::roles::update_versioned(&txn, id, patch.version, RoleFields { name, description }, now()).await?
@@ -244,7 +249,6 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: RolePatch) -
     if fields.contains(&"name") {
         refuse_shadowing(&txn, updated.tenant_id, &updated.name, Some(id)).await?;
     }
-    permissions::recheck_catalog(&txn, "add_permissions", &patch.add_permissions).await?;
     store::roles::change_permissions(&txn, id, &add, &remove).await?;
     audit::record(&txn, caller, Target::Role(id), &fields).await?;
     // The answer is what this transaction wrote, read on its connection.
@@ -260,6 +264,7 @@ pub async fn delete(app: &App, caller: &Principal, id: &str, force: bool) -> Res
     let id = validate::id("id", id)?;
     writable(app, caller, id, "roles:delete").await?;
     let txn = app.writer.begin().await?;
+    tenants::hold_context(&txn, caller).await?;
     if !store::roles::delete(&txn, id, force).await? {
         // Nothing deleted: gone meanwhile (NOT_FOUND), or still granted.
         if store::roles::find_valid_in(&txn, caller.tenant_id, id).await?.is_none() {

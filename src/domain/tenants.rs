@@ -2,7 +2,9 @@
 //! empty database (tenant `default`, optionally a global `admin` role and its
 //! first user).
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DbErr, EntityTrait, PaginatorTrait, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, TransactionTrait,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -135,6 +137,20 @@ pub async fn create(app: &App, caller: &Principal, new: NewTenant) -> Result<ten
     idempotency::once(&app.db, key.as_ref(), load, create).await
 }
 
+/// Holds the tenant in context against its deletion until the transaction
+/// ends; NOT_FOUND when it was deleted meanwhile. Writers of what a tenant's
+/// deletion cascades to (its groups, roles and their grants) take it first,
+/// in DeleteTenant's order (the tenant, then what it cascades to): on
+/// PostgreSQL, holding a group or role and then waiting for a row the
+/// deletion already holds would deadlock with it.
+pub(crate) async fn hold_context(txn: &DatabaseTransaction, caller: &Principal) -> Result<()> {
+    if store::tenants::hold_against_deletion(txn, caller.tenant_id).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("tenant"))
+    }
+}
+
 async fn insert_tenant(
     app: &App,
     caller: &Principal,
@@ -145,6 +161,14 @@ async fn insert_tenant(
 ) -> Result<tenant::Model> {
     let now = now();
     let txn = app.writer.begin().await?;
+    // The owner's row first, as every writer of a user's memberships takes
+    // it: a DeleteUser, DeactivateUser or ResetUserPassword that read the
+    // owner's tenants before this membership then waits for it and sees it.
+    if let Some(owner) = owner
+        && !store::users::lock(&txn, owner).await?
+    {
+        return Err(Error::NotFound("user"));
+    }
     let tenant = tenant::ActiveModel {
         id: Set(Uuid::now_v7()),
         name: Set(name),

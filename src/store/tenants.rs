@@ -97,6 +97,21 @@ pub async fn hold<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Option<
     Ok(tenant::Entity::find_by_id(tenant_id).lock_shared().one(db).await?)
 }
 
+/// Whether the tenant exists, its row then held against its deletion until
+/// the transaction ends: `FOR KEY SHARE` on PostgreSQL, which waits only for
+/// a deletion (not for a suspension or a member count's update); SQLite's
+/// one writer orders them anyway.
+pub async fn hold_against_deletion<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<bool> {
+    Ok(tenant::Entity::find_by_id(tenant_id)
+        .select_only()
+        .column(tenant::Column::Id)
+        .lock(LockType::KeyShare)
+        .into_tuple::<Uuid>()
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Adds `delta` (negative to subtract) to the tenant's member count. Call it
 /// in the transaction that adds or removes the memberships, so the count
 /// stays exact: ListUsers answers its unfiltered `total` from it instead of

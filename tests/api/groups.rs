@@ -882,6 +882,61 @@ async fn a_group_created_in_a_tenant_deleted_meanwhile_is_not_found() {
     assert_eq!(orphans, 0);
 }
 
+/// UpdateGroup, DeleteGroup and DeleteRole in a tenant deleted meanwhile
+/// are NOT_FOUND naming the tenant: each holds the tenant first, in
+/// DeleteTenant's order, so none holds a group or role that the deletion
+/// then waits for while it waits for a row the deletion holds (a deadlock
+/// on PostgreSQL).
+#[tokio::test]
+async fn group_and_role_writes_in_a_tenant_deleted_meanwhile_are_not_found() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn().await;
+    for (i, write) in ["UpdateGroup", "DeleteGroup", "DeleteRole"].into_iter().enumerate() {
+        let slug = format!("doomed-{i}");
+        let doomed = app.create_tenant(&slug).await.to_string();
+        let admin = app.token_in(doomed.parse().expect("uuid"), &["*"]);
+        let role = create_role(&app, &admin, "fleeting", &[]).await;
+        let group = create_group(&app, &admin, "fleeting", &[]).await;
+        let deletion = app.app.writer.begin().await.expect("begin");
+        castellan::store::tenants::delete(&deletion, doomed.parse().expect("uuid"))
+            .await
+            .expect("delete the tenant");
+        let mut groups = app.groups();
+        let mut roles = app.roles();
+        let call = async move {
+            match write {
+                "UpdateGroup" => groups
+                    .update_group(authed(
+                        UpdateGroupRequest {
+                            id: group.id,
+                            name: Some("renamed".into()),
+                            ..Default::default()
+                        },
+                        &admin,
+                    ))
+                    .await
+                    .map(drop),
+                "DeleteGroup" => groups
+                    .delete_group(authed(DeleteGroupRequest { id: group.id }, &admin))
+                    .await
+                    .map(drop),
+                _ => roles
+                    .delete_role(authed(
+                        pb::DeleteRoleRequest {
+                            id: role.id,
+                            force: true,
+                        },
+                        &admin,
+                    ))
+                    .await
+                    .map(drop),
+            }
+        };
+        let status = expect_code(behind(&app, deletion, call).await, Code::NotFound);
+        assert_eq!(status.message(), "tenant not found", "{write}");
+    }
+}
+
 /// UpdateGroup adding a role deleted meanwhile is refused as a role unknown
 /// from the start is: INVALID_ARGUMENT naming `role_ids`, the group left as
 /// it was. (On PostgreSQL it was ABORTED VERSION_MISMATCH: the check in the

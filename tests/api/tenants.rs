@@ -534,6 +534,51 @@ async fn an_unspecified_status_is_left_alone_or_refused_by_the_mask() {
     assert_eq!(violated_fields(&status), ["status"]);
 }
 
+/// CreateTenant takes its owner's row before adding the membership, as
+/// every writer of a user's memberships does. A write holding the user's
+/// row (here one the test holds open, as DeleteUser, DeactivateUser or
+/// ResetUserPassword hold it once they have read the user's tenants) is
+/// waited for; one that deleted the user leaves it NOT_FOUND. (On
+/// PostgreSQL the membership's foreign key took a lock that does not wait
+/// for the user's row lock: a DeleteUser that had read the user's tenants
+/// before could delete a user who had become the owner of another tenant,
+/// leaving that tenant ownerless and miscounted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_created_for_an_owner_waits_for_writes_holding_the_owner() {
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let token = app.global_token(&["tenants:*"]);
+    let owner = app.create_users(vec![draft("owner@example.com")]).await[0].id.clone();
+    let owner_id: uuid::Uuid = owner.parse().expect("uuid");
+    let create = |slug: &str| {
+        let mut tenants = app.tenants();
+        let request = authed(
+            CreateTenantRequest {
+                name: "Owned".into(),
+                slug: slug.into(),
+                owner_user_id: owner.clone(),
+                ..Default::default()
+            },
+            &token,
+        );
+        async move { tenants.create_tenant(request).await }
+    };
+    let holding = app.app.writer.begin().await.expect("begin");
+    assert!(castellan::store::users::lock(&holding, owner_id).await.expect("lock"));
+    behind(&app, holding, create("owned"))
+        .await
+        .expect("created once the write ends");
+
+    let deletion = app.app.writer.begin().await.expect("begin");
+    assert!(castellan::store::users::lock(&deletion, owner_id).await.expect("lock"));
+    castellan::store::entity::user::Entity::delete_by_id(owner_id)
+        .exec(&deletion)
+        .await
+        .expect("delete the owner");
+    let status = expect_code(behind(&app, deletion, create("orphan")).await, Code::NotFound);
+    assert_eq!(status.message(), "user not found");
+}
+
 /// UpdateTenant on a tenant deleted while it waited for the writer is
 /// NOT_FOUND (the update of the row read before found nothing: INTERNAL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
