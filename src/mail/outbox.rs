@@ -1,6 +1,9 @@
-//! The outbox worker: polls due mails, claims each (so replicas never send
-//! one twice), sends it, and marks it sent or schedules a retry with
-//! exponential backoff. A crash or an SMTP outage loses no mail.
+//! The outbox worker: polls due mails, claims each (so two replicas never
+//! attempt one at once), sends it, and marks it sent or schedules a retry
+//! with exponential backoff. A crash or an SMTP outage loses no mail;
+//! delivery is at least once: a send the SMTP server accepted whose outcome
+//! could not be recorded (the database lost, the attempt's time limit
+//! reached after the data went out) is sent again.
 
 use std::{sync::Arc, time::Duration};
 

@@ -34,9 +34,10 @@ use crate::{
     rest::error::http_status,
 };
 
-/// Largest form accepted: two passwords of the longest length allowed,
-/// percent-encoded, and room for the rest.
-pub const MAX_FORM_BYTES: usize = 32 * 1024;
+/// Largest form accepted: three passwords (the password page's current,
+/// new and confirmation) of the longest length allowed in 4-byte
+/// characters, percent-encoded (12 bytes each), and room for the rest.
+pub const MAX_FORM_BYTES: usize = 3 * MAX_PASSWORD_CHARS * 12 + 8 * 1024;
 
 /// The stylesheet, served at [`STYLESHEET_PATH`].
 const STYLESHEET: &str = include_str!("castellan.css");

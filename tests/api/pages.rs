@@ -205,6 +205,39 @@ async fn cross_site_and_oversized_posts_are_refused_and_change_nothing() {
 /// A username with a control character (a NUL, which PostgreSQL refuses in
 /// text) is no account's: the page answers it as an unknown user, without
 /// counting it or looking it up.
+/// The longest passwords the policy allows, in 4-byte characters, fit the
+/// password page's form (current, new and confirmation percent-encoded are
+/// 36 KiB; the form's limit was 32 KiB, sized for two).
+#[tokio::test]
+async fn the_longest_passwords_fit_the_password_form() {
+    let app = TestApp::spawn().await;
+    let longest =
+        |c: char| std::iter::repeat_n(c, castellan::domain::credentials::MAX_PASSWORD_CHARS).collect::<String>();
+    let (current, new) = (longest('😀'), longest('🔑'));
+    app.create_users(vec![UserDraft {
+        email: "long@example.com".into(),
+        password: current.clone(),
+        ..Default::default()
+    }])
+    .await;
+    let response = post_form(
+        &app,
+        "/password/change",
+        &[
+            ("username", "long@example.com"),
+            ("current_password", &current),
+            ("new_password", &new),
+            ("new_password_confirmation", &new),
+        ],
+        "same-origin",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.login("long@example.com", &new)
+        .await
+        .expect("the new password works");
+}
+
 #[tokio::test]
 async fn a_control_character_in_the_username_is_wrong_credentials() {
     let app = TestApp::spawn().await;
