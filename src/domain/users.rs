@@ -50,6 +50,10 @@ pub const MAX_ROLES: usize = 1000;
 /// Most group ids a CreateUsers draft names.
 pub const MAX_GROUPS: usize = 1000;
 
+/// Most tenant ids or slugs one list of a request names (a draft's
+/// `tenant_ids`, UpdateUser's, UpdateUserTenants' lists).
+pub const MAX_TENANTS: usize = 1000;
+
 const SORT_FIELDS: &[SortField] = &[
     SortField::time("createdAt"),
     SortField::time("updatedAt"),
@@ -277,13 +281,16 @@ fn image(violations: &mut Violations, field: &str, value: &str) -> Option<String
     (!value.is_empty()).then_some(value)
 }
 
-/// The tenants that tenant ids or slugs name (trimmed key → id), looked up
-/// in one query for all of them. Only keys that may name a tenant are
-/// looked up: another (one with a NUL, which PostgreSQL refuses in text) is
-/// as unknown as any unknown one.
-async fn known_tenants<'a>(app: &App, keys: impl IntoIterator<Item = &'a String>) -> Result<HashMap<String, Uuid>> {
-    let keys: Vec<&str> = keys
+/// The tenants that the lists' tenant ids or slugs name (trimmed key → id),
+/// looked up together. Only keys that may name a tenant are looked up:
+/// another (one with a NUL, which PostgreSQL refuses in text) is as unknown
+/// as any unknown one; and none of a list over [`MAX_TENANTS`], which
+/// [`resolve_tenants`] refuses.
+async fn known_tenants<'a>(app: &App, lists: impl IntoIterator<Item = &'a [String]>) -> Result<HashMap<String, Uuid>> {
+    let keys: Vec<&str> = lists
         .into_iter()
+        .filter(|list| list.len() <= MAX_TENANTS)
+        .flatten()
         .map(|key| key.trim())
         .filter(|key| TenantKey::parse(key).is_some())
         .collect();
@@ -291,13 +298,18 @@ async fn known_tenants<'a>(app: &App, keys: impl IntoIterator<Item = &'a String>
 }
 
 /// Resolves tenant ids or slugs with the [`known_tenants`] among them,
-/// naming `field[i]` for unknown ones.
+/// naming `field[i]` for unknown ones, and `field` for a list over
+/// [`MAX_TENANTS`].
 fn resolve_tenants(
     known: &HashMap<String, Uuid>,
     violations: &mut Violations,
     field: &str,
     keys: &[String],
 ) -> Vec<Uuid> {
+    if keys.len() > MAX_TENANTS {
+        violations.add(field, format!("at most {MAX_TENANTS} tenants"));
+        return Vec::new();
+    }
     let mut ids = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         match known.get(key.trim()) {
@@ -341,7 +353,7 @@ pub async fn create(
     let mut seen_emails = HashSet::new();
     let mut seen_usernames = HashSet::new();
     let mut duplicate: Option<String> = None;
-    let known = known_tenants(app, drafts.iter().flat_map(|d| &d.tenant_ids)).await?;
+    let known = known_tenants(app, drafts.iter().map(|d| d.tenant_ids.as_slice())).await?;
     for (i, draft) in drafts.iter().enumerate() {
         let field = |name: &str| format!("users[{i}].{name}");
         let email = validate::email(&mut violations, &field("email"), &draft.email);
@@ -828,14 +840,12 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         .map(|ids| validate::bounded_uuids(&mut violations, "role_ids", ids, MAX_ROLES));
     let tenant_ids = match &patch.tenant_ids {
         Some(keys) => {
-            let known = known_tenants(app, keys).await?;
+            let known = known_tenants(app, [keys.as_slice()]).await?;
             Some(resolve_tenants(&known, &mut violations, "tenant_ids", keys))
         }
         None => None,
     };
-    if let Some(ids) = &tenant_ids
-        && ids.is_empty()
-    {
+    if patch.tenant_ids.as_ref().is_some_and(Vec::is_empty) {
         violations.add("tenant_ids", "a user must stay in at least one tenant");
     }
     let permissions = match &patch.permissions {
@@ -875,6 +885,11 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     // global role granted meanwhile counts).
     if email.is_some() {
         require_account_authority(&txn, caller, "users:update", id, "change its e-mail").await?;
+    }
+    // The device limit holds in every tenant: one tenant's administrator
+    // setting it to 0 would refuse the user's devices in the others.
+    if max_devices.is_some() {
+        require_account_authority(&txn, caller, "users:update", id, "change its device limit").await?;
     }
     let role_change = match &role_ids {
         Some(ids) => Some(grants::plan_role_replacement(&txn, caller, id, ids).await?),
@@ -1031,7 +1046,7 @@ pub async fn update_tenants(
 ) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     let mut violations = Violations::new();
-    let known = known_tenants(app, add.iter().chain(remove)).await?;
+    let known = known_tenants(app, [add, remove]).await?;
     let add = resolve_tenants(&known, &mut violations, "add_tenant_ids", add);
     let remove = resolve_tenants(&known, &mut violations, "remove_tenant_ids", remove);
     if let Some(t) = add.iter().find(|t| remove.contains(t)) {

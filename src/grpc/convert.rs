@@ -27,9 +27,10 @@ macro_rules! list_response {
     ($response:ident { $items:ident }, $page:expr, $convert:expr) => {{
         let page = $page;
         $crate::pb::$response {
-            total: page.total as i64,
-            page: page.page as i32,
-            limit: page.limit as i32,
+            total: i64::try_from(page.total).unwrap_or(i64::MAX),
+            // A forged page_token may carry any position.
+            page: $crate::grpc::convert::saturating_i32(page.page),
+            limit: $crate::grpc::convert::saturating_i32(page.limit),
             has_next: page.has_next,
             has_previous: page.has_previous,
             list_completed: !page.has_next,
@@ -39,6 +40,11 @@ macro_rules! list_response {
     }};
 }
 pub(crate) use list_response;
+
+/// `value`, or `i32::MAX` past it (a page number, a limit).
+pub fn saturating_i32(value: u64) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
 
 pub fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
     Some(Timestamp {
@@ -279,5 +285,19 @@ pub fn user(record: &users::UserRecord) -> pb::User {
         permissions: details.permissions.clone(),
         password_change_required: u.password_change_required,
         ..basic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page number past `i32` (a forged page_token's position) is
+    /// `i32::MAX`, not a wrapped negative number.
+    #[test]
+    fn a_page_number_past_i32_saturates() {
+        assert_eq!(saturating_i32(7), 7);
+        assert_eq!(saturating_i32(u64::MAX), i32::MAX);
+        assert_eq!(saturating_i32(u64::from(u32::MAX)), i32::MAX);
     }
 }

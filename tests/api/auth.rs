@@ -698,6 +698,21 @@ async fn only_a_global_caller_changes_the_account_of_a_global_admin_or_a_user_of
             &local,
         )
     };
+    // The device limit holds in every tenant: setting it to 0 would refuse
+    // the user's devices in the others.
+    let no_devices = |id: &str| {
+        authed(
+            pb::UpdateUserRequest {
+                id: id.to_owned(),
+                max_devices: Some(0),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["max_devices".into()],
+                }),
+                ..Default::default()
+            },
+            &local,
+        )
+    };
     for (target, code) in [(&root, Code::PermissionDenied), (&both, Code::FailedPrecondition)] {
         let refusals = [
             users.reset_user_password(reset(target)).await.map(|_| ()),
@@ -706,6 +721,7 @@ async fn only_a_global_caller_changes_the_account_of_a_global_admin_or_a_user_of
                 .await
                 .map(|_| ()),
             users.update_user(new_email(target)).await.map(|_| ()),
+            users.update_user(no_devices(target)).await.map(|_| ()),
             users
                 .delete_user(authed(pb::DeleteUserRequest { id: target.clone() }, &local))
                 .await
@@ -744,6 +760,10 @@ async fn only_a_global_caller_changes_the_account_of_a_global_admin_or_a_user_of
         .await
         .expect("reset a user of this tenant alone");
     users.update_user(new_email(&alone)).await.expect("change its e-mail");
+    users
+        .update_user(no_devices(&alone))
+        .await
+        .expect("change its device limit");
     users
         .deactivate_user(authed(pb::DeactivateUserRequest { id: alone }, &local))
         .await
