@@ -1055,6 +1055,10 @@ pub async fn update_tenants(
     violations.finish()?;
     member(app, caller, id).await?;
     let txn = app.writer.begin().await?;
+    // A member of the tenant in context still once its row is held: one
+    // removed meanwhile is NOT_FOUND, not put back into other tenants by a
+    // call made in this one.
+    lock_member(&txn, caller.tenant_id, id).await?;
     change_memberships(&txn, caller, "users:tenants", id, &add, &remove, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;

@@ -1609,6 +1609,44 @@ async fn a_drafts_role_and_group_lists_are_bounded() {
     }
 }
 
+/// UpdateUserTenants on a user removed from the tenant in context while
+/// the call waits (a write the test holds open) is NOT_FOUND, as a retry
+/// would answer: the membership is checked again once the user's row is
+/// held. (The call went on and added the user to another tenant.)
+#[tokio::test]
+async fn a_user_removed_from_the_tenant_meanwhile_is_not_moved() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn().await;
+    let global = app.global_token(&["*"]);
+    let second = app.create_tenant("second").await;
+    let user = app.create_users(vec![draft("leaving@example.com")]).await.remove(0);
+    let user_id: uuid::Uuid = user.id.parse().expect("uuid");
+    // As UpdateUserTenants removes it: the user's row first.
+    let removal = app.app.writer.begin().await.expect("begin");
+    assert!(castellan::store::users::lock(&removal, user_id).await.expect("lock"));
+    castellan::store::users::remove_memberships(&removal, user_id, &[app.tenant_id], chrono::Utc::now())
+        .await
+        .expect("remove the membership");
+    let mut users = app.users();
+    let request = authed(
+        pb::UpdateUserTenantsRequest {
+            id: user.id.clone(),
+            add_tenant_ids: vec!["second".into()],
+            remove_tenant_ids: vec![],
+        },
+        &global,
+    );
+    let call = async move { users.update_user_tenants(request).await };
+    expect_code(behind(&app, removal, call).await, Code::NotFound);
+    let in_second = app.token_in(second, &["users:read"]);
+    expect_code(
+        app.users()
+            .get_user(authed(GetUserRequest { id: user.id.clone() }, &in_second))
+            .await,
+        Code::NotFound,
+    );
+}
+
 /// Every list of tenants is bounded like a list of roles: over 1,000 keys
 /// is INVALID_ARGUMENT naming the list, and none of them is looked up (a
 /// request of 100,000 slugs made 200 queries).
