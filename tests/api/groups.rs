@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::{
     helpers::{
         TestApp, authed, behind, draft, error_reason, expect_code, expect_invalid_field, held_group_deletion,
-        held_role_deletion, random_ids, violated_fields,
+        held_role_deletion, held_tenant_deletion, random_ids, violated_fields,
     },
     roles::create_role,
 };
@@ -853,13 +853,11 @@ async fn a_role_deleted_meanwhile_is_unknown_to_create_group() {
 /// "referenced resource" of the group's broken foreign key.
 #[tokio::test]
 async fn a_group_created_in_a_tenant_deleted_meanwhile_is_not_found() {
-    use sea_orm::{EntityTrait, TransactionTrait};
+    use castellan::store::entity::group;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let app = TestApp::spawn().await;
-    let doomed = app.create_tenant("doomed").await.to_string();
-    let deletion = app.app.writer.begin().await.expect("begin");
-    castellan::store::tenants::delete(&deletion, doomed.parse().expect("uuid"))
-        .await
-        .expect("delete the tenant");
+    let doomed = app.create_tenant("doomed").await;
+    let deletion = held_tenant_deletion(&app, doomed).await;
     let mut groups = app.groups();
     let request = crate::helpers::authed_in(
         CreateGroupRequest {
@@ -867,18 +865,16 @@ async fn a_group_created_in_a_tenant_deleted_meanwhile_is_not_found() {
             ..Default::default()
         },
         &app.global_token(&["*"]),
-        &doomed,
+        &doomed.to_string(),
     );
     let call = async move { groups.create_group(request).await };
     let status = expect_code(behind(&app, deletion, call).await, Code::NotFound);
     assert_eq!(status.message(), "tenant not found");
-    let orphans = castellan::store::entity::group::Entity::find()
-        .all(&app.app.db)
+    let orphans = group::Entity::find()
+        .filter(group::Column::Name.eq("orphan"))
+        .count(&app.app.db)
         .await
-        .expect("groups")
-        .into_iter()
-        .filter(|group| group.name == "orphan")
-        .count();
+        .expect("count");
     assert_eq!(orphans, 0);
 }
 
@@ -889,18 +885,13 @@ async fn a_group_created_in_a_tenant_deleted_meanwhile_is_not_found() {
 /// on PostgreSQL).
 #[tokio::test]
 async fn group_and_role_writes_in_a_tenant_deleted_meanwhile_are_not_found() {
-    use sea_orm::TransactionTrait;
     let app = TestApp::spawn().await;
     for (i, write) in ["UpdateGroup", "DeleteGroup", "DeleteRole"].into_iter().enumerate() {
-        let slug = format!("doomed-{i}");
-        let doomed = app.create_tenant(&slug).await.to_string();
-        let admin = app.token_in(doomed.parse().expect("uuid"), &["*"]);
+        let doomed = app.create_tenant(&format!("doomed-{i}")).await;
+        let admin = app.token_in(doomed, &["*"]);
         let role = create_role(&app, &admin, "fleeting", &[]).await;
         let group = create_group(&app, &admin, "fleeting", &[]).await;
-        let deletion = app.app.writer.begin().await.expect("begin");
-        castellan::store::tenants::delete(&deletion, doomed.parse().expect("uuid"))
-            .await
-            .expect("delete the tenant");
+        let deletion = held_tenant_deletion(&app, doomed).await;
         let mut groups = app.groups();
         let mut roles = app.roles();
         let call = async move {

@@ -245,6 +245,17 @@ pub async fn held_role_deletion(app: &TestApp, role_id: &str) -> sea_orm::Databa
     deletion
 }
 
+/// Deletes the tenant in a write the test holds open (as DeleteTenant
+/// writes it), to be committed once a call waits behind it.
+pub async fn held_tenant_deletion(app: &TestApp, tenant_id: Uuid) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let deletion = app.app.writer.begin().await.expect("begin");
+    castellan::store::tenants::delete(&deletion, tenant_id)
+        .await
+        .expect("delete the tenant");
+    deletion
+}
+
 /// `n` ids that name nothing, for lists over a bound.
 pub fn random_ids(n: usize) -> Vec<String> {
     (0..n).map(|_| Uuid::now_v7().to_string()).collect()
