@@ -46,6 +46,16 @@ impl App {
         let db = store::connect(&config.database_url(), pool).await?;
         if !config.no_migrate {
             store::migrate(&db).await?;
+        } else {
+            // Serving on an older schema would fail calls one by one (a
+            // column the code reads, missing): a rollout whose migration
+            // job has not finished yet is refused at start instead.
+            let pending = store::pending_migrations(&db).await?;
+            if pending > 0 {
+                return Err(Error::FailedPrecondition(format!(
+                    "the database lacks {pending} migration(s) and --no-migrate is set: run `castellan migrate` first"
+                )));
+            }
         }
         let writer = store::connect_writer(&config.database_url(), &db, pool).await?;
         let keys = TokenKeys::load_or_generate(&config.signing_key_path(), &config.issuer, &config.audience)?
@@ -126,11 +136,17 @@ impl App {
         }
         let freshness = self.freshness.clone();
         freshness.set_bypass(true);
-        store::invalidation::listen(self.config.database_url(), self.replica, move |event| match event {
-            ListenerEvent::Listening => freshness.set_bypass(false),
-            ListenerEvent::Changed(change) => outdate(&freshness, change),
-            ListenerEvent::Lost => freshness.set_bypass(true),
-        })
+        let quiet = store::invalidation::LISTENER_QUIET;
+        store::invalidation::listen(
+            self.config.database_url(),
+            self.replica,
+            quiet,
+            move |event| match event {
+                ListenerEvent::Listening => freshness.set_bypass(false),
+                ListenerEvent::Changed(change) => outdate(&freshness, change),
+                ListenerEvent::Lost => freshness.set_bypass(true),
+            },
+        )
         .await;
     }
 }

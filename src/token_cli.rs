@@ -4,7 +4,6 @@
 //! tenant, no permissions; the server authorizes it with the user's live
 //! effective permissions).
 
-use migrations::{Migrator, sea_orm_migration::MigratorTrait};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -79,17 +78,15 @@ fn server_keys(config: &Config) -> Result<TokenKeys> {
 /// Refuses a database with migrations not applied (an empty one among
 /// them), without applying them or creating the migrations table.
 async fn check_migrated(db: &DatabaseConnection) -> Result<()> {
-    let pending = Migrator::get_pending_migrations_read_only(db).await?;
-    if pending.is_empty() {
-        return Ok(());
+    match store::pending_migrations(db).await? {
+        0 => Ok(()),
+        pending => Err(Error::invalid(
+            "--database-url",
+            format!(
+                "the database lacks {pending} migration(s): start the server or run `castellan migrate` on it first"
+            ),
+        )),
     }
-    Err(Error::invalid(
-        "--database-url",
-        format!(
-            "the database lacks {} migration(s): start the server or run `castellan migrate` on it first",
-            pending.len()
-        ),
-    ))
 }
 
 fn check_service_args(subject: &str, args: &TokenArgs) -> Result<()> {

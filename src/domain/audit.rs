@@ -63,6 +63,17 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// The same act, recorded in the trail of `tenant_id` (`None`: outside
+    /// any tenant, seen by global readers only) rather than the tenant in
+    /// context: an act that reaches another tenant (a tenant changed, a user
+    /// created there) is that tenant's to read, and no reader of the tenant
+    /// in context learns of it.
+    pub fn in_tenant(self, tenant_id: Option<Uuid>) -> Self {
+        Self { tenant_id, ..self }
+    }
+}
+
 impl From<&Principal> for Origin {
     fn from(caller: &Principal) -> Self {
         Self {
@@ -133,16 +144,20 @@ pub async fn record<C: ConnectionTrait>(
 
 /// Records the committed changes of many targets at once (one multi-row
 /// INSERT for up to 500 events): each target gets its own event, as from
-/// [`record`], with the names of the fields changed on it.
+/// [`record`], in the tenant given beside it (see [`Origin::in_tenant`]),
+/// with the names of the fields changed on it.
 pub async fn record_many<C: ConnectionTrait>(
     db: &C,
     origin: impl Into<Origin>,
-    events: &[(Target<'_>, Vec<&str>)],
+    events: &[(Uuid, Target<'_>, Vec<&str>)],
 ) -> Result<()> {
     let origin = origin.into();
     let events = events
         .iter()
-        .map(|(target, changed_fields)| event(origin.clone(), target.to_string(), OUTCOME_OK, changed_fields))
+        .map(|(tenant_id, target, changed_fields)| {
+            let origin = origin.clone().in_tenant(Some(*tenant_id));
+            event(origin, target.to_string(), OUTCOME_OK, changed_fields)
+        })
         .collect();
     store::audit::insert_many(db, events).await
 }

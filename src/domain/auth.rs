@@ -163,19 +163,28 @@ pub async fn forget_idle_attempts_continuously(app: Arc<App>) {
     }
 }
 
+/// A user whose password was verified, with the hash it matched.
+struct Verified {
+    user: user::Model,
+    password_hash: String,
+}
+
 /// Verifies a password for a username. Unknown users and users without a
 /// password cost a dummy hash, so the answer takes the same time.
-async fn check_password(app: &App, username: &str, password: &str) -> Result<Option<user::Model>> {
+async fn check_password(app: &App, username: &str, password: &str) -> Result<Option<Verified>> {
     let found = store::credentials::user_with_credential(&app.db, username).await?;
     let (user, hash) = match found {
         Some((user, Some(credential))) => (Some(user), credential.password_hash),
         _ => (None, credentials::DUMMY_PASSWORD_HASH.to_owned()),
     };
-    let matches = credentials::verify_password(password.to_owned(), hash).await?;
+    let matches = credentials::verify_password(password.to_owned(), hash.clone()).await?;
     if !matches {
         ::metrics::counter!("castellan_login_failures_total").increment(1);
     }
-    Ok(user.filter(|_| matches))
+    Ok(user.filter(|_| matches).map(|user| Verified {
+        user,
+        password_hash: hash,
+    }))
 }
 
 pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
@@ -191,6 +200,7 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     reserve_attempt(app, &command.username, command.client).await?;
     let user = check_password(app, &command.username, &command.password)
         .await?
+        .map(|verified| verified.user)
         .filter(|user| user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
     let tenant_id = if command.tenant.trim().is_empty() {
@@ -323,9 +333,9 @@ async fn change_password_as(
     violations.finish()?;
     refuse_impossible_username(username)?;
     reserve_attempt(app, username, client).await?;
-    let user = check_password(app, username, current)
+    let Verified { user, password_hash } = check_password(app, username, current)
         .await?
-        .filter(|user| user.status == STATUS_ACTIVE)
+        .filter(|verified| verified.user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
     // As Login: a user whose every tenant is SUSPENDED (and who holds no
     // global role) is refused as an inactive one is, on the page too.
@@ -347,17 +357,26 @@ async fn change_password_as(
     let now = now();
     let txn = app.writer.begin().await?;
     // The user's row first (the order of every writer of a user: its
-    // credential next), then the user as it is now: one deactivated or
-    // deleted while the new password was hashed keeps its old one.
+    // credential next), then the user and its password as they are now: one
+    // deactivated, deleted, reset or given another password while the new
+    // one was hashed keeps what it has now (a change made with a stolen
+    // password never undoes an administrator's reset).
     let user_id = user.id;
     if !store::users::lock(&txn, user_id).await? {
         return Err(Error::InvalidCredentials);
     }
+    let generation = user.token_generation;
     let user = user::Entity::find_by_id(user_id)
         .one(&txn)
         .await?
-        .filter(|user| user.status == STATUS_ACTIVE)
+        .filter(|user| user.status == STATUS_ACTIVE && user.token_generation == generation)
         .ok_or(Error::InvalidCredentials)?;
+    let unchanged = store::credentials::credential_of(&txn, user_id)
+        .await?
+        .is_some_and(|credential| credential.password_hash == password_hash);
+    if !unchanged {
+        return Err(Error::InvalidCredentials);
+    }
     store::credentials::set_password_hash(&txn, user_id, hash, now).await?;
     let mut active: user::ActiveModel = user.into();
     active.password_change_required = Set(false);

@@ -199,7 +199,8 @@ async fn insert_tenant(
     } else {
         &["name", "slug"]
     };
-    audit::record(&txn, caller, Target::Tenant(tenant.id), fields).await?;
+    let origin = Origin::from(caller).in_tenant(Some(tenant.id));
+    audit::record(&txn, origin, Target::Tenant(tenant.id), fields).await?;
     app.commit(txn, Change::Directory).await?;
     Ok(tenant)
 }
@@ -261,7 +262,8 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: TenantPatch)
         Err(DbErr::RecordNotUpdated) => return Err(Error::NotFound("tenant")),
         updated => updated?,
     };
-    audit::record(&txn, caller, Target::Tenant(tenant.id), &changed).await?;
+    let origin = Origin::from(caller).in_tenant(Some(tenant.id));
+    audit::record(&txn, origin, Target::Tenant(tenant.id), &changed).await?;
     // Outdates the auth layer's cached tenants, here and (NOTIFY) on every
     // replica: a suspension or a reactivation holds from the next call.
     app.commit(txn, Change::Directory).await?;
@@ -288,7 +290,9 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
             ));
         }
     };
-    audit::record(&txn, caller, Target::Tenant(tenant.id), &[]).await?;
+    // The tenant's own trail goes with it: the deletion is global readers'.
+    let origin = Origin::from(caller).in_tenant(None);
+    audit::record(&txn, origin, Target::Tenant(tenant.id), &[]).await?;
     // Every cached entry: the tenant, and the deleted users' tokens.
     app.commit(txn, Change::Directory).await?;
     tracing::info!(tenant = %tenant.id, users, "tenant deleted with the users it alone held");
@@ -312,7 +316,9 @@ const BOOTSTRAP_PASSWORD: &str = "CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD";
 /// holding `*` and that user as owner of `default`. Does nothing once any
 /// tenant exists, save a warning that names the bootstrap settings it
 /// ignores (never their values); safe when several replicas start at once
-/// (the unique slug lets one win).
+/// (the unique slug lets one win). A database without tenants that still
+/// holds what the bootstrap would create refuses the start
+/// (FAILED_PRECONDITION naming the field that met it).
 pub async fn bootstrap(app: &App) -> Result<()> {
     let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
     let email = given(&app.config.bootstrap_admin_email);
@@ -347,8 +353,19 @@ pub async fn bootstrap(app: &App) -> Result<()> {
         }
     };
     match create_initial_data(app, admin).await {
-        // Another replica bootstrapped first.
-        Err(Error::AlreadyExists { .. }) => Ok(()),
+        // Another replica bootstrapped first, or what the bootstrap creates
+        // outlived every tenant (a global role `admin`, the administrator's
+        // user): then the start is refused, not left without a tenant.
+        Err(Error::AlreadyExists { field }) => {
+            if tenant::Entity::find().count(&app.db).await? > 0 {
+                return Ok(());
+            }
+            Err(Error::FailedPrecondition(format!(
+                "the database holds no tenant, yet the bootstrap met an existing {field} (a global role `admin` or \
+                 the administrator's user, left from before): remove it, or create a tenant with a global \
+                 administrator's token, and start again"
+            )))
+        }
         other => other,
     }
 }

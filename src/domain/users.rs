@@ -533,15 +533,15 @@ async fn insert_users(
     for (draft, hash) in valid.into_iter().zip(hashes) {
         let id = Uuid::now_v7();
         let with_password = hash.is_some();
-        events.push((Target::User(id), created_fields(&draft, with_password)));
+        // The tenant in context when the user joins it, else its first: the
+        // trail its creation is recorded in, and what its invitation admits to.
+        let tenant_id = if draft.tenant_ids.contains(&caller.tenant_id) {
+            caller.tenant_id
+        } else {
+            draft.tenant_ids.first().copied().unwrap_or(caller.tenant_id)
+        };
+        events.push((tenant_id, Target::User(id), created_fields(&draft, with_password)));
         if !with_password {
-            // The invitation admits to the tenant in context when the user
-            // joins it, else to its first tenant.
-            let tenant_id = if draft.tenant_ids.contains(&caller.tenant_id) {
-                caller.tenant_id
-            } else {
-                draft.tenant_ids.first().copied().unwrap_or(caller.tenant_id)
-            };
             invitees.push(Invitee {
                 user_id: id,
                 email: draft.email.clone(),
@@ -855,9 +855,6 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     violations.finish()?;
 
     member(app, caller, id).await?;
-    if let Some(list) = &permissions {
-        caller.require_all(list)?;
-    }
     let changed = [
         ("first_name", first_name.is_some()),
         ("last_name", last_name.is_some()),
@@ -890,6 +887,13 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     // setting it to 0 would refuse the user's devices in the others.
     if max_devices.is_some() {
         require_account_authority(&txn, caller, "users:update", id, "change its device limit").await?;
+    }
+    // Only the grants the replacement adds must be held by the caller, as
+    // with `role_ids`: one it keeps is no grant.
+    if let Some(list) = &permissions {
+        let current = store::users::direct_permissions(&txn, id, caller.tenant_id).await?;
+        let added: Vec<String> = list.iter().filter(|p| !current.contains(p)).cloned().collect();
+        caller.require_all(&added)?;
     }
     let role_change = match &role_ids {
         Some(ids) => Some(grants::plan_role_replacement(&txn, caller, id, ids).await?),

@@ -9,7 +9,10 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, sqlx::postgres::PgListener};
+use sea_orm::{
+    ConnectionTrait, DbBackend,
+    sqlx::{Executor, postgres::PgListener},
+};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -116,13 +119,25 @@ pub enum ListenerEvent {
     Lost,
 }
 
+/// How long the listener waits in silence before it proves its connection
+/// still answers, and how long it gives the proof.
+pub const LISTENER_QUIET: Duration = Duration::from_secs(10);
+
 /// Listens forever, reconnecting with a bounded backoff; skips the notices
-/// of `replica`, this one.
-pub async fn listen(url: String, replica: Uuid, on_event: impl Fn(ListenerEvent) + Send + 'static) {
+/// of `replica`, this one. The connection is reported `Lost` as soon as it
+/// is found dead: when a read fails, and when after `quiet` without a
+/// notice a query on it gets no answer within `quiet` (a connection a NAT
+/// or a partition dropped without a word would otherwise keep the caches
+/// answering, unwarned, for their whole lifetime).
+pub async fn listen(url: String, replica: Uuid, quiet: Duration, on_event: impl Fn(ListenerEvent) + Send + 'static) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let listener = async {
             let mut listener = PgListener::connect(&url).await?;
+            // A dropped connection answers `None` at once; by default sqlx
+            // would first reconnect, for as long as that takes (and without
+            // end while the server refuses), with the caches trusted meanwhile.
+            listener.eager_reconnect(false);
             listener.listen(CHANNEL).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
@@ -130,10 +145,21 @@ pub async fn listen(url: String, replica: Uuid, on_event: impl Fn(ListenerEvent)
             Ok(mut listener) => {
                 backoff = Duration::from_millis(100);
                 on_event(ListenerEvent::Listening);
-                // `try_recv` answers `None` when the connection drops.
-                while let Ok(Some(notification)) = listener.try_recv().await {
-                    if let Some(change) = news_for(replica, notification.payload()) {
-                        on_event(ListenerEvent::Changed(change));
+                loop {
+                    // `try_recv` is cancel-safe: a timeout loses no notice.
+                    match tokio::time::timeout(quiet, listener.try_recv()).await {
+                        Ok(Ok(Some(notification))) => {
+                            if let Some(change) = news_for(replica, notification.payload()) {
+                                on_event(ListenerEvent::Changed(change));
+                            }
+                        }
+                        Ok(_) => break,
+                        Err(_quiet) => {
+                            let ping = tokio::time::timeout(quiet, listener.execute("SELECT 1")).await;
+                            if !matches!(ping, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
                     }
                 }
                 tracing::warn!("access invalidation listener lost its connection; reconnecting");

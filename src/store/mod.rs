@@ -263,6 +263,12 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     Ok(())
 }
 
+/// How many migrations the database lacks (all of them for an empty one),
+/// found without applying any or creating the migrations table.
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
+    Ok(Migrator::get_pending_migrations_read_only(db).await?.len())
+}
+
 /// Connections of the pool: (open, idle).
 pub fn pool_stats(db: &DatabaseConnection) -> (usize, usize) {
     match db.get_database_backend() {

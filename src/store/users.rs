@@ -755,6 +755,18 @@ pub async fn tenants_solely_owned<C: ConnectionTrait>(db: &C, user_id: Uuid, ten
     Ok(sole)
 }
 
+/// The user's direct grants in the tenant.
+pub async fn direct_permissions<C: ConnectionTrait>(db: &C, user_id: Uuid, tenant_id: Uuid) -> Result<Vec<String>> {
+    Ok(user_permission::Entity::find()
+        .filter(user_permission::Column::UserId.eq(user_id))
+        .filter(user_permission::Column::TenantId.eq(tenant_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|grant| grant.permission)
+        .collect())
+}
+
 /// Replaces the user's direct grants in the tenant.
 pub async fn replace_permissions<C: ConnectionTrait>(
     db: &C,

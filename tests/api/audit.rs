@@ -727,6 +727,95 @@ fn targets(events: &[AuditEvent]) -> Vec<String> {
     events.iter().map(|e| e.target.clone()).collect()
 }
 
+/// An act that reaches another tenant is that tenant's to read: a tenant
+/// created or changed by a global caller whose token names `default`, and a
+/// user created there for that tenant alone, are in the other tenant's trail
+/// and not in `default`'s; a deleted tenant's deletion is in no tenant's,
+/// for global readers only.
+#[tokio::test]
+async fn acts_on_another_tenant_are_in_its_trail_not_in_the_callers() {
+    let app = TestApp::spawn().await;
+    let ops = app.global_token(&["*"]);
+    let tenant = app
+        .tenants()
+        .create_tenant(authed(
+            CreateTenantRequest {
+                name: "Acme".into(),
+                slug: "acme".into(),
+                ..Default::default()
+            },
+            &ops,
+        ))
+        .await
+        .expect("create tenant")
+        .into_inner();
+    app.tenants()
+        .update_tenant(authed(
+            UpdateTenantRequest {
+                id: tenant.id.clone(),
+                name: "Acme Corp".into(),
+                ..Default::default()
+            },
+            &ops,
+        ))
+        .await
+        .expect("update tenant");
+    let created = app
+        .users()
+        .create_users(authed(
+            CreateUsersRequest {
+                users: vec![pb::UserDraft {
+                    tenant_ids: vec!["acme".into()],
+                    ..draft("elsewhere@example.com")
+                }],
+                ..Default::default()
+            },
+            &ops,
+        ))
+        .await
+        .expect("create a user of acme alone")
+        .into_inner();
+    let tenant_target = format!("tenant:{}", tenant.id);
+    let user_target = format!("user:{}", created.users[0].id);
+
+    let here = list(&app, &app.token(&["audit:read"]), ListAuditEventsRequest::default()).await;
+    assert_eq!(
+        targets(&here.events),
+        [format!("tenant:{}", app.tenant_id)],
+        "default's own bootstrap only"
+    );
+    let acme_id: uuid::Uuid = tenant.id.parse().expect("uuid");
+    let there = list(
+        &app,
+        &app.token_in(acme_id, &["audit:read"]),
+        ListAuditEventsRequest::default(),
+    )
+    .await;
+    assert_eq!(
+        targets(&there.events),
+        [user_target.clone(), tenant_target.clone(), tenant_target.clone()]
+    );
+
+    app.tenants()
+        .delete_tenant(authed(DeleteTenantRequest { id: tenant.id.clone() }, &ops))
+        .await
+        .expect("delete tenant");
+    let here = list(&app, &app.token(&["audit:read"]), ListAuditEventsRequest::default()).await;
+    assert_eq!(here.total, 1, "still default's bootstrap only");
+    let global = list(
+        &app,
+        &app.global_token(&["audit:read"]),
+        ListAuditEventsRequest {
+            target: tenant_target.clone(),
+            action: "identity.v1.TenantService/DeleteTenant".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(global.events.len(), 1, "a global reader sees the deletion");
+    assert_eq!(global.events[0].tenant_id, "");
+}
+
 #[tokio::test]
 async fn events_are_listed_newest_first_filtered_and_paged() {
     let app = TestApp::spawn().await;

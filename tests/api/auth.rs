@@ -585,6 +585,65 @@ async fn a_bootstrap_setting_alone_refuses_the_first_start() {
     }
 }
 
+/// A database whose tenants are all gone but whose bootstrap role and
+/// administrator remain refuses the start, naming what it met, rather than
+/// starting with no tenant at all (it used to take the clash for another
+/// replica's bootstrap and say nothing).
+#[tokio::test]
+async fn a_bootstrap_that_meets_its_leftovers_in_a_database_without_tenants_refuses_the_start() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, _database) = crate::helpers::test_database(dir.path()).await;
+    let first = crate::helpers::test_cli(&database_url, dir.path(), &ROOT);
+    drop(castellan::app::App::build(first.config).await.expect("first start"));
+    let db = sea_orm::Database::connect(&database_url).await.expect("connect");
+    castellan::store::entity::tenant::Entity::delete_many()
+        .exec(&db)
+        .await
+        .expect("every tenant gone");
+
+    let again = crate::helpers::test_cli(&database_url, dir.path(), &ROOT);
+    let error = match castellan::app::App::build(again.config).await {
+        Ok(_) => panic!("started without a tenant"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("holds no tenant") && error.contains("name"), "{error}");
+    let tenants = castellan::store::entity::tenant::Entity::find()
+        .count(&db)
+        .await
+        .expect("count");
+    assert_eq!(tenants, 0, "nothing half-created");
+}
+
+/// With `--no-migrate` a database that lacks a migration (a rollout whose
+/// migration job has not finished) refuses the start, rather than serving
+/// calls that fail one by one on the older schema.
+#[tokio::test]
+async fn a_start_without_migrating_refuses_a_database_that_lacks_a_migration() {
+    use migrations::{Migrator, sea_orm_migration::MigratorTrait};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, _database) = crate::helpers::test_database(dir.path()).await;
+    let first = crate::helpers::test_cli(&database_url, dir.path(), &[]);
+    drop(
+        castellan::app::App::build(first.config)
+            .await
+            .expect("first start migrates"),
+    );
+    let db = sea_orm::Database::connect(&database_url).await.expect("connect");
+    Migrator::down(&db, Some(1)).await.expect("undo the last migration");
+
+    let again = crate::helpers::test_cli(&database_url, dir.path(), &["--no-migrate"]);
+    let error = match castellan::app::App::build(again.config).await {
+        Ok(_) => panic!("started on an older schema"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("lacks 1 migration"), "{error}");
+    let migrated = crate::helpers::test_cli(&database_url, dir.path(), &[]);
+    castellan::app::App::build(migrated.config)
+        .await
+        .expect("a start that migrates");
+}
+
 #[tokio::test]
 async fn the_bootstrap_admin_holds_every_permission_through_its_global_role() {
     let app = TestApp::spawn_with(&[

@@ -1084,6 +1084,49 @@ async fn a_login_that_a_reset_overtakes_answers_no_revoked_token() {
     }
 }
 
+/// A password change whose current password was checked before another
+/// write of the password committed (here: a write the test holds open, which
+/// locks the user and sets a new hash as ResetUserPassword does) is refused
+/// and leaves that password standing: a change made with a stolen password
+/// never undoes an administrator's reset. (On SQLite the one writer orders
+/// them before the check; on PostgreSQL the change checks the old password
+/// and meets the reset at the user's row.)
+#[tokio::test]
+async fn a_password_change_that_a_reset_overtakes_is_refused_and_the_reset_stands() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn().await;
+    let jane = app
+        .create_users(vec![with_password("jane@example.com", false)])
+        .await
+        .remove(0);
+    let id: uuid::Uuid = jane.id.parse().expect("uuid");
+    let token = app.user_token(&jane.id, app.tenant_id);
+    let reset = app.app.writer.begin().await.expect("begin");
+    assert!(castellan::store::users::lock(&reset, id).await.expect("lock"));
+    let hash = castellan::domain::credentials::hash_password("set by the administrator".into())
+        .await
+        .expect("hash");
+    castellan::store::credentials::set_password_hash(&reset, id, hash, chrono::Utc::now())
+        .await
+        .expect("reset the password");
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let change = async move {
+        let change = ChangePasswordRequest {
+            current_password: PASSWORD.into(),
+            new_password: "chosen with the old password".into(),
+        };
+        auth.change_password(authed(change, &token)).await
+    };
+    expect_code(behind(&app, reset, change).await, Code::Unauthenticated);
+    app.login("jane@example.com", "set by the administrator")
+        .await
+        .expect("the reset's password stands");
+    expect_code(
+        app.login("jane@example.com", "chosen with the old password").await,
+        Code::Unauthenticated,
+    );
+}
+
 /// An invitation accepted while its user is being deactivated (a write the
 /// test holds open) goes by the user once it holds its row: NOT_FOUND, and
 /// the user stays INACTIVE. (On SQLite the one writer already orders them;

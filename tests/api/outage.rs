@@ -189,3 +189,113 @@ async fn stopping_the_database_turns_health_not_serving_and_rpcs_unavailable_unt
     assert_eq!(readyz(&app).await, 200);
     list().await.expect("list users after the database returned");
 }
+
+/// What the proxy in front of PostgreSQL does with its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Open,
+    /// Closes every connection and refuses new ones.
+    Cut,
+    /// Keeps every connection open and carries nothing (a partition, or a
+    /// NAT that forgot the connection without a word).
+    Silent,
+}
+
+/// A TCP proxy to `upstream` that the test can cut or silence.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    link: tokio::sync::watch::Sender<Link>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (link, watch) = tokio::sync::watch::channel(Link::Open);
+        let mut accepting = watch.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = accepting.wait_for(|link| *link == Link::Cut) => return,
+                };
+                let Ok((mut client, _)) = accepted else { return };
+                let upstream = upstream.clone();
+                let mut link = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                        _ = link.wait_for(|link| *link != Link::Open) => {}
+                    }
+                    if *link.borrow() == Link::Silent {
+                        // Holds both ends open, carrying nothing.
+                        let _ = link.wait_for(|link| *link == Link::Cut).await;
+                    }
+                });
+            }
+        });
+        Self { addr, link }
+    }
+}
+
+/// The invalidation listener reports its connection lost at once, so that a
+/// replica stops trusting its caches: when the connection closes and the
+/// server cannot be reached again (sqlx would otherwise retry inside its
+/// read without end, reporting nothing), and when it goes silent without
+/// closing (it proves the connection answers after a quiet spell).
+#[tokio::test]
+async fn the_invalidation_listener_reports_a_cut_or_silent_connection_lost() {
+    use castellan::store::invalidation::{ListenerEvent, listen};
+    let Some(server_url) = std::env::var("CASTELLAN_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    else {
+        return;
+    };
+    let after_host = server_url.find('@').map_or("postgres://".len(), |at| at + 1);
+    let host_end = server_url[after_host..]
+        .find('/')
+        .map_or(server_url.len(), |slash| after_host + slash);
+    for failure in [Link::Cut, Link::Silent] {
+        let proxy = Proxy::start(server_url[after_host..host_end].to_owned()).await;
+        let url = format!("{}{}{}", &server_url[..after_host], proxy.addr, &server_url[host_end..]);
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::spawn(listen(
+            url,
+            uuid::Uuid::now_v7(),
+            Duration::from_millis(300),
+            move |event| {
+                let _ = events.send(event);
+            },
+        ));
+        assert_eq!(
+            next_event(&mut received).await,
+            Some(ListenerEvent::Listening),
+            "{failure:?}"
+        );
+        // Quiet spells with an answering connection are no loss.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(received.is_empty(), "{failure:?}: {:?}", received.try_recv());
+        proxy.link.send_replace(failure);
+        assert_eq!(
+            next_event(&mut received).await,
+            Some(ListenerEvent::Lost),
+            "{failure:?}"
+        );
+        listener.abort();
+        proxy.link.send_replace(Link::Cut);
+    }
+}
+
+/// The listener's next event, if it comes within 5 s.
+async fn next_event(
+    received: &mut tokio::sync::mpsc::UnboundedReceiver<castellan::store::invalidation::ListenerEvent>,
+) -> Option<castellan::store::invalidation::ListenerEvent> {
+    tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .ok()
+        .flatten()
+}
