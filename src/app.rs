@@ -17,7 +17,7 @@ use crate::{
     mail::Mailer,
     store::{
         self, PoolSettings,
-        invalidation::{Change, ListenerEvent},
+        invalidation::{Change, Echoes, ListenerEvent},
     },
 };
 
@@ -33,8 +33,10 @@ pub struct App {
     pub user_records: Arc<UserRecordCache>,
     pub mailer: Mailer,
     pub config: Config,
+    /// This replica's commits whose notice has not come back yet.
+    pub echoes: Arc<Echoes>,
     /// This process's id in the change notices it sends to the other
-    /// replicas (PostgreSQL), so that it skips them when they come back.
+    /// replicas (PostgreSQL), so that it knows them when they come back.
     replica: Uuid,
 }
 
@@ -70,6 +72,7 @@ impl App {
             freshness,
             mailer: Mailer::from_config(&config)?,
             config,
+            echoes: Arc::default(),
             replica: Uuid::new_v4(),
         });
         tenants::bootstrap(&app).await?;
@@ -78,7 +81,9 @@ impl App {
 
     /// Commits a write and outdates the cached entries it changed, here
     /// and on every replica. On PostgreSQL the replicas' notice is sent in
-    /// the transaction, so it goes out exactly when the write commits. The
+    /// the transaction, so it goes out exactly when the write commits, and
+    /// the write answers once its own notice has come back (at most
+    /// [`store::invalidation::ECHO_WAIT`] later): the others have it then. The
     /// commit and the outdating run to their end even when the call that
     /// asked for them is cancelled meanwhile (its client went away or its
     /// deadline passed): no committed change leaves a stale entry behind.
@@ -116,8 +121,9 @@ impl App {
     ) -> Result<()> {
         let freshness = self.freshness.clone();
         let replica = self.replica;
-        uncancelled(async move {
-            store::invalidation::notify(&txn, replica, change).await?;
+        let (commit, echo) = self.echoes.expect();
+        let outcome = uncancelled(async move {
+            store::invalidation::notify(&txn, replica, commit, change).await?;
             let outcome = txn.commit().await;
             match outcome {
                 Ok(()) => committed(),
@@ -125,7 +131,17 @@ impl App {
             }
             Ok(outcome?)
         })
-        .await
+        .await;
+        // Answered once the notice is back (PostgreSQL, while listening):
+        // the other replicas have it too, so a call to any of them after
+        // this one finds what it outdates outdated.
+        if let Some(echo) = echo {
+            match outcome {
+                Ok(()) => self.echoes.wait(commit, echo).await,
+                Err(_) => self.echoes.forget(commit),
+            }
+        }
+        outcome
     }
 
     /// On PostgreSQL: listens for other replicas' changes (run as a
@@ -136,17 +152,17 @@ impl App {
         }
         let freshness = self.freshness.clone();
         freshness.set_bypass(true);
+        let echoes = self.echoes.clone();
         let quiet = store::invalidation::LISTENER_QUIET;
-        store::invalidation::listen(
-            self.config.database_url(),
-            self.replica,
-            quiet,
-            move |event| match event {
+        store::invalidation::listen(self.config.database_url(), self.replica, quiet, move |event| {
+            match event {
                 ListenerEvent::Listening => freshness.set_bypass(false),
                 ListenerEvent::Changed(change) => outdate(&freshness, change),
                 ListenerEvent::Lost => freshness.set_bypass(true),
-            },
-        )
+                ListenerEvent::Echo(_) => {}
+            }
+            echoes.follow(event);
+        })
         .await;
     }
 }

@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::credentials::MAX_PASSWORD_CHARS;
+
 /// Castellan: tenants, users, roles, groups, permissions and devices over gRPC.
 #[derive(Debug, Parser)]
 #[command(name = "castellan", version, about)]
@@ -185,14 +187,16 @@ pub struct Config {
         global = true
     )]
     pub smtp_from: String,
-    /// How often the mail outbox is polled (also the first retry delay).
-    #[arg(long, value_parser = setting_duration, env = "CASTELLAN_OUTBOX_INTERVAL", default_value = "2s", global = true)]
+    /// How often the mail outbox is polled (also the first retry delay); at
+    /// least 10 ms (at 0 a failing mail would be retried without a pause).
+    #[arg(long, value_parser = polling_interval, env = "CASTELLAN_OUTBOX_INTERVAL", default_value = "2s", global = true)]
     pub outbox_interval: humantime::Duration,
     /// How long an invitation link works.
     #[arg(long, value_parser = setting_duration, env = "CASTELLAN_INVITATION_TTL", default_value = "7d", global = true)]
     pub invitation_ttl: humantime::Duration,
-    /// Shortest password accepted (never below 8, NIST 800-63B).
-    #[arg(long, env = "CASTELLAN_PASSWORD_MIN_LENGTH", default_value_t = 8, global = true)]
+    /// Shortest password accepted (never below 8, NIST 800-63B; at most the
+    /// longest accepted, 1,024).
+    #[arg(long, value_parser = password_min_length, env = "CASTELLAN_PASSWORD_MIN_LENGTH", default_value_t = 8, global = true)]
     pub password_min_length: usize,
     /// Failed logins per account within the window before attempts are refused.
     #[arg(long, env = "CASTELLAN_LOGIN_MAX_FAILURES", default_value_t = 10, global = true)]
@@ -227,6 +231,28 @@ fn setting_duration(value: &str) -> Result<humantime::Duration, String> {
         return Err("must be at most 10 years".into());
     }
     Ok(duration)
+}
+
+/// A duration setting (see [`setting_duration`]) that paces a loop: at
+/// least 10 ms.
+fn polling_interval(value: &str) -> Result<humantime::Duration, String> {
+    let interval = setting_duration(value)?;
+    if Duration::from(interval) < Duration::from_millis(10) {
+        return Err("must be at least 10ms".into());
+    }
+    Ok(interval)
+}
+
+/// A minimum password length no longer than the longest password accepted
+/// (which would refuse every password).
+fn password_min_length(value: &str) -> Result<usize, String> {
+    let length: usize = value.parse().map_err(|error| format!("{error}"))?;
+    if length > MAX_PASSWORD_CHARS {
+        return Err(format!(
+            "must be at most {MAX_PASSWORD_CHARS}, the longest password accepted"
+        ));
+    }
+    Ok(length)
 }
 
 impl Config {
@@ -370,5 +396,28 @@ mod tests {
                 "{flag} takes 11 years"
             );
         }
+    }
+
+    /// Settings that would make the server spin or refuse every password
+    /// are refused at start, naming the setting.
+    #[test]
+    fn the_outbox_interval_paces_and_the_password_minimum_admits_a_password() {
+        for (flag, value, words) in [
+            ("--outbox-interval", "0s", "at least 10ms"),
+            ("--password-min-length", "1025", "at most 1024"),
+        ] {
+            let refused = Cli::try_parse_from(["castellan", flag, value]).expect_err(value);
+            assert!(refused.to_string().contains(flag), "{refused}");
+            assert!(refused.to_string().contains(words), "{refused}");
+        }
+        let accepted = Cli::try_parse_from([
+            "castellan",
+            "--outbox-interval",
+            "10ms",
+            "--password-min-length",
+            "1024",
+        ])
+        .expect("the bounds themselves");
+        assert_eq!(accepted.config.password_min_length, 1024);
     }
 }

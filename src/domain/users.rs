@@ -9,7 +9,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, TransactionTrait,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -955,7 +957,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         let current = current_tenants(&txn, id).await?;
         let add: Vec<Uuid> = wanted.iter().filter(|t| !current.contains(t)).copied().collect();
         let remove: Vec<Uuid> = current.iter().filter(|t| !wanted.contains(t)).copied().collect();
-        change_memberships(&txn, caller, "users:update", id, &add, &remove, now).await?;
+        change_memberships(&txn, app, caller, "users:update", id, &add, &remove).await?;
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
     app.commit(txn, Change::Access(id)).await?;
@@ -1007,13 +1009,14 @@ async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Ve
 /// Adds and removes memberships for an RPC needing `permission`.
 async fn change_memberships<C: ConnectionTrait>(
     db: &C,
+    app: &App,
     caller: &Principal,
     permission: &str,
     user_id: Uuid,
     add: &[Uuid],
     remove: &[Uuid],
-    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
+    let now = now();
     require_tenant_scope(caller, permission, add)?;
     require_tenant_scope(caller, permission, remove)?;
     // The user's row, then the tenants' (the order of every writer that
@@ -1037,7 +1040,32 @@ async fn change_memberships<C: ConnectionTrait>(
         ));
     }
     store::users::add_memberships(db, user_id, add, now).await?;
-    store::users::remove_memberships(db, user_id, remove, now).await
+    let withdrawn = store::users::remove_memberships(db, user_id, remove, now).await?;
+    // A PENDING user's invitation to a tenant it left ended with it: one to
+    // a tenant it stays in (the tenant in context if it is one) takes its
+    // place, or the user could never set its password.
+    if withdrawn > 0
+        && let Some(pending) = user::Entity::find_by_id(user_id)
+            .one(db)
+            .await?
+            .filter(|user| user.status == STATUS_PENDING)
+    {
+        let staying = current_tenants(db, user_id).await?;
+        let tenant_id = if staying.contains(&caller.tenant_id) {
+            Some(caller.tenant_id)
+        } else {
+            staying.first().copied()
+        };
+        if let Some(tenant_id) = tenant_id {
+            let invitee = Invitee {
+                user_id,
+                email: pending.email,
+                tenant_id,
+            };
+            invitations::issue(db, app, &[invitee], now).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds and removes tenant memberships in one transaction.
@@ -1063,7 +1091,7 @@ pub async fn update_tenants(
     // removed meanwhile is NOT_FOUND, not put back into other tenants by a
     // call made in this one.
     lock_member(&txn, caller.tenant_id, id).await?;
-    change_memberships(&txn, caller, "users:tenants", id, &add, &remove, now()).await?;
+    change_memberships(&txn, app, caller, "users:tenants", id, &add, &remove).await?;
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;
     current_record(app, caller.tenant_id, id).await

@@ -307,22 +307,24 @@ pub async fn withdraw_invitations<C: ConnectionTrait>(db: &C, user_id: Uuid, now
 }
 
 /// Ends the user's open invitations to these tenants now (when it leaves
-/// them: their links would admit it to a tenant it no longer belongs to).
+/// them: their links would admit it to a tenant it no longer belongs to);
+/// how many it ended.
 pub async fn withdraw_invitations_to<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
     tenant_ids: &[Uuid],
     now: DateTime<Utc>,
-) -> Result<()> {
-    invitation::Entity::update_many()
+) -> Result<u64> {
+    let withdrawn = invitation::Entity::update_many()
         .col_expr(invitation::Column::ExpiresAt, Expr::value(now))
         .filter(invitation::Column::UserId.eq(user_id))
         .filter(invitation::Column::TenantId.is_in(tenant_ids.to_vec()))
         .filter(invitation::Column::AcceptedAt.is_null())
         .filter(invitation::Column::ExpiresAt.gt(now))
         .exec(db)
-        .await?;
-    Ok(())
+        .await?
+        .rows_affected;
+    Ok(withdrawn)
 }
 
 /// Marks the invitation used if it is still open; `false` when another

@@ -2,17 +2,28 @@
 //! `NOTIFY castellan_access` inside its transaction (PostgreSQL delivers it
 //! when, and only if, the write commits), saying which replica sent it and
 //! what it changed (see [`Change`]); every other replica LISTENs and
-//! outdates its cached entries likewise. The sender skips its own notices:
-//! it outdated its entries when the write committed, and outdating them
-//! again when the notice comes back would only throw away what was read
-//! since (a login's record, kept up to date in place, say).
+//! outdates its cached entries likewise. The sender does not outdate its
+//! entries again when its own notice comes back (it did when the write
+//! committed, and again would only throw away what was read since: a
+//! login's record, kept up to date in place, say), but the write waits for
+//! it before it answers: PostgreSQL delivers a commit's notices to every
+//! listener together, so the other replicas have theirs by then (see
+//! [`Echoes`]).
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use sea_orm::{
     ConnectionTrait, DbBackend,
     sqlx::{Executor, postgres::PgListener},
 };
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -72,36 +83,146 @@ impl Change {
     }
 }
 
-/// A notice's payload: the sending replica's id, a space, then the change.
-fn payload(sender: Uuid, change: Change) -> String {
-    format!("{sender} {}", change.describe())
+/// Who sent a notice: a replica, and the number it gave the commit (none
+/// from a replica that did not number its commits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sender {
+    replica: Uuid,
+    commit: Option<u64>,
+}
+
+/// A notice's payload: the sending replica's id, a slash and the commit's
+/// number, a space, then the change.
+fn payload(replica: Uuid, commit: u64, change: Change) -> String {
+    format!("{replica}/{commit} {}", change.describe())
 }
 
 /// Who sent a notice (`None` from a replica that does not say) and what it
 /// changed.
-fn parse_payload(payload: &str) -> (Option<Uuid>, Change) {
-    match payload.split_once(' ') {
-        Some((sender, change)) => (sender.parse().ok(), Change::parse(change)),
-        None => (None, Change::parse(payload)),
+fn parse_payload(payload: &str) -> (Option<Sender>, Change) {
+    let Some((sender, change)) = payload.split_once(' ') else {
+        return (None, Change::parse(payload));
+    };
+    let (replica, commit) = match sender.split_once('/') {
+        Some((replica, commit)) => (replica, commit.parse().ok()),
+        None => (sender, None),
+    };
+    let sender = replica.parse().ok().map(|replica| Sender { replica, commit });
+    (sender, Change::parse(change))
+}
+
+/// What a notice tells `replica`: another's change, or its own commit's
+/// notice come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum News {
+    Changed(Change),
+    Echo(u64),
+    Nothing,
+}
+
+fn news_for(replica: Uuid, payload: &str) -> News {
+    match parse_payload(payload) {
+        (Some(sender), _) if sender.replica == replica => sender.commit.map_or(News::Nothing, News::Echo),
+        (_, change) => News::Changed(change),
     }
 }
 
-/// What a notice tells `replica`: nothing when it sent the notice itself.
-fn news_for(replica: Uuid, payload: &str) -> Option<Change> {
-    match parse_payload(payload) {
-        (Some(sender), _) if sender == replica => None,
-        (_, change) => Some(change),
+/// The commits of this replica whose notice has not come back yet. A write
+/// waits for its own notice before it answers: PostgreSQL delivers a
+/// commit's notices to every listening session together, so once this
+/// replica has its notice back the others have theirs, and a call made to
+/// any replica after the write answered finds its cached entries outdated.
+#[derive(Debug, Default)]
+pub struct Echoes {
+    next: AtomicU64,
+    listening: AtomicBool,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    heard: AtomicU64,
+    unheard: AtomicU64,
+}
+
+/// How long a write waits for its notice to come back.
+pub const ECHO_WAIT: Duration = Duration::from_secs(1);
+
+impl Echoes {
+    fn waiting(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Numbers a commit, with what hears its notice come back while this
+    /// replica listens (`None` when it does not: nothing would come).
+    pub fn expect(&self) -> (u64, Option<oneshot::Receiver<()>>) {
+        let commit = self.next.fetch_add(1, Ordering::Relaxed);
+        if !self.listening.load(Ordering::Acquire) {
+            return (commit, None);
+        }
+        let (heard, hears) = oneshot::channel();
+        self.waiting().insert(commit, heard);
+        (commit, Some(hears))
+    }
+
+    /// Waits up to [`ECHO_WAIT`] for commit `commit`'s notice.
+    pub async fn wait(&self, commit: u64, hears: oneshot::Receiver<()>) {
+        match tokio::time::timeout(ECHO_WAIT, hears).await {
+            Ok(Ok(())) => {
+                self.heard.fetch_add(1, Ordering::Relaxed);
+            }
+            // Not back in time, or the listener lost its connection.
+            _ => {
+                self.forget(commit);
+                self.unheard.fetch_add(1, Ordering::Relaxed);
+                ::metrics::counter!("castellan_change_notices_unheard_total").increment(1);
+            }
+        }
+    }
+
+    /// How many commits had their notice back in time, and how many not.
+    pub fn heard(&self) -> (u64, u64) {
+        (self.heard.load(Ordering::Relaxed), self.unheard.load(Ordering::Relaxed))
+    }
+
+    /// No notice will come for `commit` (it did not commit), or nobody
+    /// waits for it any more.
+    pub fn forget(&self, commit: u64) {
+        self.waiting().remove(&commit);
+    }
+
+    fn arrived(&self, commit: u64) {
+        if let Some(heard) = self.waiting().remove(&commit) {
+            let _ = heard.send(());
+        }
+    }
+
+    /// Whether notices come back; when they stop, none of those waited for
+    /// will, and their waits end.
+    fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::Release);
+        if !listening {
+            self.waiting().clear();
+        }
+    }
+
+    /// Follows the listener: its state, and the notices of this replica's
+    /// own commits coming back.
+    pub fn follow(&self, event: ListenerEvent) {
+        match event {
+            ListenerEvent::Listening => self.set_listening(true),
+            ListenerEvent::Lost => self.set_listening(false),
+            ListenerEvent::Echo(commit) => self.arrived(commit),
+            ListenerEvent::Changed(_) => {}
+        }
     }
 }
 
 /// Tells the other replicas, inside the write's transaction: PostgreSQL
 /// delivers the notice when, and only if, it commits. `sender` is this
-/// replica's id. A no-op on SQLite, which has one process.
-pub async fn notify<C: ConnectionTrait>(txn: &C, sender: Uuid, change: Change) -> Result<()> {
+/// replica's id, `commit` the number [`Echoes::expect`] gave the write. A
+/// no-op on SQLite, which has one process.
+pub async fn notify<C: ConnectionTrait>(txn: &C, sender: Uuid, commit: u64, change: Change) -> Result<()> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        // A UUID's text form, the space and the prefixes need no quoting
-        // beyond the literal's quotes.
-        txn.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", payload(sender, change)))
+        // A UUID's text form, the number, the slash, the space and the
+        // prefixes need no quoting beyond the literal's quotes.
+        txn.execute_unprepared(&format!("NOTIFY {CHANNEL}, '{}'", payload(sender, commit, change)))
             .await?;
     }
     Ok(())
@@ -114,6 +235,8 @@ pub enum ListenerEvent {
     Listening,
     /// Another replica made a change.
     Changed(Change),
+    /// This replica's own notice of its commit numbered so came back.
+    Echo(u64),
     /// The connection was lost: notifications may have been missed until the
     /// next `Listening`.
     Lost,
@@ -123,8 +246,8 @@ pub enum ListenerEvent {
 /// still answers, and how long it gives the proof.
 pub const LISTENER_QUIET: Duration = Duration::from_secs(10);
 
-/// Listens forever, reconnecting with a bounded backoff; skips the notices
-/// of `replica`, this one. The connection is reported `Lost` as soon as it
+/// Listens forever, reconnecting with a bounded backoff; reports the
+/// notices of `replica`, this one, as echoes. The connection is reported `Lost` as soon as it
 /// is found dead: when a read fails, and when after `quiet` without a
 /// notice a query on it gets no answer within `quiet` (a connection a NAT
 /// or a partition dropped without a word would otherwise keep the caches
@@ -148,11 +271,11 @@ pub async fn listen(url: String, replica: Uuid, quiet: Duration, on_event: impl 
                 loop {
                     // `try_recv` is cancel-safe: a timeout loses no notice.
                     match tokio::time::timeout(quiet, listener.try_recv()).await {
-                        Ok(Ok(Some(notification))) => {
-                            if let Some(change) = news_for(replica, notification.payload()) {
-                                on_event(ListenerEvent::Changed(change));
-                            }
-                        }
+                        Ok(Ok(Some(notification))) => match news_for(replica, notification.payload()) {
+                            News::Changed(change) => on_event(ListenerEvent::Changed(change)),
+                            News::Echo(commit) => on_event(ListenerEvent::Echo(commit)),
+                            News::Nothing => {}
+                        },
                         Ok(_) => break,
                         Err(_quiet) => {
                             let ping = tokio::time::timeout(quiet, listener.execute("SELECT 1")).await;
@@ -181,7 +304,11 @@ mod tests {
 
     #[test]
     fn payloads_say_who_sent_them_and_what_changed_and_anything_else_outdates_everything() {
-        let (sender, role, group, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (replica, role, group, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let numbered = Sender {
+            replica,
+            commit: Some(7),
+        };
         for change in [
             Change::Directory,
             Change::Role(role),
@@ -189,7 +316,13 @@ mod tests {
             Change::Access(user),
             Change::Record(user),
         ] {
-            assert_eq!(parse_payload(&payload(sender, change)), (Some(sender), change));
+            assert_eq!(parse_payload(&payload(replica, 7, change)), (Some(numbered), change));
+            // As a replica that does not number its commits sends it.
+            let unnumbered = Sender { replica, commit: None };
+            assert_eq!(
+                parse_payload(&format!("{replica} {}", change.describe())),
+                (Some(unnumbered), change)
+            );
             // As a replica that does not say who it is sends it.
             assert_eq!(parse_payload(&change.describe()), (None, change));
         }
@@ -204,8 +337,8 @@ mod tests {
         ] {
             assert_eq!(parse_payload(unknown), (None, Change::Directory), "{unknown}");
             assert_eq!(
-                parse_payload(&format!("{sender} {unknown}")),
-                (Some(sender), Change::Directory),
+                parse_payload(&format!("{replica}/7 {unknown}")),
+                (Some(numbered), Change::Directory),
                 "{unknown}"
             );
         }
@@ -213,11 +346,32 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_skips_its_own_notices_only() {
+    fn a_replica_hears_its_own_notices_as_echoes_and_the_others_as_changes() {
         let (this, other, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let change = Change::Record(user);
-        assert_eq!(news_for(this, &payload(this, change)), None);
-        assert_eq!(news_for(this, &payload(other, change)), Some(change));
-        assert_eq!(news_for(this, &change.describe()), Some(change));
+        assert_eq!(news_for(this, &payload(this, 3, change)), News::Echo(3));
+        assert_eq!(news_for(this, &format!("{this} {}", change.describe())), News::Nothing);
+        assert_eq!(news_for(this, &payload(other, 3, change)), News::Changed(change));
+        assert_eq!(news_for(this, &change.describe()), News::Changed(change));
+    }
+
+    #[tokio::test]
+    async fn a_commit_waits_for_its_echo_while_the_replica_listens_and_never_once_it_stops() {
+        let echoes = Echoes::default();
+        let (_, hears) = echoes.expect();
+        assert!(hears.is_none(), "not listening: nothing will come back");
+
+        echoes.follow(ListenerEvent::Listening);
+        let (first, hears_first) = echoes.expect();
+        let (second, hears_second) = echoes.expect();
+        assert_ne!(first, second);
+        echoes.follow(ListenerEvent::Echo(second));
+        let mut hears_first = hears_first.expect("listening");
+        assert!(hears_first.try_recv().is_err(), "another commit's echo");
+        hears_second.expect("listening").await.expect("its echo");
+
+        echoes.follow(ListenerEvent::Lost);
+        assert!(hears_first.await.is_err(), "the loss ends the wait");
+        assert!(echoes.waiting().is_empty());
     }
 }

@@ -682,17 +682,17 @@ pub async fn insert_members_in_bulk(
 /// Removes memberships, with the user's groups, direct grants and roles of
 /// those tenants (its global roles stay): nothing granted there waits to
 /// come back if the user joins again. Its open invitations to those
-/// tenants end.
+/// tenants end; how many did.
 pub async fn remove_memberships<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
     tenant_ids: &[Uuid],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<()> {
+) -> Result<u64> {
     if tenant_ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
-    store::credentials::withdraw_invitations_to(db, user_id, tenant_ids, now).await?;
+    let withdrawn = store::credentials::withdraw_invitations_to(db, user_id, tenant_ids, now).await?;
     for tenant_id in tenant_ids {
         let removed = tenant_membership::Entity::delete_many()
             .filter(tenant_membership::Column::UserId.eq(user_id))
@@ -733,7 +733,7 @@ pub async fn remove_memberships<C: ConnectionTrait>(
         )
         .exec(db)
         .await?;
-    Ok(())
+    Ok(withdrawn)
 }
 
 /// Tenants (among `tenant_ids`) where the user is the only owner.

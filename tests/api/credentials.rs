@@ -1241,7 +1241,8 @@ async fn an_invitation_accepted_while_its_tenant_is_suspended_is_not_found() {
 /// A PENDING user removed from the tenant its invitation names (it stays in
 /// another) can no longer use that invitation: the page and
 /// AcceptInvitation answer as for an unknown token, and the user stays
-/// PENDING. The removal ended the invitation; one left open all the same
+/// PENDING until it accepts the fresh invitation, to the tenant it stays
+/// in, that the removal mailed. The removal ended the invitation; one left open all the same
 /// (its membership row deleted directly, as nothing ended invitations
 /// before) is refused too, since its user is no member of its tenant.
 #[tokio::test]
@@ -1328,9 +1329,25 @@ async fn an_invitation_to_a_tenant_the_user_left_is_not_found() {
         .expect("read");
     assert!(open.is_none(), "leaving the tenant ended its invitation");
     assert_eq!(page(left_token.clone()).await, 404);
-    expect_code(accept(left_token).await, Code::NotFound);
+    expect_code(accept(left_token.clone()).await, Code::NotFound);
     let left_id: uuid::Uuid = left.id.parse().expect("uuid");
     assert_eq!(status_of(left_id).await, STATUS_PENDING);
+    // A fresh invitation, to the tenant it stays in, takes the ended one's
+    // place: without it the user could never set its password.
+    let mails = sink.wait_for(3).await;
+    let fresh = invitation_token(&mails[2]);
+    assert!(
+        mails[2].contains("left@example.com") && fresh != left_token,
+        "{}",
+        mails[2]
+    );
+    let reinvited = store::credentials::open_invitation(&app.app.db, &token_hash(&fresh), now())
+        .await
+        .expect("read")
+        .expect("open");
+    assert_eq!(reinvited.tenant_id.to_string(), second);
+    accept(fresh).await.expect("the fresh invitation admits it");
+    assert_ne!(status_of(left_id).await, STATUS_PENDING);
 
     let stale_id: uuid::Uuid = created[1].id.parse().expect("uuid");
     tenant_membership::Entity::delete_many()

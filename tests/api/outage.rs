@@ -299,3 +299,46 @@ async fn next_event(
         .ok()
         .flatten()
 }
+
+/// On PostgreSQL a write answers once its own change notice has come back
+/// to its replica (the other replicas have theirs then): once the listener
+/// is up, every write hears its notice, and none waits in vain.
+#[tokio::test]
+async fn a_write_answers_once_its_change_notice_came_back() {
+    if std::env::var("CASTELLAN_TEST_DATABASE_URL").map_or(true, |url| url.is_empty()) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let mut tenants = app.tenants();
+    let rename = |name: String| {
+        authed(
+            castellan::pb::UpdateTenantRequest {
+                id: app.tenant_id.to_string(),
+                name,
+                ..Default::default()
+            },
+            &admin,
+        )
+    };
+    // Writes made before the listener is up wait for nothing.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 0;
+    while app.app.echoes.heard().0 == 0 {
+        assert!(Instant::now() < deadline, "no write heard its notice");
+        n += 1;
+        tenants
+            .update_tenant(rename(format!("Default {n}")))
+            .await
+            .expect("rename");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (heard, _) = app.app.echoes.heard();
+    for i in 0..5 {
+        tenants
+            .update_tenant(rename(format!("Again {i}")))
+            .await
+            .expect("rename");
+    }
+    assert_eq!(app.app.echoes.heard(), (heard + 5, 0));
+}

@@ -355,9 +355,12 @@ async fn two_replicas_agree_on_revocations_at_once() {
 }
 
 /// Another replica honours a change once its listener has the writer's
-/// notice, which PostgreSQL delivers a moment after the commit, not before
-/// the writer answers (on the writer's own replica a change holds from the
-/// next call, as the other tests check). So: reads with `request` on
+/// notice. The writer answers once its own notice has come back, and
+/// PostgreSQL sends a commit's notices to every listener together, but each
+/// listener's server process sends its own when it is scheduled, so on a
+/// busy machine the other replica may have it a moment later (on the
+/// writer's own replica a change holds from the next call, as the other
+/// tests check). So: reads with `request` on
 /// `replica` until `seen` holds of the answer, for up to 5 s, and returns
 /// that answer; a replica that ignored the notice would keep its entry for
 /// its 5-minute lifetime and fail here.
