@@ -135,11 +135,8 @@ impl App {
         // Answered once the notice is back (PostgreSQL, while listening):
         // the other replicas have it too, so a call to any of them after
         // this one finds what it outdates outdated.
-        if let Some(echo) = echo {
-            match outcome {
-                Ok(()) => self.echoes.wait(commit, echo).await,
-                Err(_) => self.echoes.forget(commit),
-            }
+        if let (Ok(()), Some(echo)) = (&outcome, echo) {
+            echo.wait().await;
         }
         outcome
     }

@@ -290,7 +290,9 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
             ));
         }
     };
-    // The tenant's own trail goes with it: the deletion is global readers'.
+    // No one can name the tenant any more: its trail, and its deletion,
+    // pass to global readers.
+    store::audit::orphan_tenant_events(&txn, tenant.id).await?;
     let origin = Origin::from(caller).in_tenant(None);
     audit::record(&txn, origin, Target::Tenant(tenant.id), &[]).await?;
     // Every cached entry: the tenant, and the deleted users' tokens.
@@ -362,8 +364,8 @@ pub async fn bootstrap(app: &App) -> Result<()> {
             }
             Err(Error::FailedPrecondition(format!(
                 "the database holds no tenant, yet the bootstrap met an existing {field} (a global role `admin` or \
-                 the administrator's user, left from before): remove it, or create a tenant with a global \
-                 administrator's token, and start again"
+                 the administrator's user, left from before): remove it and start again, or start once without \
+                 the bootstrap settings (which creates tenant `default` alone)"
             )))
         }
         other => other,

@@ -300,10 +300,17 @@ async fn known_tenants<'a>(app: &App, lists: impl IntoIterator<Item = &'a [Strin
 }
 
 /// Resolves tenant ids or slugs with the [`known_tenants`] among them,
-/// naming `field[i]` for unknown ones, and `field` for a list over
-/// [`MAX_TENANTS`].
+/// naming `field[i]` for one that cannot name a tenant, and `field` for a
+/// list over [`MAX_TENANTS`]. A well-formed key that names no tenant is
+/// INVALID_ARGUMENT (`unknown tenant`) only for a caller that may name other
+/// tenants (`may_name_others`: it holds the RPC's permission through a
+/// global role); for any other it stands for a tenant outside the one in
+/// context ([`Uuid::nil`]), which [`require_tenant_scope`] then refuses as it
+/// refuses one that exists: no answer tells such a caller whether a tenant
+/// exists.
 fn resolve_tenants(
     known: &HashMap<String, Uuid>,
+    may_name_others: bool,
     violations: &mut Violations,
     field: &str,
     keys: &[String],
@@ -316,7 +323,11 @@ fn resolve_tenants(
     for (i, key) in keys.iter().enumerate() {
         match known.get(key.trim()) {
             Some(id) => ids.push(*id),
-            None => violations.add(format!("{field}[{i}]"), "unknown tenant"),
+            None if TenantKey::parse(key.trim()).is_none() => {
+                violations.add(format!("{field}[{i}]"), "must be a tenant id or slug")
+            }
+            None if may_name_others => violations.add(format!("{field}[{i}]"), "unknown tenant"),
+            None => ids.push(Uuid::nil()),
         }
     }
     ids.sort_unstable();
@@ -356,6 +367,7 @@ pub async fn create(
     let mut seen_usernames = HashSet::new();
     let mut duplicate: Option<String> = None;
     let known = known_tenants(app, drafts.iter().map(|d| d.tenant_ids.as_slice())).await?;
+    let may_name_others = caller.holds_globally("users:create");
     for (i, draft) in drafts.iter().enumerate() {
         let field = |name: &str| format!("users[{i}].{name}");
         let email = validate::email(&mut violations, &field("email"), &draft.email);
@@ -383,7 +395,13 @@ pub async fn create(
         let tenant_ids = if draft.tenant_ids.is_empty() {
             vec![caller.tenant_id]
         } else {
-            resolve_tenants(&known, &mut violations, &field("tenant_ids"), &draft.tenant_ids)
+            resolve_tenants(
+                &known,
+                may_name_others,
+                &mut violations,
+                &field("tenant_ids"),
+                &draft.tenant_ids,
+            )
         };
         // Roles and groups are those of the tenant in context: they are
         // granted only to its members (leaving a tenant drops them too).
@@ -843,7 +861,14 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     let tenant_ids = match &patch.tenant_ids {
         Some(keys) => {
             let known = known_tenants(app, [keys.as_slice()]).await?;
-            Some(resolve_tenants(&known, &mut violations, "tenant_ids", keys))
+            let may_name_others = caller.holds_globally("users:update");
+            Some(resolve_tenants(
+                &known,
+                may_name_others,
+                &mut violations,
+                "tenant_ids",
+                keys,
+            ))
         }
         None => None,
     };
@@ -911,17 +936,18 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     if let Some(v) = image {
         active.image = Set(v);
     }
-    let reinvite = match email {
-        Some(email) => {
-            // A username that mirrored the e-mail follows it.
-            if user.username == user.email {
-                active.username = Set(email.clone());
-            }
-            active.email = Set(email.clone());
-            (user.status == STATUS_PENDING).then_some(email)
+    // The invitation of a PENDING user went to the old address: its link
+    // stops working and the new address gets one of its own (below, once the
+    // tenants it stays in are known).
+    let mut invite_again = false;
+    if let Some(email) = email {
+        // A username that mirrored the e-mail follows it.
+        if user.username == user.email {
+            active.username = Set(email.clone());
         }
-        None => None,
-    };
+        active.email = Set(email);
+        invite_again = user.status == STATUS_PENDING;
+    }
     if let Some(v) = max_devices {
         active.max_devices = Set(v);
     }
@@ -935,17 +961,6 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
             other => other,
         });
     }
-    if let Some(email) = reinvite {
-        // The invitation went to the old address: its link stops working
-        // and the new address gets one of its own.
-        store::credentials::withdraw_invitations(&txn, id, now).await?;
-        let invitee = Invitee {
-            user_id: id,
-            email,
-            tenant_id: caller.tenant_id,
-        };
-        invitations::issue(&txn, app, &[invitee], now).await?;
-    }
     if let Some(list) = &permissions {
         permissions::recheck_catalog(&txn, "permissions", patch.permissions.as_deref().unwrap_or_default()).await?;
         store::users::replace_permissions(&txn, id, caller.tenant_id, list).await?;
@@ -957,7 +972,10 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         let current = current_tenants(&txn, id).await?;
         let add: Vec<Uuid> = wanted.iter().filter(|t| !current.contains(t)).copied().collect();
         let remove: Vec<Uuid> = current.iter().filter(|t| !wanted.contains(t)).copied().collect();
-        change_memberships(&txn, app, caller, "users:update", id, &add, &remove).await?;
+        invite_again |= change_memberships(&txn, caller, "users:update", id, &add, &remove).await?;
+    }
+    if invite_again {
+        invite_again_pending(&txn, app, caller, id, now).await?;
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
     app.commit(txn, Change::Access(id)).await?;
@@ -1006,16 +1024,17 @@ async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Ve
         .unwrap_or_default())
 }
 
-/// Adds and removes memberships for an RPC needing `permission`.
+/// Adds and removes memberships for an RPC needing `permission`; whether
+/// leaving ended an open invitation of the user's (see
+/// [`invite_again_pending`]).
 async fn change_memberships<C: ConnectionTrait>(
     db: &C,
-    app: &App,
     caller: &Principal,
     permission: &str,
     user_id: Uuid,
     add: &[Uuid],
     remove: &[Uuid],
-) -> Result<()> {
+) -> Result<bool> {
     let now = now();
     require_tenant_scope(caller, permission, add)?;
     require_tenant_scope(caller, permission, remove)?;
@@ -1041,31 +1060,46 @@ async fn change_memberships<C: ConnectionTrait>(
     }
     store::users::add_memberships(db, user_id, add, now).await?;
     let withdrawn = store::users::remove_memberships(db, user_id, remove, now).await?;
-    // A PENDING user's invitation to a tenant it left ended with it: one to
-    // a tenant it stays in (the tenant in context if it is one) takes its
-    // place, or the user could never set its password.
-    if withdrawn > 0
-        && let Some(pending) = user::Entity::find_by_id(user_id)
-            .one(db)
-            .await?
-            .filter(|user| user.status == STATUS_PENDING)
-    {
-        let staying = current_tenants(db, user_id).await?;
-        let tenant_id = if staying.contains(&caller.tenant_id) {
-            Some(caller.tenant_id)
-        } else {
-            staying.first().copied()
-        };
-        if let Some(tenant_id) = tenant_id {
-            let invitee = Invitee {
-                user_id,
-                email: pending.email,
-                tenant_id,
-            };
-            invitations::issue(db, app, &[invitee], now).await?;
+    Ok(withdrawn > 0)
+}
+
+/// Ends a PENDING user's open invitations and mails it a fresh one to a
+/// tenant it belongs to: the tenant in context if it is one, else its first
+/// ACTIVE tenant (else its first). Called when its invitation went to an
+/// address it no longer has, or to a tenant it left: without a fresh one it
+/// could never set its password. Nothing for a user no longer PENDING.
+async fn invite_again_pending<C: ConnectionTrait>(
+    db: &C,
+    app: &App,
+    caller: &Principal,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let Some(pending) = user::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .filter(|user| user.status == STATUS_PENDING)
+    else {
+        return Ok(());
+    };
+    let tenant_id = if current_tenants(db, user_id).await?.contains(&caller.tenant_id) {
+        Some(caller.tenant_id)
+    } else {
+        match store::credentials::first_active_tenant(db, user_id).await? {
+            Some(active) => Some(active),
+            None => store::credentials::first_tenant(db, user_id).await?,
         }
-    }
-    Ok(())
+    };
+    let Some(tenant_id) = tenant_id else {
+        return Ok(());
+    };
+    store::credentials::withdraw_invitations(db, user_id, now).await?;
+    let invitee = Invitee {
+        user_id,
+        email: pending.email,
+        tenant_id,
+    };
+    invitations::issue(db, app, &[invitee], now).await
 }
 
 /// Adds and removes tenant memberships in one transaction.
@@ -1079,8 +1113,9 @@ pub async fn update_tenants(
     let id = validate::id("id", id)?;
     let mut violations = Violations::new();
     let known = known_tenants(app, [add, remove]).await?;
-    let add = resolve_tenants(&known, &mut violations, "add_tenant_ids", add);
-    let remove = resolve_tenants(&known, &mut violations, "remove_tenant_ids", remove);
+    let may_name_others = caller.holds_globally("users:tenants");
+    let add = resolve_tenants(&known, may_name_others, &mut violations, "add_tenant_ids", add);
+    let remove = resolve_tenants(&known, may_name_others, &mut violations, "remove_tenant_ids", remove);
     if let Some(t) = add.iter().find(|t| remove.contains(t)) {
         violations.add("remove_tenant_ids", format!("tenant {t} is both added and removed"));
     }
@@ -1091,7 +1126,9 @@ pub async fn update_tenants(
     // removed meanwhile is NOT_FOUND, not put back into other tenants by a
     // call made in this one.
     lock_member(&txn, caller.tenant_id, id).await?;
-    change_memberships(&txn, app, caller, "users:tenants", id, &add, &remove).await?;
+    if change_memberships(&txn, caller, "users:tenants", id, &add, &remove).await? {
+        invite_again_pending(&txn, app, caller, id, now()).await?;
+    }
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
     app.commit(txn, Change::Access(id)).await?;
     current_record(app, caller.tenant_id, id).await

@@ -3,7 +3,10 @@
 //! paged list (newest first).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Condition};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    sea_query::{Condition, Expr},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -20,6 +23,17 @@ pub async fn insert<C: ConnectionTrait>(db: &C, event: audit_event::Model) -> Re
 /// Inserts events with multi-row INSERTs (one for up to 500 events).
 pub async fn insert_many<C: ConnectionTrait>(db: &C, events: Vec<audit_event::Model>) -> Result<()> {
     store::insert_rows::<_, _, audit_event::ActiveModel>(db, events).await
+}
+
+/// Passes a deleted tenant's events to no tenant: no one can name the
+/// tenant any more, and global readers still find them.
+pub async fn orphan_tenant_events<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<()> {
+    audit_event::Entity::update_many()
+        .col_expr(audit_event::Column::TenantId, Expr::value(Option::<Uuid>::None))
+        .filter(audit_event::Column::TenantId.eq(tenant_id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Which events a list returns; `None` filters nothing.

@@ -13,7 +13,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -136,6 +136,11 @@ fn news_for(replica: Uuid, payload: &str) -> News {
 pub struct Echoes {
     next: AtomicU64,
     listening: AtomicBool,
+    /// A wait ran out: writes wait no more until a notice comes back (a
+    /// connection that died without a word is found within
+    /// [`LISTENER_QUIET`] twice; meanwhile writes need not each lose
+    /// [`ECHO_WAIT`]).
+    deaf: AtomicBool,
     waiting: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     heard: AtomicU64,
     unheard: AtomicU64,
@@ -144,36 +149,59 @@ pub struct Echoes {
 /// How long a write waits for its notice to come back.
 pub const ECHO_WAIT: Duration = Duration::from_secs(1);
 
+/// A commit's notice awaited: dropped unheard (the commit failed, or its
+/// call was cancelled), it is forgotten.
+#[derive(Debug)]
+pub struct Echo {
+    echoes: Arc<Echoes>,
+    commit: u64,
+    hears: Option<oneshot::Receiver<()>>,
+}
+
+impl Echo {
+    /// Waits up to [`ECHO_WAIT`] for the notice.
+    pub async fn wait(mut self) {
+        let Some(hears) = self.hears.take() else { return };
+        match tokio::time::timeout(ECHO_WAIT, hears).await {
+            Ok(Ok(())) => {
+                self.echoes.heard.fetch_add(1, Ordering::Relaxed);
+            }
+            // Not back in time, or the listener lost its connection.
+            _ => {
+                self.echoes.unheard.fetch_add(1, Ordering::Relaxed);
+                self.echoes.deaf.store(true, Ordering::Release);
+                ::metrics::counter!("castellan_change_notices_unheard_total").increment(1);
+            }
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.echoes.waiting().remove(&self.commit);
+    }
+}
+
 impl Echoes {
     fn waiting(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Numbers a commit, with what hears its notice come back while this
-    /// replica listens (`None` when it does not: nothing would come).
-    pub fn expect(&self) -> (u64, Option<oneshot::Receiver<()>>) {
+    /// Numbers a commit, with what awaits its notice while notices come
+    /// back (`None` when they do not: nothing would come).
+    pub fn expect(self: &Arc<Self>) -> (u64, Option<Echo>) {
         let commit = self.next.fetch_add(1, Ordering::Relaxed);
-        if !self.listening.load(Ordering::Acquire) {
+        if !self.listening.load(Ordering::Acquire) || self.deaf.load(Ordering::Acquire) {
             return (commit, None);
         }
         let (heard, hears) = oneshot::channel();
         self.waiting().insert(commit, heard);
-        (commit, Some(hears))
-    }
-
-    /// Waits up to [`ECHO_WAIT`] for commit `commit`'s notice.
-    pub async fn wait(&self, commit: u64, hears: oneshot::Receiver<()>) {
-        match tokio::time::timeout(ECHO_WAIT, hears).await {
-            Ok(Ok(())) => {
-                self.heard.fetch_add(1, Ordering::Relaxed);
-            }
-            // Not back in time, or the listener lost its connection.
-            _ => {
-                self.forget(commit);
-                self.unheard.fetch_add(1, Ordering::Relaxed);
-                ::metrics::counter!("castellan_change_notices_unheard_total").increment(1);
-            }
-        }
+        let echo = Echo {
+            echoes: self.clone(),
+            commit,
+            hears: Some(hears),
+        };
+        (commit, Some(echo))
     }
 
     /// How many commits had their notice back in time, and how many not.
@@ -181,13 +209,8 @@ impl Echoes {
         (self.heard.load(Ordering::Relaxed), self.unheard.load(Ordering::Relaxed))
     }
 
-    /// No notice will come for `commit` (it did not commit), or nobody
-    /// waits for it any more.
-    pub fn forget(&self, commit: u64) {
-        self.waiting().remove(&commit);
-    }
-
     fn arrived(&self, commit: u64) {
+        self.deaf.store(false, Ordering::Release);
         if let Some(heard) = self.waiting().remove(&commit) {
             let _ = heard.send(());
         }
@@ -197,6 +220,7 @@ impl Echoes {
     /// will, and their waits end.
     fn set_listening(&self, listening: bool) {
         self.listening.store(listening, Ordering::Release);
+        self.deaf.store(false, Ordering::Release);
         if !listening {
             self.waiting().clear();
         }
@@ -357,21 +381,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_waits_for_its_echo_while_the_replica_listens_and_never_once_it_stops() {
-        let echoes = Echoes::default();
-        let (_, hears) = echoes.expect();
-        assert!(hears.is_none(), "not listening: nothing will come back");
+        let echoes = Arc::new(Echoes::default());
+        assert!(echoes.expect().1.is_none(), "not listening: nothing will come back");
 
         echoes.follow(ListenerEvent::Listening);
-        let (first, hears_first) = echoes.expect();
-        let (second, hears_second) = echoes.expect();
+        let (first, first_echo) = echoes.expect();
+        let (second, second_echo) = echoes.expect();
         assert_ne!(first, second);
         echoes.follow(ListenerEvent::Echo(second));
-        let mut hears_first = hears_first.expect("listening");
-        assert!(hears_first.try_recv().is_err(), "another commit's echo");
-        hears_second.expect("listening").await.expect("its echo");
-
-        echoes.follow(ListenerEvent::Lost);
-        assert!(hears_first.await.is_err(), "the loss ends the wait");
+        second_echo.expect("listening").wait().await;
+        assert_eq!(echoes.heard(), (1, 0));
+        // A commit that failed, or whose call was cancelled, is forgotten.
+        drop(first_echo);
         assert!(echoes.waiting().is_empty());
+
+        let (_, lost_echo) = echoes.expect();
+        echoes.follow(ListenerEvent::Lost);
+        lost_echo.expect("listening").wait().await;
+        assert_eq!(echoes.heard(), (1, 1), "the loss ends the wait");
+        assert!(echoes.expect().1.is_none(), "lost: nothing will come back");
+    }
+
+    #[tokio::test]
+    async fn after_a_wait_runs_out_writes_wait_no_more_until_a_notice_comes_back() {
+        let echoes = Arc::new(Echoes::default());
+        echoes.follow(ListenerEvent::Listening);
+        let (_, unheard) = echoes.expect();
+        unheard.expect("listening").wait().await;
+        assert_eq!(echoes.heard(), (0, 1));
+        let (late, none) = echoes.expect();
+        assert!(none.is_none(), "deaf: no write waits");
+        echoes.follow(ListenerEvent::Echo(late));
+        assert!(echoes.expect().1.is_some(), "a notice came back: writes wait again");
     }
 }

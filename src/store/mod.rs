@@ -17,12 +17,15 @@ pub mod roles;
 pub mod tenants;
 pub mod users;
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
-use migrations::{Migrator, sea_orm_migration::MigratorTrait};
+use migrations::{
+    Migrator,
+    sea_orm_migration::{MigratorTrait, SchemaManager, seaql_migrations},
+};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Insert,
-    IntoActiveModel, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityName,
+    EntityTrait, Insert, IntoActiveModel, TransactionTrait,
 };
 
 use crate::error::{Error, Result};
@@ -263,10 +266,29 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     Ok(())
 }
 
-/// How many migrations the database lacks (all of them for an empty one),
-/// found without applying any or creating the migrations table.
+/// How many of this release's migrations the database lacks (all of them
+/// for an empty one), found without applying any or creating the
+/// migrations table. Migrations applied by a newer release are no concern
+/// of this one (each keeps the release before it working), so unlike
+/// sea-orm's own status check this counts only what this release knows.
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
-    Ok(Migrator::get_pending_migrations_read_only(db).await?.len())
+    let known = Migrator::migrations();
+    if !SchemaManager::new(db)
+        .has_table(seaql_migrations::Entity.table_name())
+        .await?
+    {
+        return Ok(known.len());
+    }
+    let applied: HashSet<String> = seaql_migrations::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|migration| migration.version)
+        .collect();
+    Ok(known
+        .iter()
+        .filter(|migration| !applied.contains(migration.name()))
+        .count())
 }
 
 /// Connections of the pool: (open, idle).

@@ -172,7 +172,7 @@ async fn drafts_carry_names_passwords_limits_and_images() {
         (
             UserDraft {
                 email: "a@example.com".into(),
-                tenant_ids: vec!["no-such-tenant".into()],
+                tenant_ids: vec!["not a tenant key!".into()],
                 ..Default::default()
             },
             "users[0].tenant_ids[0]",
@@ -1903,8 +1903,8 @@ async fn a_user_shared_while_its_deletion_waits_is_not_deleted() {
 /// A username or a tenant id or slug with a control character (a NUL,
 /// which PostgreSQL refuses in text) names nobody, and is not looked up:
 /// GetUserByUsername is NOT_FOUND (an empty array over REST), and a list of
-/// tenants naming one has the violation an unknown tenant has. No e-mail
-/// address, and so no username, holds one.
+/// tenants naming one has a violation naming it. No e-mail address, and so
+/// no username, holds one.
 #[tokio::test]
 async fn a_control_character_names_no_user_and_no_tenant() {
     let app = TestApp::spawn().await;
@@ -1943,7 +1943,7 @@ async fn a_control_character_names_no_user_and_no_tenant() {
         expect_invalid_field(
             users.create_users(create_request(vec![draft], &token)).await,
             "users[0].tenant_ids[0]",
-            "unknown tenant",
+            "must be a tenant id or slug",
         );
         let update = UpdateUserRequest {
             id: user.id.clone(),
@@ -1956,7 +1956,7 @@ async fn a_control_character_names_no_user_and_no_tenant() {
         expect_invalid_field(
             users.update_user(authed(update, &token)).await,
             "tenant_ids[1]",
-            "unknown tenant",
+            "must be a tenant id or slug",
         );
         let update = pb::UpdateUserTenantsRequest {
             id: user.id.clone(),
@@ -1966,7 +1966,7 @@ async fn a_control_character_names_no_user_and_no_tenant() {
         expect_invalid_field(
             users.update_user_tenants(authed(update, &token)).await,
             "add_tenant_ids[0]",
-            "unknown tenant",
+            "must be a tenant id or slug",
         );
     }
     let response = client
@@ -2119,5 +2119,69 @@ async fn assert_no_user(app: &TestApp, token: &str, username: &str) {
             ))
             .await,
         Code::NotFound,
+    );
+}
+
+/// A caller that may not name other tenants (no global role) learns nothing
+/// of which exist: a tenant id or slug outside the tenant in context is
+/// PERMISSION_DENIED whether or not it names a tenant, in CreateUsers,
+/// UpdateUser and UpdateUserTenants; only a key that cannot name a tenant
+/// is INVALID_ARGUMENT, for every caller.
+#[tokio::test]
+async fn a_tenant_scoped_caller_cannot_tell_an_unknown_tenant_from_another() {
+    let app = TestApp::spawn().await;
+    app.create_tenant("acme").await;
+    let user = app
+        .create_users(vec![active_draft("member@example.com")])
+        .await
+        .remove(0);
+    let admin = app.token(&["users:*"]);
+    let mut users = app.users();
+    for key in ["acme", "nowhere", &uuid::Uuid::now_v7().to_string()] {
+        let draft = UserDraft {
+            tenant_ids: vec![key.into()],
+            ..draft("new@example.com")
+        };
+        expect_code(
+            users.create_users(create_request(vec![draft], &admin)).await,
+            Code::PermissionDenied,
+        );
+        let update = UpdateUserRequest {
+            id: user.id.clone(),
+            tenant_ids: vec!["default".into(), key.into()],
+            ..Default::default()
+        };
+        expect_code(users.update_user(authed(update, &admin)).await, Code::PermissionDenied);
+        let update = pb::UpdateUserTenantsRequest {
+            id: user.id.clone(),
+            add_tenant_ids: vec![key.into()],
+            remove_tenant_ids: Vec::new(),
+        };
+        expect_code(
+            users.update_user_tenants(authed(update, &admin)).await,
+            Code::PermissionDenied,
+        );
+    }
+    let update = pb::UpdateUserTenantsRequest {
+        id: user.id.clone(),
+        add_tenant_ids: vec!["not a slug!".into()],
+        remove_tenant_ids: Vec::new(),
+    };
+    expect_invalid_field(
+        users.update_user_tenants(authed(update, &admin)).await,
+        "add_tenant_ids[0]",
+        "must be a tenant id or slug",
+    );
+    // A global caller is told which are unknown.
+    let global = app.global_token(&["users:*"]);
+    let update = pb::UpdateUserTenantsRequest {
+        id: user.id.clone(),
+        add_tenant_ids: vec!["nowhere".into()],
+        remove_tenant_ids: Vec::new(),
+    };
+    expect_invalid_field(
+        users.update_user_tenants(authed(update, &global)).await,
+        "add_tenant_ids[0]",
+        "unknown tenant",
     );
 }
