@@ -38,6 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(true)
+        // prost's, save that a message that does not decode is
+        // INVALID_ARGUMENT naming its field (src/grpc/codec.rs).
+        .codec_path("crate::grpc::codec::Codec")
         .skip_protoc_run()
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())

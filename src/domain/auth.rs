@@ -2,7 +2,11 @@
 //! throttling that guards them (Keycloak's brute-force detection as the model,
 //! without its permanent-lockout trap: lockouts are temporary and grow).
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    sync::Arc,
+    time::Duration,
+};
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait};
 use uuid::Uuid;
@@ -30,7 +34,7 @@ use crate::{
 };
 
 /// A Login request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoginCommand {
     pub username: String,
     pub password: String,
@@ -42,13 +46,25 @@ pub struct LoginCommand {
     pub call: Call,
 }
 
+debug_without_secrets!(LoginCommand {
+    username,
+    tenant,
+    client,
+    call
+});
+
 /// A successful login.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoginGrant {
     pub access_token: String,
     pub expires_in: Duration,
     pub password_change_required: bool,
 }
+
+debug_without_secrets!(LoginGrant {
+    expires_in,
+    password_change_required
+});
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
@@ -68,8 +84,17 @@ fn account_key(username: &str) -> String {
     format!("user:{}", username.trim().to_lowercase())
 }
 
+/// The per-address counter's key: an IPv4 address (also one an IPv6
+/// socket sees as IPv4-mapped), or an IPv6 address's /64, the block one
+/// subscriber is usually given and could otherwise rotate through.
 fn address_key(address: IpAddr) -> String {
-    format!("ip:{address}")
+    match address.to_canonical() {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & (u128::MAX << 64);
+            format!("ip:{}/64", Ipv6Addr::from(network))
+        }
+    }
 }
 
 /// Counts one attempt against the account and the client address before the
@@ -438,7 +463,7 @@ async fn refuse_if_suspended(app: &App, tenant_id: Uuid) -> Result<()> {
 }
 
 /// An AcceptInvitation request.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AcceptInvitation {
     pub token: String,
     pub password: String,
@@ -447,6 +472,12 @@ pub struct AcceptInvitation {
     /// The call, for the audit trail.
     pub call: Call,
 }
+
+debug_without_secrets!(AcceptInvitation {
+    first_name,
+    last_name,
+    call
+});
 
 /// Completes a PENDING user's account from its invitation: sets the password
 /// (and names), makes it ACTIVE. A token works once; unknown, used and
@@ -563,4 +594,52 @@ pub async fn reset_password(app: &App, caller: &Principal, id: &str, password: &
     audit::record(&txn, caller, Target::User(id), &fields).await?;
     app.commit(txn, Change::Access(id)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::users::UserDraft;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_one_as_ipv4() {
+        let key = |text: &str| address_key(text.parse().expect("an address"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "ip:2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::2"), key("2001:db8:1:2:aaaa::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "ip:192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "ip:192.0.2.7");
+    }
+
+    /// What carries a password or a token prints neither through `Debug`.
+    #[test]
+    fn commands_with_secrets_print_none_of_them() {
+        let login = LoginCommand {
+            username: "jane@example.com".into(),
+            password: "hunter2-password".into(),
+            tenant: String::new(),
+            client: None,
+            call: Call::default(),
+        };
+        let grant = LoginGrant {
+            access_token: "eyJ.secret.token".into(),
+            expires_in: Duration::from_secs(60),
+            password_change_required: false,
+        };
+        let accept = AcceptInvitation {
+            token: "invitation-secret".into(),
+            password: "hunter2-password".into(),
+            ..Default::default()
+        };
+        let draft = UserDraft {
+            email: "jane@example.com".into(),
+            password: "hunter2-password".into(),
+            ..Default::default()
+        };
+        let printed = format!("{login:?} {grant:?} {accept:?} {draft:?}");
+        assert!(printed.contains("jane@example.com"), "{printed}");
+        for secret in ["hunter2-password", "eyJ.secret.token", "invitation-secret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
 }

@@ -302,11 +302,13 @@ pub async fn delete(app: &App, caller: &Principal, id: &str) -> Result<()> {
 }
 
 /// The first administrator, from configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct BootstrapAdmin {
     email: String,
     password: String,
 }
+
+debug_without_secrets!(BootstrapAdmin { email });
 
 const BOOTSTRAP_EMAIL: &str = "CASTELLAN_BOOTSTRAP_ADMIN_EMAIL";
 const BOOTSTRAP_PASSWORD: &str = "CASTELLAN_BOOTSTRAP_ADMIN_PASSWORD";

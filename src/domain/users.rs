@@ -215,7 +215,7 @@ impl UserRecordCache {
 }
 
 /// One user to create (CreateUsers draft).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct UserDraft {
     pub email: String,
     pub username: String,
@@ -229,6 +229,19 @@ pub struct UserDraft {
     pub max_devices: Option<i32>,
     pub image: String,
 }
+
+debug_without_secrets!(UserDraft {
+    email,
+    username,
+    first_name,
+    last_name,
+    temporary_password,
+    role_ids,
+    group_ids,
+    tenant_ids,
+    max_devices,
+    image,
+});
 
 /// Changes to a user; `None` leaves a field.
 #[derive(Debug, Clone, Default)]

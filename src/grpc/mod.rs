@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod device;
 pub mod group;

@@ -26,13 +26,15 @@ const LABELS: &[(&str, &str)] = &[
     ("password_confirmation", "Password confirmation"),
 ];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default)]
 pub struct TokenQuery {
     token: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+debug_without_secrets!(TokenQuery {});
+
+#[derive(Default, Deserialize)]
 #[serde(default)]
 pub struct AcceptForm {
     token: String,
@@ -41,6 +43,8 @@ pub struct AcceptForm {
     password: String,
     password_confirmation: String,
 }
+
+debug_without_secrets!(AcceptForm { first_name, last_name });
 
 #[derive(Template)]
 #[template(path = "invitation.html")]

@@ -25,7 +25,7 @@ const LABELS: &[(&str, &str)] = &[
     ("new_password_confirmation", "New password confirmation"),
 ];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default)]
 pub struct ChangeForm {
     username: String,
@@ -33,6 +33,8 @@ pub struct ChangeForm {
     new_password: String,
     new_password_confirmation: String,
 }
+
+debug_without_secrets!(ChangeForm { username });
 
 #[derive(Template)]
 #[template(path = "password.html")]

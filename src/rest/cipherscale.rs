@@ -258,7 +258,7 @@ impl From<UserRecord> for User {
 
 /// One user to create. Without a password the user is `pending` and gets
 /// an invitation e-mail.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUser {
     pub email: String,
@@ -287,6 +287,19 @@ pub struct CreateUser {
     #[serde(default)]
     pub image: String,
 }
+
+debug_without_secrets!(CreateUser {
+    email,
+    username,
+    first_name,
+    last_name,
+    temporary_password,
+    roles,
+    groups,
+    tenants,
+    max_devices,
+    image,
+});
 
 impl From<CreateUser> for UserDraft {
     fn from(u: CreateUser) -> Self {

@@ -74,7 +74,7 @@ fn fields(error: Error) -> RestError {
 }
 
 /// UserCreateRequest.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserCreateRequest {
     pub first_name: String,
@@ -95,6 +95,16 @@ pub struct UserCreateRequest {
     #[serde(default)]
     pub tenants: Option<Vec<String>>,
 }
+
+debug_without_secrets!(UserCreateRequest {
+    first_name,
+    last_name,
+    user_name,
+    temporary_password,
+    email,
+    roles,
+    tenants,
+});
 
 /// UserResponse. The seed marks `permissions` and `roles` optional: they are
 /// left out of the users of `GET /auth/users/list?extended=false`, and there

@@ -621,7 +621,6 @@ async fn a_bootstrap_that_meets_its_leftovers_in_a_database_without_tenants_refu
 /// release's migration besides is served.
 #[tokio::test]
 async fn a_start_without_migrating_refuses_a_database_that_lacks_a_migration() {
-    use migrations::{Migrator, sea_orm_migration::MigratorTrait};
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, _database) = crate::helpers::test_database(dir.path()).await;
     let first = crate::helpers::test_cli(&database_url, dir.path(), &[]);
@@ -2005,4 +2004,32 @@ async fn the_token_command_mints_user_tokens_with_the_claims_login_issues() {
             "{conflicting:?}"
         );
     }
+}
+
+/// A request that does not decode (here a Login whose username is not
+/// UTF-8, which no generated client sends) is INVALID_ARGUMENT naming the
+/// field, like any other bad input, not INTERNAL.
+#[tokio::test]
+async fn a_request_that_does_not_decode_is_invalid_naming_its_field() {
+    /// LoginRequest's wire form with `username` (1) as raw bytes.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawLogin {
+        #[prost(bytes = "vec", tag = "1")]
+        username: Vec<u8>,
+    }
+    let app = TestApp::spawn().await;
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.expect("ready");
+    let refused = grpc
+        .unary::<_, pb::LoginResponse, _>(
+            Request::new(RawLogin {
+                username: vec![b'a', 0xFF, 0xFE],
+            }),
+            http::uri::PathAndQuery::from_static("/identity.v1.AuthService/Login"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("not UTF-8");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(crate::helpers::violated_fields(&refused), ["username"]);
 }
