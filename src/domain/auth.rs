@@ -223,10 +223,9 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     violations.finish()?;
     refuse_impossible_username(&command.username)?;
     reserve_attempt(app, &command.username, command.client).await?;
-    let user = check_password(app, &command.username, &command.password)
+    let Verified { user, password_hash } = check_password(app, &command.username, &command.password)
         .await?
-        .map(|verified| verified.user)
-        .filter(|user| user.status == STATUS_ACTIVE)
+        .filter(|verified| verified.user.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
     let tenant_id = if command.tenant.trim().is_empty() {
         // The first tenant that is not SUSPENDED, else the first (which
@@ -278,6 +277,19 @@ pub async fn login(app: &App, command: LoginCommand) -> Result<LoginGrant> {
     let origin = Origin::user(user.id, Some(tenant_id), command.call);
     audit::record(&txn, origin, Target::User(user.id), &["last_connection"]).await?;
     app.commit_connection(txn, tenant_id, user.id, connected_at).await?;
+    // A hash made otherwise than this release makes them is made again now
+    // that the password is known: stored hashes follow the parameters, and
+    // no account answers at the pace of older, costlier ones. Best effort:
+    // the login stands either way.
+    if credentials::is_outdated(&password_hash) {
+        let rehashed = async {
+            let fresh = credentials::hash_password(command.password.clone()).await?;
+            store::credentials::rehash_password(&app.writer, user.id, &password_hash, fresh, now()).await
+        };
+        if let Err(error) = rehashed.await {
+            tracing::warn!(%error, "could not store the password's fresh hash");
+        }
+    }
 
     let ttl = app.config.token_ttl();
     let (access_token, _) = app.keys.issue(&TokenRequest {

@@ -74,6 +74,22 @@ fn argon2() -> Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// Whether a stored hash was made otherwise than [`argon2`] makes them now
+/// (other parameters, algorithm or version): a login that verified it stores
+/// a fresh one. One that does not parse is left to [`verify_password`].
+pub fn is_outdated(phc: &str) -> bool {
+    let (Ok(hash), Ok(current)) = (PasswordHash::new(phc), argon2()) else {
+        return false;
+    };
+    let current = current.params();
+    let same_params = Params::try_from(&hash).is_ok_and(|params| {
+        (params.m_cost(), params.t_cost(), params.p_cost()) == (current.m_cost(), current.t_cost(), current.p_cost())
+    });
+    let same_kind = Algorithm::try_from(hash.algorithm).is_ok_and(|algorithm| algorithm == Algorithm::Argon2id)
+        && hash.version == Some(u32::from(Version::V0x13));
+    !(same_params && same_kind)
+}
+
 /// The working memory of one argon2 computation (7 MiB with the parameters
 /// above). A hashing thread keeps it from one job to the next, and gives it
 /// back to the system after a second without work: fresh pages for every
@@ -342,6 +358,16 @@ fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_made_otherwise_than_today_is_outdated() {
+        assert!(!is_outdated(DUMMY_PASSWORD_HASH));
+        let older = DUMMY_PASSWORD_HASH.replace("m=7168,t=5", "m=19456,t=2");
+        assert!(is_outdated(&older));
+        let argon2i = DUMMY_PASSWORD_HASH.replace("$argon2id$", "$argon2i$");
+        assert!(is_outdated(&argon2i));
+        assert!(!is_outdated("not a hash"), "left to verify_password");
+    }
 
     #[cfg(target_os = "linux")]
     thread_local! {

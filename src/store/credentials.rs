@@ -55,6 +55,26 @@ pub async fn set_password_hash<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Replaces a user's password hash with another of the same password, if
+/// it is still `old` (a password set meanwhile stands); whether it did.
+pub async fn rehash_password<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    old: &str,
+    fresh: String,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let replaced = credential::Entity::update_many()
+        .col_expr(credential::Column::PasswordHash, Expr::value(fresh))
+        .col_expr(credential::Column::UpdatedAt, Expr::value(now))
+        .filter(credential::Column::UserId.eq(user_id))
+        .filter(credential::Column::PasswordHash.eq(old))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(replaced == 1)
+}
+
 /// The tenant a login lands in by default: the user's oldest membership.
 pub async fn first_tenant<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Option<Uuid>> {
     Ok(tenant_membership::Entity::find()

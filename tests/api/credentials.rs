@@ -1427,3 +1427,39 @@ async fn idle_throttling_counters_are_forgotten_while_the_outbox_sleeps() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A login that verified a hash made with older parameters (this server's
+/// until 2026-12-06: m = 19 MiB, t = 2) stores a fresh one with today's, of
+/// the same password.
+#[tokio::test]
+async fn a_login_stores_a_fresh_hash_for_one_made_with_older_parameters() {
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version, password_hash::SaltString};
+    let app = TestApp::spawn().await;
+    let jane = app
+        .create_users(vec![with_password("jane@example.com", false)])
+        .await
+        .remove(0);
+    let id: uuid::Uuid = jane.id.parse().expect("uuid");
+    let params = Params::new(19 * 1024, 2, 1, None).expect("params");
+    let salt = SaltString::encode_b64(b"sixteen byte slt").expect("salt");
+    let older = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .expect("hash")
+        .to_string();
+    castellan::store::credentials::set_password_hash(&app.app.db, id, older.clone(), chrono::Utc::now())
+        .await
+        .expect("store the older hash");
+    assert!(castellan::domain::credentials::is_outdated(&older));
+
+    app.login("jane@example.com", PASSWORD).await.expect("login");
+    let stored = castellan::store::credentials::credential_of(&app.app.db, id)
+        .await
+        .expect("read")
+        .expect("a credential")
+        .password_hash;
+    assert!(stored.contains("m=7168,t=5,p=1"), "{stored}");
+    assert!(!castellan::domain::credentials::is_outdated(&stored));
+    app.login("jane@example.com", PASSWORD)
+        .await
+        .expect("the same password");
+}
