@@ -31,6 +31,16 @@ fn with_password(email: &str, temporary: bool) -> UserDraft {
     }
 }
 
+/// Creates jane@example.com, ACTIVE with `PASSWORD`: the user, and its id.
+async fn jane(app: &TestApp) -> (pb::User, uuid::Uuid) {
+    let jane = app
+        .create_users(vec![with_password("jane@example.com", false)])
+        .await
+        .remove(0);
+    let id = jane.id.parse().expect("uuid");
+    (jane, id)
+}
+
 /// An acceptance of the invitation with `token` and `PASSWORD`, to run
 /// `behind` a write the test holds open.
 fn accept_invitation(
@@ -1048,11 +1058,7 @@ async fn a_login_that_a_reset_overtakes_answers_no_revoked_token() {
         sea_query::{Expr, ExprTrait},
     };
     let app = TestApp::spawn().await;
-    let jane = app
-        .create_users(vec![with_password("jane@example.com", false)])
-        .await
-        .remove(0);
-    let id: uuid::Uuid = jane.id.parse().expect("uuid");
+    let (jane, id) = jane(&app).await;
     let reset = app.app.writer.begin().await.expect("begin");
     user::Entity::update_many()
         .col_expr(
@@ -1095,11 +1101,7 @@ async fn a_login_that_a_reset_overtakes_answers_no_revoked_token() {
 async fn a_password_change_that_a_reset_overtakes_is_refused_and_the_reset_stands() {
     use sea_orm::TransactionTrait;
     let app = TestApp::spawn().await;
-    let jane = app
-        .create_users(vec![with_password("jane@example.com", false)])
-        .await
-        .remove(0);
-    let id: uuid::Uuid = jane.id.parse().expect("uuid");
+    let (jane, id) = jane(&app).await;
     let token = app.user_token(&jane.id, app.tenant_id);
     let reset = app.app.writer.begin().await.expect("begin");
     assert!(castellan::store::users::lock(&reset, id).await.expect("lock"));
@@ -1435,11 +1437,7 @@ async fn idle_throttling_counters_are_forgotten_while_the_outbox_sleeps() {
 async fn a_login_stores_a_fresh_hash_for_one_made_with_older_parameters() {
     use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version, password_hash::SaltString};
     let app = TestApp::spawn().await;
-    let jane = app
-        .create_users(vec![with_password("jane@example.com", false)])
-        .await
-        .remove(0);
-    let id: uuid::Uuid = jane.id.parse().expect("uuid");
+    let (_, id) = jane(&app).await;
     let params = Params::new(19 * 1024, 2, 1, None).expect("params");
     let salt = SaltString::encode_b64(b"sixteen byte slt").expect("salt");
     let older = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
