@@ -110,6 +110,7 @@ impl Application {
             .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
         let probe = tokio::spawn(probe_database(app.clone(), reporter.clone()));
+        let probe_abort = probe.abort_handle();
         let outbox = tokio::spawn(crate::mail::outbox::run(app.clone()));
         let listener = tokio::spawn(app.clone().listen_for_changes());
         let checkpoints = tokio::spawn(store::checkpoint_continuously(app.db.clone()));
@@ -136,6 +137,10 @@ impl Application {
             tokio::spawn(async move {
                 shutdown.await;
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+                // The database probe ends first: a database that returns
+                // while the calls drain must not set SERVING again.
+                probe.abort();
+                let _ = probe.await;
                 set_health(&reporter, ServingStatus::NotServing).await;
                 reporter
                     .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
@@ -207,7 +212,7 @@ impl Application {
                 Ok(())
             }
         };
-        probe.abort();
+        probe_abort.abort();
         outbox.abort();
         listener.abort();
         checkpoints.abort();
