@@ -11,7 +11,7 @@
 //! the user's row first (RegisterDevice, ReportConnection, DeactivateUser,
 //! DeleteUser), so they serialize per user and never deadlock.
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -81,14 +81,30 @@ fn revoked() -> Error {
 
 /// The device, if the caller may see it (see the module comment), else NOT_FOUND.
 async fn visible(app: &App, caller: &Principal, id: Uuid) -> Result<device::Model> {
+    visible_on(&app.db, caller, id).await
+}
+
+async fn visible_on<C: ConnectionTrait>(db: &C, caller: &Principal, id: Uuid) -> Result<device::Model> {
     let owner = if caller.is_self_only() {
         Some(caller.user_id().ok_or(Error::NotFound("device"))?)
     } else {
         None
     };
-    store::devices::find_in_tenant(&app.db, caller.tenant_id, id, owner)
+    store::devices::find_in_tenant(db, caller.tenant_id, id, owner)
         .await?
         .ok_or(Error::NotFound("device"))
+}
+
+/// In a write's transaction: locks the device's owner (the order of every
+/// writer of a user and its devices), then finds the device visible to the
+/// caller again. A user removed from the tenant in context (or deleted)
+/// since the device was read is NOT_FOUND: that tenant no longer acts on
+/// its devices.
+async fn hold_visible<C: ConnectionTrait>(txn: &C, caller: &Principal, device: &device::Model) -> Result<()> {
+    if !store::users::lock(txn, device.user_id).await? {
+        return Err(Error::NotFound("device"));
+    }
+    visible_on(txn, caller, device.id).await.map(|_| ())
 }
 
 /// Registers a device for a member of the tenant in context. Refused
@@ -247,8 +263,7 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: DevicePatch)
         changes.os_up_to_date = Set(posture.os_up_to_date);
     }
     let txn = app.writer.begin().await?;
-    // One statement that also tells whether the device is still there: one
-    // deleted since it was read (with its user) is NOT_FOUND.
+    hold_visible(&txn, caller, &device).await?;
     let device = store::devices::update(&txn, id, changes)
         .await?
         .ok_or(Error::NotFound("device"))?;
@@ -278,6 +293,7 @@ pub async fn report_connection(
     if !store::users::set_last_connection(&txn, device.user_id, now).await? {
         return Err(Error::NotFound("device"));
     }
+    visible_on(&txn, caller, id).await?;
     // Checks the status again in the write, so a revocation that won the
     // race is not overwritten.
     if !store::devices::record_connection(&txn, id, connected, now).await? {
@@ -298,6 +314,7 @@ pub async fn revoke(app: &App, caller: &Principal, id: &str) -> Result<device::M
         return Ok(device);
     }
     let txn = app.writer.begin().await?;
+    hold_visible(&txn, caller, &device).await?;
     store::devices::revoke(&txn, id, now()).await?;
     audit::record(&txn, caller, Target::Device(id), &["status", "connected"]).await?;
     // The answer is what this transaction wrote, read on its connection.

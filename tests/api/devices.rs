@@ -893,3 +893,53 @@ async fn invalid_input_names_the_field() {
     );
     assert_eq!(violated_fields(&status), ["limit", "sort[0]"]);
 }
+
+/// A tenant's administrator acts on a device only while its user is a
+/// member of that tenant: a revocation made as the user leaves the tenant
+/// (a write the test holds open) is NOT_FOUND once that write commits, and
+/// the device stays ACTIVE. (UpdateDevice and ReportConnection check the
+/// same way in their writes.)
+#[tokio::test]
+async fn a_revocation_made_as_its_user_leaves_the_tenant_is_not_found() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn().await;
+    let second = app.create_tenant("second").await;
+    let user = app
+        .users()
+        .create_users(authed(
+            pb::CreateUsersRequest {
+                users: vec![UserDraft {
+                    tenant_ids: vec![app.tenant_id.to_string(), second.to_string()],
+                    ..draft("leaving@example.com")
+                }],
+                request_id: String::new(),
+            },
+            &app.global_token(&["users:create"]),
+        ))
+        .await
+        .expect("a user of two tenants")
+        .into_inner()
+        .users
+        .remove(0);
+    let admin = app.token(&["devices:*"]);
+    let device = register(&app, &admin, &user.id, "Laptop").await;
+    let user_id: Uuid = user.id.parse().expect("uuid");
+    let leaving = app.app.writer.begin().await.expect("begin");
+    assert!(castellan::store::users::lock(&leaving, user_id).await.expect("lock"));
+    castellan::store::users::remove_memberships(&leaving, user_id, &[app.tenant_id], chrono::Utc::now())
+        .await
+        .expect("leave the tenant");
+
+    let revoke = {
+        let mut devices = devices(&app);
+        let request = authed(RevokeDeviceRequest { id: device.id.clone() }, &admin);
+        async move { devices.revoke_device(request).await }
+    };
+    expect_code(behind(&app, leaving, revoke).await, Code::NotFound);
+    let stored = device::Entity::find_by_id(device.id.parse::<Uuid>().expect("uuid"))
+        .one(&app.app.db)
+        .await
+        .expect("read")
+        .expect("the device");
+    assert_eq!(stored.status, "active", "the revocation did not land");
+}
