@@ -121,7 +121,7 @@ impl App {
     ) -> Result<()> {
         let freshness = self.freshness.clone();
         let replica = self.replica;
-        let (commit, echo) = self.echoes.expect();
+        let (commit, echo) = self.echoes.register();
         let outcome = uncancelled(async move {
             store::invalidation::notify(&txn, replica, commit, change).await?;
             let outcome = txn.commit().await;

@@ -189,7 +189,7 @@ impl Echoes {
 
     /// Numbers a commit, with what awaits its notice while notices come
     /// back (`None` when they do not: nothing would come).
-    pub fn expect(self: &Arc<Self>) -> (u64, Option<Echo>) {
+    pub fn register(self: &Arc<Self>) -> (u64, Option<Echo>) {
         let commit = self.next.fetch_add(1, Ordering::Relaxed);
         if !self.listening.load(Ordering::Acquire) || self.deaf.load(Ordering::Acquire) {
             return (commit, None);
@@ -240,7 +240,7 @@ impl Echoes {
 
 /// Tells the other replicas, inside the write's transaction: PostgreSQL
 /// delivers the notice when, and only if, it commits. `sender` is this
-/// replica's id, `commit` the number [`Echoes::expect`] gave the write. A
+/// replica's id, `commit` the number [`Echoes::register`] gave the write. A
 /// no-op on SQLite, which has one process.
 pub async fn notify<C: ConnectionTrait>(txn: &C, sender: Uuid, commit: u64, change: Change) -> Result<()> {
     if txn.get_database_backend() == DbBackend::Postgres {
@@ -382,11 +382,11 @@ mod tests {
     #[tokio::test]
     async fn a_commit_waits_for_its_echo_while_the_replica_listens_and_never_once_it_stops() {
         let echoes = Arc::new(Echoes::default());
-        assert!(echoes.expect().1.is_none(), "not listening: nothing will come back");
+        assert!(echoes.register().1.is_none(), "not listening: nothing will come back");
 
         echoes.follow(ListenerEvent::Listening);
-        let (first, first_echo) = echoes.expect();
-        let (second, second_echo) = echoes.expect();
+        let (first, first_echo) = echoes.register();
+        let (second, second_echo) = echoes.register();
         assert_ne!(first, second);
         echoes.follow(ListenerEvent::Echo(second));
         second_echo.expect("listening").wait().await;
@@ -395,23 +395,23 @@ mod tests {
         drop(first_echo);
         assert!(echoes.waiting().is_empty());
 
-        let (_, lost_echo) = echoes.expect();
+        let (_, lost_echo) = echoes.register();
         echoes.follow(ListenerEvent::Lost);
         lost_echo.expect("listening").wait().await;
         assert_eq!(echoes.heard(), (1, 1), "the loss ends the wait");
-        assert!(echoes.expect().1.is_none(), "lost: nothing will come back");
+        assert!(echoes.register().1.is_none(), "lost: nothing will come back");
     }
 
     #[tokio::test]
     async fn after_a_wait_runs_out_writes_wait_no_more_until_a_notice_comes_back() {
         let echoes = Arc::new(Echoes::default());
         echoes.follow(ListenerEvent::Listening);
-        let (_, unheard) = echoes.expect();
+        let (_, unheard) = echoes.register();
         unheard.expect("listening").wait().await;
         assert_eq!(echoes.heard(), (0, 1));
-        let (late, none) = echoes.expect();
+        let (late, none) = echoes.register();
         assert!(none.is_none(), "deaf: no write waits");
         echoes.follow(ListenerEvent::Echo(late));
-        assert!(echoes.expect().1.is_some(), "a notice came back: writes wait again");
+        assert!(echoes.register().1.is_some(), "a notice came back: writes wait again");
     }
 }
