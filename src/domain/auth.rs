@@ -567,8 +567,9 @@ pub async fn accept_invitation(app: &App, command: AcceptInvitation) -> Result<U
     active.update(&txn).await?;
     let origin = Origin::user(invitation.user_id, Some(invitation.tenant_id), command.call);
     audit::record(&txn, origin, Target::User(invitation.user_id), &fields).await?;
+    let record = users::written_record(app, &txn, invitation.tenant_id, invitation.user_id).await?;
     app.commit(txn, Change::Access(invitation.user_id)).await?;
-    users::current_record(app, invitation.tenant_id, invitation.user_id).await
+    Ok(record)
 }
 
 /// An administrator sets a user's password, temporary unless told otherwise.

@@ -165,17 +165,18 @@ pub async fn update_user_roles(
     // The user's row first: concurrent changes of its roles then run one
     // after the other, each seeing the grants the previous one wrote (on
     // PostgreSQL two grants of one role would both find none to keep, and
-    // the second insert would fail as ALREADY_EXISTS).
-    if !store::users::lock(&txn, id).await? {
-        return Err(Error::NotFound("user"));
-    }
+    // the second insert would fail as ALREADY_EXISTS). Then whether it is a
+    // member still: one removed from the tenant meanwhile (its roles there
+    // went with it) is granted none of them.
+    users::lock_member(&txn, caller.tenant_id, id).await?;
     // The roles checked before the transaction may have been deleted since:
     // held now, they stay until the grants are written.
     roles::hold_granted(&txn, caller, "add_role_ids", &change.add).await?;
     apply_role_change(&txn, id, &change, now()).await?;
     audit::record(&txn, caller, Target::User(id), &["role_ids"]).await?;
+    let record = users::written_record(app, &txn, caller.tenant_id, id).await?;
     app.commit(txn, Change::Access(id)).await?;
-    users::current_record(app, caller.tenant_id, id).await
+    Ok(record)
 }
 
 /// The user (a member of the tenant in context) and the group (of that
@@ -219,8 +220,9 @@ pub async fn add_user_to_group(app: &App, caller: &Principal, user_id: &str, gro
     }
     store::users::join_groups(&txn, user.id, &[group.id], now()).await?;
     audit::record(&txn, caller, Target::User(user.id), &["group_ids"]).await?;
+    let record = users::written_record(app, &txn, caller.tenant_id, user.id).await?;
     app.commit(txn, Change::Access(user.id)).await?;
-    users::current_record(app, caller.tenant_id, user.id).await
+    Ok(record)
 }
 
 /// Ends a group membership; NOT_FOUND when the user is not a member.

@@ -131,6 +131,19 @@ impl UserRecordCache {
         Ok(self.load(app, tenant_id, &[user_id]).await?.remove(&user_id))
     }
 
+    /// The record of a user as a write's transaction sees it, read before
+    /// its commit: the write answers with what it wrote, and a record that
+    /// cannot be read fails the write before its commit rather than a
+    /// committed write's answer. Not kept: the commit outdates it.
+    async fn read_in(&self, txn: &DatabaseTransaction, tenant_id: Uuid, user_id: Uuid) -> Result<Option<UserRecord>> {
+        let known = |role_id| self.permissions_of_role(role_id);
+        let mut loaded = store::users::records_on(txn, tenant_id, &[user_id], &known).await?;
+        Ok(loaded.records.remove(&user_id).map(|(user, details)| UserRecord {
+            user,
+            details: Some(details),
+        }))
+    }
+
     /// The cached record, while no write has outdated it.
     fn current(&self, tenant_id: Uuid, user_id: Uuid) -> Option<Arc<UserRecord>> {
         self.entries
@@ -620,7 +633,11 @@ async fn insert_users(
     if let Err(error) = store::users::insert_new(&txn, users).await {
         drop(txn);
         return Err(match error {
-            Error::AlreadyExists { .. } => taken_identity(app, &identities).await?.unwrap_or(error),
+            // A deadlock over the same identities with another write is
+            // what it lost to, once that write committed.
+            Error::AlreadyExists { .. } | Error::ConcurrentChange => {
+                taken_identity(app, &identities).await?.unwrap_or(error)
+            }
             other => other,
         });
     }
@@ -722,15 +739,19 @@ async fn full_records(app: &App, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Us
         .collect())
 }
 
-/// The FULL record of a user as it is now, as seen from the tenant, through
-/// the record cache: after a write, whose commit outdated the user's
-/// entries, it is read in one transaction and kept for the reads that
-/// follow. NOT_FOUND when the user is gone.
-pub(crate) async fn current_record(app: &App, tenant_id: Uuid, user_id: Uuid) -> Result<UserRecord> {
+/// The FULL record of a user as seen from the tenant, as the write holding
+/// `txn` left it: read before the commit, so that a write that commits
+/// always answers (see [`UserRecordCache::read_in`]). NOT_FOUND when the
+/// user is gone.
+pub(crate) async fn written_record(
+    app: &App,
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    user_id: Uuid,
+) -> Result<UserRecord> {
     app.user_records
-        .get(app, tenant_id, user_id)
+        .read_in(txn, tenant_id, user_id)
         .await?
-        .map(Arc::unwrap_or_clone)
         .ok_or(Error::NotFound("user"))
 }
 
@@ -766,7 +787,11 @@ pub async fn get_by_username(app: &App, caller: &Principal, username: &str) -> R
     let user = store::users::find_by_username_in_tenant(&app.db, caller.tenant_id, username.trim())
         .await?
         .ok_or(Error::NotFound("user"))?;
-    current_record(app, caller.tenant_id, user.id).await
+    app.user_records
+        .get(app, caller.tenant_id, user.id)
+        .await?
+        .map(Arc::unwrap_or_clone)
+        .ok_or(Error::NotFound("user"))
 }
 
 /// The caller's own user, FULL, shared with the record cache.
@@ -991,8 +1016,9 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         invite_again_pending(&txn, app, caller, id, now).await?;
     }
     audit::record(&txn, caller, Target::User(id), &changed).await?;
+    let record = written_record(app, &txn, caller.tenant_id, id).await?;
     app.commit(txn, Change::Access(id)).await?;
-    current_record(app, caller.tenant_id, id).await
+    Ok(record)
 }
 
 /// A user's account (its password, status and e-mail, the user itself) is
@@ -1143,8 +1169,9 @@ pub async fn update_tenants(
         invite_again_pending(&txn, app, caller, id, now()).await?;
     }
     audit::record(&txn, caller, Target::User(id), &["tenant_ids"]).await?;
+    let record = written_record(app, &txn, caller.tenant_id, id).await?;
     app.commit(txn, Change::Access(id)).await?;
-    current_record(app, caller.tenant_id, id).await
+    Ok(record)
 }
 
 /// Locks the user's row (a row lock on PostgreSQL, the write lock on
@@ -1197,8 +1224,9 @@ async fn set_status(app: &App, caller: &Principal, id: &str, status: &str) -> Re
         &["status"]
     };
     audit::record(&txn, caller, Target::User(id), fields).await?;
+    let record = written_record(app, &txn, caller.tenant_id, id).await?;
     app.commit(txn, Change::Access(id)).await?;
-    current_record(app, caller.tenant_id, id).await
+    Ok(record)
 }
 
 /// INACTIVE: data kept, devices revoked, tokens refused from the next call

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QuerySelect,
     RelationTrait,
-    sea_query::{Alias, Expr, ExprTrait, LockType, Query, SelectStatement},
+    sea_query::{Alias, Expr, ExprTrait, LockType, Order, Query, SelectStatement},
 };
 use uuid::Uuid;
 
@@ -200,12 +200,15 @@ pub enum Deletion {
 /// when one of those users holds a global role: a platform operator is not
 /// removed as a tenant's side effect.
 ///
-/// On PostgreSQL it locks its members' rows first, then its own, as every
-/// writer of a user locks the user before its tenants: who belongs to it
-/// alone and who holds a global role are read once no call can change
-/// them, and its own row, locked `FOR UPDATE`, waits for the calls adding
-/// members to it (they hold its key) to end. SQLite's one writer orders
-/// them all anyway.
+/// On PostgreSQL it locks its members' rows first (in id order, as another
+/// deletion sharing members does), then its own, as every writer of a user
+/// locks the user before its tenants: its own row, locked `FOR UPDATE`,
+/// waits for the calls adding members to it (they hold its key) to end, and
+/// the members those added are locked then, so who belongs to it alone and
+/// who holds a global role are read once no call can change them (a member
+/// added meanwhile, left unlocked, could otherwise leave its other tenant
+/// as this one goes, and belong to none). SQLite's one writer orders them
+/// all anyway.
 pub async fn delete<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Deletion> {
     let members = Query::select()
         .column(user::Column::Id)
@@ -219,6 +222,7 @@ pub async fn delete<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Delet
                     .to_owned(),
             ),
         )
+        .order_by(user::Column::Id, Order::Asc)
         .lock(LockType::Update)
         .to_owned();
     db.execute(&members).await?;
@@ -230,6 +234,7 @@ pub async fn delete<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Delet
     {
         return Ok(Deletion::Gone);
     }
+    db.execute(&members).await?;
     let operator = user_role::Entity::find()
         .join(JoinType::InnerJoin, user_role::Relation::Role.def())
         .filter(role::Column::TenantId.is_null())

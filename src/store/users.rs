@@ -330,15 +330,28 @@ pub async fn load_records(
     user_ids: &[Uuid],
     known: KnownPermissions<'_>,
 ) -> Result<LoadedRecords> {
-    let mut loaded = LoadedRecords::default();
     if user_ids.is_empty() {
-        return Ok(loaded);
+        return Ok(LoadedRecords::default());
     }
     let txn = db.begin().await?;
+    let loaded = records_on(&txn, tenant_id, user_ids, known).await?;
+    txn.commit().await?;
+    Ok(loaded)
+}
+
+/// [`load_records`] on a connection the caller holds: a write's own
+/// transaction reads what it wrote.
+pub async fn records_on<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    user_ids: &[Uuid],
+    known: KnownPermissions<'_>,
+) -> Result<LoadedRecords> {
+    let mut loaded = LoadedRecords::default();
     let (users, memberships): (Vec<user::Model>, Vec<Vec<tenant_membership::Model>>) = user::Entity::find()
         .filter(user::Column::Id.is_in(user_ids.to_vec()))
         .find_with_related(tenant_membership::Entity)
-        .all(&txn)
+        .all(db)
         .await?
         .into_iter()
         .unzip();
@@ -347,11 +360,10 @@ pub async fn load_records(
         HashMap::new()
     } else {
         let memberships = memberships.into_iter().flatten().collect();
-        let (details, permissions) = details_given_memberships(&txn, tenant_id, &found, memberships, known).await?;
+        let (details, permissions) = details_given_memberships(db, tenant_id, &found, memberships, known).await?;
         loaded.permissions_read = permissions;
         details
     };
-    txn.commit().await?;
     loaded.records = users
         .into_iter()
         .filter_map(|user| details.remove(&user.id).map(|details| (user.id, (user, details))))
@@ -641,6 +653,11 @@ pub async fn insert_new<C: ConnectionTrait>(db: &C, users: Vec<NewUser>) -> Resu
         }));
         rows.push(new.user);
     }
+    // In one order of their unique keys, as every batch: two batches taking
+    // the same e-mails in different orders would each wait for the other's
+    // (PostgreSQL then aborts one), where in one order the later waits and
+    // fails as ALREADY_EXISTS.
+    rows.sort_unstable_by(|a, b| (&a.email, &a.username).cmp(&(&b.email, &b.username)));
     store::insert_rows::<_, _, user::ActiveModel>(db, rows).await?;
     store::insert_rows::<_, _, credential::ActiveModel>(db, credentials).await?;
     store::insert_rows::<_, _, tenant_membership::ActiveModel>(db, memberships).await?;

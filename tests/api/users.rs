@@ -1426,6 +1426,50 @@ async fn concurrent_removals_leave_a_user_in_one_tenant() {
     assert_eq!(left.len(), 1);
 }
 
+/// Two batches taking the same e-mails in opposite orders, in two tenants
+/// (no tenant lock between them), at once: one creates its users and the
+/// other is ALREADY_EXISTS naming a draft's e-mail, never a deadlock's
+/// ABORTED (every batch inserts in one order of its keys). Two workers so
+/// the batches really run at once; on SQLite and on PostgreSQL
+/// (CASTELLAN_TEST_DATABASE_URL) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_taking_the_same_emails_in_opposite_orders_do_not_deadlock() {
+    let app = TestApp::spawn().await;
+    for slug in ["aa", "bb"] {
+        app.create_tenant(slug).await;
+    }
+    let global = app.global_token(&["*"]);
+    for round in 0..5 {
+        let emails: Vec<String> = (0..20).map(|i| format!("r{round}-{i:02}@example.com")).collect();
+        let create = |slug: &str, reversed: bool| {
+            let mut users = app.users();
+            let mut drafts: Vec<UserDraft> = emails.iter().map(|email| draft(email)).collect();
+            if reversed {
+                drafts.reverse();
+            }
+            let request = authed_in(
+                CreateUsersRequest {
+                    users: drafts,
+                    ..Default::default()
+                },
+                &global,
+                slug,
+            );
+            async move { users.create_users(request).await }
+        };
+        let (first, second) = tokio::join!(create("aa", false), create("bb", true));
+        let mut outcomes = [first, second]
+            .map(|r| r.map_or_else(|s| (s.code(), s.message().to_owned()), |_| (Code::Ok, String::new())));
+        outcomes.sort_by_key(|(code, _)| *code as i32);
+        assert_eq!(outcomes[0].0, Code::Ok, "round {round}: {outcomes:?}");
+        assert_eq!(outcomes[1].0, Code::AlreadyExists, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes[1].1.ends_with("].email already exists"),
+            "round {round}: {outcomes:?}"
+        );
+    }
+}
+
 /// A user granted these roles (by id) in the tenant in context.
 async fn user_with_roles(app: &TestApp, token: &str, email: &str, role_ids: &[String]) -> pb::User {
     app.users()
