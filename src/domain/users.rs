@@ -863,20 +863,6 @@ pub async fn list(app: &App, caller: &Principal, query: UserQuery) -> Result<Pag
 pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -> Result<UserRecord> {
     let id = validate::id("id", id)?;
     caller.require_target(id)?;
-    if caller.is_self_only() {
-        let forbidden = [
-            ("email", patch.email.is_some()),
-            ("max_devices", patch.max_devices.is_some()),
-            ("permissions", patch.permissions.is_some()),
-            ("role_ids", patch.role_ids.is_some()),
-            ("tenant_ids", patch.tenant_ids.is_some()),
-        ];
-        if let Some((field, _)) = forbidden.iter().find(|(_, set)| *set) {
-            return Err(Error::PermissionDenied(format!(
-                "changing your own {field} needs users:update"
-            )));
-        }
-    }
     let mut violations = Violations::new();
     let first_name = patch
         .first_name
@@ -885,18 +871,18 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         .last_name
         .map(|v| validate::text(&mut violations, "last_name", &v, MAX_TEXT));
     let image = patch.image.map(|v| image(&mut violations, "image", &v));
-    let email = match &patch.email {
+    let mut email = match &patch.email {
         Some(v) => validate::email(&mut violations, "email", v),
         None => None,
     };
-    let max_devices = patch
+    let mut max_devices = patch
         .max_devices
         .map(|v| max_devices(&mut violations, "max_devices", v));
-    let role_ids = patch
+    let mut role_ids = patch
         .role_ids
         .as_ref()
         .map(|ids| validate::bounded_uuids(&mut violations, "role_ids", ids, MAX_ROLES));
-    let tenant_ids = match &patch.tenant_ids {
+    let mut tenant_ids = match &patch.tenant_ids {
         Some(keys) => {
             let known = known_tenants(app, [keys.as_slice()]).await?;
             let may_name_others = caller.holds_globally("users:update");
@@ -913,24 +899,13 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     if patch.tenant_ids.as_ref().is_some_and(Vec::is_empty) {
         violations.add("tenant_ids", "a user must stay in at least one tenant");
     }
-    let permissions = match &patch.permissions {
+    let mut permissions = match &patch.permissions {
         Some(list) => Some(permissions::check_catalog(&app.db, &mut violations, "permissions", list).await?),
         None => None,
     };
     violations.finish()?;
 
     member(app, caller, id).await?;
-    let changed = [
-        ("first_name", first_name.is_some()),
-        ("last_name", last_name.is_some()),
-        ("image", image.is_some()),
-        ("email", email.is_some()),
-        ("max_devices", max_devices.is_some()),
-        ("permissions", permissions.is_some()),
-        ("role_ids", role_ids.is_some()),
-        ("tenant_ids", tenant_ids.is_some()),
-    ];
-    let changed: Vec<&str> = changed.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
     let now = now();
     let txn = app.writer.begin().await?;
     // The user's row first (a row lock on PostgreSQL, the write lock on
@@ -943,6 +918,65 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
     // as it is now, not as it was before another call changed it (an
     // invitation accepted meanwhile, say).
     let user = lock_member(&txn, caller.tenant_id, id).await?;
+    // A caller updating itself without users:update changes only its names
+    // and image: another field it sends is refused unless it holds the
+    // value the user has (seed 002's update request requires them all), and
+    // then it is no change.
+    if caller.is_self_only() {
+        if email.as_ref() == Some(&user.email) {
+            email = None;
+        }
+        if max_devices == Some(user.max_devices) {
+            max_devices = None;
+        }
+        if let Some(list) = &permissions
+            && same_set(
+                list,
+                &store::users::direct_permissions(&txn, id, caller.tenant_id).await?,
+            )
+        {
+            permissions = None;
+        }
+        if role_ids.is_some() || tenant_ids.is_some() {
+            let details = store::users::load_details(&txn, caller.tenant_id, &[id])
+                .await?
+                .remove(&id)
+                .unwrap_or_default();
+            let roles: Vec<Uuid> = details.roles.iter().map(|r| r.role.id).collect();
+            if role_ids.as_ref().is_some_and(|ids| same_set(ids, &roles)) {
+                role_ids = None;
+            }
+            if tenant_ids
+                .as_ref()
+                .is_some_and(|ids| same_set(ids, &details.tenant_ids))
+            {
+                tenant_ids = None;
+            }
+        }
+        let changing = [
+            ("email", email.is_some()),
+            ("max_devices", max_devices.is_some()),
+            ("permissions", permissions.is_some()),
+            ("role_ids", role_ids.is_some()),
+            ("tenant_ids", tenant_ids.is_some()),
+        ];
+        if let Some((field, _)) = changing.iter().find(|(_, set)| *set) {
+            return Err(Error::PermissionDenied(format!(
+                "changing your own {field} needs users:update"
+            )));
+        }
+    }
+    let changed = [
+        ("first_name", first_name.is_some()),
+        ("last_name", last_name.is_some()),
+        ("image", image.is_some()),
+        ("email", email.is_some()),
+        ("max_devices", max_devices.is_some()),
+        ("permissions", permissions.is_some()),
+        ("role_ids", role_ids.is_some()),
+        ("tenant_ids", tenant_ids.is_some()),
+    ];
+    let changed: Vec<&str> = changed.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
     // Whom the account is shared with, as it is now (a membership or a
     // global role granted meanwhile counts).
     if email.is_some() {
@@ -1053,6 +1087,14 @@ pub(crate) async fn require_account_authority<C: ConnectionTrait>(
         )));
     }
     Ok(())
+}
+
+/// Whether two lists hold the same values, whatever their order and
+/// repetitions.
+fn same_set<T: Ord>(a: &[T], b: &[T]) -> bool {
+    let a: std::collections::BTreeSet<&T> = a.iter().collect();
+    let b: std::collections::BTreeSet<&T> = b.iter().collect();
+    a == b
 }
 
 async fn current_tenants<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<Vec<Uuid>> {

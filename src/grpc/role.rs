@@ -12,7 +12,7 @@ use crate::{
     },
     grpc::{
         convert::{self, list_response},
-        principal,
+        mask_paths, principal,
         status::to_status,
     },
     pb::{self, role_service_server::RoleService},
@@ -69,12 +69,32 @@ impl RoleService for RoleApi {
     async fn update_role(&self, request: Request<pb::UpdateRoleRequest>) -> Result<Response<pb::Role>, Status> {
         let caller = principal(&request)?;
         let r = request.into_inner();
+        let paths = mask_paths(
+            r.update_mask.as_ref(),
+            &[
+                ("name", r.name.is_some()),
+                ("description", r.description.is_some()),
+                ("add_permissions", !r.add_permissions.is_empty()),
+                ("remove_permissions", !r.remove_permissions.is_empty()),
+            ],
+        )
+        .map_err(to_status)?;
+        let has = |name: &str| paths.iter().any(|p| p == name);
+        // A path named with its field unset means the field's empty value.
         let patch = RolePatch {
             version: r.version,
-            name: r.name,
-            description: r.description,
-            add_permissions: r.add_permissions,
-            remove_permissions: r.remove_permissions,
+            name: has("name").then(|| r.name.unwrap_or_default()),
+            description: has("description").then(|| r.description.unwrap_or_default()),
+            add_permissions: if has("add_permissions") {
+                r.add_permissions
+            } else {
+                Vec::new()
+            },
+            remove_permissions: if has("remove_permissions") {
+                r.remove_permissions
+            } else {
+                Vec::new()
+            },
         };
         let role = roles::update(&self.app, &caller, &r.id, patch)
             .await

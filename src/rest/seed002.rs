@@ -381,7 +381,9 @@ async fn list_basic_users(
 }
 
 /// Update a user (updateUser). A caller updating itself without
-/// users:update may change only its names.
+/// users:update may change only its names: the other fields it sends must
+/// hold the values it has (the seed requires `permissions`, `roles` and
+/// `tenants` in every update).
 #[utoipa::path(patch, path = "/auth/users/{locator}", tag = TAG, request_body = UserUpdateRequest,
     params(("locator" = uuid::Uuid, Path, description = "The user's id")),
     responses((status = 200, description = "The updated user", body = UserResponse)))]

@@ -350,6 +350,7 @@ async fn updates_need_the_current_version_and_bump_it() {
                 description: Some("Writes".into()),
                 add_permissions: vec!["users:update".into(), "users:list".into()],
                 remove_permissions: vec!["users:read".into()],
+                update_mask: None,
             },
             &admin,
         ))
@@ -409,6 +410,80 @@ async fn updates_need_the_current_version_and_bump_it() {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), ["remove_permissions"]);
+}
+
+/// UpdateRole's `update_mask` (AIP-134): only the named fields change, a
+/// named field left unset takes its empty value, and an unknown path is
+/// INVALID_ARGUMENT naming the mask.
+#[tokio::test]
+async fn update_role_changes_only_what_its_mask_names() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["*"]);
+    let mut roles = app.roles();
+    let role = create_role(&app, &admin, "editor", &["users:read"]).await;
+    let mask = |paths: &[&str]| {
+        Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        })
+    };
+    let updated = roles
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: role.id.clone(),
+                version: 1,
+                name: Some("ignored".into()),
+                description: Some("Edits".into()),
+                add_permissions: vec!["users:list".into()],
+                update_mask: mask(&["description", "add_permissions"]),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.name, "editor");
+    assert_eq!(updated.description, "Edits");
+    assert_eq!(updated.permissions, ["users:list", "users:read"]);
+
+    let cleared = roles
+        .update_role(authed(
+            UpdateRoleRequest {
+                id: role.id.clone(),
+                version: 2,
+                update_mask: mask(&["description"]),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("clear")
+        .into_inner();
+    assert_eq!((cleared.description.as_str(), cleared.version), ("", 3));
+
+    for (paths, field) in [(&["name"][..], "name"), (&["name", "colour"][..], "update_mask")] {
+        let status = expect_code(
+            roles
+                .update_role(authed(
+                    UpdateRoleRequest {
+                        id: role.id.clone(),
+                        version: 3,
+                        update_mask: mask(paths),
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field], "{paths:?}");
+    }
+    let unchanged = roles
+        .get_role(authed(GetRoleRequest { id: role.id.clone() }, &admin))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!((unchanged.name.as_str(), unchanged.version), ("editor", 3));
 }
 
 /// A permission list is bounded like every list of a request (70,000

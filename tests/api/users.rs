@@ -379,6 +379,57 @@ async fn update_user_follows_the_field_mask_and_self_limits() {
             .await,
         Code::PermissionDenied,
     );
+    // Fields it sends with the values it has are no change (seed 002's
+    // update requires them all): its names change, nothing else does.
+    let tenant_id = app.tenant_id.to_string();
+    let same = users
+        .update_user(authed(
+            UpdateUserRequest {
+                id: user.id.clone(),
+                first_name: "Myself".into(),
+                email: me.email.clone(),
+                permissions: vec!["users:read".into()],
+                tenant_ids: vec![tenant_id.clone()],
+                ..Default::default()
+            },
+            &own,
+        ))
+        .await
+        .expect("a self update repeating its own values")
+        .into_inner();
+    assert_eq!(
+        (
+            same.first_name.as_str(),
+            same.email.as_str(),
+            same.permissions.as_slice()
+        ),
+        ("Myself", me.email.as_str(), &["users:read".to_owned()][..])
+    );
+    let status = expect_code(
+        users
+            .update_user(authed(
+                UpdateUserRequest {
+                    id: user.id.clone(),
+                    first_name: "Changed".into(),
+                    permissions: vec!["users:read".into(), "users:list".into()],
+                    tenant_ids: vec![tenant_id],
+                    ..Default::default()
+                },
+                &own,
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert!(status.message().contains("permissions"), "{}", status.message());
+    let after = users
+        .get_user(authed(GetUserRequest { id: user.id.clone() }, &own))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        (after.first_name.as_str(), after.permissions.as_slice()),
+        ("Myself", &["users:read".to_owned()][..])
+    );
 
     // Taken e-mail.
     app.create_users(vec![draft("taken@example.com")]).await;
