@@ -58,6 +58,7 @@ const FIELD_NAMES: &[(&str, &str)] = &[
     ("remove_role_ids", "removedRoles"),
     ("user_id", "id"),
     ("group_id", "groupId"),
+    ("role_id", "roleId"),
 ];
 
 /// A domain field path in this dialect: `users[3].first_name` is
@@ -377,6 +378,8 @@ pub struct UserPage {
         ("offset" = Option<i32>, Query, minimum = 0, description = "Users to skip"),
         ("status" = Option<UserStatus>, Query, description = "Only users with this status"),
         ("search" = Option<String>, Query, description = "Substring of e-mail, username, first or last name"),
+        ("roleId" = Option<uuid::Uuid>, Query, description = "Only users granted this role directly"),
+        ("groupId" = Option<uuid::Uuid>, Query, description = "Only members of this group"),
     ),
     responses((status = 200, description = "Successfully retrieved users", body = UserPage)))]
 async fn list_users(
@@ -403,6 +406,8 @@ async fn list_users(
         },
         status,
         search: query.text("search"),
+        role_id: query.text("roleId"),
+        group_id: query.text("groupId"),
         ..Default::default()
     };
     let page = users::list(&app, &caller, query).await.map_err(fields)?;

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
+use castellan::pb::UserDraft;
+
 use crate::helpers::{TestApp, draft, random_ids};
 
 const PASSWORD: &str = "Correct-Horse-Battery-9";
@@ -617,11 +619,37 @@ async fn cipherscale_lists_page_and_sort() {
         ("/tenants/users?limit=0", "limit"),
         ("/tenants/users?limit=0&offset=0", "limit"),
         ("/tenants/users?status=sleeping", "status"),
+        ("/tenants/users?roleId=nope", "roleId"),
+        ("/tenants/users?groupId=nope", "groupId"),
     ] {
         expect_error(
             rest.call(Method::GET, path, token, None).await,
             StatusCode::BAD_REQUEST,
             Some(field),
+        );
+    }
+
+    // ListUsers' role and group filters, as `roleId` and `groupId`.
+    let admin = app.token(&["*"]);
+    let role = crate::roles::create_role(&app, &admin, "readers", &["users:read"]).await;
+    let group = crate::groups::create_group(&app, &admin, "team", &[]).await;
+    let member = app
+        .create_users(vec![UserDraft {
+            role_ids: vec![role.id.clone()],
+            group_ids: vec![group.id.clone()],
+            ..draft("member@example.com")
+        }])
+        .await
+        .remove(0);
+    for filter in [format!("roleId={}", role.id), format!("groupId={}", group.id)] {
+        let (status, page) = rest
+            .call(Method::GET, &format!("/tenants/users?{filter}"), token, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(
+            (page["total"].clone(), page["data"][0]["id"].clone()),
+            (json!(1), json!(member.id)),
+            "{filter}: {page}"
         );
     }
 }
