@@ -17,6 +17,13 @@ use crate::{
 /// `ErrorInfo.domain` of every Castellan error.
 pub const ERROR_DOMAIN: &str = "castellan";
 
+/// The reason a client reads, in `ErrorInfo` and as the REST gateway's
+/// `code`: the value's name without the enum's prefix (`TOKEN_MISSING`).
+pub fn reason_code(reason: ErrorReason) -> &'static str {
+    let name = reason.as_str_name();
+    name.strip_prefix("ERROR_REASON_").unwrap_or(name)
+}
+
 /// The gRPC code, the `ErrorReason` and the client-facing message of an
 /// error: the one classification both edges use (the REST gateway maps the
 /// code to an HTTP status). Internal errors are logged here.
@@ -92,7 +99,7 @@ const MAX_DETAILED_VIOLATION_BYTES: usize = 6 * 1024;
 pub fn to_status(error: Error) -> Status {
     let (code, reason, message) = classify(&error);
     let mut details = ErrorDetails::new();
-    details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, HashMap::new());
+    details.set_error_info(reason_code(reason), ERROR_DOMAIN, HashMap::new());
     match error {
         Error::Invalid(violations) => {
             // The details travel in a trailer, so they list the first

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{AuthFailure, Error, FieldViolation, MAX_DETAILED_VIOLATIONS},
-    grpc::status::classify,
+    grpc::status::{classify, reason_code},
     pb::ErrorReason,
 };
 
@@ -151,7 +151,7 @@ impl IntoResponse for RestError {
             _ => Vec::new(),
         };
         let body = ErrorBody {
-            code: reason.as_str_name().to_owned(),
+            code: reason_code(reason).to_owned(),
             message,
             details,
         };
@@ -194,7 +194,7 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .unwrap_or("a panic without a message");
     tracing::error!(panic = message, "a REST handler panicked");
     let body = ErrorBody {
-        code: ErrorReason::InternalError.as_str_name().to_owned(),
+        code: reason_code(ErrorReason::InternalError).to_owned(),
         message: "internal error".to_owned(),
         details: Vec::new(),
     };
