@@ -953,18 +953,6 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
                 tenant_ids = None;
             }
         }
-        let changing = [
-            ("email", email.is_some()),
-            ("max_devices", max_devices.is_some()),
-            ("permissions", permissions.is_some()),
-            ("role_ids", role_ids.is_some()),
-            ("tenant_ids", tenant_ids.is_some()),
-        ];
-        if let Some((field, _)) = changing.iter().find(|(_, set)| *set) {
-            return Err(Error::PermissionDenied(format!(
-                "changing your own {field} needs users:update"
-            )));
-        }
     }
     let changed = [
         ("first_name", first_name.is_some()),
@@ -977,6 +965,13 @@ pub async fn update(app: &App, caller: &Principal, id: &str, patch: UserPatch) -
         ("tenant_ids", tenant_ids.is_some()),
     ];
     let changed: Vec<&str> = changed.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
+    if caller.is_self_only()
+        && let Some(field) = changed.iter().find(|f| !SELF_EDITABLE.contains(f))
+    {
+        return Err(Error::PermissionDenied(format!(
+            "changing your own {field} needs users:update"
+        )));
+    }
     // Whom the account is shared with, as it is now (a membership or a
     // global role granted meanwhile counts).
     if email.is_some() {
@@ -1088,6 +1083,9 @@ pub(crate) async fn require_account_authority<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+/// The fields a caller updating itself without users:update may change.
+const SELF_EDITABLE: [&str; 3] = ["first_name", "last_name", "image"];
 
 /// Whether two lists hold the same values, whatever their order and
 /// repetitions.
