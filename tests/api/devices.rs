@@ -760,10 +760,13 @@ async fn deactivating_a_user_revokes_its_devices_and_deleting_removes_them() {
         .await
         .expect("deactivate")
         .into_inner();
+    assert_eq!(user.devices.len(), 2, "both devices answered: {:?}", user.devices);
     assert!(
         user.devices
             .iter()
-            .all(|d| d.status == pb::DeviceStatus::Revoked as i32 && !d.connected)
+            .all(|d| d.status == pb::DeviceStatus::Revoked as i32 && !d.connected),
+        "{:?}",
+        user.devices
     );
     let stored = rows(&app, &user_id).await;
     assert_eq!(stored.len(), 2);

@@ -217,8 +217,35 @@ async fn on_sqlite_the_wal_is_checkpointed_in_the_background() {
         .expect("a file database")
         .to_owned();
     let file_size = || std::fs::metadata(&path).expect("the database file").len();
-    // Let the checkpoint of what the start wrote land first.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The size of the database, WAL included, as a reader sees it.
+    let pragma = |name: &'static str| {
+        let db = app.app.db.clone();
+        async move {
+            db.query_one_raw(Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}")))
+                .await
+                .expect("read the pragma")
+                .expect("a row")
+                .try_get_by_index::<i64>(0)
+                .expect("a number")
+        }
+    };
+    let database_size =
+        || async { u64::try_from(pragma("page_count").await * pragma("page_size").await).expect("a size") };
+    // Let the checkpoint of what the start wrote land first: the file holds
+    // every page of the database once it has (a complete checkpoint leaves
+    // the file exactly that size).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (file, database) = (file_size(), database_size().await);
+        if file >= database {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start's writes were not checkpointed within 5 s ({file} of {database} bytes)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let before = file_size();
     let token = app.token(&["users:create"]);
     let drafts = (0..100)
@@ -234,6 +261,8 @@ async fn on_sqlite_the_wal_is_checkpointed_in_the_background() {
         ))
         .await
         .expect("create users");
+    let grown = database_size().await;
+    assert!(grown > before, "the write added pages ({before} -> {grown} bytes)");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while file_size() <= before {
         assert!(

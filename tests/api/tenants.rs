@@ -3,7 +3,9 @@ use castellan::pb::{
 };
 use tonic::Code;
 
-use crate::helpers::{TestApp, active_draft, authed, behind, draft, expect_code, violated_fields};
+use crate::helpers::{
+    TestApp, active_draft, authed, behind, draft, expect_code, held_tenant_deletion, violated_fields,
+};
 
 #[tokio::test]
 async fn tenants_are_created_read_listed_updated_and_deleted() {
@@ -605,21 +607,88 @@ async fn a_tenant_deleted_while_its_update_waits_is_not_found() {
 }
 
 /// A DeleteTenant that waited while another deleted the tenant is
-/// NOT_FOUND (both used to answer OK, and both were audited).
+/// NOT_FOUND (both used to answer OK, and both were audited): the trail
+/// holds the first deletion's `ok` event alone, and the second as a
+/// refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_deleted_while_its_deletion_waits_is_not_found() {
-    use sea_orm::{EntityTrait, TransactionTrait};
+    use castellan::{
+        auth::Call,
+        domain::audit::{self, Origin, Target},
+        store::entity::audit_event,
+    };
+    use sea_orm::EntityTrait;
+    const DELETE_TENANT: &str = "identity.v1.TenantService/DeleteTenant";
     let app = TestApp::spawn().await;
     let doomed = app.create_tenant("doomed").await;
-    let deletion = app.app.writer.begin().await.expect("begin");
-    castellan::store::entity::tenant::Entity::delete_by_id(doomed)
-        .exec(&deletion)
+    // The first deletion, held open, written as DeleteTenant writes it,
+    // its event included.
+    let deletion = held_tenant_deletion(&app, doomed).await;
+    castellan::store::audit::orphan_tenant_events(&deletion, doomed)
         .await
-        .expect("delete");
+        .expect("orphan the tenant's events");
+    let first = Origin {
+        actor: "service:operator".into(),
+        tenant_id: None,
+        call: Call {
+            action: DELETE_TENANT,
+            request_id: "first-delete".into(),
+        },
+    };
+    audit::record(&deletion, first, Target::Tenant(doomed), &[])
+        .await
+        .expect("record the first deletion");
     let mut tenants = app.tenants();
-    let request = authed(DeleteTenantRequest { id: "doomed".into() }, &app.global_token(&["*"]));
+    let mut request = authed(DeleteTenantRequest { id: "doomed".into() }, &app.global_token(&["*"]));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "second-delete".parse().expect("ascii"));
     let second = async move { tenants.delete_tenant(request).await };
     expect_code(behind(&app, deletion, second).await, Code::NotFound);
+
+    let mut events: Vec<_> = audit_event::Entity::find()
+        .all(&app.app.db)
+        .await
+        .expect("query")
+        .into_iter()
+        .filter(|e| e.action == DELETE_TENANT)
+        .collect();
+    events.sort_by_key(|e| (e.occurred_at, e.id));
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.request_id.as_str(),
+                e.outcome.as_str(),
+                e.target.clone(),
+                e.tenant_id,
+                e.actor.as_str(),
+            )
+        })
+        .collect();
+    // One `ok` event, the first deletion's, outside any tenant; the second
+    // call's refusal as the edge records it: no target, in the tenant of
+    // the caller's token, the gRPC code name as outcome.
+    assert_eq!(
+        summary,
+        [
+            (
+                "first-delete",
+                "ok",
+                format!("tenant:{doomed}"),
+                None,
+                "service:operator"
+            ),
+            (
+                "second-delete",
+                "NOT_FOUND",
+                String::new(),
+                Some(app.tenant_id),
+                "service:operator"
+            ),
+        ],
+        "{events:?}"
+    );
 }
 
 /// Login without a tenant picks the user's first tenant that is not
