@@ -81,13 +81,14 @@ async fn the_bench_runs_and_reports_json() {
         // the hash time) is measured between windows of health.
         // Such a scenario also reports each window's ratio to the health
         // window before it, one per health round (3 by default).
-        let interleaved_health = scenario["interleaved_health_requests_per_second"].as_f64();
+        let interleaved_health = scenario["interleaved_health"]["requests_per_second"].as_f64();
         let window_ratios = scenario["window_ratios"].as_array();
         if scenario["name"] == "health" || scenario["name"] == "login" {
             assert_eq!(interleaved_health, None, "{scenario}");
             assert_eq!(window_ratios, None, "{scenario}");
         } else {
             assert!(interleaved_health.unwrap_or(0.0) > 0.0, "{scenario}");
+            assert_eq!(scenario["interleaved_health"]["errors"].as_u64(), Some(0), "{scenario}");
             let ratios = window_ratios.expect("window_ratios");
             assert_eq!(ratios.len(), 3, "{scenario}");
             assert!(ratios.iter().all(|r| r.as_f64().unwrap_or(0.0) > 0.0), "{scenario}");

@@ -160,12 +160,15 @@ pub async fn record(
                             continue;
                         }
                         let micros = begin.elapsed().as_micros().max(1) as u64;
-                        let _ = result.histogram.record(micros.min(result.histogram.high()));
                         let code = match &outcome {
                             Ok(()) => tonic::Code::Ok,
                             Err(status) => status.code(),
                         };
-                        if code != expect {
+                        // Only the calls answered as expected are timed and
+                        // counted: a quick refusal would flatter both.
+                        if code == expect {
+                            let _ = result.histogram.record(micros.min(result.histogram.high()));
+                        } else {
                             result.errors += 1;
                             if result.first_error.is_none() {
                                 result.first_error = Some(match outcome {
@@ -195,8 +198,15 @@ pub async fn record(
         })
         .collect();
     for (index, handle) in handles {
-        if let Ok(stream) = handle.await {
-            recorded[index].add(stream);
+        match handle.await {
+            Ok(stream) => recorded[index].add(stream),
+            // A stream that panicked lost its calls: they count as failed.
+            Err(error) => {
+                let load = &mut recorded[index];
+                load.errors += 1;
+                load.first_error
+                    .get_or_insert_with(|| format!("a stream task failed: {error}"));
+            }
         }
     }
     (recorded, usage)

@@ -110,9 +110,11 @@ struct ScenarioResult {
     /// windows interleaved with this scenario's when there were any, else
     /// of the opening health run.
     ratio_to_health: f64,
-    /// Requests/s of the health windows interleaved with this scenario's.
+    /// The health windows interleaved with this scenario's, together: their
+    /// requests/s is what `ratio_to_health` divides by, and their errors
+    /// fail the ratio's targets.
     #[serde(skip_serializing_if = "Option::is_none")]
-    interleaved_health_requests_per_second: Option<f64>,
+    interleaved_health: Option<LoadResult>,
     /// Requests/s of the first load ÷ requests/s of the opening health run.
     ratio_to_opening_health: f64,
     /// Each window's requests/s of the first load ÷ those of the health
@@ -207,12 +209,25 @@ async fn connect(addr: &str, count: usize) -> Result<Vec<Channel>, String> {
 }
 
 /// What one argon2id hash with the server's parameters costs here: the
-/// fastest of five, after one to warm up. The host's noise only ever adds to
-/// a hash's time (another tenant's load, or any other thread preempting the
-/// idle-class hashing thread), and their mean swung from 19.5 to 32.3 ms in
-/// one hour on one host, moving the login target with it.
+/// fastest of five, after one on every hashing thread at once to warm them
+/// up (the hashes take the threads in turn, and a thread idle for a second
+/// gives its memory back: a hash on fresh memory pays its page faults, and
+/// the target dividing by it would be too low). The host's noise only ever
+/// adds to a hash's time (another tenant's load, or any other thread
+/// preempting the idle-class hashing thread), and their mean swung from
+/// 19.5 to 32.3 ms in one hour on one host, moving the login target with it.
 async fn argon2_hash_ms() -> Result<f64, String> {
-    let _ = castellan::domain::credentials::hash_password("warm up the hasher".into()).await;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let warming: Vec<_> = (0..threads)
+        .map(|_| {
+            tokio::spawn(castellan::domain::credentials::hash_password(
+                "warm up the hasher".into(),
+            ))
+        })
+        .collect();
+    for hash in warming {
+        let _ = hash.await;
+    }
     let mut fastest = f64::INFINITY;
     for _ in 0..5 {
         let started = std::time::Instant::now();
@@ -369,12 +384,18 @@ async fn run(args: Args) -> Result<(), String> {
             health_rps = rps;
         }
         let ratio = |base: f64| if base > 0.0 { rps / base } else { 0.0 };
-        let interleaved_health = interleaved.then(|| health.requests_per_second());
+        let interleaved_health = interleaved
+            .then(|| health_loads.first().map(|load| health.result(load)))
+            .flatten();
         let result = ScenarioResult {
             name: scenario.name.to_owned(),
             about: scenario.about.to_owned(),
-            ratio_to_health: ratio(interleaved_health.unwrap_or(health_rps)),
-            interleaved_health_requests_per_second: interleaved_health,
+            ratio_to_health: ratio(
+                interleaved_health
+                    .as_ref()
+                    .map_or(health_rps, |health| health.requests_per_second),
+            ),
+            interleaved_health,
             ratio_to_opening_health: ratio(health_rps),
             window_ratios,
             loads,
@@ -454,8 +475,8 @@ fn row_lines(result: &ScenarioResult) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, load)| {
-            let health = match (i, result.interleaved_health_requests_per_second) {
-                (0, Some(rps)) => format!("{rps:>9.0}"),
+            let health = match (i, &result.interleaved_health) {
+                (0, Some(health)) => format!("{:>9.0}", health.requests_per_second),
                 (0, None) => format!("{:>9}", "-"),
                 _ => String::new(),
             };

@@ -98,12 +98,13 @@ impl ServerProcess {
         std::fs::read_to_string(Path::new("/proc").join(self.pid().to_string()).join(name)).ok()
     }
 
-    /// Resident set size now, in MB.
+    /// Resident set size now, in MB (10^6 bytes, as the targets are
+    /// stated; `/proc`'s "kB" are KiB).
     pub fn rss_mb(&self) -> Option<f64> {
         let status = self.proc_file("status")?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb / 1024.0)
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024.0 / 1_000_000.0)
     }
 
     /// User + system CPU seconds used so far.

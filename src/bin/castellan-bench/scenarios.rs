@@ -340,7 +340,9 @@ fn get_user(f: &Arc<Fixture>) -> Vec<Load> {
 
 fn get_user_beside_edits(f: &Arc<Fixture>) -> Vec<Load> {
     let fixture = f.clone();
-    // The last seeded user: never a caller, so the edits change no caller's access.
+    // The last seeded user: never a caller (callers come first, and the seed
+    // refuses a run with no other user), so the edits change no caller's
+    // access.
     let edited = f.user_ids.last().cloned().unwrap_or_default();
     let edits = Load {
         rate: Some(EDITS_PER_SECOND),

@@ -73,6 +73,13 @@ fn status(what: &str) -> impl Fn(tonic::Status) -> String + '_ {
 }
 
 pub async fn seed(channel: &Channel, admin: &MetadataValue<Ascii>, plan: &SeedPlan) -> Result<Seeded, String> {
+    // The scenarios that edit a user edit one that is not a caller.
+    if plan.users <= plan.callers as u64 {
+        return Err(format!(
+            "--users ({}) must be more than --callers ({})",
+            plan.users, plan.callers
+        ));
+    }
     let role = RoleServiceClient::new(channel.clone())
         .create_role(authed(
             CreateRoleRequest {
@@ -307,6 +314,12 @@ pub async fn fixture(
         .await
         .map_err(status("ListUsers (deep)"))?
         .into_inner();
+    if deep.next_page_token.is_empty() || deep_offset < page_size {
+        eprintln!(
+            "note: {total} users at {page_size} a page leave no page deep in the set: \
+             the list-users-deep scenarios read an early page"
+        );
+    }
     Ok(Arc::new(Fixture {
         caller_tokens,
         admin_token: admin.clone(),
