@@ -1,6 +1,7 @@
 //! The one mapping from the domain [`Error`] to `tonic::Status` (AIP-193):
 //! every status carries an `ErrorInfo` (domain `castellan`, an UPPER_SNAKE
-//! reason from `identity.v1.ErrorReason`); validation errors add `BadRequest`
+//! reason: an `identity.v1.ErrorReason` name without its prefix, see
+//! [`reason_code`]); validation errors add `BadRequest`
 //! field violations, throttling adds `RetryInfo`. Internal errors are logged
 //! here, in the request's span, and answered with a generic message.
 

@@ -1,7 +1,7 @@
 //! The one mapping from the domain [`Error`] to an HTTP answer: the status of
 //! API.md's table and a JSON body `{ "code", "message", "details" }`, where
-//! `code` is the `identity.v1.ErrorReason` name and `details` lists the field
-//! violations. The classification itself is shared with gRPC
+//! `code` is the `identity.v1.ErrorReason` name without its prefix
+//! ([`reason_code`]) and `details` lists the field violations. The classification itself is shared with gRPC
 //! ([`classify`]), so both edges say the same thing.
 
 use axum::{

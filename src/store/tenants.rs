@@ -207,8 +207,10 @@ pub enum Deletion {
 /// the members those added are locked then, so who belongs to it alone and
 /// who holds a global role are read once no call can change them (a member
 /// added meanwhile, left unlocked, could otherwise leave its other tenant
-/// as this one goes, and belong to none). SQLite's one writer orders them
-/// all anyway.
+/// as this one goes, and belong to none). A write that locked such a member
+/// and then waits for this tenant's key deadlocks with it, and PostgreSQL
+/// aborts one of the two (ABORTED, retryable). SQLite's one writer orders
+/// them all anyway.
 pub async fn delete<C: ConnectionTrait>(db: &C, tenant_id: Uuid) -> Result<Deletion> {
     let members = Query::select()
         .column(user::Column::Id)
